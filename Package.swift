@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+// sortedtrain: Sorted Fine-Tuning (SoFT) of LLaMA-family models, data-parallel over MPI.
+import PackageDescription
+
+let package = Package(
+    name: "sortedtrain",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sortedtrain", targets: ["sortedtrain"]),
+        .library(name: "SortedKit", targets: ["SortedKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries, each behind a small shim header (see Sources/C*/shim.h).
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
+                       providers: [.apt(["libhdf5-dev"])]),
+
+        // Pure math: tensors, kernels, the LLaMA model, the sorted loss, AdamW.
+        .target(name: "SortedKit", dependencies: ["CBLAS"]),
+        // The one funnel for MPI.
+        .target(name: "SortedDistributed", dependencies: ["CMPI"]),
+        // The one place that knows file formats: HDF5, safetensors.
+        .target(name: "SortedIO", dependencies: ["CHDF5", "SortedKit"]),
+
+        .executableTarget(name: "sortedtrain", dependencies: [
+            "SortedKit", "SortedDistributed", "SortedIO",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Multi-rank checks, launched by launch/test under mpirun.
+        .executableTarget(name: "sortedtrain-mpi-tests", dependencies: ["SortedDistributed"],
+                          path: "Tests/MPITests"),
+
+        .testTarget(name: "SortedKitTests", dependencies: ["SortedKit", "SortedIO"]),
+        .testTarget(name: "SortedIOTests", dependencies: ["SortedIO", "SortedKit"]),
+    ],
+    // Kernels hand raw buffer pointers to worker threads; Swift 5 mode keeps that legal
+    // without wrapping every pointer in a Sendable box.
+    swiftLanguageModes: [.v5]
+)

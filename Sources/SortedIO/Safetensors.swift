@@ -1,0 +1,130 @@
+// Safetensors: reads the format HF uses for weights (an 8-byte little-endian header
+// length, a JSON header of dtype/shape/offsets, then raw little-endian tensor bytes).
+import Foundation
+
+public struct FormatError: Error, CustomStringConvertible {
+    public let file: String
+    public let message: String
+    public init(file: String, _ message: String) {
+        self.file = file
+        self.message = message
+    }
+    public var description: String { "\(file): \(message)" }
+}
+
+public struct SafetensorsFile {
+    public enum DType: String {
+        case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16", i64 = "I64", i32 = "I32"
+        var size: Int {
+            switch self {
+            case .f64, .i64: return 8
+            case .f32, .i32: return 4
+            case .f16, .bf16: return 2
+            }
+        }
+    }
+
+    public struct Entry {
+        public let dtype: DType
+        public let shape: [Int]
+        public let byteRange: Range<Int>
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    public let path: String
+    public let metadata: [String: String]
+    public let entries: [String: Entry]
+    private let data: Data
+    private let dataStart: Int
+
+    public init(contentsOf url: URL) throws {
+        path = url.path
+        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
+            throw FormatError(file: url.path, "cannot be read: \(error.localizedDescription)")
+        }
+        guard data.count >= 8 else { throw FormatError(file: path, "is too short to be a safetensors file") }
+        let headerLength = data.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
+        guard headerLength > 0, 8 + headerLength <= data.count else {
+            throw FormatError(file: path, "header length \(headerLength) does not fit the file (\(data.count) bytes); the file is truncated or not safetensors")
+        }
+        dataStart = 8 + headerLength
+        let json: [String: Any]
+        do {
+            guard let object = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) as? [String: Any] else {
+                throw FormatError(file: path, "header is not a JSON object")
+            }
+            json = object
+        } catch let error as FormatError { throw error } catch {
+            throw FormatError(file: path, "header is not valid JSON")
+        }
+        var parsed: [String: Entry] = [:]
+        var meta: [String: String] = [:]
+        let payload = data.count - dataStart
+        for (name, value) in json {
+            if name == "__metadata__" {
+                meta = (value as? [String: String]) ?? [:]
+                continue
+            }
+            guard let info = value as? [String: Any], let dtypeName = info["dtype"] as? String,
+                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+                throw FormatError(file: path, "tensor '\(name)' has a malformed header entry")
+            }
+            guard let dtype = DType(rawValue: dtypeName) else {
+                throw FormatError(file: path, "tensor '\(name)' has unsupported dtype \(dtypeName)")
+            }
+            let entry = Entry(dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1])
+            guard offsets[0] >= 0, offsets[1] <= payload, entry.byteRange.count == entry.count * dtype.size else {
+                throw FormatError(file: path, "tensor '\(name)' lies outside the file or has the wrong byte size; the file is truncated or corrupt")
+            }
+            parsed[name] = entry
+        }
+        entries = parsed
+        metadata = meta
+    }
+
+    public func entry(_ name: String) throws -> Entry {
+        guard let e = entries[name] else { throw FormatError(file: path, "has no tensor '\(name)'") }
+        return e
+    }
+
+    /// The tensor converted to Float (from F32, F64, F16 or BF16).
+    public func floats(_ name: String) throws -> [Float] {
+        let e = try entry(name)
+        return data.withUnsafeBytes { raw in
+            let base = raw.baseAddress! + dataStart + e.byteRange.lowerBound
+            return (0..<e.count).map { i -> Float in
+                switch e.dtype {
+                case .f32: return Float(bitPattern: UInt32(littleEndian: (base + 4 * i).loadUnaligned(as: UInt32.self)))
+                case .f64: return Float(Double(bitPattern: UInt64(littleEndian: (base + 8 * i).loadUnaligned(as: UInt64.self))))
+                case .f16: return Float(Float16(bitPattern: UInt16(littleEndian: (base + 2 * i).loadUnaligned(as: UInt16.self))))
+                case .bf16: return Float(bitPattern: UInt32(UInt16(littleEndian: (base + 2 * i).loadUnaligned(as: UInt16.self))) << 16)
+                case .i64: return Float(Int64(littleEndian: (base + 8 * i).loadUnaligned(as: Int64.self)))
+                case .i32: return Float(Int32(littleEndian: (base + 4 * i).loadUnaligned(as: Int32.self)))
+                }
+            }
+        }
+    }
+
+    /// The tensor as Double (F64 exactly; other float types widened).
+    public func doubles(_ name: String) throws -> [Double] {
+        let e = try entry(name)
+        if e.dtype != .f64 { return try floats(name).map(Double.init) }
+        return data.withUnsafeBytes { raw in
+            let base = raw.baseAddress! + dataStart + e.byteRange.lowerBound
+            return (0..<e.count).map { Double(bitPattern: UInt64(littleEndian: (base + 8 * $0).loadUnaligned(as: UInt64.self))) }
+        }
+    }
+
+    /// An integer tensor (I64 or I32).
+    public func integers(_ name: String) throws -> [Int64] {
+        let e = try entry(name)
+        return try data.withUnsafeBytes { raw in
+            let base = raw.baseAddress! + dataStart + e.byteRange.lowerBound
+            switch e.dtype {
+            case .i64: return (0..<e.count).map { Int64(littleEndian: (base + 8 * $0).loadUnaligned(as: Int64.self)) }
+            case .i32: return (0..<e.count).map { Int64(Int32(littleEndian: (base + 4 * $0).loadUnaligned(as: Int32.self))) }
+            default: throw FormatError(file: path, "tensor '\(name)' is \(e.dtype.rawValue), expected an integer type")
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+// LlamaModel: the parameters and gradients of a LLaMA decoder in one layer-major buffer each.
+
+public final class LlamaModel: @unchecked Sendable {
+    public let config: LlamaConfig
+    public let layout: ParameterLayout
+    public let parameters: FloatBuffer
+    public let gradients: FloatBuffer
+
+    /// A model with all parameters zero; call `initializeRandomly` or load weights.
+    public init(config: LlamaConfig) throws {
+        try config.validate()
+        self.config = config
+        layout = ParameterLayout(config: config)
+        parameters = FloatBuffer(count: layout.count)
+        gradients = FloatBuffer(count: layout.count)
+    }
+
+    /// HF's LLaMA initialisation: linear and embedding weights ~ N(0, std²), norms 1.
+    /// Deterministic in `seed`.
+    public func initializeRandomly(seed: UInt64, std: Double = 0.02) {
+        var rng = SplitMix64(seed: seed)
+        for tensor in layout.tensors {
+            let p = parameters.pointer + tensor.offset
+            switch tensor.role {
+            case .norm:
+                p.update(repeating: 1, count: tensor.count)
+            case .embedding, .linear, .head:
+                for i in 0..<tensor.count { p[i] = Float(rng.nextNormal() * std) }
+            }
+        }
+    }
+
+    public func zeroGradients() { gradients.zero() }
+
+    /// A model of the first k layers plus the shared final norm and head: the exit-k
+    /// sub-model as a standalone model.
+    public func prefix(depth k: Int) throws -> LlamaModel {
+        guard k >= 1 && k <= config.numHiddenLayers else {
+            throw ConfigError(key: "depth", "\(k) is outside 1...\(config.numHiddenLayers)")
+        }
+        let sub = try LlamaModel(config: config.truncated(toDepth: k))
+        for tensor in sub.layout.tensors {
+            guard let source = layout.tensor(named: tensor.name) else { continue }
+            (sub.parameters.pointer + tensor.offset).update(from: parameters.pointer + source.offset, count: tensor.count)
+        }
+        return sub
+    }
+
+    /// Σ of squares of all gradients, in double precision.
+    public func gradientSquaredNorm() -> Double {
+        var sum = 0.0
+        let g = gradients.pointer
+        for i in 0..<gradients.count { sum += Double(g[i]) * Double(g[i]) }
+        return sum
+    }
+}

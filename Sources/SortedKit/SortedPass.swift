@@ -1,0 +1,273 @@
+// SortedPass: the nested forward and backward of one batch shape (B, T).
+// The forward runs the layers once; at every exit depth e it applies the shared final
+// norm, head and cross-entropy with its backward right there (FusedHeadLoss) and keeps
+// dh_e. The backward walks the layers down and adds dh_e when it reaches depth e, so the
+// layer code never knows about exits. Every backward accumulates (+=) into the gradients.
+
+/// The parts of the gradient buffer that become final together, in the order a step
+/// finishes them: the tail (final norm and untied head) after the forward, each layer as
+/// the backward passes it (top down), the embedding last.
+public enum GradientBucket: Hashable, Sendable {
+    case tail
+    case layer(Int)
+    case embedding
+}
+
+extension ParameterLayout {
+    public func range(of bucket: GradientBucket) -> Range<Int> {
+        switch bucket {
+        case .tail: return tailRange
+        case .layer(let l): return layerRange(l)
+        case .embedding: return embeddingRange
+        }
+    }
+}
+
+public final class SortedPass {
+    public let model: LlamaModel
+    public let batchSize: Int        // B
+    public let sequenceLength: Int   // T
+    private var config: LlamaConfig { model.config }
+    private let rows: Int            // N = B·T
+    private let rope: RotaryEmbedding
+    private let attention: CausalAttention
+    private let head: FusedHeadLoss
+
+    // Saved activations, L blocks each (shapes per layer).
+    private let residual: FloatBuffer      // [(L+1), N, D]: input of layer l at block l
+    private let normed1: FloatBuffer       // [L, N, D]
+    private let inverseRMS1: FloatBuffer   // [L, N]
+    private let qkv: FloatBuffer           // [L, N, (H+2Hkv)·Dh], q and k after RoPE
+    private let probs: FloatBuffer         // [L, B, H, T, T]
+    private let attended: FloatBuffer      // [L, N, H·Dh]
+    private let mid: FloatBuffer           // [L, N, D]: residual after attention
+    private let normed2: FloatBuffer       // [L, N, D]
+    private let inverseRMS2: FloatBuffer   // [L, N]
+    private let gateUp: FloatBuffer        // [L, N, 2F]
+    private let activated: FloatBuffer     // [L, N, F]
+
+    // Scratch for the tail and the backward.
+    private let normedFinal: FloatBuffer   // [N, D]
+    private let inverseRMSFinal: FloatBuffer // [N]
+    private let dNormedFinal: FloatBuffer  // [N, D]
+    private var exitGradients: [Int: FloatBuffer] = [:]  // depth → dh_e [N, D]
+    private let dResidual: FloatBuffer     // [N, D]
+    private let dNormed: FloatBuffer       // [N, D]
+    private let dQKV: FloatBuffer          // [N, (H+2Hkv)·Dh]
+    private let dAttended: FloatBuffer     // [N, H·Dh]
+    private let dGateUp: FloatBuffer       // [N, 2F]
+    private let dActivated: FloatBuffer    // [N, F]
+    private let dScores: FloatBuffer       // [T, T]
+
+    /// headChunkRows: tokens per head GEMM in the fused loss (memory ≈ chunk·V floats).
+    public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 256) throws {
+        let c = model.config
+        guard batchSize > 0 else { throw ConfigError(key: "batch_size", "must be positive, got \(batchSize)") }
+        guard sequenceLength > 0 && sequenceLength <= c.maxPositionEmbeddings else {
+            throw ConfigError(key: "sequence_length",
+                              "\(sequenceLength) must be in 1...max_position_embeddings (\(c.maxPositionEmbeddings))")
+        }
+        self.model = model
+        self.batchSize = batchSize
+        self.sequenceLength = sequenceLength
+        let N = batchSize * sequenceLength, L = c.numHiddenLayers, D = c.hiddenSize, F = c.intermediateSize
+        rows = N
+        rope = RotaryEmbedding(headDim: c.headDim, maxLength: sequenceLength, theta: c.ropeTheta)
+        attention = CausalAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads,
+                                    headDim: c.headDim, sequenceLength: sequenceLength)
+        head = FusedHeadLoss(vocab: c.vocabSize, dim: D, chunkRows: min(headChunkRows, N))
+        residual = FloatBuffer(count: (L + 1) * N * D)
+        normed1 = FloatBuffer(count: L * N * D)
+        inverseRMS1 = FloatBuffer(count: L * N)
+        qkv = FloatBuffer(count: L * N * c.qkvWidth)
+        probs = FloatBuffer(count: L * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength)
+        attended = FloatBuffer(count: L * N * c.queryWidth)
+        mid = FloatBuffer(count: L * N * D)
+        normed2 = FloatBuffer(count: L * N * D)
+        inverseRMS2 = FloatBuffer(count: L * N)
+        gateUp = FloatBuffer(count: L * N * 2 * F)
+        activated = FloatBuffer(count: L * N * F)
+        normedFinal = FloatBuffer(count: N * D)
+        inverseRMSFinal = FloatBuffer(count: N)
+        dNormedFinal = FloatBuffer(count: N * D)
+        dResidual = FloatBuffer(count: N * D)
+        dNormed = FloatBuffer(count: N * D)
+        dQKV = FloatBuffer(count: N * c.qkvWidth)
+        dAttended = FloatBuffer(count: N * c.queryWidth)
+        dGateUp = FloatBuffer(count: N * 2 * F)
+        dActivated = FloatBuffer(count: N * F)
+        dScores = FloatBuffer(count: sequenceLength * sequenceLength)
+    }
+
+    /// Forward over `exits`, and with `computeGradients` the backward, adding into
+    /// model.gradients the gradient of Σ_e weight_e · NLL_e / lossNormalizer.
+    /// lossNormalizer is the number of labelled tokens the loss is averaged over (across
+    /// all ranks and micro-batches in data-parallel training). Returns each exit's local NLL.
+    @discardableResult
+    public func run(_ batch: TokenBatch, exits: [WeightedExit], lossNormalizer: Double,
+                    computeGradients: Bool = true,
+                    onGradientsReady: ((GradientBucket) -> Void)? = nil) -> [ExitLoss] {
+        precondition(batch.batchSize == batchSize && batch.sequenceLength == sequenceLength,
+                     "SortedPass: batch shape differs from the pass's (B, T)")
+        precondition(!exits.isEmpty, "SortedPass: no exits")
+        let c = config, L = c.numHiddenLayers, N = rows, D = c.hiddenSize
+        let P = model.parameters.pointer, G = model.gradients.pointer, layout = model.layout
+        let labelled = batch.targets.indices.compactMap { batch.targets[$0] >= 0 ? Int32($0) : nil }
+        let depthOrder = exits.sorted { $0.depth < $1.depth }
+        let maxDepth = depthOrder.last!.depth
+        precondition(maxDepth <= L && depthOrder.first!.depth >= 1, "SortedPass: exit outside 1...L")
+
+        batch.tokens.withUnsafeBufferPointer { tokens in
+            Embedding.forward(tokens: tokens.baseAddress!, table: P + layout.embedding,
+                              out: residual.pointer, rows: N, dim: D)
+        }
+        var losses: [ExitLoss] = []
+        var nextExit = 0
+        for l in 0..<maxDepth {
+            layerForward(l)
+            while nextExit < depthOrder.count && depthOrder[nextExit].depth == l + 1 {
+                let exit = depthOrder[nextExit]
+                let scale = computeGradients ? Float(exit.weight / lossNormalizer) : nil
+                let dh = exitGradient(depth: exit.depth)
+                let nll = batch.targets.withUnsafeBufferPointer { targets in
+                    head.run(hidden: residual.pointer + (l + 1) * N * D, targets: targets.baseAddress!,
+                             labelled: labelled, normWeight: P + layout.finalNorm, headWeight: P + layout.head,
+                             eps: Float(c.rmsNormEps), normed: normedFinal.pointer,
+                             inverseRMS: inverseRMSFinal.pointer, rows: N, gradientScale: scale,
+                             dNormed: dNormedFinal.pointer, dHidden: dh.pointer,
+                             dNormWeight: G + layout.finalNorm, dHeadWeight: G + layout.head)
+                }
+                losses.append(ExitLoss(depth: exit.depth, negativeLogLikelihood: nll, tokens: labelled.count))
+                nextExit += 1
+            }
+        }
+        guard computeGradients else { return losses }
+
+        onGradientsReady?(.tail)
+        for l in stride(from: L - 1, through: maxDepth, by: -1) { onGradientsReady?(.layer(l)) }
+        dResidual.zero()
+        for l in stride(from: maxDepth - 1, through: 0, by: -1) {
+            if depthOrder.contains(where: { $0.depth == l + 1 }) {
+                addInPlace(dResidual.pointer, exitGradient(depth: l + 1).pointer, N * D)
+            }
+            layerBackward(l)
+            onGradientsReady?(.layer(l))
+        }
+        batch.tokens.withUnsafeBufferPointer { tokens in
+            Embedding.backward(tokens: tokens.baseAddress!, dOut: dResidual.pointer,
+                               dTable: G + layout.embedding, rows: N, dim: D)
+        }
+        onGradientsReady?(.embedding)
+        return losses
+    }
+
+    /// Logits [B·T, V] of the exit-k sub-model (forward only), for evaluation and tests.
+    public func logits(_ batch: TokenBatch, depth k: Int) -> [Float] {
+        let c = config, N = rows, D = c.hiddenSize, V = c.vocabSize
+        let P = model.parameters.pointer, layout = model.layout
+        batch.tokens.withUnsafeBufferPointer { tokens in
+            Embedding.forward(tokens: tokens.baseAddress!, table: P + layout.embedding,
+                              out: residual.pointer, rows: N, dim: D)
+        }
+        for l in 0..<k { layerForward(l) }
+        RMSNorm.forward(x: residual.pointer + k * N * D, weight: P + layout.finalNorm, y: normedFinal.pointer,
+                        inverseRMS: inverseRMSFinal.pointer, rows: N, dim: D, eps: Float(c.rmsNormEps))
+        var out = [Float](repeating: 0, count: N * V)
+        out.withUnsafeMutableBufferPointer { o in
+            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: V, k: D, a: normedFinal.pointer, lda: D,
+                      b: P + layout.head, ldb: D, beta: 0, c: o.baseAddress!, ldc: V)
+        }
+        return out
+    }
+
+    private func exitGradient(depth: Int) -> FloatBuffer {
+        if let buffer = exitGradients[depth] { return buffer }
+        let buffer = FloatBuffer(count: rows * config.hiddenSize)
+        exitGradients[depth] = buffer
+        return buffer
+    }
+
+    // MARK: - One decoder layer
+
+    /// residual[l] → residual[l+1], saving what the backward needs.
+    private func layerForward(_ l: Int) {
+        let c = config, N = rows, D = c.hiddenSize, F = c.intermediateSize
+        let W = c.qkvWidth, A = c.queryWidth
+        let w = model.layout.layers[l], P = model.parameters.pointer
+        let x = residual.pointer + l * N * D
+        let xn1 = normed1.pointer + l * N * D, qkvL = qkv.pointer + l * N * W
+        let att = attended.pointer + l * N * A, h1 = mid.pointer + l * N * D
+        let xn2 = normed2.pointer + l * N * D, gu = gateUp.pointer + l * N * 2 * F
+        let act = activated.pointer + l * N * F, out = residual.pointer + (l + 1) * N * D
+        let eps = Float(c.rmsNormEps)
+
+        RMSNorm.forward(x: x, weight: P + w.inputNorm, y: xn1, inverseRMS: inverseRMS1.pointer + l * N,
+                        rows: N, dim: D, eps: eps)
+        BLAS.gemm(transposeA: false, transposeB: true, m: N, n: W, k: D,
+                  a: xn1, lda: D, b: P + w.qkv, ldb: D, beta: 0, c: qkvL, ldc: W)
+        for b in 0..<batchSize {
+            // q and k heads are adjacent in a row: rotate H + Hkv heads at once.
+            rope.apply(qkvL + b * sequenceLength * W, rows: sequenceLength,
+                       heads: c.numAttentionHeads + c.numKeyValueHeads, stride: W, inverse: false)
+        }
+        attention.forward(qkv: qkvL, probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
+                          out: att, batch: batchSize)
+        h1.update(from: x, count: N * D)
+        BLAS.gemm(transposeA: false, transposeB: true, m: N, n: D, k: A,
+                  a: att, lda: A, b: P + w.output, ldb: A, beta: 1, c: h1, ldc: D)
+        RMSNorm.forward(x: h1, weight: P + w.postNorm, y: xn2, inverseRMS: inverseRMS2.pointer + l * N,
+                        rows: N, dim: D, eps: eps)
+        BLAS.gemm(transposeA: false, transposeB: true, m: N, n: 2 * F, k: D,
+                  a: xn2, lda: D, b: P + w.gateUp, ldb: D, beta: 0, c: gu, ldc: 2 * F)
+        SwiGLU.forward(gateUp: gu, act: act, rows: N, width: F)
+        out.update(from: h1, count: N * D)
+        BLAS.gemm(transposeA: false, transposeB: true, m: N, n: D, k: F,
+                  a: act, lda: F, b: P + w.down, ldb: F, beta: 1, c: out, ldc: D)
+    }
+
+    /// dResidual holds d residual[l+1] on entry and d residual[l] on return; layer l's
+    /// parameter gradients accumulate.
+    private func layerBackward(_ l: Int) {
+        let c = config, N = rows, D = c.hiddenSize, F = c.intermediateSize
+        let W = c.qkvWidth, A = c.queryWidth
+        let w = model.layout.layers[l], P = model.parameters.pointer, G = model.gradients.pointer
+        let x = residual.pointer + l * N * D
+        let xn1 = normed1.pointer + l * N * D, qkvL = qkv.pointer + l * N * W
+        let att = attended.pointer + l * N * A, h1 = mid.pointer + l * N * D
+        let xn2 = normed2.pointer + l * N * D, gu = gateUp.pointer + l * N * 2 * F
+        let act = activated.pointer + l * N * F
+        let dr = dResidual.pointer
+
+        // MLP: out = h1 + act·W_downᵀ
+        BLAS.gemm(transposeA: false, transposeB: false, m: N, n: F, k: D,
+                  a: dr, lda: D, b: P + w.down, ldb: F, beta: 0, c: dActivated.pointer, ldc: F)
+        BLAS.gemm(transposeA: true, transposeB: false, m: D, n: F, k: N,
+                  a: dr, lda: D, b: act, ldb: F, beta: 1, c: G + w.down, ldc: F)
+        SwiGLU.backward(dAct: dActivated.pointer, gateUp: gu, dGateUp: dGateUp.pointer, rows: N, width: F)
+        BLAS.gemm(transposeA: true, transposeB: false, m: 2 * F, n: D, k: N,
+                  a: dGateUp.pointer, lda: 2 * F, b: xn2, ldb: D, beta: 1, c: G + w.gateUp, ldc: D)
+        BLAS.gemm(transposeA: false, transposeB: false, m: N, n: D, k: 2 * F,
+                  a: dGateUp.pointer, lda: 2 * F, b: P + w.gateUp, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
+        RMSNorm.backward(dy: dNormed.pointer, x: h1, weight: P + w.postNorm, inverseRMS: inverseRMS2.pointer + l * N,
+                         dx: dr, dWeight: G + w.postNorm, rows: N, dim: D, accumulate: true)
+
+        // Attention: h1 = x + attended·W_oᵀ
+        BLAS.gemm(transposeA: false, transposeB: false, m: N, n: A, k: D,
+                  a: dr, lda: D, b: P + w.output, ldb: A, beta: 0, c: dAttended.pointer, ldc: A)
+        BLAS.gemm(transposeA: true, transposeB: false, m: D, n: A, k: N,
+                  a: dr, lda: D, b: att, ldb: A, beta: 1, c: G + w.output, ldc: A)
+        attention.backward(dOut: dAttended.pointer, qkv: qkvL,
+                           probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
+                           dQKV: dQKV.pointer, scratch: dScores.pointer, batch: batchSize)
+        for b in 0..<batchSize {
+            rope.apply(dQKV.pointer + b * sequenceLength * W, rows: sequenceLength,
+                       heads: c.numAttentionHeads + c.numKeyValueHeads, stride: W, inverse: true)
+        }
+        BLAS.gemm(transposeA: true, transposeB: false, m: W, n: D, k: N,
+                  a: dQKV.pointer, lda: W, b: xn1, ldb: D, beta: 1, c: G + w.qkv, ldc: D)
+        BLAS.gemm(transposeA: false, transposeB: false, m: N, n: D, k: W,
+                  a: dQKV.pointer, lda: W, b: P + w.qkv, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
+        RMSNorm.backward(dy: dNormed.pointer, x: x, weight: P + w.inputNorm, inverseRMS: inverseRMS1.pointer + l * N,
+                         dx: dr, dWeight: G + w.inputNorm, rows: N, dim: D, accumulate: true)
+    }
+}

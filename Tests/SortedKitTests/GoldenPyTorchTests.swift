@@ -1,0 +1,108 @@
+// Golden test: the sorted loss, its gradients and three AdamW steps against PyTorch +
+// transformers LlamaForCausalLM (fixtures made by scripts/make_golden_fixture.py, computed
+// in float64). SortedKit computes in float32, so tolerances are stated per quantity:
+//   losses        rtol 1e-5
+//   logits        atol 1e-4, rtol 1e-4
+//   gradients     atol 1e-6, rtol 1e-4   (gradient magnitudes range 1e-7 … 0.8)
+//   after AdamW   atol 1e-5, rtol 1e-4
+import Foundation
+import XCTest
+@testable import SortedKit
+import SortedIO
+
+let fixturesDirectory = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")
+
+struct GoldenFixture {
+    let file: SafetensorsFile
+    let config: LlamaConfig
+    let batch: TokenBatch
+    let exits: [Int]
+
+    init(_ name: String) throws {
+        file = try SafetensorsFile(contentsOf: fixturesDirectory.appendingPathComponent(name))
+        config = try LlamaConfig.decode(json: Data(file.metadata["config"]!.utf8), source: name)
+        exits = try JSONDecoder().decode([Int].self, from: Data(file.metadata["exits"]!.utf8))
+        let shape = try file.entry("input_ids").shape
+        batch = TokenBatch(batchSize: shape[0], sequenceLength: shape[1],
+                           tokens: try file.integers("input_ids").map { Int32($0) },
+                           labels: try file.integers("labels").map { Int32($0) })
+    }
+
+    func makeModel() throws -> LlamaModel {
+        let model = try LlamaModel(config: config)
+        for tensor in model.layout.tensors {
+            let values = try file.floats(tensor.name)
+            XCTAssertEqual(values.count, tensor.count, tensor.name)
+            model.parameters.copy(from: values, offset: tensor.offset)
+        }
+        return model
+    }
+
+    func adamw() throws -> (AdamWSettings, Double) {
+        let json = try JSONSerialization.jsonObject(with: Data(file.metadata["adamw"]!.utf8)) as! [String: Double]
+        let settings = AdamWSettings(learningRate: json["lr"]!, beta1: json["beta1"]!, beta2: json["beta2"]!,
+                                     eps: json["eps"]!, weightDecay: json["weight_decay"]!)
+        return (settings, json["max_grad_norm"]!)
+    }
+}
+
+final class GoldenPyTorchTests: XCTestCase {
+    static let fixtures = ["golden-gqa-tied.safetensors", "golden-mha-untied.safetensors"]
+
+    func testSortedLossLogitsAndGradientsMatchPyTorch() throws {
+        for name in Self.fixtures {
+            let fixture = try GoldenFixture(name)
+            let model = try fixture.makeModel()
+            let objective = try SortedObjective(exits: fixture.exits, numLayers: fixture.config.numHiddenLayers)
+            let pass = try SortedPass(model: model, batchSize: fixture.batch.batchSize,
+                                      sequenceLength: fixture.batch.sequenceLength, headChunkRows: 5)
+            let losses = pass.run(fixture.batch, exits: objective.activeExits(step: 0),
+                                  lossNormalizer: Double(fixture.batch.labelledCount))
+            var total = 0.0
+            for loss in losses {
+                let expected = try fixture.file.doubles("loss.exit_\(loss.depth)")[0]
+                XCTAssertEqual(loss.mean, expected, accuracy: 1e-5 * expected, "\(name) exit \(loss.depth) loss")
+                total += loss.mean / Double(losses.count)
+            }
+            XCTAssertEqual(total, try fixture.file.doubles("loss.total")[0], accuracy: 1e-5 * total, "\(name) total")
+            for tensor in model.layout.tensors {
+                assertClose(model.gradients.array(offset: tensor.offset, count: tensor.count),
+                            try fixture.file.floats("grad." + tensor.name), atol: 1e-6, rtol: 1e-4, "\(name) grad \(tensor.name)")
+            }
+            for k in fixture.exits {
+                assertClose(pass.logits(fixture.batch, depth: k), try fixture.file.floats("logits.exit_\(k)"),
+                            atol: 1e-4, rtol: 1e-4, "\(name) logits exit \(k)")
+            }
+        }
+    }
+
+    func testThreeAdamWStepsWithClippingMatchPyTorch() throws {
+        for name in Self.fixtures {
+            let fixture = try GoldenFixture(name)
+            let model = try fixture.makeModel()
+            let (settings, maxNorm) = try fixture.adamw()
+            let optimizer = try AdamW(layout: model.layout, settings: settings)
+            let objective = try SortedObjective(exits: fixture.exits, numLayers: fixture.config.numHiddenLayers)
+            let pass = try SortedPass(model: model, batchSize: fixture.batch.batchSize,
+                                      sequenceLength: fixture.batch.sequenceLength)
+            for step in 1...3 {
+                model.zeroGradients()
+                let losses = pass.run(fixture.batch, exits: objective.activeExits(step: step),
+                                      lossNormalizer: Double(fixture.batch.labelledCount))
+                let total = losses.map(\.mean).reduce(0, +) / Double(losses.count)
+                let expectedLoss = try fixture.file.doubles("adamw.step_loss_\(step)")[0]
+                XCTAssertEqual(total, expectedLoss, accuracy: 1e-5 * expectedLoss, "\(name) step \(step) loss")
+                let norm = clipGradientNorm(model.gradients, maxNorm: maxNorm)
+                let expectedNorm = try fixture.file.doubles("adamw.grad_norm_\(step)")[0]
+                XCTAssertEqual(norm, expectedNorm, accuracy: 1e-4 * expectedNorm, "\(name) step \(step) grad norm")
+                optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: settings.learningRate)
+            }
+            for tensor in model.layout.tensors {
+                assertClose(model.parameters.array(offset: tensor.offset, count: tensor.count),
+                            try fixture.file.floats("adamw.param." + tensor.name), atol: 1e-5, rtol: 1e-4,
+                            "\(name) after 3 steps \(tensor.name)")
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+// Finite-difference checks of every kernel's backward: for a random cotangent dy the
+// scalar Σ dy·y(x) must change as the backward's gradients say.
+import XCTest
+@testable import SortedKit
+
+final class KernelGradientTests: XCTestCase {
+    func testRMSNormBackward() {
+        let N = 3, D = 20
+        let xBuf = buffer(randomArray(N * D, seed: 1)), wBuf = buffer(randomArray(D, seed: 2, scale: 0.3, offset: 1))
+        let x = xBuf.pointer, w = wBuf.pointer
+        let dy = randomArray(N * D, seed: 3)
+        var y = [Float](repeating: 0, count: N * D), inv = [Float](repeating: 0, count: N)
+        func loss() -> Double {
+            RMSNorm.forward(x: x, weight: w, y: &y, inverseRMS: &inv, rows: N, dim: D, eps: 1e-5)
+            return weightedSum(y, dy)
+        }
+        _ = loss()
+        var dx = [Float](repeating: 7, count: N * D), dw = [Float](repeating: 0, count: D)
+        RMSNorm.backward(dy: dy, x: x, weight: w, inverseRMS: inv, dx: &dx, dWeight: &dw, rows: N, dim: D, accumulate: false)
+        checkFiniteDifferences(xBuf, indices: Array(0..<(N * D)), analytic: dx, what: "dx", loss: loss)
+        checkFiniteDifferences(wBuf, indices: Array(0..<D), analytic: dw, what: "dweight", loss: loss)
+        // accumulate adds to what is there
+        var dx2 = [Float](repeating: 1, count: N * D), dw2 = [Float](repeating: 0, count: D)
+        RMSNorm.backward(dy: dy, x: x, weight: w, inverseRMS: inv, dx: &dx2, dWeight: &dw2, rows: N, dim: D, accumulate: true)
+        assertClose(dx2, dx.map { $0 + 1 }, atol: 1e-6, rtol: 1e-6, "accumulated dx")
+    }
+
+    func testRotaryInverseIsTranspose() {
+        let T = 5, heads = 3, Dh = 8, stride = heads * Dh + 4
+        let rope = RotaryEmbedding(headDim: Dh, maxLength: T, theta: 10000)
+        var x = randomArray(T * stride, seed: 4)
+        let y = randomArray(T * stride, seed: 5)
+        let original = x
+        rope.apply(&x, rows: T, heads: heads, stride: stride, inverse: false)
+        var yt = y
+        rope.apply(&yt, rows: T, heads: heads, stride: stride, inverse: true)
+        // <R x, y> == <x, Rᵀ y>, and values past the heads are untouched
+        XCTAssertEqual(weightedSum(x, y), weightedSum(original, yt), accuracy: 1e-4)
+        for t in 0..<T { for i in (heads * Dh)..<stride { XCTAssertEqual(x[t * stride + i], original[t * stride + i]) } }
+        // position 0 is the identity; the rotation keeps each pair's norm
+        for i in 0..<(heads * Dh) { XCTAssertEqual(x[i], original[i], accuracy: 1e-6) }
+        var inverse = x
+        rope.apply(&inverse, rows: T, heads: heads, stride: stride, inverse: true)
+        assertClose(inverse, original, atol: 1e-5, rtol: 1e-5, "R⁻¹R x")
+    }
+
+    func testSwiGLUBackward() {
+        let N = 2, F = 11
+        let guBuf = buffer(randomArray(N * 2 * F, seed: 6, scale: 2)), gu = guBuf.pointer
+        let dAct = randomArray(N * F, seed: 7)
+        var act = [Float](repeating: 0, count: N * F)
+        func loss() -> Double {
+            SwiGLU.forward(gateUp: gu, act: &act, rows: N, width: F)
+            return weightedSum(act, dAct)
+        }
+        _ = loss()
+        var dgu = [Float](repeating: 0, count: N * 2 * F)
+        SwiGLU.backward(dAct: dAct, gateUp: gu, dGateUp: &dgu, rows: N, width: F)
+        checkFiniteDifferences(guBuf, indices: Array(0..<(N * 2 * F)), analytic: dgu,
+                                   step: 1e-2, what: "dgateUp", loss: loss)
+    }
+
+    func testCausalGroupedQueryAttentionBackward() {
+        let B = 2, T = 6, H = 4, Hkv = 2, Dh = 8
+        let attention = CausalAttention(heads: H, kvHeads: Hkv, headDim: Dh, sequenceLength: T)
+        let W = attention.qkvWidth, A = attention.outWidth
+        let qkvBuf = buffer(randomArray(B * T * W, seed: 8)), qkv = qkvBuf.pointer
+        let dOut = randomArray(B * T * A, seed: 9)
+        var probs = [Float](repeating: 0, count: B * H * T * T), out = [Float](repeating: 0, count: B * T * A)
+        func loss() -> Double {
+            attention.forward(qkv: qkv, probs: &probs, out: &out, batch: B)
+            return weightedSum(out, dOut)
+        }
+        _ = loss()
+        // causality: row i of every probability matrix sums to 1 and is 0 past i
+        for m in 0..<(B * H) {
+            for i in 0..<T {
+                let row = probs[(m * T + i) * T..<((m * T + i) * T + T)]
+                XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-5)
+                for j in (i + 1)..<T { XCTAssertEqual(row[row.startIndex + j], 0) }
+            }
+        }
+        var dqkv = [Float](repeating: 3, count: B * T * W), scratch = [Float](repeating: 0, count: T * T)
+        attention.backward(dOut: dOut, qkv: qkv, probs: probs, dQKV: &dqkv, scratch: &scratch, batch: B)
+        checkFiniteDifferences(qkvBuf, indices: sampleIndices(B * T * W, count: 120, seed: 10),
+                                   analytic: dqkv, what: "dqkv", loss: loss)
+    }
+
+    func testEmbeddingBackwardScatterAdds() {
+        let V = 5, D = 3
+        let tokens: [Int32] = [1, 3, 1]
+        let dOut = randomArray(3 * D, seed: 11)
+        var dTable = [Float](repeating: 1, count: V * D)
+        Embedding.backward(tokens: tokens, dOut: dOut, dTable: &dTable, rows: 3, dim: D)
+        for i in 0..<D {
+            XCTAssertEqual(dTable[1 * D + i], 1 + dOut[i] + dOut[2 * D + i], accuracy: 1e-6)
+            XCTAssertEqual(dTable[3 * D + i], 1 + dOut[D + i], accuracy: 1e-6)
+            XCTAssertEqual(dTable[0 * D + i], 1)
+        }
+    }
+
+    func testFusedHeadLossBackwardAndChunking() {
+        let N = 7, D = 12, V = 19
+        let hiddenBuf = buffer(randomArray(N * D, seed: 12)), hidden = hiddenBuf.pointer
+        let normWBuf = buffer(randomArray(D, seed: 13, scale: 0.2, offset: 1)), normW = normWBuf.pointer
+        let headWBuf = buffer(randomArray(V * D, seed: 14, scale: 0.5)), headW = headWBuf.pointer
+        let targets: [Int32] = [3, -100, 18, 0, -100, 7, 7]
+        let labelled: [Int32] = [0, 2, 3, 5, 6]
+        var normed = [Float](repeating: 0, count: N * D), inv = [Float](repeating: 0, count: N)
+        var dNormed = normed, dHidden = normed
+        var dNorm = [Float](repeating: 0, count: D), dHead = [Float](repeating: 0, count: V * D)
+        for chunk in [1, 2, 64] {
+            let head = FusedHeadLoss(vocab: V, dim: D, chunkRows: chunk)
+            func loss() -> Double {
+                var scratchN = normed, scratchInv = inv, d1 = dNormed, d2 = dHidden, d3 = dNorm, d4 = dHead
+                return head.run(hidden: hidden, targets: targets, labelled: labelled, normWeight: normW, headWeight: headW,
+                                eps: 1e-5, normed: &scratchN, inverseRMS: &scratchInv, rows: N, gradientScale: nil,
+                                dNormed: &d1, dHidden: &d2, dNormWeight: &d3, dHeadWeight: &d4)
+            }
+            // Independent forward: log-softmax in double over explicit logits.
+            var reference = 0.0
+            for r in labelled {
+                let row = Int(r)
+                let x = Array(UnsafeBufferPointer(start: hidden + row * D, count: D))
+                let rms = (x.map { Double($0) * Double($0) }.reduce(0, +) / Double(D) + 1e-5).squareRoot()
+                let logits = (0..<V).map { v in (0..<D).map { Double(headW[v * D + $0]) * Double(x[$0]) / rms * Double(normW[$0]) }.reduce(0, +) }
+                let m = logits.max()!
+                reference += m + log(logits.map { exp($0 - m) }.reduce(0, +)) - logits[Int(targets[row])]
+            }
+            XCTAssertEqual(loss(), reference, accuracy: 1e-4 * reference, "chunk \(chunk)")
+
+            dNorm = [Float](repeating: 0, count: D); dHead = [Float](repeating: 0, count: V * D)
+            _ = head.run(hidden: hidden, targets: targets, labelled: labelled, normWeight: normW, headWeight: headW,
+                         eps: 1e-5, normed: &normed, inverseRMS: &inv, rows: N, gradientScale: 1,
+                         dNormed: &dNormed, dHidden: &dHidden, dNormWeight: &dNorm, dHeadWeight: &dHead)
+            for row in [1, 4] { for i in 0..<D { XCTAssertEqual(dHidden[row * D + i], 0, "unlabelled row has no gradient") } }
+            checkFiniteDifferences(hiddenBuf, indices: sampleIndices(N * D, count: 40, seed: 15),
+                                       analytic: dHidden, what: "dhidden(chunk \(chunk))", loss: loss)
+            checkFiniteDifferences(normWBuf, indices: Array(0..<D), analytic: dNorm,
+                                       what: "dnorm", loss: loss)
+            checkFiniteDifferences(headWBuf, indices: sampleIndices(V * D, count: 40, seed: 16),
+                                       analytic: dHead, what: "dhead", loss: loss)
+        }
+    }
+
+    func testExpMatchesFoundation() {
+        for x in stride(from: -80.0 as Float, through: 80, by: 0.37) {
+            let e = expScalar(x), ref = Foundation.exp(Double(x))
+            XCTAssertEqual(Double(e), ref, accuracy: 3e-7 * ref, "exp(\(x))")
+        }
+        XCTAssertLessThan(expScalar(-200), 1e-37)
+    }
+}
