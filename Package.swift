@@ -28,8 +28,14 @@ let package = Package(
         // The one place that knows file formats: HDF5, safetensors.
         .target(name: "SortedIO", dependencies: ["CHDF5", "SortedKit"]),
 
+        // Tokenizers, datasets, prompt templates, the sharded sampler.
+        .target(name: "SortedData", dependencies: ["SortedIO"]),
+
+        // Run configuration, the training loop, metrics, benchmarks.
+        .target(name: "SortedTraining", dependencies: ["SortedKit", "SortedDistributed", "SortedIO", "SortedData"]),
+
         .executableTarget(name: "sortedtrain", dependencies: [
-            "SortedKit", "SortedDistributed", "SortedIO",
+            "SortedTraining", "SortedKit", "SortedDistributed", "SortedIO", "SortedData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Multi-rank checks, launched by launch/test under mpirun.
@@ -38,6 +44,8 @@ let package = Package(
 
         .testTarget(name: "SortedKitTests", dependencies: ["SortedKit", "SortedIO"]),
         .testTarget(name: "SortedIOTests", dependencies: ["SortedIO", "SortedKit"]),
+        .testTarget(name: "SortedDataTests", dependencies: ["SortedData", "SortedIO"]),
+        .testTarget(name: "SortedTrainingTests", dependencies: ["SortedTraining", "SortedKit"]),
     ],
     // Kernels hand raw buffer pointers to worker threads; Swift 5 mode keeps that legal
     // without wrapping every pointer in a Sendable box.

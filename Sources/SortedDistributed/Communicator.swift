@@ -1,1 +1,55 @@
+// Communicator: what training needs from the process group — rank, size, sum-reductions
+// (blocking and non-blocking), broadcast, barrier, abort. MPI and single-process versions.
+import Foundation
 
+public struct CommunicatorError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// A reduction started with `startAllReduceSum`; finished by `wait` or polled by `test`.
+public protocol PendingReduction: AnyObject {
+    /// Drives progress; true once the result is in the output buffer.
+    func test() throws -> Bool
+    /// Blocks until done, or throws after `timeout` seconds.
+    func wait(timeout: Double) throws
+}
+
+public protocol Communicator: AnyObject {
+    var rank: Int { get }
+    var size: Int { get }
+    /// Σ over ranks of `count` floats, in place.
+    func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
+    /// Σ over ranks of doubles, in place (loss sums, token counts).
+    func allReduceSum(_ values: inout [Double]) throws
+    /// Starts Σ over ranks of `input` into `output` (out-of-place, non-blocking). Both
+    /// buffers must stay valid and untouched until the reduction completes.
+    func startAllReduceSum(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, count: Int) throws -> PendingReduction
+    /// Copies rank `root`'s bytes to every rank.
+    func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws
+    func barrier() throws
+    /// Ends every process of the job with `code` (a dead or stuck peer must not hang us).
+    func abort(code: Int32) -> Never
+}
+
+/// One process, no MPI: reductions are copies.
+public final class SingleProcessCommunicator: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}
+    public func allReduceSum(_ values: inout [Double]) throws {}
+    public func startAllReduceSum(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, count: Int) throws -> PendingReduction {
+        if UnsafePointer(output) != input { output.update(from: input, count: count) }
+        return CompletedReduction()
+    }
+    public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws {}
+    public func barrier() throws {}
+    public func abort(code: Int32) -> Never { exit(code) }
+}
+
+final class CompletedReduction: PendingReduction {
+    func test() throws -> Bool { true }
+    func wait(timeout: Double) throws {}
+}

@@ -1,0 +1,1 @@
+// SortedData: tokenizers, datasets, prompt templates and the sharded sampler.

@@ -1,0 +1,174 @@
+// HDF5File: the one wrapper over the HDF5 C library. Float and integer datasets (chunked,
+// with the Fletcher32 checksum filter), groups created on demand, string attributes.
+// HDF5's automatic error printing is switched off; failures become FormatError values.
+import CHDF5
+import Foundation
+
+public final class HDF5File {
+    public let path: String
+    private let id: hid_t
+
+    private static let silenceErrors: Void = { H5Eset_auto2(0, nil, nil) }()
+
+    /// Creates (or truncates) a file.
+    public init(creating path: String) throws {
+        _ = Self.silenceErrors
+        self.path = path
+        id = H5Fcreate(path, chdf5_f_acc_trunc(), chdf5_p_default(), chdf5_p_default())
+        if id < 0 { throw FormatError(file: path, "cannot be created (check the folder exists and is writable)") }
+    }
+
+    /// Opens an existing file, read-only unless `writable`.
+    public init(opening path: String, writable: Bool = false) throws {
+        _ = Self.silenceErrors
+        self.path = path
+        guard FileManager.default.fileExists(atPath: path) else { throw FormatError(file: path, "does not exist") }
+        id = H5Fopen(path, writable ? chdf5_f_acc_rdwr() : chdf5_f_acc_rdonly(), chdf5_p_default())
+        if id < 0 { throw FormatError(file: path, "is not a readable HDF5 file (truncated or corrupt?)") }
+    }
+
+    deinit { H5Fclose(id) }
+
+    /// Writes everything buffered to disk.
+    public func flush() throws {
+        if H5Fflush(id, H5F_SCOPE_GLOBAL) < 0 { throw FormatError(file: path, "flush failed") }
+    }
+
+    /// A float32 dataset at `name` (intermediate groups created), chunked in ~1 MiB pieces
+    /// with the Fletcher32 checksum that HDF5 verifies on every read.
+    public func write(_ name: String, floats: UnsafePointer<Float>, shape: [Int]) throws {
+        try write(name, type: chdf5_native_float(), data: UnsafeRawPointer(floats), shape: shape, elementSize: 4)
+    }
+
+    public func write(_ name: String, floats: [Float], shape: [Int]) throws {
+        try floats.withUnsafeBufferPointer { try write(name, floats: $0.baseAddress!, shape: shape) }
+    }
+
+    public func write(_ name: String, int64s: [Int64], shape: [Int]) throws {
+        try int64s.withUnsafeBufferPointer {
+            try write(name, type: chdf5_native_int64(), data: UnsafeRawPointer($0.baseAddress!), shape: shape, elementSize: 8)
+        }
+    }
+
+    private func write(_ name: String, type: hid_t, data: UnsafeRawPointer, shape: [Int], elementSize: Int) throws {
+        let count = shape.reduce(1, *)
+        let dims = shape.map { hsize_t($0) }
+        let space = H5Screate_simple(Int32(dims.count), dims, nil)
+        defer { H5Sclose(space) }
+        let dcpl = H5Pcreate(chdf5_p_dataset_create())
+        defer { H5Pclose(dcpl) }
+        if count > 0 {
+            // Chunk along the first axis so one chunk is ≈ 1 MiB.
+            let rowElements = max(shape.dropFirst().reduce(1, *), 1)
+            let rows = max(1, min(shape.first ?? 1, (1 << 20) / (rowElements * elementSize)))
+            var chunk = dims
+            if !chunk.isEmpty { chunk[0] = hsize_t(rows) }
+            H5Pset_chunk(dcpl, Int32(chunk.count), chunk)
+            H5Pset_fletcher32(dcpl)
+        }
+        let lcpl = H5Pcreate(chdf5_p_link_create())
+        defer { H5Pclose(lcpl) }
+        H5Pset_create_intermediate_group(lcpl, 1)
+        let dataset = H5Dcreate2(id, name, type, space, lcpl, dcpl, chdf5_p_default())
+        if dataset < 0 { throw FormatError(file: path, "cannot create dataset '\(name)' (does it exist already?)") }
+        defer { H5Dclose(dataset) }
+        if count > 0, H5Dwrite(dataset, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), data) < 0 {
+            throw FormatError(file: path, "writing dataset '\(name)' failed (disk full?)")
+        }
+    }
+
+    public func exists(_ name: String) -> Bool {
+        // Check each path component: H5Lexists fails on a missing intermediate group.
+        var prefix = ""
+        for part in name.split(separator: "/") {
+            prefix += (prefix.isEmpty ? "" : "/") + part
+            if H5Lexists(id, prefix, chdf5_p_default()) <= 0 { return false }
+        }
+        return true
+    }
+
+    public func shape(of name: String) throws -> [Int] {
+        let dataset = try openDataset(name)
+        defer { H5Dclose(dataset) }
+        let space = H5Dget_space(dataset)
+        defer { H5Sclose(space) }
+        let rank = Int(H5Sget_simple_extent_ndims(space))
+        var dims = [hsize_t](repeating: 0, count: rank)
+        H5Sget_simple_extent_dims(space, &dims, nil)
+        return dims.map { Int($0) }
+    }
+
+    /// Reads a float dataset into `into` (which holds exactly its element count). A
+    /// checksum mismatch or a short file is an error naming the dataset.
+    public func read(_ name: String, into: UnsafeMutablePointer<Float>, count: Int) throws {
+        let found = try shape(of: name).reduce(1, *)
+        guard found == count else {
+            throw FormatError(file: path, "dataset '\(name)' holds \(found) values, expected \(count)")
+        }
+        let dataset = try openDataset(name)
+        defer { H5Dclose(dataset) }
+        if count > 0, H5Dread(dataset, chdf5_native_float(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), into) < 0 {
+            throw FormatError(file: path, "dataset '\(name)' cannot be read: checksum mismatch or truncated file")
+        }
+    }
+
+    public func readFloats(_ name: String) throws -> [Float] {
+        let count = try shape(of: name).reduce(1, *)
+        var values = [Float](repeating: 0, count: count)
+        try values.withUnsafeMutableBufferPointer { try read(name, into: $0.baseAddress!, count: count) }
+        return values
+    }
+
+    public func readInt64s(_ name: String) throws -> [Int64] {
+        let count = try shape(of: name).reduce(1, *)
+        let dataset = try openDataset(name)
+        defer { H5Dclose(dataset) }
+        var values = [Int64](repeating: 0, count: count)
+        if count > 0, H5Dread(dataset, chdf5_native_int64(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), &values) < 0 {
+            throw FormatError(file: path, "dataset '\(name)' cannot be read: checksum mismatch or truncated file")
+        }
+        return values
+    }
+
+    private func openDataset(_ name: String) throws -> hid_t {
+        guard exists(name) else { throw FormatError(file: path, "has no dataset '\(name)'") }
+        let dataset = H5Dopen2(id, name, chdf5_p_default())
+        if dataset < 0 { throw FormatError(file: path, "dataset '\(name)' cannot be opened") }
+        return dataset
+    }
+
+    /// A variable-length UTF-8 string attribute on the root group.
+    public func setAttribute(_ name: String, string value: String) throws {
+        let type = H5Tcopy(chdf5_c_s1())
+        defer { H5Tclose(type) }
+        H5Tset_size(type, chdf5_variable())
+        H5Tset_cset(type, H5T_CSET_UTF8)
+        let space = H5Screate(H5S_SCALAR)
+        defer { H5Sclose(space) }
+        if H5Aexists(id, name) > 0 { H5Adelete(id, name) }
+        let attribute = H5Acreate2(id, name, type, space, chdf5_p_default(), chdf5_p_default())
+        if attribute < 0 { throw FormatError(file: path, "cannot create attribute '\(name)'") }
+        defer { H5Aclose(attribute) }
+        let status = value.withCString { cString -> herr_t in
+            var pointer: UnsafePointer<CChar>? = cString
+            return H5Awrite(attribute, type, &pointer)
+        }
+        if status < 0 { throw FormatError(file: path, "cannot write attribute '\(name)'") }
+    }
+
+    public func attribute(_ name: String) throws -> String {
+        guard H5Aexists(id, name) > 0 else { throw FormatError(file: path, "has no attribute '\(name)'") }
+        let attribute = H5Aopen(id, name, chdf5_p_default())
+        defer { H5Aclose(attribute) }
+        let type = H5Tcopy(chdf5_c_s1())
+        defer { H5Tclose(type) }
+        H5Tset_size(type, chdf5_variable())
+        H5Tset_cset(type, H5T_CSET_UTF8)
+        var pointer: UnsafeMutablePointer<CChar>? = nil
+        if H5Aread(attribute, type, &pointer) < 0 || pointer == nil {
+            throw FormatError(file: path, "attribute '\(name)' is not a readable string")
+        }
+        defer { free(pointer) }
+        return String(cString: pointer!)
+    }
+}

@@ -1,0 +1,144 @@
+// RunConfig: the JSON run configuration (`configs/*.json`), its sections, defaults and
+// `--set section.key=value` overrides. Unknown keys and bad values are errors naming the key.
+import Foundation
+import SortedKit
+
+public struct TrainSettings: Equatable, Sendable {
+    public var microBatchSize: Int
+    public var sequenceLength: Int
+    public var accumulationSteps: Int
+    public var maxSteps: Int
+    public var seed: UInt64
+}
+
+public struct RunConfig: Sendable {
+    public var model: LlamaConfig
+    public var objective: SortedObjective
+    public var optimizer: AdamWSettings
+    /// Global gradient-norm clipping threshold; nil disables clipping.
+    public var maxGradNorm: Double?
+    public var train: TrainSettings
+    /// Where the config came from, for messages.
+    public var source: String
+
+    static let sections = ["model", "sorted", "optim", "train"]
+
+    /// Reads a config file and applies `overrides` ("section.key=value", value as JSON or a
+    /// bare string).
+    public static func load(path: String, overrides: [String] = []) throws -> RunConfig {
+        let url = URL(fileURLWithPath: path)
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ConfigError(key: path, "cannot be read (\(error.localizedDescription)); pass an existing JSON config, e.g. configs/demo.json")
+        }
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw ConfigError(key: path, "is not valid JSON: \(jsonErrorDetail(error))")
+        }
+        guard var root = object as? [String: Any] else { throw ConfigError(key: path, "must hold a JSON object at the top level") }
+        for override in overrides { try apply(override: override, to: &root) }
+        do {
+            return try parse(root, baseDirectory: url.deletingLastPathComponent(), source: path)
+        } catch let error as ConfigError {
+            throw ConfigError(key: "\(path): \(error.key)", error.message)
+        }
+    }
+
+    static func parse(_ root: [String: Any], baseDirectory: URL, source: String) throws -> RunConfig {
+        if let unknown = root.keys.sorted().first(where: { !sections.contains($0) }) {
+            throw ConfigError(key: unknown, "unknown section; known sections: \(sections.joined(separator: ", "))")
+        }
+        func section(_ name: String, _ allowed: [String]) throws -> ConfigSection {
+            guard let raw = root[name] ?? [String: Any]() as Any?, let dict = raw as? [String: Any] else {
+                throw ConfigError(key: name, "must be a JSON object")
+            }
+            return try ConfigSection(name: name, values: dict, allowed: allowed)
+        }
+
+        let model = try loadModel(root["model"], baseDirectory: baseDirectory)
+
+        let t = try section("train", ["micro_batch_size", "sequence_length", "accumulation_steps", "max_steps", "seed"])
+        let train = TrainSettings(
+            microBatchSize: try t.int("micro_batch_size", default: 4, min: 1),
+            sequenceLength: try t.int("sequence_length", default: 256, min: 2),
+            accumulationSteps: try t.int("accumulation_steps", default: 1, min: 1),
+            maxSteps: try t.int("max_steps", default: 100, min: 0),
+            seed: UInt64(try t.int("seed", default: 1234, min: 0)))
+        if train.sequenceLength > model.maxPositionEmbeddings {
+            throw ConfigError(key: "train.sequence_length",
+                              "\(train.sequenceLength) exceeds the model's max_position_embeddings \(model.maxPositionEmbeddings)")
+        }
+
+        let s = try section("sorted", ["exits", "reduction", "weights", "sampling", "seed"])
+        let L = model.numHiddenLayers
+        let objective = try SortedObjective(
+            exits: try s.intArray("exits") ?? [L], numLayers: L,
+            reduction: LossReduction(rawValue: try s.string("reduction", default: "mean", oneOf: ["mean", "sum"]))!,
+            weights: try s.doubleArray("weights"),
+            sampling: ExitSampling(rawValue: try s.string("sampling", default: "all", oneOf: ["all", "random"]))!,
+            seed: UInt64(try s.int("seed", default: Int(train.seed), min: 0)))
+
+        let o = try section("optim", ["lr", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm",
+                                      "decay_norms", "decay_embeddings"])
+        let optimizer = AdamWSettings(
+            learningRate: try o.double("lr", default: 3e-4), beta1: try o.double("beta1", default: 0.9),
+            beta2: try o.double("beta2", default: 0.95), eps: try o.double("eps", default: 1e-8),
+            weightDecay: try o.double("weight_decay", default: 0.0),
+            decayNorms: try o.bool("decay_norms", default: false),
+            decayEmbeddings: try o.bool("decay_embeddings", default: false))
+        try optimizer.validate()
+        let clip = o.has("max_grad_norm") ? try o.double("max_grad_norm") : 1.0
+        if clip < 0 { throw ConfigError(key: "optim.max_grad_norm", "must be ≥ 0 (0 disables clipping), got \(clip)") }
+
+        return RunConfig(model: model, objective: objective, optimizer: optimizer,
+                         maxGradNorm: clip > 0 ? clip : nil, train: train, source: source)
+    }
+
+    /// `model` is either HF config keys inline or {"path": "dir/config.json"} (relative to
+    /// the run config's folder).
+    static func loadModel(_ raw: Any?, baseDirectory: URL) throws -> LlamaConfig {
+        guard let dict = raw as? [String: Any] else {
+            throw ConfigError(key: "model", "is required: HF config keys inline, or {\"path\": \"path/to/config.json\"}")
+        }
+        if let path = dict["path"] {
+            guard dict.count == 1, let p = path as? String else {
+                throw ConfigError(key: "model.path", "must be a string and the only key of 'model'")
+            }
+            let url = p.hasPrefix("/") ? URL(fileURLWithPath: p) : baseDirectory.appendingPathComponent(p)
+            return try LlamaConfig.load(contentsOf: url)
+        }
+        let known = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                     "num_key_value_heads", "head_dim", "vocab_size", "rms_norm_eps", "rope_theta",
+                     "rope_parameters", "tie_word_embeddings", "max_position_embeddings"]
+        _ = try ConfigSection(name: "model", values: dict, allowed: known)
+        let data = try JSONSerialization.data(withJSONObject: dict)
+        do {
+            let config = try JSONDecoder().decode(LlamaConfig.self, from: data)
+            try config.validate()
+            return config
+        } catch let error as ConfigError {
+            throw ConfigError(key: "model.\(error.key)", error.message)
+        }
+    }
+
+    /// "section.key=value": value parsed as JSON (numbers, booleans, arrays), else a string.
+    static func apply(override: String, to root: inout [String: Any]) throws {
+        guard let eq = override.firstIndex(of: "=") else {
+            throw ConfigError(key: override, "an override must look like section.key=value")
+        }
+        let path = override[..<eq].split(separator: ".").map(String.init)
+        let text = String(override[override.index(after: eq)...])
+        guard path.count == 2 else {
+            throw ConfigError(key: String(override[..<eq]), "an override names a section and a key: section.key=value")
+        }
+        let value = (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) ?? text
+        var section = (root[path[0]] as? [String: Any]) ?? [:]
+        section[path[1]] = value
+        root[path[0]] = section
+    }
+
+    private static func jsonErrorDetail(_ error: Error) -> String {
+        let ns = error as NSError
+        return (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
+    }
+}

@@ -1,0 +1,85 @@
+// StepBenchmark: times full training steps (forward, backward, AdamW) for plain SFT and
+// for SoFT on the same model and batch, next to the sgemm peak measured in the same process.
+import Foundation
+import SortedKit
+
+public struct StepBenchmarkResult: Codable, Sendable {
+    public var sft_step_s: Double
+    public var soft_step_s: Double
+    public var sft_gflops: Double
+    public var soft_gflops: Double
+    public var sgemm_peak_gflops: Double
+    public var sft_peak_fraction: Double
+    public var soft_peak_fraction: Double
+    public var flop_ratio: Double
+    public var soft_sft_ratio: Double
+    public var sft_peak_rss_mb: Double
+    public var soft_peak_rss_mb: Double
+    public var sft_tokens_per_s: Double
+    public var openblas_core: String
+    public var threads: Int
+    public var sft_exits: [Int]
+    public var soft_exits: [Int]
+    public var batch: Int
+    public var sequence_length: Int
+    public var parameters: Int
+    public var timed_steps: Int
+}
+
+public enum StepBenchmark {
+    /// Median step time over `steps` timed steps after `warmup` untimed ones.
+    public static func run(config: RunConfig, steps: Int, warmup: Int,
+                           progress: (String) -> Void = { _ in }) throws -> StepBenchmarkResult {
+        let c = config.model, B = config.train.microBatchSize, T = config.train.sequenceLength
+        var rng = SplitMix64(seed: config.train.seed)
+        let tokens = (0..<(B * T)).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }
+        let targets = (0..<(B * T)).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }
+        let batch = TokenBatch(batchSize: B, sequenceLength: T, tokens: tokens, targets: targets)
+
+        // The sgemm reference on the model's widest projection shape.
+        progress("sgemm peak on [\(B * T)×\(c.hiddenSize)]·[\(c.hiddenSize)×\(2 * c.intermediateSize)]")
+        let peak = BLAS.measureGFLOPS(m: B * T, n: 2 * c.intermediateSize, k: c.hiddenSize, repeats: 10)
+
+        func measure(_ objective: SortedObjective, label: String) throws -> (seconds: Double, flops: Double, rss: Double, params: Int) {
+            ProcessMemory.resetPeak()
+            var run = config
+            run.objective = objective
+            let model = try LlamaModel(config: c)
+            model.initializeRandomly(seed: config.train.seed)
+            let step = try TrainingStep(model: model, config: run)
+            var times: [Double] = []
+            for i in 0..<(warmup + steps) {
+                let start = ContinuousClock.now
+                let outcome = step.run(batch, step: i, learningRate: config.optimizer.learningRate)
+                let seconds = (ContinuousClock.now - start).seconds
+                if i >= warmup { times.append(seconds) }
+                progress(String(format: "%@ step %d/%d: %.3f s, loss %.4f%@", label, i + 1, warmup + steps, seconds,
+                                outcome.totalLoss, i < warmup ? " (warm-up)" : ""))
+            }
+            let flops = StepFLOPs.trainingStep(c, batch: B, sequence: T, exits: objective.exits,
+                                               labelledTokens: batch.labelledCount)
+            return (median(times), flops, ProcessMemory.peakMiB(), model.layout.count)
+        }
+
+        let sftObjective = SortedObjective.sft(numLayers: c.numHiddenLayers)
+        let sft = try measure(sftObjective, label: "SFT")
+        let soft = try measure(config.objective, label: "SoFT")
+        let sftGflops = sft.flops / sft.seconds / 1e9, softGflops = soft.flops / soft.seconds / 1e9
+        return StepBenchmarkResult(
+            sft_step_s: sft.seconds, soft_step_s: soft.seconds,
+            sft_gflops: sftGflops, soft_gflops: softGflops, sgemm_peak_gflops: peak,
+            sft_peak_fraction: sftGflops / peak, soft_peak_fraction: softGflops / peak,
+            flop_ratio: soft.flops / sft.flops, soft_sft_ratio: soft.seconds / sft.seconds,
+            sft_peak_rss_mb: sft.rss, soft_peak_rss_mb: soft.rss,
+            sft_tokens_per_s: Double(B * T) / sft.seconds,
+            openblas_core: BLAS.coreName, threads: BLAS.threads,
+            sft_exits: sftObjective.exits, soft_exits: config.objective.exits,
+            batch: B, sequence_length: T, parameters: sft.params, timed_steps: steps)
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        guard !s.isEmpty else { return .nan }
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+}

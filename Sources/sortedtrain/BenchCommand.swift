@@ -1,0 +1,58 @@
+// `sortedtrain bench`: training-step throughput of SFT and SoFT against the sgemm peak.
+import ArgumentParser
+import Foundation
+import SortedTraining
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Time full training steps (forward, backward, AdamW) for SFT and SoFT.",
+        discussion: """
+        Runs SFT (the last exit only) and SoFT (the config's exits) on the same model and a
+        random batch of micro_batch_size × sequence_length tokens, and reports the median step
+        time, achieved GFLOP/s as a fraction of the sgemm peak measured in the same process,
+        the SoFT/SFT time ratio next to the FLOP ratio, and peak memory of each.
+        """)
+
+    @Option(help: "Run config JSON (model, sorted.exits, train.micro_batch_size, train.sequence_length).")
+    var config: String = "configs/bench-58m.json"
+
+    @Option(help: "Timed steps per mode (the median is reported).")
+    var steps: Int = 5
+
+    @Option(help: "Untimed warm-up steps per mode.")
+    var warmup: Int = 1
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must be non-negative") }
+    }
+
+    func run() throws {
+        let runConfig = try RunConfig.load(path: config)
+        let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup) { line in
+            if !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            return
+        }
+        let r = result
+        print("model \(runConfig.source): \(r.parameters / 1_000_000)M parameters, batch \(r.batch) × \(r.sequence_length) tokens")
+        print("OpenBLAS kernel \(r.openblas_core), \(r.threads) threads; sgemm peak \(fmt(r.sgemm_peak_gflops, 1)) GFLOP/s")
+        print("")
+        print("mode   exits          step (s)   GFLOP/s   of peak   peak RSS (MiB)")
+        print("SFT    \(pad("\(r.sft_exits)", 14)) \(pad(fmt(r.sft_step_s, 3), 10)) \(pad(fmt(r.sft_gflops, 1), 9)) \(pad(fmt(100 * r.sft_peak_fraction, 1) + "%", 9)) \(fmt(r.sft_peak_rss_mb, 0))")
+        print("SoFT   \(pad("\(r.soft_exits)", 14)) \(pad(fmt(r.soft_step_s, 3), 10)) \(pad(fmt(r.soft_gflops, 1), 9)) \(pad(fmt(100 * r.soft_peak_fraction, 1) + "%", 9)) \(fmt(r.soft_peak_rss_mb, 0))")
+        print("")
+        print("SoFT/SFT time \(fmt(r.soft_sft_ratio, 3)) vs FLOP ratio \(fmt(r.flop_ratio, 3)) → overhead \(fmt(r.soft_sft_ratio / r.flop_ratio, 3))×; memory \(fmt(r.soft_peak_rss_mb / r.sft_peak_rss_mb, 3))×")
+    }
+
+    private func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }
+    private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+}

@@ -1,0 +1,66 @@
+// HDF5 round trips through the C module: datasets with checksums, groups, attributes,
+// and clear errors for missing datasets and corrupted bytes.
+import Foundation
+import XCTest
+@testable import SortedIO
+
+final class HDF5FileTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-h5-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+
+    func testWriteAndReadDatasetsAndAttributes() throws {
+        let path = directory.appendingPathComponent("t.h5").path
+        let values = (0..<(600 * 700)).map { Float($0) * 0.25 - 3 }
+        do {
+            let file = try HDF5File(creating: path)
+            try file.write("model/layers/7/self_attn.q_proj.weight", floats: values, shape: [600, 700])
+            try file.write("state/cursor", int64s: [42, -1], shape: [2])
+            try file.setAttribute("config", string: #"{"exits": [2, 4]} — ünïcode"#)
+            try file.flush()
+        }
+        let file = try HDF5File(opening: path)
+        XCTAssertTrue(file.exists("model/layers/7/self_attn.q_proj.weight"))
+        XCTAssertFalse(file.exists("model/layers/8/self_attn.q_proj.weight"))
+        XCTAssertEqual(try file.shape(of: "model/layers/7/self_attn.q_proj.weight"), [600, 700])
+        XCTAssertEqual(try file.readFloats("model/layers/7/self_attn.q_proj.weight"), values)
+        XCTAssertEqual(try file.readInt64s("state/cursor"), [42, -1])
+        XCTAssertEqual(try file.attribute("config"), #"{"exits": [2, 4]} — ünïcode"#)
+        XCTAssertThrowsError(try file.readFloats("model/nope")) { error in
+            XCTAssertTrue("\(error)".contains("has no dataset 'model/nope'"), "\(error)")
+        }
+    }
+
+    func testCorruptedBytesFailTheChecksumWithTheDatasetName() throws {
+        let path = directory.appendingPathComponent("c.h5").path
+        let values = [Float](repeating: 1.5, count: 4096)
+        do {
+            let file = try HDF5File(creating: path)
+            try file.write("w", floats: values, shape: [64, 64])
+        }
+        // Flip bytes inside the raw data: find the run of 1.5f values and damage it.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let pattern = Data(repeating: 0, count: 0) + withUnsafeBytes(of: Float(1.5).bitPattern.littleEndian) { Data($0) }
+        let at = bytes.range(of: pattern + pattern + pattern + pattern)!.lowerBound + 100
+        bytes[at] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let file = try HDF5File(opening: path)
+        XCTAssertThrowsError(try file.readFloats("w")) { error in
+            XCTAssertTrue("\(error)".contains("'w'") && "\(error)".contains("checksum"), "\(error)")
+        }
+    }
+
+    func testMissingAndNonHDF5FilesAreClearErrors() throws {
+        XCTAssertThrowsError(try HDF5File(opening: directory.appendingPathComponent("none.h5").path)) {
+            XCTAssertTrue("\($0)".contains("does not exist"))
+        }
+        let junk = directory.appendingPathComponent("junk.h5")
+        try Data("not hdf5".utf8).write(to: junk)
+        XCTAssertThrowsError(try HDF5File(opening: junk.path)) { XCTAssertTrue("\($0)".contains("not a readable HDF5 file")) }
+    }
+}
