@@ -8,6 +8,10 @@ struct SortedTrain: ParsableCommand {
         abstract: "Sorted Fine-Tuning (SoFT) of LLaMA-family models: one run, a usable model at every exit depth.",
         subcommands: [
             BenchCommand.self,
+            TokenizeCommand.self,
+            PrepareCommand.self,
+            SynthCommand.self,
+            TokenizerBenchCommand.self,
         ]
     )
 }

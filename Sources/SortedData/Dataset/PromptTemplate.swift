@@ -1,0 +1,236 @@
+// PromptTemplate: turns a record into token ids and HF-style labels (the token id where the
+// model learns, -100 on prompt tokens), with EOS after each response and a stated
+// truncation policy.
+import Foundation
+
+/// How a record is written out for the model.
+public enum PromptTemplate: String, CaseIterable {
+    /// Stanford Alpaca's prompt ("Below is an instruction ... ### Response:"); EOS after the output.
+    case alpaca
+    /// ChatML (`<|im_start|>role\n...<|im_end|>\n`), as SmolLM2-Instruct uses; each assistant
+    /// turn ends with `<|im_end|>`, which is trained (it is what ChatML models stop on).
+    case chatml
+    /// No template: the prompt text, a newline, the response, EOS.
+    case none
+
+    static let alpacaWithInput = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+    static let alpacaWithoutInput = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+
+    /// The prompt a model trained with this template expects for an instruction: what
+    /// generation continues from (for evaluation).
+    public func prompt(instruction: String, input: String = "", tokenizer: Tokenizer) throws -> [Int32] {
+        var segments = try self.segments(for: .instruction(instruction: instruction, input: input, output: "x"), tokenizer: tokenizer)
+        // Drop the response and what follows it.
+        if let firstTrained = segments.firstIndex(where: \.trained) { segments.removeSubrange(firstTrained...) }
+        return Self.encode(segments, tokenizer: tokenizer).tokens
+    }
+
+    /// A piece of an example: text to encode or a token id, and whether it carries loss.
+    struct Segment {
+        enum Content { case text(String), token(Int32) }
+        let content: Content
+        let trained: Bool
+        static func text(_ s: String, trained: Bool) -> Segment { Segment(content: .text(s), trained: trained) }
+        static func token(_ id: Int32, trained: Bool) -> Segment { Segment(content: .token(id), trained: trained) }
+    }
+
+    func segments(for record: Record, tokenizer: Tokenizer, systemPrompt: String? = nil) throws -> [Segment] {
+        var out: [Segment] = []
+        if tokenizer.addsBOS, let bos = tokenizer.bosID { out.append(.token(bos, trained: false)) }
+        func eos() throws -> Segment {
+            guard let eos = tokenizer.eosID else { throw TemplateError("the tokenizer has no EOS token; responses must end with one") }
+            return .token(eos, trained: true)
+        }
+        switch (self, record) {
+        case (_, .text(let text)):
+            // Every token is a target except the BOS, which is context.
+            out.append(.text(text, trained: true))
+            out.append(try eos())
+
+        case (.alpaca, .instruction(let instruction, let input, let output)):
+            let prompt = input.isEmpty
+                ? Self.alpacaWithoutInput.replacingOccurrences(of: "{instruction}", with: instruction)
+                : Self.alpacaWithInput.replacingOccurrences(of: "{instruction}", with: instruction).replacingOccurrences(of: "{input}", with: input)
+            out.append(.text(prompt, trained: false))
+            out.append(.text(output, trained: true))
+            out.append(try eos())
+
+        case (.alpaca, .chat(let messages)):
+            let system = messages.filter { $0.role == .system }
+            let turns = messages.filter { $0.role != .system }
+            guard turns.count == 2, turns[0].role == .user, turns[1].role == .assistant else {
+                throw TemplateError("the alpaca template takes one user turn and one assistant reply; use --template chatml for conversations")
+            }
+            let instruction = (system.map(\.content) + [turns[0].content]).joined(separator: "\n\n")
+            return try segments(for: .instruction(instruction: instruction, input: "", output: turns[1].content), tokenizer: tokenizer)
+
+        case (.chatml, _):
+            guard let start = tokenizer.id(forToken: "<|im_start|>"), let end = tokenizer.id(forToken: "<|im_end|>") else {
+                throw TemplateError("the chatml template needs <|im_start|> and <|im_end|> tokens, which this tokenizer lacks; use --template alpaca or none")
+            }
+            var messages: [ChatMessage]
+            if case .instruction(let instruction, let input, let output) = record {
+                messages = [ChatMessage(role: .user, content: input.isEmpty ? instruction : instruction + "\n\n" + input),
+                            ChatMessage(role: .assistant, content: output)]
+            } else if case .chat(let m) = record {
+                messages = m
+            } else {
+                messages = []
+            }
+            if let systemPrompt, messages.first?.role != .system {
+                messages.insert(ChatMessage(role: .system, content: systemPrompt), at: 0)
+            }
+            for m in messages {
+                let trained = m.role == .assistant
+                out.append(.token(start, trained: false))
+                out.append(.text(m.role.rawValue + "\n", trained: false))
+                out.append(.text(m.content, trained: trained))
+                out.append(.token(end, trained: trained))
+                out.append(.text("\n", trained: false))
+            }
+            if messages.last?.role == .assistant { out.removeLast() }  // nothing after the final <|im_end|>
+
+        case (.none, .instruction(let instruction, let input, let output)):
+            out.append(.text(input.isEmpty ? instruction + "\n" : instruction + "\n" + input + "\n", trained: false))
+            out.append(.text(output, trained: true))
+            out.append(try eos())
+
+        case (.none, .chat(let messages)):
+            for (i, m) in messages.enumerated() {
+                let trained = m.role == .assistant
+                out.append(.text(m.content, trained: trained))
+                if trained { out.append(try eos()) }
+                if i + 1 < messages.count && !trained { out.append(.text("\n", trained: false)) }
+            }
+        }
+        return out
+    }
+
+    /// Encodes segments one by one (so the loss boundary is exact); text is encoded with
+    /// special-token parsing off, so data cannot inject control tokens.
+    static func encode(_ segments: [Segment], tokenizer: Tokenizer) -> (tokens: [Int32], labels: [Int32]) {
+        var tokens: [Int32] = []
+        var labels: [Int32] = []
+        for s in segments {
+            let ids: [Int32]
+            switch s.content {
+            case .text(let text): ids = tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false)
+            case .token(let id): ids = [id]
+            }
+            tokens += ids
+            labels += s.trained ? ids : Array(repeating: ignoreIndex, count: ids.count)
+        }
+        return (tokens, labels)
+    }
+}
+
+/// The label of a position without loss (HF's convention).
+public let ignoreIndex: Int32 = -100
+
+struct TemplateError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// What to do with an example longer than the maximum length.
+public enum TruncationPolicy: String, CaseIterable {
+    /// Keep the first maxLength tokens (prompt first, then as much response as fits); an
+    /// example whose response does not start within maxLength is dropped.
+    case truncate
+    /// Drop the whole example.
+    case drop
+}
+
+/// Counts reported by tokenization and `prepare`.
+public struct DatasetCounts: Equatable, CustomStringConvertible {
+    public var records = 0
+    public var examples = 0
+    public var tokens = 0
+    public var trainedTokens = 0
+    public var truncated = 0
+    public var dropped = 0
+    public var skipped = 0
+
+    public var description: String {
+        "\(examples) examples, \(tokens) tokens (\(trainedTokens) with loss), \(truncated) truncated, \(dropped) dropped, \(skipped) skipped as bad"
+    }
+}
+
+/// Tokenized examples stored flat: example i is tokens[offsets[i]..<offsets[i+1]].
+public struct TokenizedExamples {
+    public var tokens: [Int32] = []
+    /// HF-style labels, unshifted: labels[t] == tokens[t] where there is loss, else -100.
+    public var labels: [Int32] = []
+    public var offsets: [Int] = [0]
+    public var counts = DatasetCounts()
+
+    public var count: Int { offsets.count - 1 }
+
+    mutating func append(tokens t: ArraySlice<Int32>, labels l: ArraySlice<Int32>) {
+        tokens += t
+        labels += l
+        offsets.append(tokens.count)
+        counts.examples += 1
+        counts.tokens += t.count
+        counts.trainedTokens += l.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }
+    }
+}
+
+public struct ExampleBuilder {
+    public var tokenizer: Tokenizer
+    public var template: PromptTemplate
+    public var maxLength: Int
+    public var truncation: TruncationPolicy
+    /// For chatml: a system message added to conversations that have none.
+    public var systemPrompt: String?
+
+    public init(tokenizer: Tokenizer, template: PromptTemplate, maxLength: Int, truncation: TruncationPolicy = .truncate,
+                systemPrompt: String? = nil) {
+        self.tokenizer = tokenizer
+        self.template = template
+        self.maxLength = maxLength
+        self.truncation = truncation
+        self.systemPrompt = systemPrompt
+    }
+
+    /// The ids and labels of one record, before any length limit.
+    public func encode(_ record: Record) throws -> (tokens: [Int32], labels: [Int32]) {
+        PromptTemplate.encode(try template.segments(for: record, tokenizer: tokenizer, systemPrompt: systemPrompt), tokenizer: tokenizer)
+    }
+
+    /// Tokenizes records into examples of at most maxLength tokens. Instruction and chat
+    /// records follow the truncation policy; text documents (language modelling) are packed
+    /// end to end and cut into maxLength windows, so nothing is lost.
+    public func build(_ records: [SourcedRecord]) throws -> TokenizedExamples {
+        var out = TokenizedExamples()
+        var stream: [Int32] = []   // packed text documents
+        var streamLabels: [Int32] = []
+        for r in records {
+            out.counts.records += 1
+            let encoded: (tokens: [Int32], labels: [Int32])
+            do { encoded = try encode(r.record) } catch let e as TemplateError {
+                throw DataError(file: r.file, line: r.line, e.description)
+            }
+            if case .text = r.record {
+                stream += encoded.tokens
+                streamLabels += encoded.labels
+                continue
+            }
+            if encoded.tokens.count <= maxLength {
+                out.append(tokens: encoded.tokens[...], labels: encoded.labels[...])
+            } else if truncation == .truncate && encoded.labels.prefix(maxLength).contains(where: { $0 >= 0 }) {
+                out.append(tokens: encoded.tokens.prefix(maxLength), labels: encoded.labels.prefix(maxLength))
+                out.counts.truncated += 1
+            } else {
+                out.counts.dropped += 1
+            }
+        }
+        var start = 0
+        while start < stream.count {
+            let end = min(start + maxLength, stream.count)
+            out.append(tokens: stream[start..<end], labels: streamLabels[start..<end])
+            start = end
+        }
+        return out
+    }
+}

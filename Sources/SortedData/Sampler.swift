@@ -1,0 +1,123 @@
+// Sampler: the deterministic order in which examples are trained, and each rank's share.
+//
+// The sample stream is epoch 0's permutation, then epoch 1's, and so on; a permutation depends
+// only on (seed, epoch). A global step takes the next G = microBatch × worldSize ×
+// accumulationSteps positions of the stream, from a global sample cursor. Within a step,
+// position j belongs to micro-step j / (microBatch·worldSize) and to rank
+// (j / microBatch) mod worldSize. Remainder policy: nothing is dropped — when the dataset
+// size is not a multiple of G, the last step of an epoch continues into the next epoch's
+// order. Every example so appears exactly once per epoch, and because the cursor counts
+// samples (not steps), a run resumed on another world size or batch shape continues the
+// same stream with no repeat and no gap.
+
+/// SplitMix64: a small, fast generator whose output is fixed forever (unlike the standard
+/// library's), so an order is reproducible across Swift versions and machines.
+public struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..<bound without modulo bias (Lemire's method).
+    public mutating func below(_ bound: Int) -> Int {
+        precondition(bound > 0)
+        let b = UInt64(bound)
+        var m = next().multipliedFullWidth(by: b)
+        if m.low < b {
+            let threshold = (0 &- b) % b
+            while m.low < threshold { m = next().multipliedFullWidth(by: b) }
+        }
+        return Int(m.high)
+    }
+}
+
+/// The order of one epoch: a Fisher–Yates permutation of 0..<count seeded by (seed, epoch),
+/// or the identity when shuffling is off.
+public func epochOrder(count: Int, seed: UInt64, epoch: Int, shuffle: Bool = true) -> [Int] {
+    var order = Array(0..<count)
+    guard shuffle, count > 1 else { return order }
+    var rng = SplitMix64(seed: seed ^ (UInt64(truncatingIfNeeded: epoch) &* 0xD1B5_4A32_D192_ED03) ^ 0x5EED)
+    for i in stride(from: count - 1, to: 0, by: -1) {
+        order.swapAt(i, rng.below(i + 1))
+    }
+    return order
+}
+
+public struct SamplerError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// Which examples each rank trains at each step. Pure: no communication, no hidden state
+/// except a cache of the last two epoch orders (so use one instance per thread).
+public final class ShardedSampler {
+    public let datasetSize: Int
+    public let microBatchSize: Int
+    public let worldSize: Int
+    public let accumulationSteps: Int
+    public let seed: UInt64
+    public let shuffle: Bool
+    private var cache: [Int: [Int]] = [:]
+
+    public init(datasetSize: Int, microBatchSize: Int, worldSize: Int, accumulationSteps: Int = 1,
+                seed: UInt64, shuffle: Bool = true) throws {
+        guard datasetSize > 0 else { throw SamplerError(description: "the dataset is empty: there is nothing to train on") }
+        guard microBatchSize > 0, worldSize > 0, accumulationSteps > 0 else {
+            throw SamplerError(description: "micro-batch size (\(microBatchSize)), world size (\(worldSize)) and accumulation steps (\(accumulationSteps)) must all be positive")
+        }
+        self.datasetSize = datasetSize
+        self.microBatchSize = microBatchSize
+        self.worldSize = worldSize
+        self.accumulationSteps = accumulationSteps
+        self.seed = seed
+        self.shuffle = shuffle
+    }
+
+    /// G = microBatch × worldSize × accumulationSteps: samples per optimizer step.
+    public var globalBatchSize: Int { microBatchSize * worldSize * accumulationSteps }
+
+    /// Optimizer steps per epoch (the last may straddle into the next epoch).
+    public var stepsPerEpoch: Double { Double(datasetSize) / Double(globalBatchSize) }
+
+    /// The epoch that stream position `cursor` falls in.
+    public func epoch(atCursor cursor: Int) -> Int { cursor / datasetSize }
+
+    /// The example at stream position `position`.
+    public func example(atPosition position: Int) -> Int {
+        precondition(position >= 0, "stream positions start at 0")
+        let epoch = position / datasetSize
+        if cache[epoch] == nil {
+            if cache.count >= 2 { cache.removeValue(forKey: cache.keys.min()!) }
+            cache[epoch] = epochOrder(count: datasetSize, seed: seed, epoch: epoch, shuffle: shuffle)
+        }
+        return cache[epoch]![position % datasetSize]
+    }
+
+    /// The stream positions rank `rank` trains in the step that starts at `cursor`, one array
+    /// of microBatchSize positions per micro-step.
+    public func positions(cursor: Int, rank: Int) -> [[Int]] {
+        precondition(rank >= 0 && rank < worldSize, "rank \(rank) is outside 0..<\(worldSize)")
+        return (0..<accumulationSteps).map { step in
+            let start = cursor + step * microBatchSize * worldSize + rank * microBatchSize
+            return Array(start..<(start + microBatchSize))
+        }
+    }
+
+    /// The example indices rank `rank` trains in the step that starts at `cursor`, one array
+    /// per micro-step (feed each to `PreparedDataset.batch`).
+    public func microBatches(cursor: Int, rank: Int) -> [[Int]] {
+        positions(cursor: cursor, rank: rank).map { $0.map(example(atPosition:)) }
+    }
+
+    /// Every example index of the step that starts at `cursor`, in stream order.
+    public func globalBatch(cursor: Int) -> [Int] {
+        (cursor..<(cursor + globalBatchSize)).map(example(atPosition:))
+    }
+
+    /// The cursor after the step that starts at `cursor`; save it in the checkpoint.
+    public func cursor(after cursor: Int) -> Int { cursor + globalBatchSize }
+}

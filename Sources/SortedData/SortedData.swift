@@ -1,1 +1,0 @@
-// SortedData: tokenizers, datasets, prompt templates and the sharded sampler.

@@ -1,0 +1,36 @@
+// TokenizerLoader: opens a tokenizer from what a user points at: an HF tokenizer.json (or the
+// directory holding it), a .gguf file, or "byte" for the built-in byte tokenizer.
+import Foundation
+
+public enum TokenizerLoader {
+    /// - Parameter spec: "byte", a path to tokenizer.json, a model directory, or a .gguf file.
+    public static func load(_ spec: String) throws -> Tokenizer {
+        if spec == "byte" { return ByteTokenizer() }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spec, isDirectory: &isDirectory) else {
+            throw DataError(file: spec, "does not exist; give a tokenizer.json, a model directory, a .gguf file, or \"byte\"")
+        }
+        var url = URL(fileURLWithPath: spec)
+        if isDirectory.boolValue {
+            let json = url.appendingPathComponent("tokenizer.json")
+            if FileManager.default.fileExists(atPath: json.path) {
+                url = json
+            } else {
+                let ggufs = ((try? FileManager.default.contentsOfDirectory(atPath: spec)) ?? []).filter { $0.hasSuffix(".gguf") }.sorted()
+                guard ggufs.count == 1 else {
+                    throw DataError(file: spec, "is a directory without tokenizer.json\(ggufs.count > 1 ? " and with several .gguf files" : ""); name the file to use")
+                }
+                url = url.appendingPathComponent(ggufs[0])
+            }
+        }
+        if isGGUF(url) { return try BPETokenizer.load(gguf: url) }
+        return try BPETokenizer.load(tokenizerJSON: url)
+    }
+
+    private static func isGGUF(_ url: URL) -> Bool {
+        if url.pathExtension == "gguf" { return true }
+        guard let h = FileHandle(forReadingAtPath: url.path) else { return false }
+        defer { try? h.close() }
+        return h.readData(ofLength: 4) == Data("GGUF".utf8)
+    }
+}
