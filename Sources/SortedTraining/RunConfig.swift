@@ -124,12 +124,12 @@ public struct RunConfig: Sendable {
     /// "section.key=value": value parsed as JSON (numbers, booleans, arrays), else a string.
     static func apply(override: String, to root: inout [String: Any]) throws {
         guard let eq = override.firstIndex(of: "=") else {
-            throw ConfigError(key: override, "an override must look like section.key=value")
+            throw ConfigError(key: "--set \(override)", "an override must look like section.key=value")
         }
         let path = override[..<eq].split(separator: ".").map(String.init)
         let text = String(override[override.index(after: eq)...])
         guard path.count == 2 else {
-            throw ConfigError(key: String(override[..<eq]), "an override names a section and a key: section.key=value")
+            throw ConfigError(key: "--set \(override)", "an override names a section and a key: section.key=value")
         }
         let value = (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) ?? text
         var section = (root[path[0]] as? [String: Any]) ?? [:]
