@@ -2,12 +2,18 @@
 // Every rank runs every check; rank 0 prints one line per check and the summary line.
 import Foundation
 import SortedDistributed
+import SortedKit
+import SortedTraining
 
 guard MPICommunicator.launchedByMPI else {
     print("sortedtrain-mpi-tests must run under mpirun, e.g. mpirun -np 2 .build/release/sortedtrain-mpi-tests")
     exit(2)
 }
 let comm = try MPICommunicator()
+// Separate message spaces: the timeout check abandons a barrier on `abandoned`, which must
+// not match any later collective.
+let abandoned = try MPICommunicator.duplicateWorld()
+let dataParallel = try MPICommunicator.duplicateWorld()
 var results: [(String, Bool)] = []
 
 func check(_ name: String, _ body: () throws -> Bool) {
@@ -58,9 +64,71 @@ check("barrier returns") {
     return true
 }
 
+check("collectives time out instead of hanging when a peer never joins") {
+    // Every rank but the last enters a barrier the last rank skips; they must give up.
+    abandoned.timeout = 0.5
+    var timedOut = false
+    if abandoned.rank != world - 1 {
+        do { try abandoned.barrier() } catch { timedOut = "\(error)".contains("did not complete within") }
+    } else {
+        timedOut = true
+    }
+    return timedOut
+}
+
+
+check("data-parallel training equals single-process training on the same global batch") {
+    let model = try LlamaModel(config: LlamaConfig(hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 4,
+                                                    numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 40,
+                                                    maxPositionEmbeddings: 32))
+    let runJSON = #"{"model": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 40, "max_position_embeddings": 32}, "sorted": {"exits": [1, 2, 4]}, "optim": {"lr": 0.01, "weight_decay": 0.1, "max_grad_norm": 1.0}, "schedule": {"type": "cosine", "warmup_steps": 2}, "train": {"micro_batch_size": 2, "sequence_length": 12, "max_steps": 10, "seed": 5}, "distributed": {"timeout_s": 60}}"#
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-check-\(ProcessInfo.processInfo.processIdentifier).json").path
+    try Data(runJSON.utf8).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let config = try RunConfig.load(path: path)
+    if dataParallel.rank == 0 { model.initializeRandomly(seed: 5, std: 0.1) }
+    let data = SyntheticBatches(microBatchSize: 2, sequenceLength: 12, vocabSize: 40)
+    let trainer = try Trainer(config: config, model: model, communicator: dataParallel, data: data)
+    try trainer.synchronizeInitialWeights()
+    var distributedLosses: [[String: Double]] = []
+    trainer.onStep = { distributedLosses.append($0.exit_losses) }
+    _ = try trainer.run()
+
+    // The same global batch on one process: world size 1, world-size micro-steps.
+    var single = config
+    single.train.accumulationSteps = world
+    let reference = try LlamaModel(config: model.config)
+    reference.initializeRandomly(seed: 5, std: 0.1)
+    let referenceTrainer = try Trainer(config: single, model: reference, communicator: SingleProcessCommunicator(), data: data)
+    var referenceLosses: [[String: Double]] = []
+    referenceTrainer.onStep = { referenceLosses.append($0.exit_losses) }
+    _ = try referenceTrainer.run()
+
+    // Per tensor: ‖a − b‖ ≤ 1e-5·‖b‖ (the runs differ only in the order floats are summed).
+    var worst = 0.0, worstName = ""
+    for tensor in model.layout.tensors {
+        var difference = 0.0, norm = 0.0
+        for i in tensor.range {
+            let a = Double(model.parameters[i]), b = Double(reference.parameters[i])
+            difference += (a - b) * (a - b)
+            norm += b * b
+        }
+        let relative = (difference / norm).squareRoot()
+        if relative > worst { worst = relative; worstName = tensor.name }
+    }
+    let lossesAgree = zip(distributedLosses, referenceLosses).allSatisfy { d, r in
+        d.keys == r.keys && d.keys.allSatisfy { abs(d[$0]! - r[$0]!) <= 1e-5 * abs(r[$0]!) }
+    }
+    let fell = referenceLosses.last!["4"]! < referenceLosses.first!["4"]!
+    if !(worst <= 1e-5 && lossesAgree && fell) {
+        print("rank \(dataParallel.rank): worst relative parameter difference \(worst) (\(worstName)), losses agree \(lossesAgree), loss fell \(fell)")
+    }
+    return worst <= 1e-5 && lossesAgree && distributedLosses.count == 10 && fell
+}
+
 // A check passes only when it passed on every rank.
 var failures = results.map { $0.1 ? 0.0 : 1.0 }
-try comm.allReduceSum(&failures)
+try dataParallel.allReduceSum(&failures)
 if comm.rank == 0 {
     for (i, (name, _)) in results.enumerated() {
         print("\(failures[i] == 0 ? "ok  " : "FAIL") [np \(world)] \(name)")
