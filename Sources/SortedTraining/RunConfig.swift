@@ -20,6 +20,15 @@ public struct LogSettings: Equatable, Sendable {
     public var every: Int
 }
 
+public struct CheckpointSettings: Equatable, Sendable {
+    /// Folder of step-XXXXXXXX/ checkpoints and the `latest` pointer.
+    public var directory: String
+    /// Save every N steps (0: only at the end and on a stop signal).
+    public var every: Int
+    /// How many checkpoints to keep (older ones are deleted after a successful save).
+    public var keep: Int
+}
+
 public struct DistributedSettings: Equatable, Sendable {
     /// A collective that waits longer than this ends the job (a peer is dead or stuck).
     public var timeoutSeconds: Double
@@ -34,11 +43,14 @@ public struct RunConfig: Sendable {
     public var train: TrainSettings
     public var schedule: LearningRateSchedule
     public var log: LogSettings
+    public var checkpoint: CheckpointSettings
     public var distributed: DistributedSettings
     /// Where the config came from, for messages.
     public var source: String
+    /// The config as read, overrides applied (stored in checkpoints).
+    public var json: String
 
-    static let sections = ["model", "sorted", "optim", "schedule", "train", "log", "distributed"]
+    static let sections = ["model", "sorted", "optim", "schedule", "train", "log", "checkpoint", "distributed"]
 
     /// Reads a config file and applies `overrides` ("section.key=value", value as JSON or a
     /// bare string).
@@ -55,7 +67,10 @@ public struct RunConfig: Sendable {
         guard var root = object as? [String: Any] else { throw ConfigError(key: path, "must hold a JSON object at the top level") }
         for override in overrides { try apply(override: override, to: &root) }
         do {
-            return try parse(root, baseDirectory: url.deletingLastPathComponent(), source: path)
+            var config = try parse(root, baseDirectory: url.deletingLastPathComponent(), source: path)
+            let text = try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
+            config.json = String(decoding: text, as: UTF8.self)
+            return config
         } catch let error as ConfigError {
             throw ConfigError(key: "\(path): \(error.key)", error.message)
         }
@@ -122,6 +137,11 @@ public struct RunConfig: Sendable {
         let stem = URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent
         let log = LogSettings(directory: try lg.string("dir", default: "runs/\(stem)"), every: try lg.int("every", default: 10, min: 1))
 
+        let ck = try section("checkpoint", ["dir", "every", "keep"])
+        let checkpoint = CheckpointSettings(directory: try ck.string("dir", default: log.directory + "/checkpoints"),
+                                            every: try ck.int("every", default: 0, min: 0),
+                                            keep: try ck.int("keep", default: 3, min: 1))
+
         let d = try section("distributed", ["timeout_s"])
         let distributed = DistributedSettings(timeoutSeconds: try d.double("timeout_s", default: 300))
         if !(distributed.timeoutSeconds > 0) {
@@ -130,7 +150,7 @@ public struct RunConfig: Sendable {
 
         return RunConfig(model: model, objective: objective, optimizer: optimizer,
                          maxGradNorm: clip > 0 ? clip : nil, train: train, schedule: schedule, log: log,
-                         distributed: distributed, source: source)
+                         checkpoint: checkpoint, distributed: distributed, source: source, json: "{}")
     }
 
     /// `model` is either HF config keys inline or {"path": "dir/config.json"} (relative to

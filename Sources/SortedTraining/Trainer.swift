@@ -40,7 +40,7 @@ public final class Trainer {
     public let model: LlamaModel
     public let communicator: Communicator
     private let pass: SortedPass
-    private let optimizer: AdamW
+    public let optimizer: AdamW
     private let sync: GradientSync?
     private let data: TrainingBatchSource
     private let schedule: LearningRateSchedule
@@ -48,6 +48,12 @@ public final class Trainer {
     public var onStep: ((StepMetrics) -> Void)?
     /// The first global step to run (non-zero after a resume).
     public var startStep = 0
+    /// Position in the global sample stream of the next step's first example.
+    public var sampleCursor = 0
+    /// Examples in one global batch at this world size.
+    public var globalBatchSize: Int {
+        config.train.microBatchSize * communicator.size * config.train.accumulationSteps
+    }
 
     public init(config: RunConfig, model: LlamaModel, communicator: Communicator, data: TrainingBatchSource) throws {
         guard data.microBatchSize == config.train.microBatchSize, data.sequenceLength == config.train.sequenceLength else {
@@ -115,7 +121,7 @@ public final class Trainer {
         let start = ContinuousClock.now
         var exposed = 0.0
         let rank = communicator.rank, world = communicator.size
-        let batches = try data.microBatches(step: step, rank: rank, worldSize: world,
+        let batches = try data.microBatches(cursor: sampleCursor, rank: rank, worldSize: world,
                                             accumulationSteps: config.train.accumulationSteps)
         for batch in batches { try batch.validate(vocabSize: model.config.vocabSize) }
 
@@ -161,6 +167,7 @@ public final class Trainer {
         } else {
             optimizer.step(parameters: model.parameters, gradients: gradients, learningRate: lr)
         }
+        sampleCursor += globalBatchSize
         let seconds = (ContinuousClock.now - start).seconds
         var byDepth: [String: Double] = [:]
         for (exit, value) in zip(exits, exitLosses) { byDepth[String(exit.depth)] = value }

@@ -87,7 +87,7 @@ check("data-parallel training equals single-process training on the same global 
     defer { try? FileManager.default.removeItem(atPath: path) }
     let config = try RunConfig.load(path: path)
     if dataParallel.rank == 0 { model.initializeRandomly(seed: 5, std: 0.1) }
-    let data = SyntheticBatches(microBatchSize: 2, sequenceLength: 12, vocabSize: 40)
+    let data = SyntheticBatchSource(microBatchSize: 2, sequenceLength: 12, vocabSize: 40)
     let trainer = try Trainer(config: config, model: model, communicator: dataParallel, data: data)
     try trainer.synchronizeInitialWeights()
     var distributedLosses: [[String: Double]] = []
@@ -124,6 +124,76 @@ check("data-parallel training equals single-process training on the same global 
         print("rank \(dataParallel.rank): worst relative parameter difference \(worst) (\(worstName)), losses agree \(lossesAgree), loss fell \(fell)")
     }
     return worst <= 1e-5 && lossesAgree && distributedLosses.count == 10 && fell
+}
+
+/// A folder every rank agrees on: rank 0 picks it and broadcasts the name.
+func sharedTemporaryFolder() throws -> String {
+    var name = [UInt8](repeating: 0, count: 36)
+    if dataParallel.rank == 0 { name = Array(UUID().uuidString.utf8) }
+    try name.withUnsafeMutableBytes { try dataParallel.broadcast($0.baseAddress!, bytes: 36, root: 0) }
+    return FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-mpi-\(String(decoding: name, as: UTF8.self))").path
+}
+
+func smallRun(folder: String, maxSteps: Int, accumulation: Int = 1) throws -> RunConfig {
+    let json = #"{"model": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 40, "max_position_embeddings": 32, "tie_word_embeddings": true}, "sorted": {"exits": [2, 4]}, "optim": {"lr": 0.01, "weight_decay": 0.1}, "schedule": {"type": "linear", "warmup_steps": 2}, "train": {"micro_batch_size": 2, "sequence_length": 12, "max_steps": \#(maxSteps), "accumulation_steps": \#(accumulation), "seed": 8}, "distributed": {"timeout_s": 60}}"#
+    let path = folder + "/run-\(dataParallel.rank)-\(maxSteps)-\(accumulation).json"
+    try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+    return try RunConfig.load(path: path)
+}
+
+func makeTrainer(_ config: RunConfig, _ communicator: Communicator) throws -> Trainer {
+    let model = try LlamaModel(config: config.model)
+    if communicator.rank == 0 { model.initializeRandomly(seed: 8, std: 0.1) }
+    let trainer = try Trainer(config: config, model: model, communicator: communicator,
+                              data: SyntheticBatchSource(microBatchSize: 2, sequenceLength: 12, vocabSize: 40))
+    try trainer.synchronizeInitialWeights()
+    return trainer
+}
+
+check("checkpoint + resume at the same world size is bit-exact; on one rank it continues within tolerance") {
+    let folder = try sharedTemporaryFolder()
+    if dataParallel.rank == 0 { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+    try dataParallel.barrier()
+    defer { if dataParallel.rank == 0 { try? FileManager.default.removeItem(atPath: folder) } }
+    let full = try smallRun(folder: folder, maxSteps: 6)
+    var straightLosses: [Double] = []
+    let straight = try makeTrainer(full, dataParallel)
+    straight.onStep = { straightLosses.append($0.loss) }
+    _ = try straight.run()
+
+    var half = full
+    half.train.maxSteps = 3
+    let first = try makeTrainer(half, dataParallel)
+    var losses: [Double] = []
+    first.onStep = { losses.append($0.loss) }
+    _ = try first.run()
+    let manager = CheckpointManager(root: folder + "/checkpoints", keep: 2, communicator: dataParallel)
+    let saved = try manager.save(first, step: 3)
+
+    let resumed = try makeTrainer(full, dataParallel)
+    _ = try CheckpointManager.load(saved, into: resumed, allowExitChange: false)
+    resumed.onStep = { losses.append($0.loss) }
+    _ = try resumed.run()
+    let exact = losses == straightLosses && resumed.model.parameters.array() == straight.model.parameters.array()
+
+    // World size → 1: the same global batch as one rank with `world` micro-steps.
+    var continuedOnOne = true
+    if dataParallel.rank == 0 {
+        let single = try smallRun(folder: folder, maxSteps: 6, accumulation: world)
+        let alone = try makeTrainer(single, SingleProcessCommunicator())
+        let state = try CheckpointManager.load(saved, into: alone, allowExitChange: false)
+        _ = try alone.run()
+        var difference = 0.0, norm = 0.0
+        for i in 0..<alone.model.parameters.count {
+            let a = Double(alone.model.parameters[i]), b = Double(straight.model.parameters[i])
+            difference += (a - b) * (a - b)
+            norm += b * b
+        }
+        continuedOnOne = state.worldSize == world && alone.sampleCursor == straight.sampleCursor
+            && (difference / norm).squareRoot() <= 1e-5
+    }
+    if !exact || !continuedOnOne { print("rank \(dataParallel.rank): resume exact \(exact), continued on one rank \(continuedOnOne)") }
+    return exact && continuedOnOne
 }
 
 // A check passes only when it passed on every rank.

@@ -1,21 +1,20 @@
-// A deterministic in-memory batch source for the multi-rank checks: example g of the
-// global stream is a fixed pseudo-random sequence, so any world size sees the same data.
+// SyntheticBatchSource: a deterministic stream of generated sequences for benchmarks and
+// tests. Example g is a fixed function of g, so every world size sees the same data.
 import SortedKit
-import SortedTraining
 
-final class SyntheticBatches: TrainingBatchSource {
-    let microBatchSize: Int
-    let sequenceLength: Int
-    let vocabSize: Int
+public final class SyntheticBatchSource: TrainingBatchSource {
+    public let microBatchSize: Int
+    public let sequenceLength: Int
+    public let vocabSize: Int
 
-    init(microBatchSize: Int, sequenceLength: Int, vocabSize: Int) {
+    public init(microBatchSize: Int, sequenceLength: Int, vocabSize: Int) {
         self.microBatchSize = microBatchSize
         self.sequenceLength = sequenceLength
         self.vocabSize = vocabSize
     }
 
     /// Example g: tokens, and labels with a "prompt" of g % 4 ignored positions.
-    func example(_ g: Int) -> (tokens: [Int32], labels: [Int32]) {
+    public func example(_ g: Int) -> (tokens: [Int32], labels: [Int32]) {
         var rng = SplitMix64(seed: UInt64(g) &* 7919 &+ 17)
         // A learnable pattern: token t+1 = (token t + 3) mod V, with noise.
         var tokens = [Int32](repeating: 0, count: sequenceLength)
@@ -28,10 +27,9 @@ final class SyntheticBatches: TrainingBatchSource {
         return (tokens, labels)
     }
 
-    func microBatches(step: Int, rank: Int, worldSize: Int, accumulationSteps: Int) throws -> [TokenBatch] {
-        let global = microBatchSize * worldSize * accumulationSteps
-        return (0..<accumulationSteps).map { i in
-            let first = step * global + (i * worldSize + rank) * microBatchSize
+    public func microBatches(cursor: Int, rank: Int, worldSize: Int, accumulationSteps: Int) throws -> [TokenBatch] {
+        (0..<accumulationSteps).map { i in
+            let first = cursor + (i * worldSize + rank) * microBatchSize
             let examples = (first..<(first + microBatchSize)).map(example)
             return TokenBatch(batchSize: microBatchSize, sequenceLength: sequenceLength,
                               tokens: examples.flatMap(\.tokens), labels: examples.flatMap(\.labels))
