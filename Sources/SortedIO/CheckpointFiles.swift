@@ -171,23 +171,32 @@ public enum CheckpointFiles {
         return state
     }
 
-    /// Reads every tensor (and, when `moments` is set, its moments) through the index's
-    /// links into `buffers`. Fletcher32 checksums are verified by HDF5 on every read.
-    public static func readTensors(directory: String, layout: ParameterLayout, into buffers: CheckpointBuffers,
-                                   moments: Bool) throws {
+    /// Reads every tensor's weights into `parameters` and, when given, its AdamW moments,
+    /// through the index's links. Fletcher32 checksums are verified by HDF5 on every read.
+    public static func readTensors(directory: String, layout: ParameterLayout, parameters: FloatBuffer,
+                                   moments: (first: FloatBuffer, second: FloatBuffer)?) throws {
         let indexPath = (directory as NSString).appendingPathComponent(CheckpointNames.index)
         let file = try HDF5File(opening: indexPath)
         for tensor in layout.tensors {
             let path = CheckpointNames.datasetPath(forTensor: tensor.name)
             try checkShape(file, path, tensor)
-            try file.read(path, into: buffers.parameters.pointer + tensor.offset, count: tensor.count)
-            guard moments else { continue }
-            for (moment, buffer) in [(CheckpointNames.Moment.expAvg, buffers.firstMoment), (.expAvgSq, buffers.secondMoment)] {
+            try file.read(path, into: parameters.pointer + tensor.offset, count: tensor.count)
+            guard let moments else { continue }
+            for (moment, buffer) in [(CheckpointNames.Moment.expAvg, moments.first), (.expAvgSq, moments.second)] {
                 let momentPath = CheckpointNames.momentPath(moment, forTensor: tensor.name)
                 try checkShape(file, momentPath, tensor)
                 try file.read(momentPath, into: buffer.pointer + tensor.offset, count: tensor.count)
             }
         }
+    }
+
+    /// The model a checkpoint holds (weights only).
+    public static func readModel(directory: String) throws -> (LlamaModel, CheckpointState) {
+        let state = try readState(directory: directory)
+        let config = try LlamaConfig.decode(json: Data(state.modelConfig.utf8), source: directory)
+        let model = try LlamaModel(config: config)
+        try readTensors(directory: directory, layout: model.layout, parameters: model.parameters, moments: nil)
+        return (model, state)
     }
 
     private static func checkShape(_ file: HDF5File, _ path: String, _ tensor: TensorSpec) throws {

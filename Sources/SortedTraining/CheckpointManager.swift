@@ -133,9 +133,8 @@ public final class CheckpointManager {
         if state.exits != trainer.config.objective.exits && !allowExitChange {
             throw TrainingError("\(directory): the checkpoint was trained with exits \(state.exits), the config has \(trainer.config.objective.exits); pass --allow-exit-change to continue with the new exits")
         }
-        let buffers = CheckpointBuffers(parameters: trainer.model.parameters, firstMoment: trainer.optimizer.firstMoment,
-                                        secondMoment: trainer.optimizer.secondMoment)
-        try CheckpointFiles.readTensors(directory: directory, layout: trainer.model.layout, into: buffers, moments: true)
+        try CheckpointFiles.readTensors(directory: directory, layout: trainer.model.layout, parameters: trainer.model.parameters,
+                                        moments: (trainer.optimizer.firstMoment, trainer.optimizer.secondMoment))
         trainer.optimizer.stepCount = state.optimizerSteps
         trainer.startStep = state.step
         trainer.sampleCursor = state.sampleCursor

@@ -8,6 +8,8 @@ struct SortedTrain: ParsableCommand {
         abstract: "Sorted Fine-Tuning (SoFT) of LLaMA-family models: one run, a usable model at every exit depth.",
         subcommands: [
             BenchCommand.self,
+            ExportCommand.self,
+            InspectCommand.self,
         ]
     )
 }
