@@ -26,6 +26,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
+    @Flag(help: "Also report the seconds per step spent in each phase (projections, attention, head, …).")
+    var breakdown = false
+
     func validate() throws {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be non-negative") }
@@ -33,7 +36,7 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         let runConfig = try RunConfig.load(path: config)
-        let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup) { line in
+        let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup, breakdown: breakdown) { line in
             if !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
         }
         if json {
@@ -49,6 +52,14 @@ struct BenchCommand: ParsableCommand {
         print("mode   exits          step (s)   GFLOP/s   of peak   peak RSS (MiB)")
         print("SFT    \(pad("\(r.sft_exits)", 14)) \(pad(fmt(r.sft_step_s, 3), 10)) \(pad(fmt(r.sft_gflops, 1), 9)) \(pad(fmt(100 * r.sft_peak_fraction, 1) + "%", 9)) \(fmt(r.sft_peak_rss_mb, 0))")
         print("SoFT   \(pad("\(r.soft_exits)", 14)) \(pad(fmt(r.soft_step_s, 3), 10)) \(pad(fmt(r.soft_gflops, 1), 9)) \(pad(fmt(100 * r.soft_peak_fraction, 1) + "%", 9)) \(fmt(r.soft_peak_rss_mb, 0))")
+        print("")
+        if let sft = r.sft_breakdown_s, let soft = r.soft_breakdown_s {
+            print("")
+            print("phase            SFT (s/step)   SoFT (s/step)")
+            for phase in Set(sft.keys).union(soft.keys).sorted(by: { (soft[$0] ?? 0) > (soft[$1] ?? 0) }) {
+                print("\(pad(phase, 16)) \(pad(fmt(sft[phase] ?? 0, 3), 14)) \(fmt(soft[phase] ?? 0, 3))")
+            }
+        }
         print("")
         print("SoFT/SFT time \(fmt(r.soft_sft_ratio, 3)) vs FLOP ratio \(fmt(r.flop_ratio, 3)) → overhead \(fmt(r.soft_sft_ratio / r.flop_ratio, 3))×; memory \(fmt(r.soft_peak_rss_mb / r.sft_peak_rss_mb, 3))×")
     }
