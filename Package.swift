@@ -39,7 +39,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Multi-rank checks, launched by launch/test under mpirun.
-        .executableTarget(name: "sortedtrain-mpi-tests", dependencies: ["SortedDistributed"],
+        .executableTarget(name: "sortedtrain-mpi-tests", dependencies: ["SortedDistributed", "SortedTraining", "SortedKit"],
                           path: "Tests/MPITests"),
 
         .testTarget(name: "SortedKitTests", dependencies: ["SortedKit", "SortedIO"]),

@@ -19,6 +19,8 @@ public protocol PendingReduction: AnyObject {
 public protocol Communicator: AnyObject {
     var rank: Int { get }
     var size: Int { get }
+    /// Seconds any collective may wait for its peers before it throws.
+    var timeout: Double { get set }
     /// Σ over ranks of `count` floats, in place.
     func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
     /// Σ over ranks of doubles, in place (loss sums, token counts).
@@ -36,6 +38,7 @@ public protocol Communicator: AnyObject {
 /// One process, no MPI: reductions are copies.
 public final class SingleProcessCommunicator: Communicator {
     public init() {}
+    public var timeout: Double = 300
     public var rank: Int { 0 }
     public var size: Int { 1 }
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}

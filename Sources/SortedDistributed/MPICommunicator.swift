@@ -6,6 +6,7 @@ import Foundation
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
+    public var timeout: Double = 300
     private let comm: MPI_Comm
 
     /// True when this process was started by mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE).
@@ -24,6 +25,24 @@ public final class MPICommunicator: Communicator {
         MPI_Comm_size(comm, &s)
         rank = Int(r)
         size = Int(s)
+    }
+
+    private init(comm: MPI_Comm, rank: Int, size: Int) {
+        self.comm = comm
+        self.rank = rank
+        self.size = size
+    }
+
+    /// A communicator over the same ranks with its own message space (MPI_Comm_dup), so
+    /// traffic of one user cannot match another's.
+    public static func duplicateWorld() throws -> MPICommunicator {
+        var dup: MPI_Comm? = nil
+        try check(MPI_Comm_dup(cmpi_comm_world(), &dup), "MPI_Comm_dup")
+        MPI_Comm_set_errhandler(dup, cmpi_errors_return())
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(dup, &r)
+        MPI_Comm_size(dup, &s)
+        return MPICommunicator(comm: dup!, rank: Int(r), size: Int(s))
     }
 
     /// Finalises MPI; mpirun counts an exit without it as a failure.
@@ -51,10 +70,15 @@ public final class MPICommunicator: Communicator {
     }
 
     public func allReduceSum(_ values: inout [Double]) throws {
-        let n = Int32(values.count)
-        try values.withUnsafeMutableBufferPointer { p in
-            try Self.check(MPI_Allreduce(cmpi_in_place(), p.baseAddress, n, cmpi_double(), cmpi_op_sum(), comm),
-                           "MPI_Allreduce")
+        // Non-blocking and out-of-place, so the wait has a deadline.
+        let input = values
+        var request = cmpi_request_null()
+        try values.withUnsafeMutableBufferPointer { out in
+            try input.withUnsafeBufferPointer { inp in
+                try Self.check(MPI_Iallreduce(inp.baseAddress, out.baseAddress, Int32(inp.count), cmpi_double(),
+                                              cmpi_op_sum(), comm, &request), "MPI_Iallreduce")
+                try MPIPendingReduction(request: request).wait(timeout: timeout, what: "an all-reduce of step statistics")
+            }
         }
     }
 
@@ -71,13 +95,17 @@ public final class MPICommunicator: Communicator {
         var offset = 0
         while offset < bytes {
             let n = min(bytes - offset, 1 << 30)
-            try Self.check(MPI_Bcast(buffer + offset, Int32(n), cmpi_uint8(), Int32(root), comm), "MPI_Bcast")
+            var request = cmpi_request_null()
+            try Self.check(MPI_Ibcast(buffer + offset, Int32(n), cmpi_uint8(), Int32(root), comm, &request), "MPI_Ibcast")
+            try MPIPendingReduction(request: request).wait(timeout: timeout, what: "a broadcast from rank \(root)")
             offset += n
         }
     }
 
     public func barrier() throws {
-        try Self.check(MPI_Barrier(comm), "MPI_Barrier")
+        var request = cmpi_request_null()
+        try Self.check(MPI_Ibarrier(comm, &request), "MPI_Ibarrier")
+        try MPIPendingReduction(request: request).wait(timeout: timeout, what: "a barrier")
     }
 
     public func abort(code: Int32) -> Never {
@@ -101,11 +129,15 @@ final class MPIPendingReduction: PendingReduction {
     }
 
     func wait(timeout: Double) throws {
+        try wait(timeout: timeout, what: "a gradient all-reduce")
+    }
+
+    func wait(timeout: Double, what: String) throws {
         let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
         var spins = 0
         while try !test() {
             if ContinuousClock.now > deadline {
-                throw CommunicatorError("a gradient all-reduce did not complete within \(timeout) s: a peer rank is dead or stuck")
+                throw CommunicatorError("\(what) did not complete within \(timeout) s: a peer rank is dead or stuck (distributed.timeout_s)")
             }
             spins += 1
             if spins > 1000 { usleep(50) }

@@ -137,6 +137,17 @@ public final class HDF5File {
         return dataset
     }
 
+    /// An external link at `name` (groups created) to dataset `object` in the file `file`,
+    /// given relative to this file's folder so the pair can be moved together.
+    public func linkExternal(_ name: String, file: String, object: String) throws {
+        let lcpl = H5Pcreate(chdf5_p_link_create())
+        defer { H5Pclose(lcpl) }
+        H5Pset_create_intermediate_group(lcpl, 1)
+        if H5Lcreate_external(file, object, id, name, lcpl, chdf5_p_default()) < 0 {
+            throw FormatError(file: path, "cannot create the external link '\(name)' → \(file):\(object)")
+        }
+    }
+
     /// A variable-length UTF-8 string attribute on the root group.
     public func setAttribute(_ name: String, string value: String) throws {
         let type = H5Tcopy(chdf5_c_s1())

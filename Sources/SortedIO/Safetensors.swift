@@ -128,3 +128,57 @@ public struct SafetensorsFile {
         }
     }
 }
+
+/// Writes float32 tensors as a safetensors file (header padded to 8 bytes, tensors in the
+/// given order), the format `transformers` loads as model.safetensors.
+public enum SafetensorsWriter {
+    public struct Tensor {
+        public let name: String
+        public let shape: [Int]
+        public let values: UnsafeBufferPointer<Float>
+        public init(name: String, shape: [Int], values: UnsafeBufferPointer<Float>) {
+            self.name = name
+            self.shape = shape
+            self.values = values
+        }
+    }
+
+    public static func write(_ tensors: [Tensor], metadata: [String: String] = ["format": "pt"], to url: URL) throws {
+        var header = "{"
+        let meta = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+        header += "\"__metadata__\":{\(meta)}"
+        var offset = 0
+        for tensor in tensors {
+            let bytes = tensor.values.count * 4
+            header += ",\(jsonString(tensor.name)):{\"dtype\":\"F32\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            offset += bytes
+        }
+        header += "}"
+        while (header.utf8.count % 8) != 0 { header += " " }
+        var data = Data(capacity: 8 + header.utf8.count + offset)
+        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(contentsOf: Array(header.utf8))
+        for tensor in tensors {
+            // Little-endian float32, as the platforms sortedtrain runs on store it.
+            data.append(UnsafeBufferPointer(start: UnsafeRawPointer(tensor.values.baseAddress!).assumingMemoryBound(to: UInt8.self),
+                                            count: tensor.values.count * 4))
+        }
+        do { try data.write(to: url, options: .atomic) } catch {
+            throw FormatError(file: url.path, "cannot be written: \(error.localizedDescription)")
+        }
+    }
+
+    static func jsonString(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            default:
+                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+            }
+        }
+        return out + "\""
+    }
+}

@@ -39,21 +39,29 @@ public final class AdamW {
     public let secondMoment: FloatBuffer
     /// Number of updates taken (torch's `step`).
     public var stepCount: Int = 0
-    /// Buffer ranges that take weight decay.
-    public let decayedRanges: [Range<Int>]
+    /// The buffer cut into runs of tensors that do or do not take weight decay.
+    let segments: [(range: Range<Int>, decayed: Bool)]
 
     public init(layout: ParameterLayout, settings: AdamWSettings) throws {
         try settings.validate()
         self.settings = settings
         firstMoment = FloatBuffer(count: layout.count)
         secondMoment = FloatBuffer(count: layout.count)
-        decayedRanges = layout.tensors.filter { tensor in
+        var runs: [(range: Range<Int>, decayed: Bool)] = []
+        for tensor in layout.tensors {
+            let decayed: Bool
             switch tensor.role {
-            case .linear, .head: return true
-            case .norm: return settings.decayNorms
-            case .embedding: return settings.decayEmbeddings
+            case .linear, .head: decayed = true
+            case .norm: decayed = settings.decayNorms
+            case .embedding: decayed = settings.decayEmbeddings
             }
-        }.map(\.range)
+            if let last = runs.last, last.decayed == decayed, last.range.upperBound == tensor.offset {
+                runs[runs.count - 1].range = last.range.lowerBound..<tensor.range.upperBound
+            } else {
+                runs.append((tensor.range, decayed))
+            }
+        }
+        segments = runs
     }
 
     /// One update of `parameters` from `gradients` at learning rate `lr`.
@@ -67,35 +75,63 @@ public final class AdamW {
         let decay = Float(1 - lr * s.weightDecay)
         let p = parameters.pointer, g = gradients.pointer
         let m = firstMoment.pointer, v = secondMoment.pointer
-        if s.weightDecay != 0 {
-            for range in decayedRanges {
-                for i in range { p[i] *= decay }
+        for (range, decayed) in segments {
+            Parallel.forEachRange(range.count) { piece in
+                update(range.lowerBound + piece.lowerBound, range.lowerBound + piece.upperBound,
+                       p: p, g: g, m: m, v: v, decay: decayed && s.weightDecay != 0 ? decay : 1,
+                       oneMinusB1: 1 - b1, b2: b2, oneMinusB2: 1 - b2, stepSize: stepSize,
+                       correction2Sqrt: correction2Sqrt, eps: eps)
             }
         }
-        for i in 0..<parameters.count {
+    }
+
+    /// torch's order: p ← p·(1 − lr·wd); m ← m + (g − m)(1 − β1); v ← β2·v + (1 − β2)·g²;
+    /// p ← p − stepSize·m / (√v / √(1 − β2ᵗ) + ε).
+    @inline(__always)
+    private func update(_ start: Int, _ end: Int, p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>,
+                        m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, decay: Float,
+                        oneMinusB1: Float, b2: Float, oneMinusB2: Float, stepSize: Float,
+                        correction2Sqrt: Float, eps: Float) {
+        var i = start
+        let d8 = Float8(repeating: decay), a8 = Float8(repeating: oneMinusB1), b8 = Float8(repeating: b2)
+        let c8 = Float8(repeating: oneMinusB2), s8 = Float8(repeating: stepSize)
+        let r8 = Float8(repeating: correction2Sqrt), e8 = Float8(repeating: eps)
+        while i + 8 <= end {
+            let gi = load8(g + i)
+            let mi = load8(m + i) + (gi - load8(m + i)) * a8
+            let vi = load8(v + i) * b8 + c8 * gi * gi
+            store8(mi, m + i)
+            store8(vi, v + i)
+            store8(load8(p + i) * d8 - s8 * mi / (vi.squareRoot() / r8 + e8), p + i)
+            i += 8
+        }
+        while i < end {
             let gi = g[i]
-            m[i] += (gi - m[i]) * (1 - b1)
-            v[i] = v[i] * b2 + (1 - b2) * gi * gi
-            p[i] -= stepSize * m[i] / (v[i].squareRoot() / correction2Sqrt + eps)
+            m[i] += (gi - m[i]) * oneMinusB1
+            v[i] = v[i] * b2 + oneMinusB2 * gi * gi
+            p[i] = p[i] * decay - stepSize * m[i] / (v[i].squareRoot() / correction2Sqrt + eps)
+            i += 1
         }
     }
 }
 
-/// The global L2 norm of all gradients (double-precision sum).
+/// The global L2 norm of all gradients (double-precision sums over fixed blocks).
 public func gradientNorm(_ gradients: FloatBuffer) -> Double {
-    var sum = 0.0
     let g = gradients.pointer
-    var i = 0
-    while i + 8 <= gradients.count {
-        let v = load8(g + i)
-        sum += Double((v * v).sum())
-        i += 8
-    }
-    while i < gradients.count {
-        sum += Double(g[i] * g[i])
-        i += 1
-    }
-    return sum.squareRoot()
+    return Parallel.sumBlocks(gradients.count) { range in
+        var sum = 0.0
+        var i = range.lowerBound
+        while i + 8 <= range.upperBound {
+            let v = load8(g + i)
+            sum += Double((v * v).sum())
+            i += 8
+        }
+        while i < range.upperBound {
+            sum += Double(g[i] * g[i])
+            i += 1
+        }
+        return sum
+    }.squareRoot()
 }
 
 /// Scales the gradients so their norm is at most maxNorm (torch's clip_grad_norm_:
@@ -104,6 +140,11 @@ public func gradientNorm(_ gradients: FloatBuffer) -> Double {
 public func clipGradientNorm(_ gradients: FloatBuffer, maxNorm: Double) -> Double {
     let norm = gradientNorm(gradients)
     let factor = maxNorm / (norm + 1e-6)
-    if factor < 1 { scaleInPlace(gradients.pointer, gradients.count, by: Float(factor)) }
+    if factor < 1 {
+        let g = gradients.pointer
+        Parallel.forEachRange(gradients.count) { range in
+            scaleInPlace(g + range.lowerBound, range.count, by: Float(factor))
+        }
+    }
     return norm
 }

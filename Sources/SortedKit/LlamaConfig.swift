@@ -93,8 +93,14 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         numAttentionHeads = try required(.numAttentionHeads, Int.self)
         vocabSize = try required(.vocabSize, Int.self)
         numKeyValueHeads = try optional(.numKeyValueHeads, Int.self) ?? numAttentionHeads
-        headDim = try optional(.headDim, Int.self)
-            ?? (numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0)
+        if let explicit = try optional(.headDim, Int.self) {
+            headDim = explicit
+        } else {
+            if numAttentionHeads > 0 && hiddenSize % numAttentionHeads != 0 {
+                throw ConfigError(key: "hidden_size", "\(hiddenSize) is not divisible by num_attention_heads \(numAttentionHeads); fix one or set head_dim")
+            }
+            headDim = numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0
+        }
         rmsNormEps = try optional(.rmsNormEps, Double.self) ?? 1e-6
         tieWordEmbeddings = try optional(.tieWordEmbeddings, Bool.self) ?? false
         maxPositionEmbeddings = try optional(.maxPositionEmbeddings, Int.self) ?? 2048
@@ -139,12 +145,12 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         try positive(headDim, .headDim)
         try positive(vocabSize, .vocabSize)
         try positive(maxPositionEmbeddings, .maxPositionEmbeddings)
-        if headDim % 2 != 0 {
-            throw ConfigError(key: "head_dim", "must be even for rotary embeddings, got \(headDim)")
-        }
         if numAttentionHeads % numKeyValueHeads != 0 {
             throw ConfigError(key: "num_key_value_heads",
                               "\(numKeyValueHeads) does not divide num_attention_heads \(numAttentionHeads)")
+        }
+        if headDim % 2 != 0 {
+            throw ConfigError(key: "head_dim", "must be even for rotary embeddings, got \(headDim)")
         }
         if !(rmsNormEps > 0 && rmsNormEps.isFinite) {
             throw ConfigError(key: "rms_norm_eps", "must be a positive number, got \(rmsNormEps)")

@@ -30,7 +30,10 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 
-    public func zeroGradients() { gradients.zero() }
+    public func zeroGradients() {
+        let g = gradients.pointer
+        Parallel.forEachRange(gradients.count) { range in (g + range.lowerBound).update(repeating: 0, count: range.count) }
+    }
 
     /// A model of the first k layers plus the shared final norm and head: the exit-k
     /// sub-model as a standalone model.
@@ -46,11 +49,4 @@ public final class LlamaModel: @unchecked Sendable {
         return sub
     }
 
-    /// Σ of squares of all gradients, in double precision.
-    public func gradientSquaredNorm() -> Double {
-        var sum = 0.0
-        let g = gradients.pointer
-        for i in 0..<gradients.count { sum += Double(g[i]) * Double(g[i]) }
-        return sum
-    }
 }

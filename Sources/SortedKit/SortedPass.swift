@@ -57,7 +57,7 @@ public final class SortedPass {
     private let dAttended: FloatBuffer     // [N, H·Dh]
     private let dGateUp: FloatBuffer       // [N, 2F]
     private let dActivated: FloatBuffer    // [N, F]
-    private let dScores: FloatBuffer       // [T, T]
+    private let dScores: FloatBuffer       // [workers, T, T]
 
     /// headChunkRows: tokens per head GEMM in the fused loss (memory ≈ chunk·V floats).
     public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 256) throws {
@@ -96,7 +96,7 @@ public final class SortedPass {
         dAttended = FloatBuffer(count: N * c.queryWidth)
         dGateUp = FloatBuffer(count: N * 2 * F)
         dActivated = FloatBuffer(count: N * F)
-        dScores = FloatBuffer(count: sequenceLength * sequenceLength)
+        dScores = FloatBuffer(count: attention.backwardScratchCount)
     }
 
     /// Forward over `exits`, and with `computeGradients` the backward, adding into
@@ -201,28 +201,44 @@ public final class SortedPass {
         let act = activated.pointer + l * N * F, out = residual.pointer + (l + 1) * N * D
         let eps = Float(c.rmsNormEps)
 
-        RMSNorm.forward(x: x, weight: P + w.inputNorm, y: xn1, inverseRMS: inverseRMS1.pointer + l * N,
-                        rows: N, dim: D, eps: eps)
-        BLAS.gemm(transposeA: false, transposeB: true, m: N, n: W, k: D,
-                  a: xn1, lda: D, b: P + w.qkv, ldb: D, beta: 0, c: qkvL, ldc: W)
-        for b in 0..<batchSize {
-            // q and k heads are adjacent in a row: rotate H + Hkv heads at once.
-            rope.apply(qkvL + b * sequenceLength * W, rows: sequenceLength,
-                       heads: c.numAttentionHeads + c.numKeyValueHeads, stride: W, inverse: false)
+        StepProfiler.measure("norms") {
+            RMSNorm.forward(x: x, weight: P + w.inputNorm, y: xn1, inverseRMS: inverseRMS1.pointer + l * N,
+                            rows: N, dim: D, eps: eps)
         }
-        attention.forward(qkv: qkvL, probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
-                          out: att, batch: batchSize)
-        h1.update(from: x, count: N * D)
-        BLAS.gemm(transposeA: false, transposeB: true, m: N, n: D, k: A,
-                  a: att, lda: A, b: P + w.output, ldb: A, beta: 1, c: h1, ldc: D)
-        RMSNorm.forward(x: h1, weight: P + w.postNorm, y: xn2, inverseRMS: inverseRMS2.pointer + l * N,
-                        rows: N, dim: D, eps: eps)
-        BLAS.gemm(transposeA: false, transposeB: true, m: N, n: 2 * F, k: D,
-                  a: xn2, lda: D, b: P + w.gateUp, ldb: D, beta: 0, c: gu, ldc: 2 * F)
-        SwiGLU.forward(gateUp: gu, act: act, rows: N, width: F)
-        out.update(from: h1, count: N * D)
-        BLAS.gemm(transposeA: false, transposeB: true, m: N, n: D, k: F,
-                  a: act, lda: F, b: P + w.down, ldb: F, beta: 1, c: out, ldc: D)
+        StepProfiler.measure("projections") {
+            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: W, k: D,
+                      a: xn1, lda: D, b: P + w.qkv, ldb: D, beta: 0, c: qkvL, ldc: W)
+        }
+        StepProfiler.measure("rope") {
+            for b in 0..<batchSize {
+                // q and k heads are adjacent in a row: rotate H + Hkv heads at once.
+                rope.apply(qkvL + b * sequenceLength * W, rows: sequenceLength,
+                           heads: c.numAttentionHeads + c.numKeyValueHeads, stride: W, inverse: false)
+            }
+        }
+        StepProfiler.measure("attention") {
+            attention.forward(qkv: qkvL, probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
+                              out: att, batch: batchSize)
+        }
+        StepProfiler.measure("projections") {
+            h1.update(from: x, count: N * D)
+            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: D, k: A,
+                      a: att, lda: A, b: P + w.output, ldb: A, beta: 1, c: h1, ldc: D)
+        }
+        StepProfiler.measure("norms") {
+            RMSNorm.forward(x: h1, weight: P + w.postNorm, y: xn2, inverseRMS: inverseRMS2.pointer + l * N,
+                            rows: N, dim: D, eps: eps)
+        }
+        StepProfiler.measure("projections") {
+            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: 2 * F, k: D,
+                      a: xn2, lda: D, b: P + w.gateUp, ldb: D, beta: 0, c: gu, ldc: 2 * F)
+        }
+        StepProfiler.measure("swiglu") { SwiGLU.forward(gateUp: gu, act: act, rows: N, width: F) }
+        StepProfiler.measure("projections") {
+            out.update(from: h1, count: N * D)
+            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: D, k: F,
+                      a: act, lda: F, b: P + w.down, ldb: F, beta: 1, c: out, ldc: D)
+        }
     }
 
     /// dResidual holds d residual[l+1] on entry and d residual[l] on return; layer l's
@@ -239,35 +255,53 @@ public final class SortedPass {
         let dr = dResidual.pointer
 
         // MLP: out = h1 + act·W_downᵀ
-        BLAS.gemm(transposeA: false, transposeB: false, m: N, n: F, k: D,
-                  a: dr, lda: D, b: P + w.down, ldb: F, beta: 0, c: dActivated.pointer, ldc: F)
-        BLAS.gemm(transposeA: true, transposeB: false, m: D, n: F, k: N,
-                  a: dr, lda: D, b: act, ldb: F, beta: 1, c: G + w.down, ldc: F)
-        SwiGLU.backward(dAct: dActivated.pointer, gateUp: gu, dGateUp: dGateUp.pointer, rows: N, width: F)
-        BLAS.gemm(transposeA: true, transposeB: false, m: 2 * F, n: D, k: N,
-                  a: dGateUp.pointer, lda: 2 * F, b: xn2, ldb: D, beta: 1, c: G + w.gateUp, ldc: D)
-        BLAS.gemm(transposeA: false, transposeB: false, m: N, n: D, k: 2 * F,
-                  a: dGateUp.pointer, lda: 2 * F, b: P + w.gateUp, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
-        RMSNorm.backward(dy: dNormed.pointer, x: h1, weight: P + w.postNorm, inverseRMS: inverseRMS2.pointer + l * N,
-                         dx: dr, dWeight: G + w.postNorm, rows: N, dim: D, accumulate: true)
+        StepProfiler.measure("projections") {
+            BLAS.gemm(transposeA: false, transposeB: false, m: N, n: F, k: D,
+                      a: dr, lda: D, b: P + w.down, ldb: F, beta: 0, c: dActivated.pointer, ldc: F)
+            BLAS.gemm(transposeA: true, transposeB: false, m: D, n: F, k: N,
+                      a: dr, lda: D, b: act, ldb: F, beta: 1, c: G + w.down, ldc: F)
+        }
+        StepProfiler.measure("swiglu") {
+            SwiGLU.backward(dAct: dActivated.pointer, gateUp: gu, dGateUp: dGateUp.pointer, rows: N, width: F)
+        }
+        StepProfiler.measure("projections") {
+            BLAS.gemm(transposeA: true, transposeB: false, m: 2 * F, n: D, k: N,
+                      a: dGateUp.pointer, lda: 2 * F, b: xn2, ldb: D, beta: 1, c: G + w.gateUp, ldc: D)
+            BLAS.gemm(transposeA: false, transposeB: false, m: N, n: D, k: 2 * F,
+                      a: dGateUp.pointer, lda: 2 * F, b: P + w.gateUp, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
+        }
+        StepProfiler.measure("norms") {
+            RMSNorm.backward(dy: dNormed.pointer, x: h1, weight: P + w.postNorm, inverseRMS: inverseRMS2.pointer + l * N,
+                             dx: dr, dWeight: G + w.postNorm, rows: N, dim: D, accumulate: true)
+        }
 
         // Attention: h1 = x + attended·W_oᵀ
-        BLAS.gemm(transposeA: false, transposeB: false, m: N, n: A, k: D,
-                  a: dr, lda: D, b: P + w.output, ldb: A, beta: 0, c: dAttended.pointer, ldc: A)
-        BLAS.gemm(transposeA: true, transposeB: false, m: D, n: A, k: N,
-                  a: dr, lda: D, b: att, ldb: A, beta: 1, c: G + w.output, ldc: A)
-        attention.backward(dOut: dAttended.pointer, qkv: qkvL,
-                           probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
-                           dQKV: dQKV.pointer, scratch: dScores.pointer, batch: batchSize)
-        for b in 0..<batchSize {
-            rope.apply(dQKV.pointer + b * sequenceLength * W, rows: sequenceLength,
-                       heads: c.numAttentionHeads + c.numKeyValueHeads, stride: W, inverse: true)
+        StepProfiler.measure("projections") {
+            BLAS.gemm(transposeA: false, transposeB: false, m: N, n: A, k: D,
+                      a: dr, lda: D, b: P + w.output, ldb: A, beta: 0, c: dAttended.pointer, ldc: A)
+            BLAS.gemm(transposeA: true, transposeB: false, m: D, n: A, k: N,
+                      a: dr, lda: D, b: att, ldb: A, beta: 1, c: G + w.output, ldc: A)
         }
-        BLAS.gemm(transposeA: true, transposeB: false, m: W, n: D, k: N,
-                  a: dQKV.pointer, lda: W, b: xn1, ldb: D, beta: 1, c: G + w.qkv, ldc: D)
-        BLAS.gemm(transposeA: false, transposeB: false, m: N, n: D, k: W,
-                  a: dQKV.pointer, lda: W, b: P + w.qkv, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
-        RMSNorm.backward(dy: dNormed.pointer, x: x, weight: P + w.inputNorm, inverseRMS: inverseRMS1.pointer + l * N,
-                         dx: dr, dWeight: G + w.inputNorm, rows: N, dim: D, accumulate: true)
+        StepProfiler.measure("attention") {
+            attention.backward(dOut: dAttended.pointer, qkv: qkvL,
+                               probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
+                               dQKV: dQKV.pointer, scratch: dScores.pointer, batch: batchSize)
+        }
+        StepProfiler.measure("rope") {
+            for b in 0..<batchSize {
+                rope.apply(dQKV.pointer + b * sequenceLength * W, rows: sequenceLength,
+                           heads: c.numAttentionHeads + c.numKeyValueHeads, stride: W, inverse: true)
+            }
+        }
+        StepProfiler.measure("projections") {
+            BLAS.gemm(transposeA: true, transposeB: false, m: W, n: D, k: N,
+                      a: dQKV.pointer, lda: W, b: xn1, ldb: D, beta: 1, c: G + w.qkv, ldc: D)
+            BLAS.gemm(transposeA: false, transposeB: false, m: N, n: D, k: W,
+                      a: dQKV.pointer, lda: W, b: P + w.qkv, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
+        }
+        StepProfiler.measure("norms") {
+            RMSNorm.backward(dy: dNormed.pointer, x: x, weight: P + w.inputNorm, inverseRMS: inverseRMS1.pointer + l * N,
+                             dx: dr, dWeight: G + w.inputNorm, rows: N, dim: D, accumulate: true)
+        }
     }
 }

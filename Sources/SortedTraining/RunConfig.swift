@@ -9,6 +9,29 @@ public struct TrainSettings: Equatable, Sendable {
     public var accumulationSteps: Int
     public var maxSteps: Int
     public var seed: UInt64
+    /// On a NaN/Inf loss or gradient: skip the update (true) or stop with an error (false).
+    public var skipNonFiniteSteps: Bool
+}
+
+public struct LogSettings: Equatable, Sendable {
+    /// Folder for the metrics file (and later checkpoints); relative to the working directory.
+    public var directory: String
+    /// Plain progress lines every `every` steps when not on a terminal.
+    public var every: Int
+}
+
+public struct CheckpointSettings: Equatable, Sendable {
+    /// Folder of step-XXXXXXXX/ checkpoints and the `latest` pointer.
+    public var directory: String
+    /// Save every N steps (0: only at the end and on a stop signal).
+    public var every: Int
+    /// How many checkpoints to keep (older ones are deleted after a successful save).
+    public var keep: Int
+}
+
+public struct DistributedSettings: Equatable, Sendable {
+    /// A collective that waits longer than this ends the job (a peer is dead or stuck).
+    public var timeoutSeconds: Double
 }
 
 public struct RunConfig: Sendable {
@@ -18,10 +41,16 @@ public struct RunConfig: Sendable {
     /// Global gradient-norm clipping threshold; nil disables clipping.
     public var maxGradNorm: Double?
     public var train: TrainSettings
+    public var schedule: LearningRateSchedule
+    public var log: LogSettings
+    public var checkpoint: CheckpointSettings
+    public var distributed: DistributedSettings
     /// Where the config came from, for messages.
     public var source: String
+    /// The config as read, overrides applied (stored in checkpoints).
+    public var json: String
 
-    static let sections = ["model", "sorted", "optim", "train"]
+    static let sections = ["model", "sorted", "optim", "schedule", "train", "log", "checkpoint", "distributed"]
 
     /// Reads a config file and applies `overrides` ("section.key=value", value as JSON or a
     /// bare string).
@@ -38,7 +67,10 @@ public struct RunConfig: Sendable {
         guard var root = object as? [String: Any] else { throw ConfigError(key: path, "must hold a JSON object at the top level") }
         for override in overrides { try apply(override: override, to: &root) }
         do {
-            return try parse(root, baseDirectory: url.deletingLastPathComponent(), source: path)
+            var config = try parse(root, baseDirectory: url.deletingLastPathComponent(), source: path)
+            let text = try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
+            config.json = String(decoding: text, as: UTF8.self)
+            return config
         } catch let error as ConfigError {
             throw ConfigError(key: "\(path): \(error.key)", error.message)
         }
@@ -57,13 +89,15 @@ public struct RunConfig: Sendable {
 
         let model = try loadModel(root["model"], baseDirectory: baseDirectory)
 
-        let t = try section("train", ["micro_batch_size", "sequence_length", "accumulation_steps", "max_steps", "seed"])
+        let t = try section("train", ["micro_batch_size", "sequence_length", "accumulation_steps", "max_steps", "seed",
+                                      "on_nonfinite"])
         let train = TrainSettings(
             microBatchSize: try t.int("micro_batch_size", default: 4, min: 1),
             sequenceLength: try t.int("sequence_length", default: 256, min: 2),
             accumulationSteps: try t.int("accumulation_steps", default: 1, min: 1),
             maxSteps: try t.int("max_steps", default: 100, min: 0),
-            seed: UInt64(try t.int("seed", default: 1234, min: 0)))
+            seed: UInt64(try t.int("seed", default: 1234, min: 0)),
+            skipNonFiniteSteps: try t.string("on_nonfinite", default: "stop", oneOf: ["stop", "skip"]) == "skip")
         if train.sequenceLength > model.maxPositionEmbeddings {
             throw ConfigError(key: "train.sequence_length",
                               "\(train.sequenceLength) exceeds the model's max_position_embeddings \(model.maxPositionEmbeddings)")
@@ -90,8 +124,33 @@ public struct RunConfig: Sendable {
         let clip = o.has("max_grad_norm") ? try o.double("max_grad_norm") : 1.0
         if clip < 0 { throw ConfigError(key: "optim.max_grad_norm", "must be ≥ 0 (0 disables clipping), got \(clip)") }
 
+        let sc = try section("schedule", ["type", "warmup_steps", "min_lr"])
+        let schedule = LearningRateSchedule(
+            kind: LearningRateSchedule.Kind(rawValue: try sc.string("type", default: "cosine", oneOf: ["constant", "linear", "cosine"]))!,
+            peak: optimizer.learningRate, warmupSteps: try sc.int("warmup_steps", default: 0, min: 0),
+            minimum: try sc.double("min_lr", default: 0), totalSteps: train.maxSteps)
+        if schedule.minimum < 0 || schedule.minimum > schedule.peak {
+            throw ConfigError(key: "schedule.min_lr", "must be in [0, optim.lr], got \(schedule.minimum)")
+        }
+
+        let lg = try section("log", ["dir", "every"])
+        let stem = URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent
+        let log = LogSettings(directory: try lg.string("dir", default: "runs/\(stem)"), every: try lg.int("every", default: 10, min: 1))
+
+        let ck = try section("checkpoint", ["dir", "every", "keep"])
+        let checkpoint = CheckpointSettings(directory: try ck.string("dir", default: log.directory + "/checkpoints"),
+                                            every: try ck.int("every", default: 0, min: 0),
+                                            keep: try ck.int("keep", default: 3, min: 1))
+
+        let d = try section("distributed", ["timeout_s"])
+        let distributed = DistributedSettings(timeoutSeconds: try d.double("timeout_s", default: 300))
+        if !(distributed.timeoutSeconds > 0) {
+            throw ConfigError(key: "distributed.timeout_s", "must be positive, got \(distributed.timeoutSeconds)")
+        }
+
         return RunConfig(model: model, objective: objective, optimizer: optimizer,
-                         maxGradNorm: clip > 0 ? clip : nil, train: train, source: source)
+                         maxGradNorm: clip > 0 ? clip : nil, train: train, schedule: schedule, log: log,
+                         checkpoint: checkpoint, distributed: distributed, source: source, json: "{}")
     }
 
     /// `model` is either HF config keys inline or {"path": "dir/config.json"} (relative to
@@ -124,12 +183,12 @@ public struct RunConfig: Sendable {
     /// "section.key=value": value parsed as JSON (numbers, booleans, arrays), else a string.
     static func apply(override: String, to root: inout [String: Any]) throws {
         guard let eq = override.firstIndex(of: "=") else {
-            throw ConfigError(key: override, "an override must look like section.key=value")
+            throw ConfigError(key: "--set \(override)", "an override must look like section.key=value")
         }
         let path = override[..<eq].split(separator: ".").map(String.init)
         let text = String(override[override.index(after: eq)...])
         guard path.count == 2 else {
-            throw ConfigError(key: String(override[..<eq]), "an override names a section and a key: section.key=value")
+            throw ConfigError(key: "--set \(override)", "an override names a section and a key: section.key=value")
         }
         let value = (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) ?? text
         var section = (root[path[0]] as? [String: Any]) ?? [:]

@@ -24,11 +24,14 @@ public struct StepBenchmarkResult: Codable, Sendable {
     public var sequence_length: Int
     public var parameters: Int
     public var timed_steps: Int
+    /// Seconds per step in each phase (with --breakdown); "other" is the rest of the step.
+    public var sft_breakdown_s: [String: Double]?
+    public var soft_breakdown_s: [String: Double]?
 }
 
 public enum StepBenchmark {
     /// Median step time over `steps` timed steps after `warmup` untimed ones.
-    public static func run(config: RunConfig, steps: Int, warmup: Int,
+    public static func run(config: RunConfig, steps: Int, warmup: Int, breakdown: Bool = false,
                            progress: (String) -> Void = { _ in }) throws -> StepBenchmarkResult {
         let c = config.model, B = config.train.microBatchSize, T = config.train.sequenceLength
         var rng = SplitMix64(seed: config.train.seed)
@@ -40,7 +43,8 @@ public enum StepBenchmark {
         progress("sgemm peak on [\(B * T)×\(c.hiddenSize)]·[\(c.hiddenSize)×\(2 * c.intermediateSize)]")
         let peak = BLAS.measureGFLOPS(m: B * T, n: 2 * c.intermediateSize, k: c.hiddenSize, repeats: 10)
 
-        func measure(_ objective: SortedObjective, label: String) throws -> (seconds: Double, flops: Double, rss: Double, params: Int) {
+        func measure(_ objective: SortedObjective, label: String)
+            throws -> (seconds: Double, flops: Double, rss: Double, params: Int, phases: [String: Double]?) {
             ProcessMemory.resetPeak()
             var run = config
             run.objective = objective
@@ -48,7 +52,10 @@ public enum StepBenchmark {
             model.initializeRandomly(seed: config.train.seed)
             let step = try TrainingStep(model: model, config: run)
             var times: [Double] = []
+            let profiler = StepProfiler()
+            defer { StepProfiler.active = nil }
             for i in 0..<(warmup + steps) {
+                if breakdown && i == warmup { StepProfiler.active = profiler }
                 let start = ContinuousClock.now
                 let outcome = step.run(batch, step: i, learningRate: config.optimizer.learningRate)
                 let seconds = (ContinuousClock.now - start).seconds
@@ -58,7 +65,13 @@ public enum StepBenchmark {
             }
             let flops = StepFLOPs.trainingStep(c, batch: B, sequence: T, exits: objective.exits,
                                                labelledTokens: batch.labelledCount)
-            return (median(times), flops, ProcessMemory.peakMiB(), model.layout.count)
+            var phases: [String: Double]? = nil
+            if breakdown {
+                var perStep = profiler.seconds.mapValues { $0 / Double(steps) }
+                perStep["other"] = times.reduce(0, +) / Double(steps) - perStep.values.reduce(0, +)
+                phases = perStep
+            }
+            return (median(times), flops, ProcessMemory.peakMiB(), model.layout.count, phases)
         }
 
         let sftObjective = SortedObjective.sft(numLayers: c.numHiddenLayers)
@@ -74,7 +87,8 @@ public enum StepBenchmark {
             sft_tokens_per_s: Double(B * T) / sft.seconds,
             openblas_core: BLAS.coreName, threads: BLAS.threads,
             sft_exits: sftObjective.exits, soft_exits: config.objective.exits,
-            batch: B, sequence_length: T, parameters: sft.params, timed_steps: steps)
+            batch: B, sequence_length: T, parameters: sft.params, timed_steps: steps,
+            sft_breakdown_s: sft.phases, soft_breakdown_s: soft.phases)
     }
 
     static func median(_ values: [Double]) -> Double {

@@ -27,11 +27,15 @@ public final class TrainingStep {
     }
 
     public func run(_ batch: TokenBatch, step: Int, learningRate: Double) -> StepOutcome {
-        model.zeroGradients()
+        StepProfiler.measure("zero gradients") { model.zeroGradients() }
         let exits = objective.activeExits(step: step)
         let losses = pass.run(batch, exits: exits, lossNormalizer: Double(max(batch.labelledCount, 1)))
-        let norm = maxGradNorm.map { clipGradientNorm(model.gradients, maxNorm: $0) } ?? gradientNorm(model.gradients)
-        optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: learningRate)
+        let norm = StepProfiler.measure("clip") {
+            maxGradNorm.map { clipGradientNorm(model.gradients, maxNorm: $0) } ?? gradientNorm(model.gradients)
+        }
+        StepProfiler.measure("adamw") {
+            optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: learningRate)
+        }
         let total = zip(exits, losses).map { $0.weight * $1.mean }.reduce(0, +)
         return StepOutcome(losses: losses, totalLoss: total, gradientNorm: norm)
     }

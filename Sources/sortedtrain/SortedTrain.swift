@@ -7,11 +7,22 @@ struct SortedTrain: ParsableCommand {
         commandName: "sortedtrain",
         abstract: "Sorted Fine-Tuning (SoFT) of LLaMA-family models: one run, a usable model at every exit depth.",
         subcommands: [
-            BenchCommand.self,
-            TokenizeCommand.self,
-            PrepareCommand.self,
             SynthCommand.self,
-            TokenizerBenchCommand.self,
+            PrepareCommand.self,
+            TokenizeCommand.self,
+            ExportCommand.self,
+            InspectCommand.self,
+            BenchCommand.self,
         ]
+    )
+}
+
+/// `sortedtrain bench [step|tokenizer]`: the benchmarks; `step` when none is named.
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmarks: training steps (default) and tokenizer throughput.",
+        subcommands: [StepBenchCommand.self, TokenizerBenchCommand.self],
+        defaultSubcommand: StepBenchCommand.self
     )
 }

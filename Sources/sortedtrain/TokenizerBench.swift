@@ -1,4 +1,4 @@
-// `sortedtrain bench-tokenizer`: encode throughput (MB/s) of sortedtrain's tokenizer on a
+// `sortedtrain bench tokenizer`: encode throughput (MB/s) of sortedtrain's tokenizer on a
 // text, side by side with HF `tokenizers` (Python, one thread) on the same documents, and a
 // check that both produce the same ids.
 import ArgumentParser
@@ -7,7 +7,7 @@ import SortedData
 
 struct TokenizerBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench-tokenizer",
+        commandName: "tokenizer",
         abstract: "Measure tokenizer encode speed against HF tokenizers on the same text.",
         discussion: """
         The text is split into documents at blank lines; both sides encode every document

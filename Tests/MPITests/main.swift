@@ -2,12 +2,18 @@
 // Every rank runs every check; rank 0 prints one line per check and the summary line.
 import Foundation
 import SortedDistributed
+import SortedKit
+import SortedTraining
 
 guard MPICommunicator.launchedByMPI else {
     print("sortedtrain-mpi-tests must run under mpirun, e.g. mpirun -np 2 .build/release/sortedtrain-mpi-tests")
     exit(2)
 }
 let comm = try MPICommunicator()
+// Separate message spaces: the timeout check abandons a barrier on `abandoned`, which must
+// not match any later collective.
+let abandoned = try MPICommunicator.duplicateWorld()
+let dataParallel = try MPICommunicator.duplicateWorld()
 var results: [(String, Bool)] = []
 
 func check(_ name: String, _ body: () throws -> Bool) {
@@ -58,9 +64,141 @@ check("barrier returns") {
     return true
 }
 
+check("collectives time out instead of hanging when a peer never joins") {
+    // Every rank but the last enters a barrier the last rank skips; they must give up.
+    abandoned.timeout = 0.5
+    var timedOut = false
+    if abandoned.rank != world - 1 {
+        do { try abandoned.barrier() } catch { timedOut = "\(error)".contains("did not complete within") }
+    } else {
+        timedOut = true
+    }
+    return timedOut
+}
+
+
+check("data-parallel training equals single-process training on the same global batch") {
+    let model = try LlamaModel(config: LlamaConfig(hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 4,
+                                                    numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 40,
+                                                    maxPositionEmbeddings: 32))
+    let runJSON = #"{"model": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 40, "max_position_embeddings": 32}, "sorted": {"exits": [1, 2, 4]}, "optim": {"lr": 0.01, "weight_decay": 0.1, "max_grad_norm": 1.0}, "schedule": {"type": "cosine", "warmup_steps": 2}, "train": {"micro_batch_size": 2, "sequence_length": 12, "max_steps": 10, "seed": 5}, "distributed": {"timeout_s": 60}}"#
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-check-\(ProcessInfo.processInfo.processIdentifier).json").path
+    try Data(runJSON.utf8).write(to: URL(fileURLWithPath: path))
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let config = try RunConfig.load(path: path)
+    if dataParallel.rank == 0 { model.initializeRandomly(seed: 5, std: 0.1) }
+    let data = SyntheticBatchSource(microBatchSize: 2, sequenceLength: 12, vocabSize: 40)
+    let trainer = try Trainer(config: config, model: model, communicator: dataParallel, data: data)
+    try trainer.synchronizeInitialWeights()
+    var distributedLosses: [[String: Double]] = []
+    trainer.onStep = { distributedLosses.append($0.exit_losses) }
+    _ = try trainer.run()
+
+    // The same global batch on one process: world size 1, world-size micro-steps.
+    var single = config
+    single.train.accumulationSteps = world
+    let reference = try LlamaModel(config: model.config)
+    reference.initializeRandomly(seed: 5, std: 0.1)
+    let referenceTrainer = try Trainer(config: single, model: reference, communicator: SingleProcessCommunicator(), data: data)
+    var referenceLosses: [[String: Double]] = []
+    referenceTrainer.onStep = { referenceLosses.append($0.exit_losses) }
+    _ = try referenceTrainer.run()
+
+    // Per tensor: ‖a − b‖ ≤ 1e-5·‖b‖ (the runs differ only in the order floats are summed).
+    var worst = 0.0, worstName = ""
+    for tensor in model.layout.tensors {
+        var difference = 0.0, norm = 0.0
+        for i in tensor.range {
+            let a = Double(model.parameters[i]), b = Double(reference.parameters[i])
+            difference += (a - b) * (a - b)
+            norm += b * b
+        }
+        let relative = (difference / norm).squareRoot()
+        if relative > worst { worst = relative; worstName = tensor.name }
+    }
+    let lossesAgree = zip(distributedLosses, referenceLosses).allSatisfy { d, r in
+        d.keys == r.keys && d.keys.allSatisfy { abs(d[$0]! - r[$0]!) <= 1e-5 * abs(r[$0]!) }
+    }
+    let fell = referenceLosses.last!["4"]! < referenceLosses.first!["4"]!
+    if !(worst <= 1e-5 && lossesAgree && fell) {
+        print("rank \(dataParallel.rank): worst relative parameter difference \(worst) (\(worstName)), losses agree \(lossesAgree), loss fell \(fell)")
+    }
+    return worst <= 1e-5 && lossesAgree && distributedLosses.count == 10 && fell
+}
+
+/// A folder every rank agrees on: rank 0 picks it and broadcasts the name.
+func sharedTemporaryFolder() throws -> String {
+    var name = [UInt8](repeating: 0, count: 36)
+    if dataParallel.rank == 0 { name = Array(UUID().uuidString.utf8) }
+    try name.withUnsafeMutableBytes { try dataParallel.broadcast($0.baseAddress!, bytes: 36, root: 0) }
+    return FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-mpi-\(String(decoding: name, as: UTF8.self))").path
+}
+
+func smallRun(folder: String, maxSteps: Int, accumulation: Int = 1) throws -> RunConfig {
+    let json = #"{"model": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 40, "max_position_embeddings": 32, "tie_word_embeddings": true}, "sorted": {"exits": [2, 4]}, "optim": {"lr": 0.01, "weight_decay": 0.1}, "schedule": {"type": "linear", "warmup_steps": 2}, "train": {"micro_batch_size": 2, "sequence_length": 12, "max_steps": \#(maxSteps), "accumulation_steps": \#(accumulation), "seed": 8}, "distributed": {"timeout_s": 60}}"#
+    let path = folder + "/run-\(dataParallel.rank)-\(maxSteps)-\(accumulation).json"
+    try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+    return try RunConfig.load(path: path)
+}
+
+func makeTrainer(_ config: RunConfig, _ communicator: Communicator) throws -> Trainer {
+    let model = try LlamaModel(config: config.model)
+    if communicator.rank == 0 { model.initializeRandomly(seed: 8, std: 0.1) }
+    let trainer = try Trainer(config: config, model: model, communicator: communicator,
+                              data: SyntheticBatchSource(microBatchSize: 2, sequenceLength: 12, vocabSize: 40))
+    try trainer.synchronizeInitialWeights()
+    return trainer
+}
+
+check("checkpoint + resume at the same world size is bit-exact; on one rank it continues within tolerance") {
+    let folder = try sharedTemporaryFolder()
+    if dataParallel.rank == 0 { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+    try dataParallel.barrier()
+    defer { if dataParallel.rank == 0 { try? FileManager.default.removeItem(atPath: folder) } }
+    let full = try smallRun(folder: folder, maxSteps: 6)
+    var straightLosses: [Double] = []
+    let straight = try makeTrainer(full, dataParallel)
+    straight.onStep = { straightLosses.append($0.loss) }
+    _ = try straight.run()
+
+    var half = full
+    half.train.maxSteps = 3
+    let first = try makeTrainer(half, dataParallel)
+    var losses: [Double] = []
+    first.onStep = { losses.append($0.loss) }
+    _ = try first.run()
+    let manager = CheckpointManager(root: folder + "/checkpoints", keep: 2, communicator: dataParallel)
+    let saved = try manager.save(first, step: 3)
+
+    let resumed = try makeTrainer(full, dataParallel)
+    _ = try CheckpointManager.load(saved, into: resumed, allowExitChange: false)
+    resumed.onStep = { losses.append($0.loss) }
+    _ = try resumed.run()
+    let exact = losses == straightLosses && resumed.model.parameters.array() == straight.model.parameters.array()
+
+    // World size → 1: the same global batch as one rank with `world` micro-steps.
+    var continuedOnOne = true
+    if dataParallel.rank == 0 {
+        let single = try smallRun(folder: folder, maxSteps: 6, accumulation: world)
+        let alone = try makeTrainer(single, SingleProcessCommunicator())
+        let state = try CheckpointManager.load(saved, into: alone, allowExitChange: false)
+        _ = try alone.run()
+        var difference = 0.0, norm = 0.0
+        for i in 0..<alone.model.parameters.count {
+            let a = Double(alone.model.parameters[i]), b = Double(straight.model.parameters[i])
+            difference += (a - b) * (a - b)
+            norm += b * b
+        }
+        continuedOnOne = state.worldSize == world && alone.sampleCursor == straight.sampleCursor
+            && (difference / norm).squareRoot() <= 1e-5
+    }
+    if !exact || !continuedOnOne { print("rank \(dataParallel.rank): resume exact \(exact), continued on one rank \(continuedOnOne)") }
+    return exact && continuedOnOne
+}
+
 // A check passes only when it passed on every rank.
 var failures = results.map { $0.1 ? 0.0 : 1.0 }
-try comm.allReduceSum(&failures)
+try dataParallel.allReduceSum(&failures)
 if comm.rank == 0 {
     for (i, (name, _)) in results.enumerated() {
         print("\(failures[i] == 0 ? "ok  " : "FAIL") [np \(world)] \(name)")

@@ -80,7 +80,7 @@ final class KernelGradientTests: XCTestCase {
                 for j in (i + 1)..<T { XCTAssertEqual(row[row.startIndex + j], 0) }
             }
         }
-        var dqkv = [Float](repeating: 3, count: B * T * W), scratch = [Float](repeating: 0, count: T * T)
+        var dqkv = [Float](repeating: 3, count: B * T * W), scratch = [Float](repeating: 0, count: attention.backwardScratchCount)
         attention.backward(dOut: dOut, qkv: qkv, probs: probs, dQKV: &dqkv, scratch: &scratch, batch: B)
         checkFiniteDifferences(qkvBuf, indices: sampleIndices(B * T * W, count: 120, seed: 10),
                                    analytic: dqkv, what: "dqkv", loss: loss)

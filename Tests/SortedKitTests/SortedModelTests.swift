@@ -156,13 +156,13 @@ final class SortedModelTests: XCTestCase {
             }
         }
         let base = #""intermediate_size": 8, "num_hidden_layers": 2, "vocab_size": 10"#
-        check(#"{"hidden_size": 12, "num_attention_heads": 4, "num_key_value_heads": 3, \#(base)}"#, key: "num_key_value_heads")
+        check(#"{"hidden_size": 16, "num_attention_heads": 4, "num_key_value_heads": 3, \#(base)}"#, key: "num_key_value_heads")
         check(#"{"hidden_size": 12, "num_attention_heads": 0, \#(base)}"#, key: "num_attention_heads")
-        check(#"{"hidden_size": 12, "num_attention_heads": 4, "head_dim": 3, \#(base)}"#, key: "head_dim")
+        check(#"{"hidden_size": 16, "num_attention_heads": 4, "head_dim": 3, \#(base)}"#, key: "head_dim")
         check(#"{"num_attention_heads": 4, \#(base)}"#, key: "hidden_size")
         check(#"{"hidden_size": "big", "num_attention_heads": 4, \#(base)}"#, key: "hidden_size")
-        check(#"{"hidden_size": 12, "num_attention_heads": 4, "rms_norm_eps": -1, \#(base)}"#, key: "rms_norm_eps")
-        check(#"{"hidden_size": 12, "num_attention_heads": 4, "rope_scaling": {"type": "linear"}, \#(base)}"#, key: "rope_scaling")
+        check(#"{"hidden_size": 16, "num_attention_heads": 4, "rms_norm_eps": -1, \#(base)}"#, key: "rms_norm_eps")
+        check(#"{"hidden_size": 16, "num_attention_heads": 4, "rope_scaling": {"type": "linear"}, \#(base)}"#, key: "rope_scaling")
         // heads not dividing the hidden size, without an explicit head_dim
         check(#"{"hidden_size": 10, "num_attention_heads": 4, \#(base)}"#, key: "hidden_size")
 

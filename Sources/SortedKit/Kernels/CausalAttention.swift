@@ -1,6 +1,7 @@
 // Causal grouped-query attention over a fused q|k|v activation.
 // qkv rows: [q heads (H·Dh) | k heads (Hkv·Dh) | v heads (Hkv·Dh)], T rows per sequence;
 // query head h reads key/value head h / (H/Hkv).
+import Dispatch
 
 struct CausalAttention {
     let heads: Int          // H
@@ -12,14 +13,30 @@ struct CausalAttention {
     var outWidth: Int { heads * headDim }
     var scale: Float { 1 / Float(headDim).squareRoot() }
 
+    /// Runs body(b, g) for every sequence b and key/value head g on all cores, each call
+    /// with a single-threaded BLAS: the per-head GEMMs are too small to share. A (b, g)
+    /// item owns every query head of its group, so no two threads write the same dK/dV.
+    private func forEachGroup(batch B: Int, _ body: (_ b: Int, _ g: Int, _ worker: Int) -> Void) {
+        let items = B * kvHeads
+        let workers = min(Parallel.workers, items)
+        let blasThreads = BLAS.threads
+        if workers > 1 { BLAS.setThreads(1) }
+        defer { if workers > 1 { BLAS.setThreads(blasThreads) } }
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for item in stride(from: w, to: items, by: workers) { body(item / kvHeads, item % kvHeads, w) }
+        }
+    }
+
+    /// Scratch floats the backward needs: one [T, T] block per worker.
+    var backwardScratchCount: Int { Parallel.workers * sequenceLength * sequenceLength }
+
     /// probs: [B, H, T, T] saved for the backward; out: [B·T, H·Dh].
     func forward(qkv: UnsafePointer<Float>, probs: UnsafeMutablePointer<Float>,
                  out: UnsafeMutablePointer<Float>, batch B: Int) {
         let T = sequenceLength, Dh = headDim, W = qkvWidth, group = heads / kvHeads
-        for b in 0..<B {
+        forEachGroup(batch: B) { b, g, _ in
             let base = qkv + b * T * W
-            for h in 0..<heads {
-                let g = h / group
+            for h in (g * group)..<((g + 1) * group) {
                 let q = base + h * Dh
                 let k = base + (heads + g) * Dh
                 let v = base + (heads + kvHeads + g) * Dh
@@ -42,15 +59,15 @@ struct CausalAttention {
     }
 
     /// dQKV is overwritten with the gradients of q (post-RoPE), k (post-RoPE) and v.
-    /// scratch: [T, T].
+    /// scratch: backwardScratchCount floats.
     func backward(dOut: UnsafePointer<Float>, qkv: UnsafePointer<Float>, probs: UnsafePointer<Float>,
-                  dQKV: UnsafeMutablePointer<Float>, scratch dP: UnsafeMutablePointer<Float>, batch B: Int) {
+                  dQKV: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, batch B: Int) {
         let T = sequenceLength, Dh = headDim, W = qkvWidth, group = heads / kvHeads
         dQKV.update(repeating: 0, count: B * T * W)
-        for b in 0..<B {
+        forEachGroup(batch: B) { b, g, worker in
             let base = qkv + b * T * W, dBase = dQKV + b * T * W
-            for h in 0..<heads {
-                let g = h / group
+            let dP = scratch + worker * T * T
+            for h in (g * group)..<((g + 1) * group) {
                 let q = base + h * Dh, k = base + (heads + g) * Dh, v = base + (heads + kvHeads + g) * Dh
                 let dq = dBase + h * Dh, dk = dBase + (heads + g) * Dh, dv = dBase + (heads + kvHeads + g) * Dh
                 let p = probs + (b * heads + h) * T * T

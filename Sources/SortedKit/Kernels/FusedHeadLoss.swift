@@ -39,8 +39,10 @@ final class FusedHeadLoss {
              dNormed: UnsafeMutablePointer<Float>, dHidden: UnsafeMutablePointer<Float>,
              dNormWeight: UnsafeMutablePointer<Float>, dHeadWeight: UnsafeMutablePointer<Float>) -> Double {
         let D = dim, V = vocab
-        RMSNorm.forward(x: hidden, weight: normWeight, y: normed, inverseRMS: inverseRMS,
-                        rows: N, dim: D, eps: eps)
+        StepProfiler.measure("norms") {
+            RMSNorm.forward(x: hidden, weight: normWeight, y: normed, inverseRMS: inverseRMS,
+                            rows: N, dim: D, eps: eps)
+        }
         let backward = gradientScale != nil
         if backward { dNormed.update(repeating: 0, count: N * D) }
         var nll = 0.0
@@ -51,16 +53,22 @@ final class FusedHeadLoss {
             for r in 0..<C {
                 (xc + r * D).update(from: normed + Int(labelled[start + r]) * D, count: D)
             }
-            BLAS.gemm(transposeA: false, transposeB: true, m: C, n: V, k: D,
-                      a: xc, lda: D, b: headWeight, ldb: D, beta: 0, c: lg, ldc: V)
-            nll += softmaxCrossEntropy(logits: lg, rows: C, labelled: labelled, start: start,
-                                       targets: targets, gradientScale: gradientScale)
+            StepProfiler.measure("head") {
+                BLAS.gemm(transposeA: false, transposeB: true, m: C, n: V, k: D,
+                          a: xc, lda: D, b: headWeight, ldb: D, beta: 0, c: lg, ldc: V)
+            }
+            nll += StepProfiler.measure("cross-entropy") {
+                softmaxCrossEntropy(logits: lg, rows: C, labelled: labelled, start: start,
+                                    targets: targets, gradientScale: gradientScale)
+            }
             if backward {
                 // dW_head += dlogitsᵀ·x ; dx = dlogits·W_head
-                BLAS.gemm(transposeA: true, transposeB: false, m: V, n: D, k: C,
-                          a: lg, lda: V, b: xc, ldb: D, beta: 1, c: dHeadWeight, ldc: D)
-                BLAS.gemm(transposeA: false, transposeB: false, m: C, n: D, k: V,
-                          a: lg, lda: V, b: headWeight, ldb: D, beta: 0, c: dGathered.pointer, ldc: D)
+                StepProfiler.measure("head") {
+                    BLAS.gemm(transposeA: true, transposeB: false, m: V, n: D, k: C,
+                              a: lg, lda: V, b: xc, ldb: D, beta: 1, c: dHeadWeight, ldc: D)
+                    BLAS.gemm(transposeA: false, transposeB: false, m: C, n: D, k: V,
+                              a: lg, lda: V, b: headWeight, ldb: D, beta: 0, c: dGathered.pointer, ldc: D)
+                }
                 for r in 0..<C {
                     (dNormed + Int(labelled[start + r]) * D).update(from: dGathered.pointer + r * D, count: D)
                 }
@@ -68,8 +76,10 @@ final class FusedHeadLoss {
             start += C
         }
         if backward {
-            RMSNorm.backward(dy: dNormed, x: hidden, weight: normWeight, inverseRMS: inverseRMS,
-                             dx: dHidden, dWeight: dNormWeight, rows: N, dim: D, accumulate: false)
+            StepProfiler.measure("norms") {
+                RMSNorm.backward(dy: dNormed, x: hidden, weight: normWeight, inverseRMS: inverseRMS,
+                                 dx: dHidden, dWeight: dNormWeight, rows: N, dim: D, accumulate: false)
+            }
         }
         return nll
     }

@@ -3,8 +3,14 @@
 enum SwiGLU {
     /// gateUp: [N, 2F] (gate then up); act: [N, F].
     static func forward(gateUp: UnsafePointer<Float>, act: UnsafeMutablePointer<Float>, rows: Int, width F: Int) {
+        Parallel.forEachRange(rows, grain: max(1, 8192 / F)) { range in
+            forwardRows(gateUp: gateUp, act: act, rows: range, width: F)
+        }
+    }
+
+    private static func forwardRows(gateUp: UnsafePointer<Float>, act: UnsafeMutablePointer<Float>, rows: Range<Int>, width F: Int) {
         let one = Float8(repeating: 1)
-        for t in 0..<rows {
+        for t in rows {
             let g = gateUp + t * 2 * F, u = g + F, a = act + t * F
             var i = 0
             while i + 8 <= F {
@@ -22,8 +28,15 @@ enum SwiGLU {
     /// dGateUp = [dact·u·σ(g)(1 + g(1−σ(g))) | dact·silu(g)], overwritten.
     static func backward(dAct: UnsafePointer<Float>, gateUp: UnsafePointer<Float>,
                          dGateUp: UnsafeMutablePointer<Float>, rows: Int, width F: Int) {
+        Parallel.forEachRange(rows, grain: max(1, 8192 / F)) { range in
+            backwardRows(dAct: dAct, gateUp: gateUp, dGateUp: dGateUp, rows: range, width: F)
+        }
+    }
+
+    private static func backwardRows(dAct: UnsafePointer<Float>, gateUp: UnsafePointer<Float>,
+                                     dGateUp: UnsafeMutablePointer<Float>, rows: Range<Int>, width F: Int) {
         let one = Float8(repeating: 1)
-        for t in 0..<rows {
+        for t in rows {
             let g = gateUp + t * 2 * F, u = g + F, da = dAct + t * F
             let dg = dGateUp + t * 2 * F, du = dg + F
             var i = 0

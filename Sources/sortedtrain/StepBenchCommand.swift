@@ -1,17 +1,22 @@
-// `sortedtrain bench`: training-step throughput of SFT and SoFT against the sgemm peak.
+// `sortedtrain bench [step]`: training-step throughput of SFT and SoFT against the sgemm peak.
 import ArgumentParser
 import Foundation
+import SortedDistributed
 import SortedTraining
 
-struct BenchCommand: ParsableCommand {
+struct StepBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "bench",
+        commandName: "step",
         abstract: "Time full training steps (forward, backward, AdamW) for SFT and SoFT.",
         discussion: """
         Runs SFT (the last exit only) and SoFT (the config's exits) on the same model and a
         random batch of micro_batch_size × sequence_length tokens, and reports the median step
         time, achieved GFLOP/s as a fraction of the sgemm peak measured in the same process,
         the SoFT/SFT time ratio next to the FLOP ratio, and peak memory of each.
+
+        Under mpirun (e.g. launch/bench-mpi 2) it instead measures data-parallel SoFT
+        training: exposed communication / step time, and the bucketed gradient all-reduce's
+        bandwidth next to one plain MPI_Allreduce of the same bytes.
         """)
 
     @Option(help: "Run config JSON (model, sorted.exits, train.micro_batch_size, train.sequence_length).")
@@ -26,6 +31,9 @@ struct BenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
+    @Flag(help: "Also report the seconds per step spent in each phase (projections, attention, head, …).")
+    var breakdown = false
+
     func validate() throws {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be non-negative") }
@@ -33,7 +41,11 @@ struct BenchCommand: ParsableCommand {
 
     func run() throws {
         let runConfig = try RunConfig.load(path: config)
-        let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup) { line in
+        if MPICommunicator.launchedByMPI {
+            try runDataParallel(runConfig)
+            return
+        }
+        let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup, breakdown: breakdown) { line in
             if !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
         }
         if json {
@@ -50,7 +62,36 @@ struct BenchCommand: ParsableCommand {
         print("SFT    \(pad("\(r.sft_exits)", 14)) \(pad(fmt(r.sft_step_s, 3), 10)) \(pad(fmt(r.sft_gflops, 1), 9)) \(pad(fmt(100 * r.sft_peak_fraction, 1) + "%", 9)) \(fmt(r.sft_peak_rss_mb, 0))")
         print("SoFT   \(pad("\(r.soft_exits)", 14)) \(pad(fmt(r.soft_step_s, 3), 10)) \(pad(fmt(r.soft_gflops, 1), 9)) \(pad(fmt(100 * r.soft_peak_fraction, 1) + "%", 9)) \(fmt(r.soft_peak_rss_mb, 0))")
         print("")
+        if let sft = r.sft_breakdown_s, let soft = r.soft_breakdown_s {
+            print("")
+            print("phase            SFT (s/step)   SoFT (s/step)")
+            for phase in Set(sft.keys).union(soft.keys).sorted(by: { (soft[$0] ?? 0) > (soft[$1] ?? 0) }) {
+                print("\(pad(phase, 16)) \(pad(fmt(sft[phase] ?? 0, 3), 14)) \(fmt(soft[phase] ?? 0, 3))")
+            }
+        }
+        print("")
         print("SoFT/SFT time \(fmt(r.soft_sft_ratio, 3)) vs FLOP ratio \(fmt(r.flop_ratio, 3)) → overhead \(fmt(r.soft_sft_ratio / r.flop_ratio, 3))×; memory \(fmt(r.soft_peak_rss_mb / r.sft_peak_rss_mb, 3))×")
+    }
+
+    private func runDataParallel(_ runConfig: RunConfig) throws {
+        let communicator = try MPICommunicator()
+        defer { communicator.finalize() }
+        communicator.timeout = runConfig.distributed.timeoutSeconds
+        let rank0 = communicator.rank == 0
+        let r = try DataParallelBenchmark.run(config: runConfig, communicator: communicator, steps: steps,
+                                              warmup: warmup) { line in
+            if rank0 && !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        }
+        guard rank0 else { return }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+            return
+        }
+        print("data-parallel SoFT on \(r.ranks) ranks, exits \(runConfig.objective.exits), OpenBLAS \(r.openblas_core) × \(r.threads_per_rank) threads per rank")
+        print("step \(fmt(r.step_s, 3)) s, exposed communication \(fmt(r.exposed_comm_s, 3)) s = \(fmt(100 * r.exposed_comm_fraction, 1))% of the step")
+        print("gradients \(fmt(r.gradient_mb, 1)) MiB: bucketed all-reduce \(fmt(r.bucketed_allreduce_gbps, 2)) GB/s, plain MPI_Allreduce \(fmt(r.plain_allreduce_gbps, 2)) GB/s (ratio \(fmt(r.bucketed_vs_plain, 2)))")
     }
 
     private func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }

@@ -1,0 +1,51 @@
+// GradientSync: sums gradients across ranks bucket by bucket while the backward runs.
+// Each bucket's out-of-place non-blocking all-reduce starts as soon as SortedPass reports
+// it final, and pending reductions are progressed (MPI_Test) every time another bucket
+// finishes: Open MPI has no progress thread here. The reduced sums land in `reduced`,
+// which the optimizer then reads, so no copy back is needed.
+import SortedDistributed
+import SortedKit
+
+public final class GradientSync {
+    public let communicator: Communicator
+    private let layout: ParameterLayout
+    private let gradients: FloatBuffer
+    /// Σ over ranks of the gradients, valid after `finish`.
+    public let reduced: FloatBuffer
+    private let timeout: Double
+    private var pending: [PendingReduction] = []
+    private var started = Set<GradientBucket>()
+
+    public init(communicator: Communicator, model: LlamaModel, timeout: Double) {
+        self.communicator = communicator
+        layout = model.layout
+        gradients = model.gradients
+        reduced = FloatBuffer(count: model.layout.count)
+        self.timeout = timeout
+    }
+
+    /// SortedPass's callback: start this bucket's reduction, progress the others.
+    public func bucketReady(_ bucket: GradientBucket) throws {
+        let range = layout.range(of: bucket)
+        if started.insert(bucket).inserted, !range.isEmpty {
+            pending.append(try communicator.startAllReduceSum(
+                input: gradients.pointer + range.lowerBound, output: reduced.pointer + range.lowerBound,
+                count: range.count))
+        }
+        for reduction in pending { _ = try reduction.test() }
+    }
+
+    /// Starts whatever was not reported (e.g. buckets no exit reached), then waits for all.
+    /// Returns the seconds spent waiting: the communication the backward did not hide.
+    public func finish() throws -> Double {
+        let start = ContinuousClock.now
+        var buckets: [GradientBucket] = [.tail]
+        buckets += (0..<layout.layers.count).reversed().map { GradientBucket.layer($0) }
+        buckets.append(.embedding)
+        for bucket in buckets where !started.contains(bucket) { try bucketReady(bucket) }
+        for reduction in pending { try reduction.wait(timeout: timeout) }
+        pending.removeAll()
+        started.removeAll()
+        return (ContinuousClock.now - start).seconds
+    }
+}

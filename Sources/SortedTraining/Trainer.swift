@@ -1,0 +1,185 @@
+// Trainer: the data-parallel SoFT loop. Every rank holds the whole model, runs the nested
+// forward/backward on its micro-batches, and the gradients are summed across ranks bucket
+// by bucket during the last micro-step's backward (GradientSync). The loss is normalised by
+// the global count of labelled tokens, so any world size gives the same update for the
+// same global batch, up to summation order.
+import Foundation
+import SortedDistributed
+import SortedKit
+
+public struct StepMetrics: Codable, Sendable {
+    public var step: Int
+    /// Mean cross-entropy of each exit over the global batch, keyed by depth.
+    public var exit_losses: [String: Double]
+    public var loss: Double
+    public var grad_norm: Double
+    public var lr: Double
+    public var tokens: Int
+    public var step_s: Double
+    public var compute_s: Double
+    public var exposed_comm_s: Double
+    public var skipped: Bool
+}
+
+public struct TrainingSummary: Sendable {
+    public var stepsRun: Int
+    public var finalStep: Int
+    public var skippedSteps: Int
+    public var stoppedBySignal: Bool
+    public var lastMetrics: StepMetrics?
+}
+
+public struct TrainingError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+public final class Trainer {
+    public let config: RunConfig
+    public let model: LlamaModel
+    public let communicator: Communicator
+    private let pass: SortedPass
+    public let optimizer: AdamW
+    private let sync: GradientSync?
+    private let data: TrainingBatchSource
+    private let schedule: LearningRateSchedule
+    /// Called on every rank after every step (rank 0 prints and logs).
+    public var onStep: ((StepMetrics) -> Void)?
+    /// The first global step to run (non-zero after a resume).
+    public var startStep = 0
+    /// Position in the global sample stream of the next step's first example.
+    public var sampleCursor = 0
+    /// Examples in one global batch at this world size.
+    public var globalBatchSize: Int {
+        config.train.microBatchSize * communicator.size * config.train.accumulationSteps
+    }
+
+    public init(config: RunConfig, model: LlamaModel, communicator: Communicator, data: TrainingBatchSource) throws {
+        guard data.microBatchSize == config.train.microBatchSize, data.sequenceLength == config.train.sequenceLength else {
+            throw TrainingError("the data source's batch shape \(data.microBatchSize)×\(data.sequenceLength) differs from train.micro_batch_size × train.sequence_length")
+        }
+        self.config = config
+        self.model = model
+        self.communicator = communicator
+        self.data = data
+        pass = try SortedPass(model: model, batchSize: config.train.microBatchSize,
+                              sequenceLength: config.train.sequenceLength)
+        optimizer = try AdamW(layout: model.layout, settings: config.optimizer)
+        sync = communicator.size > 1
+            ? GradientSync(communicator: communicator, model: model, timeout: config.distributed.timeoutSeconds) : nil
+        schedule = config.schedule
+    }
+
+    /// Rank 0's parameters go to every rank; every rank then checks that all hold the same
+    /// bytes (a checksum compared across ranks).
+    public func synchronizeInitialWeights() throws {
+        let p = model.parameters
+        try communicator.broadcast(UnsafeMutableRawPointer(p.pointer), bytes: p.count * 4, root: 0)
+        let sum = Double(Self.checksum(p))
+        var stats = [sum, sum * sum]
+        try communicator.allReduceSum(&stats)
+        let n = Double(communicator.size)
+        if stats[0] != n * sum || stats[1] != n * sum * sum {
+            throw TrainingError("rank \(communicator.rank): the weights differ between ranks after the broadcast (checksum \(UInt32(sum)))")
+        }
+    }
+
+    /// FNV-1a over the parameter bytes, folded to 32 bits so sums of it are exact in Double.
+    static func checksum(_ buffer: FloatBuffer) -> UInt32 {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        let words = UnsafeRawPointer(buffer.pointer).assumingMemoryBound(to: UInt32.self)
+        for i in 0..<buffer.count {
+            hash = (hash ^ UInt64(words[i])) &* 0x100_0000_01b3
+        }
+        return UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
+    }
+
+    /// Runs steps startStep..<train.max_steps, or until `shouldStop` turns true on any rank
+    /// (then every rank stops after the same step).
+    public func run(shouldStop: () -> Bool = { false }) throws -> TrainingSummary {
+        var summary = TrainingSummary(stepsRun: 0, finalStep: startStep, skippedSteps: 0, stoppedBySignal: false, lastMetrics: nil)
+        var step = startStep
+        while step < config.train.maxSteps {
+            let metrics = try trainStep(step, stopRequested: shouldStop())
+            summary.stepsRun += 1
+            summary.finalStep = step + 1
+            if metrics.0.skipped { summary.skippedSteps += 1 }
+            summary.lastMetrics = metrics.0
+            onStep?(metrics.0)
+            step += 1
+            if metrics.stop {
+                summary.stoppedBySignal = true
+                break
+            }
+        }
+        return summary
+    }
+
+    /// One global step. Returns its metrics and whether any rank asked to stop.
+    func trainStep(_ step: Int, stopRequested: Bool) throws -> (StepMetrics, stop: Bool) {
+        let start = ContinuousClock.now
+        var exposed = 0.0
+        let rank = communicator.rank, world = communicator.size
+        let batches = try data.microBatches(cursor: sampleCursor, rank: rank, worldSize: world,
+                                            accumulationSteps: config.train.accumulationSteps)
+        for batch in batches { try batch.validate(vocabSize: model.config.vocabSize) }
+
+        // The loss is averaged over the labelled tokens of the whole global batch.
+        var counts = [Double(batches.reduce(0) { $0 + $1.labelledCount })]
+        exposed += try timed { try communicator.allReduceSum(&counts) }
+        let normalizer = max(counts[0], 1)
+
+        let exits = config.objective.activeExits(step: step)
+        model.zeroGradients()
+        var nll = [Double](repeating: 0, count: exits.count)
+        var syncError: Error?
+        for (i, batch) in batches.enumerated() {
+            let last = i == batches.count - 1
+            let hook: ((GradientBucket) -> Void)? = (last && sync != nil) ? { bucket in
+                guard syncError == nil else { return }
+                do { try self.sync!.bucketReady(bucket) } catch { syncError = error }
+            } : nil
+            let losses = pass.run(batch, exits: exits, lossNormalizer: normalizer, onGradientsReady: hook)
+            for (j, loss) in losses.enumerated() { nll[j] += loss.negativeLogLikelihood }
+        }
+        if let error = syncError { throw error }
+        var gradients = model.gradients
+        if let sync {
+            exposed += try sync.finish()
+            gradients = sync.reduced
+        }
+
+        // Per-exit losses over the global batch, and the stop votes of all ranks.
+        var totals = nll + [stopRequested ? 1 : 0]
+        exposed += try timed { try communicator.allReduceSum(&totals) }
+        let exitLosses = exits.indices.map { totals[$0] / normalizer }
+        let loss = zip(exits, exitLosses).map { $0.weight * $1 }.reduce(0, +)
+
+        let norm = config.maxGradNorm.map { clipGradientNorm(gradients, maxNorm: $0) } ?? gradientNorm(gradients)
+        let lr = schedule.rate(at: step)
+        var skipped = false
+        if !loss.isFinite || !norm.isFinite {
+            guard config.train.skipNonFiniteSteps else {
+                throw TrainingError("step \(step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(loss.isFinite ? norm : loss); stopping before the update. Lower optim.lr, or set train.on_nonfinite=\"skip\" to skip such steps")
+            }
+            skipped = true
+        } else {
+            optimizer.step(parameters: model.parameters, gradients: gradients, learningRate: lr)
+        }
+        sampleCursor += globalBatchSize
+        let seconds = (ContinuousClock.now - start).seconds
+        var byDepth: [String: Double] = [:]
+        for (exit, value) in zip(exits, exitLosses) { byDepth[String(exit.depth)] = value }
+        let metrics = StepMetrics(step: step + 1, exit_losses: byDepth, loss: loss, grad_norm: norm, lr: lr,
+                                  tokens: Int(counts[0]), step_s: seconds, compute_s: seconds - exposed,
+                                  exposed_comm_s: exposed, skipped: skipped)
+        return (metrics, totals[exits.count] > 0)
+    }
+
+    private func timed(_ body: () throws -> Void) throws -> Double {
+        let start = ContinuousClock.now
+        try body()
+        return (ContinuousClock.now - start).seconds
+    }
+}

@@ -1,0 +1,39 @@
+// `sortedtrain export`: one trained depth as a standalone model.
+import ArgumentParser
+import Foundation
+import SortedTraining
+
+extension ExportFormat: ExpressibleByArgument {}
+
+struct ExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export depth k of a checkpoint as a standalone model (HF directory or HDF5 file).",
+        discussion: """
+        The exit-k sub-model is the first k decoder layers plus the shared final norm and LM
+        head. --format hf writes model.safetensors and config.json (num_hidden_layers = k),
+        which transformers loads as LlamaForCausalLM; --format hdf5 writes one .h5 file with
+        the checkpoint's per-layer layout and no optimizer state.
+        """)
+
+    @Argument(help: "A checkpoint folder (step-XXXXXXXX) or a checkpoints folder (its newest checkpoint).")
+    var checkpoint: String
+
+    @Option(help: "The depth to export: one of the run's exits.")
+    var depth: Int
+
+    @Option(help: "hf or hdf5.")
+    var format: ExportFormat = .hf
+
+    @Option(help: "Output folder (hf) or file (hdf5).")
+    var out: String
+
+    @Flag(help: "Allow a depth that was not trained as an exit.")
+    var force = false
+
+    func run() throws {
+        let (model, state) = try ModelExporter.export(checkpoint: checkpoint, depth: depth, format: format,
+                                                      output: URL(fileURLWithPath: out), force: force)
+        print("exported depth \(depth) of step \(state.step) (\(model.layout.count) parameters) as \(format.rawValue) to \(out)")
+    }
+}

@@ -1,0 +1,27 @@
+// `sortedtrain inspect`: what a checkpoint or an exported model holds.
+import ArgumentParser
+import Foundation
+import SortedTraining
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "Show a checkpoint's or a model's step, config, exits, world size and tensors.")
+
+    @Argument(help: "A checkpoint folder, a checkpoints folder, an HF directory or an HDF5 model file.")
+    var path: String
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        let inspection = try ModelInspector.inspect(path)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(inspection), as: UTF8.self))
+        } else {
+            print(ModelInspector.text(inspection))
+        }
+    }
+}

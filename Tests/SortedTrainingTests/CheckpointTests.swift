@@ -1,0 +1,153 @@
+// Checkpoints on one process: exact resume, refusals of mismatched or damaged
+// checkpoints with one clear error, and `--resume auto` choosing a complete checkpoint.
+import Foundation
+import XCTest
+import SortedDistributed
+import SortedIO
+import SortedKit
+@testable import SortedTraining
+
+final class CheckpointTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-ckpt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+
+    func config(exits: String = "[1, 2, 3]", layers: Int = 3, maxSteps: Int = 6, tied: Bool = false) throws -> RunConfig {
+        let json = """
+        {"model": {"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": \(layers), "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "vocab_size": 30, "max_position_embeddings": 16, "tie_word_embeddings": \(tied)},
+         "sorted": {"exits": \(exits)}, "optim": {"lr": 0.01, "weight_decay": 0.1},
+         "schedule": {"type": "cosine", "warmup_steps": 1},
+         "train": {"micro_batch_size": 2, "sequence_length": 8, "max_steps": \(maxSteps), "seed": 3},
+         "log": {"dir": "\(directory.path)/run"}}
+        """
+        let url = directory.appendingPathComponent("run-\(UUID().uuidString).json")
+        try Data(json.utf8).write(to: url)
+        return try RunConfig.load(path: url.path)
+    }
+
+    func trainer(_ config: RunConfig) throws -> Trainer {
+        let model = try LlamaModel(config: config.model)
+        model.initializeRandomly(seed: config.train.seed, std: 0.2)
+        let data = SyntheticBatchSource(microBatchSize: 2, sequenceLength: 8, vocabSize: config.model.vocabSize)
+        return try Trainer(config: config, model: model, communicator: SingleProcessCommunicator(), data: data)
+    }
+
+    func testResumeIsBitExact() throws {
+        for tied in [false, true] {
+            let config = try config(tied: tied)
+            let straight = try trainer(config)
+            var straightLosses: [Double] = []
+            straight.onStep = { straightLosses.append($0.loss) }
+            _ = try straight.run()
+
+            var half = config
+            half.train.maxSteps = 3
+            let first = try trainer(half)
+            var losses: [Double] = []
+            first.onStep = { losses.append($0.loss) }
+            _ = try first.run()
+            let manager = CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator())
+            let saved = try manager.save(first, step: 3)
+
+            let resumed = try trainer(config)
+            resumed.model.initializeRandomly(seed: 99)   // must be overwritten by the load
+            let state = try CheckpointManager.load(saved, into: resumed, allowExitChange: false)
+            XCTAssertEqual(state.step, 3)
+            resumed.onStep = { losses.append($0.loss) }
+            let summary = try resumed.run()
+            XCTAssertEqual(summary.finalStep, 6)
+            XCTAssertEqual(losses, straightLosses, "per-step losses, bit for bit (tied: \(tied))")
+            XCTAssertTrue(resumed.model.parameters.array() == straight.model.parameters.array(), "final parameters, bit for bit")
+            XCTAssertTrue(resumed.optimizer.secondMoment.array() == straight.optimizer.secondMoment.array())
+            try FileManager.default.removeItem(atPath: config.checkpoint.directory)
+        }
+    }
+
+    func testCheckpointLayoutIsOneTreeWithHFNames() throws {
+        let config = try config()
+        let t = try trainer(config)
+        _ = try t.run()
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(t, step: 6)
+        let index = try HDF5File(opening: dir + "/checkpoint.h5")
+        XCTAssertEqual(try index.shape(of: "model/layers/2/self_attn.q_proj.weight"), [16, 16])
+        XCTAssertEqual(try index.shape(of: "optimizer/exp_avg_sq/lm_head.weight"), [30, 16])
+        XCTAssertEqual(try index.readFloats("model/norm.weight"),
+                       t.model.parameters.array(offset: t.model.layout.finalNorm, count: 16))
+        XCTAssertEqual(try index.attribute("step"), "6")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/shard-00000-of-00001.h5"))
+        XCTAssertEqual(try String(contentsOfFile: config.checkpoint.directory + "/latest", encoding: .utf8), "step-00000006\n")
+    }
+
+    func testRefusesOtherModelAndOtherExits() throws {
+        let config = try config()
+        let t = try trainer(config)
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(t, step: 0)
+        let deeper = try trainer(try self.config(exits: "[2, 4]", layers: 4))
+        XCTAssertThrowsError(try CheckpointManager.load(dir, into: deeper, allowExitChange: true)) {
+            XCTAssertTrue("\($0)".contains("num_hidden_layers = 3, the config asks for 4"), "\($0)")
+        }
+        let otherExits = try trainer(try self.config(exits: "[3]"))
+        XCTAssertThrowsError(try CheckpointManager.load(dir, into: otherExits, allowExitChange: false)) {
+            XCTAssertTrue("\($0)".contains("--allow-exit-change"), "\($0)")
+        }
+        XCTAssertNoThrow(try CheckpointManager.load(dir, into: otherExits, allowExitChange: true))
+    }
+
+    func testDamagedCheckpointsAreClearErrors() throws {
+        let config = try config()
+        let t = try trainer(config)
+        let manager = CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator())
+        let dir = try manager.save(t, step: 1)
+        let shard = dir + "/shard-00000-of-00001.h5"
+
+        // A flipped byte inside a dataset's data: the Fletcher32 check names the dataset.
+        let original = try Data(contentsOf: URL(fileURLWithPath: shard))
+        var bytes = original
+        let q = t.model.layout.tensor(named: "model.layers.1.self_attn.q_proj.weight")!
+        let needle = t.model.parameters.array(offset: q.offset, count: 16).withUnsafeBytes { Data($0) }
+        let at = bytes.range(of: needle)!.lowerBound + 5
+        bytes[at] ^= 0x40
+        try bytes.write(to: URL(fileURLWithPath: shard))
+        XCTAssertThrowsError(try CheckpointManager.load(dir, into: try trainer(config), allowExitChange: false)) {
+            XCTAssertTrue("\($0)".contains("'model/layers/1/self_attn.q_proj.weight'") && "\($0)".contains("checksum"), "\($0)")
+        }
+
+        // A truncated shard, then a missing one.
+        try original.prefix(original.count / 2).write(to: URL(fileURLWithPath: shard))
+        XCTAssertThrowsError(try CheckpointManager.load(dir, into: try trainer(config), allowExitChange: false)) {
+            XCTAssertTrue("\($0)".contains("cannot be"), "\($0)")
+        }
+        try FileManager.default.removeItem(atPath: shard)
+        XCTAssertThrowsError(try CheckpointManager.load(dir, into: try trainer(config), allowExitChange: false)) {
+            XCTAssertTrue("\($0)".contains("shard-00000-of-00001.h5: is missing"), "\($0)")
+        }
+        // A truncated index.
+        let index = dir + "/checkpoint.h5"
+        let indexBytes = try Data(contentsOf: URL(fileURLWithPath: index))
+        try indexBytes.prefix(100).write(to: URL(fileURLWithPath: index))
+        XCTAssertThrowsError(try CheckpointManager.load(dir, into: try trainer(config), allowExitChange: false)) {
+            XCTAssertTrue("\($0)".contains("checkpoint.h5: is not a readable HDF5 file"), "\($0)")
+        }
+    }
+
+    func testResumeAutoPicksTheNewestCompleteCheckpoint() throws {
+        let config = try config()
+        let t = try trainer(config)
+        let manager = CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator())
+        XCTAssertNil(try manager.resolve("auto"), "nothing saved yet: a fresh start")
+        for step in 1...3 { try manager.save(t, step: step) }
+        XCTAssertEqual(manager.completeCheckpoints(), ["step-00000002", "step-00000003"], "keep 2")
+        XCTAssertEqual(try manager.resolve("auto"), config.checkpoint.directory + "/step-00000003")
+        // An interrupted save: a .tmp folder and a latest pointer to a folder that is gone.
+        try FileManager.default.createDirectory(atPath: config.checkpoint.directory + "/step-00000004.tmp", withIntermediateDirectories: true)
+        try FileManager.default.removeItem(atPath: config.checkpoint.directory + "/step-00000003/checkpoint.h5")
+        XCTAssertEqual(try manager.resolve("auto"), config.checkpoint.directory + "/step-00000002")
+        XCTAssertThrowsError(try manager.resolve(config.checkpoint.directory + "/step-00000003"))
+    }
+}

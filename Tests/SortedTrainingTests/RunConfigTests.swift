@@ -1,0 +1,77 @@
+// Run configs: defaults, overrides, and one clear error naming the key for bad input.
+import Foundation
+import XCTest
+@testable import SortedTraining
+import SortedKit
+
+final class RunConfigTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-cfg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+
+    let model = #""model": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "vocab_size": 50, "max_position_embeddings": 64}"#
+
+    func write(_ text: String, name: String = "run.json") throws -> String {
+        let url = directory.appendingPathComponent(name)
+        try Data(text.utf8).write(to: url)
+        return url.path
+    }
+
+    func assertConfigError(_ text: String, overrides: [String] = [], key: String, mentions: String,
+                           file: StaticString = #filePath, line: UInt = #line) throws {
+        let path = try write(text)
+        XCTAssertThrowsError(try RunConfig.load(path: path, overrides: overrides), file: file, line: line) { error in
+            let e = error as? ConfigError
+            XCTAssertEqual(e?.key, "\(path): \(key)", "\(error)", file: file, line: line)
+            XCTAssertTrue(e?.message.contains(mentions) ?? false, "\(error) should mention '\(mentions)'", file: file, line: line)
+        }
+    }
+
+    func testDefaultsAndOverrides() throws {
+        let path = try write("{\(model), \"sorted\": {\"exits\": [2, 4]}, \"train\": {\"sequence_length\": 32}}")
+        let config = try RunConfig.load(path: path, overrides: ["optim.lr=0.01", "train.micro_batch_size=3", "sorted.sampling=random"])
+        XCTAssertEqual(config.objective.exits, [2, 4])
+        XCTAssertEqual(config.objective.sampling, .random)
+        XCTAssertEqual(config.optimizer.learningRate, 0.01)
+        XCTAssertEqual(config.train.microBatchSize, 3)
+        XCTAssertEqual(config.train.sequenceLength, 32)
+        XCTAssertEqual(config.maxGradNorm, 1.0)
+        let sft = try RunConfig.load(path: try write("{\(model), \"train\": {\"sequence_length\": 32}}"))
+        XCTAssertEqual(sft.objective.exits, [4], "no exits given means plain SFT")
+    }
+
+    func testModelFromConfigJSONPath() throws {
+        _ = try write(#"{"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 3, "num_attention_heads": 2, "vocab_size": 11, "model_type": "llama", "torch_dtype": "float32"}"#,
+                      name: "config.json")
+        let config = try RunConfig.load(path: try write(#"{"model": {"path": "config.json"}, "train": {"sequence_length": 16}}"#))
+        XCTAssertEqual(config.model.numHiddenLayers, 3)
+    }
+
+    func testBadInputNamesTheKey() throws {
+        try assertConfigError("{\(model), \"sorted\": {\"exits\": [2, 9]}, \"train\": {\"sequence_length\": 8}}", key: "sorted.exits", mentions: "outside 1...4")
+        try assertConfigError("{\(model), \"optim\": {\"learning_rate\": 1}, \"train\": {\"sequence_length\": 8}}", key: "optim.learning_rate", mentions: "unknown key")
+        try assertConfigError("{\(model), \"optim\": {\"lr\": \"fast\"}, \"train\": {\"sequence_length\": 8}}", key: "optim.lr", mentions: "expected a number")
+        try assertConfigError("{\(model), \"train\": {\"micro_batch_size\": 0, \"sequence_length\": 8}}", key: "train.micro_batch_size", mentions: "at least 1")
+        try assertConfigError("{\(model), \"train\": {\"sequence_length\": 100}}", key: "train.sequence_length", mentions: "max_position_embeddings")
+        try assertConfigError("{\(model), \"trian\": {}}", key: "trian", mentions: "unknown section")
+        try assertConfigError("{\(model), \"sorted\": {\"reduction\": \"avg\"}, \"train\": {\"sequence_length\": 8}}", key: "sorted.reduction", mentions: "not one of")
+        try assertConfigError(#"{"model": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 4, "num_attention_heads": 3, "vocab_size": 50}}"#,
+                              key: "model.hidden_size", mentions: "not divisible by num_attention_heads")
+        let broken = try write("{\(model), \"train\": {\"sequence_length\": 8}")
+        XCTAssertThrowsError(try RunConfig.load(path: broken)) { XCTAssertTrue("\($0)".hasPrefix("\(broken): is not valid JSON"), "\($0)") }
+        XCTAssertThrowsError(try RunConfig.load(path: try write("{\(model)}", name: "ok.json"), overrides: ["optim.lr"])) {
+            XCTAssertEqual(($0 as? ConfigError)?.key, "--set optim.lr")
+        }
+    }
+
+    func testMissingFileIsOneClearError() {
+        XCTAssertThrowsError(try RunConfig.load(path: "/nonexistent/run.json")) { error in
+            XCTAssertTrue("\(error)".hasPrefix("/nonexistent/run.json: cannot be read"), "\(error)")
+        }
+    }
+}

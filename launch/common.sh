@@ -1,0 +1,37 @@
+# Shared by the launch/ scripts: system packages, mpirun flags, build folder.
+# Sourced, not run.
+
+# Debian packages the build and the tests need.
+SORTEDTRAIN_PACKAGES=(pkg-config libopenblas-dev libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools)
+
+# Installs the packages that are missing (apt-get, only when something is missing).
+ensure_packages() {
+    local missing=()
+    for p in "${SORTEDTRAIN_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "launch: installing ${missing[*]}" >&2
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+    if ! command -v swift >/dev/null 2>&1; then
+        for d in /opt/swift/usr/bin /usr/share/swift/usr/bin; do [ -x "$d/swift" ] && export PATH="$d:$PATH"; done
+    fi
+    command -v swift >/dev/null 2>&1 || { echo "launch: the Swift toolchain (swift) is not on PATH; install Swift 6 first" >&2; exit 1; }
+}
+
+# mpirun with the flags this machine needs for `np` ranks: --allow-run-as-root as root,
+# --oversubscribe when ranks exceed cores, --bind-to none (one rank must not be pinned
+# to one core), and OPENBLAS_NUM_THREADS so ranks do not fight over the cores.
+mpirun_local() {
+    local np=$1; shift
+    local cores; cores=$(nproc)
+    local flags=(-np "$np" --bind-to none)
+    [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
+    [ "$np" -gt "$cores" ] && flags+=(--oversubscribe)
+    local threads=$(( cores / np )); [ "$threads" -lt 1 ] && threads=1
+    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$threads} mpirun "${flags[@]}" -x OPENBLAS_NUM_THREADS "$@"
+}
