@@ -8,8 +8,9 @@ public final class ProgressPrinter {
     private let started = ContinuousClock.now
     private var tokens = 0
     private var firstStep: Int?
+    private var lineOpen = false
 
-    public init(totalSteps: Int, every: Int, live: Bool = isatty(STDOUT_FILENO) != 0) {
+    public init(totalSteps: Int, every: Int, live: Bool) {
         self.totalSteps = totalSteps
         self.every = every
         self.live = live
@@ -28,7 +29,8 @@ public final class ProgressPrinter {
         if live {
             let width = 24, filled = totalSteps > 0 ? width * m.step / totalSteps : width
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            print("\r\u{1B}[2Kstep \(m.step)/\(totalSteps) \(bar) \(stats)", terminator: m.step == totalSteps ? "\n" : "")
+            print("\r\u{1B}[2Kstep \(m.step)/\(totalSteps) \(bar) \(stats)", terminator: "")
+            lineOpen = true
             fflush(stdout)
         } else if m.step % every == 0 || m.step == totalSteps || m.step == firstStep! + 1 {
             print("step \(m.step)/\(totalSteps) | \(stats)")
@@ -36,9 +38,18 @@ public final class ProgressPrinter {
         }
     }
 
+    /// A live bar needs a real terminal: stdout a tty and TERM naming one. (mpirun gives
+    /// rank 0 a pseudo-terminal even when its own output goes to a file or pipe, so the
+    /// tty test alone is not enough; TERM is unset or "dumb" in CI and batch jobs.)
+    public static var terminalIsInteractive: Bool {
+        guard isatty(STDOUT_FILENO) != 0, let term = ProcessInfo.processInfo.environment["TERM"] else { return false }
+        return !term.isEmpty && term != "dumb"
+    }
+
     /// Ends a live line so later messages start on their own line.
     public func finish() {
-        if live { print("") }
+        if lineOpen { print("") }
+        lineOpen = false
     }
 
     static func clock(_ seconds: Double) -> String {

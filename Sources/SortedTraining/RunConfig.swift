@@ -13,11 +13,28 @@ public struct TrainSettings: Equatable, Sendable {
     public var skipNonFiniteSteps: Bool
 }
 
+public struct DataSettings: Equatable, Sendable {
+    /// Training files (.json, .jsonl, .txt) or one prepared file; none means synthetic data.
+    public var train: [String]
+    /// Held-out files for evaluation.
+    public var validation: [String]
+    /// "byte", a tokenizer.json, a model directory or a .gguf.
+    public var tokenizer: String
+    public var template: String
+    public var format: String
+    public var truncation: String
+    public var onBadRecord: String
+    public var systemPrompt: String?
+    public var shuffle: Bool
+}
+
 public struct LogSettings: Equatable, Sendable {
     /// Folder for the metrics file (and later checkpoints); relative to the working directory.
     public var directory: String
     /// Plain progress lines every `every` steps when not on a terminal.
     public var every: Int
+    /// "auto" (a live bar on an interactive terminal, lines otherwise), "bar" or "lines".
+    public var progress: String
 }
 
 public struct CheckpointSettings: Equatable, Sendable {
@@ -36,6 +53,7 @@ public struct DistributedSettings: Equatable, Sendable {
 
 public struct RunConfig: Sendable {
     public var model: LlamaConfig
+    public var data: DataSettings
     public var objective: SortedObjective
     public var optimizer: AdamWSettings
     /// Global gradient-norm clipping threshold; nil disables clipping.
@@ -50,7 +68,7 @@ public struct RunConfig: Sendable {
     /// The config as read, overrides applied (stored in checkpoints).
     public var json: String
 
-    static let sections = ["model", "sorted", "optim", "schedule", "train", "log", "checkpoint", "distributed"]
+    static let sections = ["model", "data", "sorted", "optim", "schedule", "train", "log", "checkpoint", "distributed"]
 
     /// Reads a config file and applies `overrides` ("section.key=value", value as JSON or a
     /// bare string).
@@ -67,7 +85,7 @@ public struct RunConfig: Sendable {
         guard var root = object as? [String: Any] else { throw ConfigError(key: path, "must hold a JSON object at the top level") }
         for override in overrides { try apply(override: override, to: &root) }
         do {
-            var config = try parse(root, baseDirectory: url.deletingLastPathComponent(), source: path)
+            var config = try parse(root, source: path)
             let text = try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
             config.json = String(decoding: text, as: UTF8.self)
             return config
@@ -76,7 +94,7 @@ public struct RunConfig: Sendable {
         }
     }
 
-    static func parse(_ root: [String: Any], baseDirectory: URL, source: String) throws -> RunConfig {
+    static func parse(_ root: [String: Any], source: String) throws -> RunConfig {
         if let unknown = root.keys.sorted().first(where: { !sections.contains($0) }) {
             throw ConfigError(key: unknown, "unknown section; known sections: \(sections.joined(separator: ", "))")
         }
@@ -87,7 +105,7 @@ public struct RunConfig: Sendable {
             return try ConfigSection(name: name, values: dict, allowed: allowed)
         }
 
-        let model = try loadModel(root["model"], baseDirectory: baseDirectory)
+        let model = try loadModel(root["model"])
 
         let t = try section("train", ["micro_batch_size", "sequence_length", "accumulation_steps", "max_steps", "seed",
                                       "on_nonfinite"])
@@ -102,6 +120,26 @@ public struct RunConfig: Sendable {
             throw ConfigError(key: "train.sequence_length",
                               "\(train.sequenceLength) exceeds the model's max_position_embeddings \(model.maxPositionEmbeddings)")
         }
+
+        let dt = try section("data", ["train", "validation", "tokenizer", "template", "format", "truncation",
+                                      "on_bad_record", "system_prompt", "shuffle"])
+        func paths(_ key: String) throws -> [String] {
+            guard dt.has(key) else { return [] }
+            if let one = dt.values[key] as? String { return [one] }
+            guard let many = dt.values[key] as? [String], !many.isEmpty else {
+                throw ConfigError(key: "data.\(key)", "expected a file path or an array of file paths")
+            }
+            return many
+        }
+        let data = DataSettings(
+            train: try paths("train"), validation: try paths("validation"),
+            tokenizer: try dt.string("tokenizer", default: "byte"),
+            template: try dt.string("template", default: "alpaca", oneOf: ["alpaca", "chatml", "none"]),
+            format: try dt.string("format", default: "auto", oneOf: ["auto", "alpaca", "chat", "text"]),
+            truncation: try dt.string("truncation", default: "truncate", oneOf: ["truncate", "drop"]),
+            onBadRecord: try dt.string("on_bad_record", default: "fail", oneOf: ["fail", "skip"]),
+            systemPrompt: dt.has("system_prompt") ? try dt.string("system_prompt") : nil,
+            shuffle: try dt.bool("shuffle", default: true))
 
         let s = try section("sorted", ["exits", "reduction", "weights", "sampling", "seed"])
         let L = model.numHiddenLayers
@@ -133,9 +171,10 @@ public struct RunConfig: Sendable {
             throw ConfigError(key: "schedule.min_lr", "must be in [0, optim.lr], got \(schedule.minimum)")
         }
 
-        let lg = try section("log", ["dir", "every"])
+        let lg = try section("log", ["dir", "every", "progress"])
         let stem = URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent
-        let log = LogSettings(directory: try lg.string("dir", default: "runs/\(stem)"), every: try lg.int("every", default: 10, min: 1))
+        let log = LogSettings(directory: try lg.string("dir", default: "runs/\(stem)"), every: try lg.int("every", default: 10, min: 1),
+                              progress: try lg.string("progress", default: "auto", oneOf: ["auto", "bar", "lines"]))
 
         let ck = try section("checkpoint", ["dir", "every", "keep"])
         let checkpoint = CheckpointSettings(directory: try ck.string("dir", default: log.directory + "/checkpoints"),
@@ -148,14 +187,14 @@ public struct RunConfig: Sendable {
             throw ConfigError(key: "distributed.timeout_s", "must be positive, got \(distributed.timeoutSeconds)")
         }
 
-        return RunConfig(model: model, objective: objective, optimizer: optimizer,
+        return RunConfig(model: model, data: data, objective: objective, optimizer: optimizer,
                          maxGradNorm: clip > 0 ? clip : nil, train: train, schedule: schedule, log: log,
                          checkpoint: checkpoint, distributed: distributed, source: source, json: "{}")
     }
 
-    /// `model` is either HF config keys inline or {"path": "dir/config.json"} (relative to
-    /// the run config's folder).
-    static func loadModel(_ raw: Any?, baseDirectory: URL) throws -> LlamaConfig {
+    /// `model` is either HF config keys inline or {"path": "dir/config.json"}. Paths in a run
+    /// config are relative to the working directory, as the command line's are.
+    static func loadModel(_ raw: Any?) throws -> LlamaConfig {
         guard let dict = raw as? [String: Any] else {
             throw ConfigError(key: "model", "is required: HF config keys inline, or {\"path\": \"path/to/config.json\"}")
         }
@@ -163,8 +202,7 @@ public struct RunConfig: Sendable {
             guard dict.count == 1, let p = path as? String else {
                 throw ConfigError(key: "model.path", "must be a string and the only key of 'model'")
             }
-            let url = p.hasPrefix("/") ? URL(fileURLWithPath: p) : baseDirectory.appendingPathComponent(p)
-            return try LlamaConfig.load(contentsOf: url)
+            return try LlamaConfig.load(contentsOf: URL(fileURLWithPath: p))
         }
         let known = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                      "num_key_value_heads", "head_dim", "vocab_size", "rms_norm_eps", "rope_theta",

@@ -14,7 +14,9 @@ public struct StepMetrics: Codable, Sendable {
     public var loss: Double
     public var grad_norm: Double
     public var lr: Double
+    /// Tokens in the global batch, and those of them that carry loss.
     public var tokens: Int
+    public var loss_tokens: Int
     public var step_s: Double
     public var compute_s: Double
     public var exposed_comm_s: Double
@@ -31,7 +33,13 @@ public struct TrainingSummary: Sendable {
 
 public struct TrainingError: Error, CustomStringConvertible {
     public let message: String
-    public init(_ message: String) { self.message = message }
+    /// Raised identically on every rank (e.g. a NaN loss, which all ranks see after the
+    /// all-reduce), so the job can stop cleanly rather than abort.
+    public let onEveryRank: Bool
+    public init(_ message: String, onEveryRank: Bool = false) {
+        self.message = message
+        self.onEveryRank = onEveryRank
+    }
     public var description: String { message }
 }
 
@@ -95,12 +103,12 @@ public final class Trainer {
         return UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
     }
 
-    /// Runs steps startStep..<train.max_steps, or until `shouldStop` turns true on any rank
-    /// (then every rank stops after the same step).
-    public func run(shouldStop: () -> Bool = { false }) throws -> TrainingSummary {
+    /// Runs steps startStep..<train.max_steps (or ..<until), or until `shouldStop` turns true
+    /// on any rank (then every rank stops after the same step).
+    public func run(until end: Int? = nil, shouldStop: () -> Bool = { false }) throws -> TrainingSummary {
         var summary = TrainingSummary(stepsRun: 0, finalStep: startStep, skippedSteps: 0, stoppedBySignal: false, lastMetrics: nil)
         var step = startStep
-        while step < config.train.maxSteps {
+        while step < min(end ?? config.train.maxSteps, config.train.maxSteps) {
             let metrics = try trainStep(step, stopRequested: shouldStop())
             summary.stepsRun += 1
             summary.finalStep = step + 1
@@ -161,7 +169,8 @@ public final class Trainer {
         var skipped = false
         if !loss.isFinite || !norm.isFinite {
             guard config.train.skipNonFiniteSteps else {
-                throw TrainingError("step \(step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(loss.isFinite ? norm : loss); stopping before the update. Lower optim.lr, or set train.on_nonfinite=\"skip\" to skip such steps")
+                throw TrainingError("step \(step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(loss.isFinite ? norm : loss); stopping before the update. Lower optim.lr, or set train.on_nonfinite=\"skip\" to skip such steps",
+                                    onEveryRank: true)
             }
             skipped = true
         } else {
@@ -172,7 +181,7 @@ public final class Trainer {
         var byDepth: [String: Double] = [:]
         for (exit, value) in zip(exits, exitLosses) { byDepth[String(exit.depth)] = value }
         let metrics = StepMetrics(step: step + 1, exit_losses: byDepth, loss: loss, grad_norm: norm, lr: lr,
-                                  tokens: Int(counts[0]), step_s: seconds, compute_s: seconds - exposed,
+                                  tokens: globalBatchSize * config.train.sequenceLength, loss_tokens: Int(counts[0]), step_s: seconds, compute_s: seconds - exposed,
                                   exposed_comm_s: exposed, skipped: skipped)
         return (metrics, totals[exits.count] > 0)
     }

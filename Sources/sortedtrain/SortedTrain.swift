@@ -7,6 +7,7 @@ struct SortedTrain: ParsableCommand {
         commandName: "sortedtrain",
         abstract: "Sorted Fine-Tuning (SoFT) of LLaMA-family models: one run, a usable model at every exit depth.",
         subcommands: [
+            TrainCommand.self,
             SynthCommand.self,
             PrepareCommand.self,
             TokenizeCommand.self,

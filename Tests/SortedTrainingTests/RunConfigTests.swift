@@ -48,7 +48,8 @@ final class RunConfigTests: XCTestCase {
     func testModelFromConfigJSONPath() throws {
         _ = try write(#"{"hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 3, "num_attention_heads": 2, "vocab_size": 11, "model_type": "llama", "torch_dtype": "float32"}"#,
                       name: "config.json")
-        let config = try RunConfig.load(path: try write(#"{"model": {"path": "config.json"}, "train": {"sequence_length": 16}}"#))
+        let modelPath = directory.appendingPathComponent("config.json").path
+        let config = try RunConfig.load(path: try write(#"{"model": {"path": "\#(modelPath)"}, "train": {"sequence_length": 16}}"#))
         XCTAssertEqual(config.model.numHiddenLayers, 3)
     }
 

@@ -1,0 +1,18 @@
+// StopSignal: SIGINT/SIGTERM ask the run to finish its current step, save and exit; a
+// second signal exits at once.
+import Foundation
+
+public enum StopSignal {
+    nonisolated(unsafe) private static var received: Int32 = 0
+
+    public static func install() {
+        for sig in [SIGINT, SIGTERM] {
+            signal(sig) { number in
+                StopSignal.received += 1
+                if StopSignal.received > 1 { _exit(128 + number) }
+            }
+        }
+    }
+
+    public static var requested: Bool { received > 0 }
+}

@@ -1,0 +1,175 @@
+// TrainingSession: everything `sortedtrain train` does around the Trainer — config, data,
+// model initialisation, resume, checkpoints, metrics, progress — on every rank, with one
+// clear error line for bad input and an abort (never a hang) when a rank fails alone.
+import Foundation
+import SortedData
+import SortedDistributed
+import SortedIO
+import SortedKit
+
+public struct TrainOptions: Sendable {
+    public var configPath: String
+    public var overrides: [String] = []
+    /// "auto", a checkpoint folder, or nil for a fresh start.
+    public var resume: String?
+    public var allowExitChange = false
+    /// An HF model directory to start from (its config.json must match the run's model).
+    public var initFrom: String?
+    public var quiet = false
+
+    public init(configPath: String) { self.configPath = configPath }
+}
+
+public final class TrainingSession {
+    let options: TrainOptions
+    let communicator: Communicator
+    var rank: Int { communicator.rank }
+
+    public init(options: TrainOptions, communicator: Communicator) {
+        self.options = options
+        self.communicator = communicator
+    }
+
+    /// Prints on rank 0 only.
+    func say(_ line: String) {
+        if rank == 0 && !options.quiet {
+            print(line)
+            fflush(stdout)
+        }
+    }
+
+    /// Runs `body` on every rank, then agrees on failure: when any rank failed, the lowest
+    /// failing rank's message is thrown on every rank (rank-prefixed when it is not 0).
+    func agreed<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        var result: T?
+        var failure: Error?
+        do { result = try body() } catch { failure = error }
+        var failed = [Double](repeating: 0, count: communicator.size)
+        if failure != nil { failed[rank] = 1 }
+        try communicator.allReduceSum(&failed)
+        if let first = failed.firstIndex(where: { $0 > 0 }) {
+            if first == rank, let failure {
+                throw SessionFailure(message: communicator.size > 1 && rank != 0 ? "rank \(rank): \(failure)" : "\(failure)",
+                                     printHere: true)
+            }
+            throw SessionFailure(message: "\(what) failed on rank \(first)", printHere: false)
+        }
+        return result!
+    }
+
+    /// Runs the whole job.
+    public func run() throws {
+        let config = try agreed("reading the config") { try RunConfig.load(path: options.configPath, overrides: options.overrides) }
+        communicator.timeout = config.distributed.timeoutSeconds
+
+        let dataset = try agreed("loading the data") { try loadData(config) }
+        let model = try agreed("building the model") { try makeModel(config) }
+        let source = DatasetBatchSource(dataset: dataset, microBatchSize: config.train.microBatchSize,
+                                        sequenceLength: config.train.sequenceLength, seed: config.train.seed,
+                                        shuffle: config.data.shuffle)
+        let trainer = try Trainer(config: config, model: model, communicator: communicator, data: source)
+        try trainer.synchronizeInitialWeights()
+
+        let checkpoints = CheckpointManager(root: config.checkpoint.directory, keep: config.checkpoint.keep,
+                                            communicator: communicator)
+        if let resume = options.resume {
+            let folder = try agreed("finding the checkpoint") { try checkpoints.resolve(resume) }
+            if let folder {
+                let state = try agreed("loading the checkpoint") {
+                    try CheckpointManager.load(folder, into: trainer, allowExitChange: options.allowExitChange)
+                }
+                say("resumed from \(folder) at step \(state.step) (saved by \(state.worldSize) rank(s), now \(communicator.size))")
+            } else {
+                say("no checkpoint in \(config.checkpoint.directory) yet: starting from step 0")
+            }
+        }
+
+        let L = config.model.numHiddenLayers
+        say("sortedtrain: \(model.layout.count) parameters, \(L) layers, exits \(config.objective.exits) (\(config.objective.sampling.rawValue), \(config.objective.reduction.rawValue)), \(communicator.size) rank(s) × micro-batch \(config.train.microBatchSize) × \(config.train.accumulationSteps) accumulation = \(trainer.globalBatchSize) sequences of \(config.train.sequenceLength) tokens per step")
+        say("data: \(dataset.count) examples (\(dataset.counts)); epoch = \(String(format: "%.1f", Double(dataset.count) / Double(trainer.globalBatchSize))) steps")
+
+        var metrics: MetricsLog?
+        if rank == 0 {
+            metrics = try MetricsLog(path: (config.log.directory as NSString).appendingPathComponent("metrics.jsonl"))
+        }
+        let live = config.log.progress == "bar" || (config.log.progress == "auto" && ProgressPrinter.terminalIsInteractive)
+        let progress = ProgressPrinter(totalSteps: config.train.maxSteps, every: config.log.every, live: live)
+        var lastSaved = trainer.startStep
+        var metricsError: Error?
+        trainer.onStep = { m in
+            guard self.rank == 0 else { return }
+            do { try metrics?.append(m) } catch { metricsError = error }
+            if !self.options.quiet { progress.report(m) }
+        }
+        StopSignal.install()
+        var step = trainer.startStep
+        var summary: TrainingSummary
+        repeat {
+            // Run to the next checkpoint boundary, then save there.
+            let every = config.checkpoint.every
+            let boundary = every > 0 ? min(config.train.maxSteps, (step / every + 1) * every) : config.train.maxSteps
+            summary = try trainer.run(until: boundary, shouldStop: { StopSignal.requested })
+            if let metricsError { throw metricsError }
+            step = summary.finalStep
+            trainer.startStep = step
+            if step > lastSaved {
+                let folder = try checkpoints.save(trainer, step: step)
+                lastSaved = step
+                progress.finish()
+                say("saved \(folder)")
+            }
+        } while step < config.train.maxSteps && !summary.stoppedBySignal
+
+        if summary.stoppedBySignal {
+            say("stopped by signal after step \(step); resume with --resume auto")
+        } else if let last = summary.lastMetrics {
+            let exits = last.exit_losses.keys.sorted { Int($0)! < Int($1)! }.map { "L\($0) \(String(format: "%.4f", last.exit_losses[$0]!))" }
+            say("done: step \(step), per-exit loss \(exits.joined(separator: ", ")); metrics in \(config.log.directory)/metrics.jsonl")
+        }
+    }
+
+    func loadData(_ config: RunConfig) throws -> PreparedDataset {
+        guard !config.data.train.isEmpty else {
+            throw ConfigError(key: "data.train", "is required: the training files (.json, .jsonl, .txt) or a file made by `sortedtrain prepare`")
+        }
+        let tokenizer = try TokenizerLoader.load(config.data.tokenizer)
+        if tokenizer.vocabularySize > config.model.vocabSize {
+            throw ConfigError(key: "model.vocab_size", "\(config.model.vocabSize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids (\(config.data.tokenizer))")
+        }
+        let builder = ExampleBuilder(tokenizer: tokenizer, template: PromptTemplate(rawValue: config.data.template)!,
+                                     maxLength: config.train.sequenceLength,
+                                     truncation: TruncationPolicy(rawValue: config.data.truncation)!,
+                                     systemPrompt: config.data.systemPrompt)
+        var skipped = 0
+        let dataset = try DatasetLoader.load(config.data.train, builder: builder, format: RecordFormat(rawValue: config.data.format)!,
+                                             policy: BadRecordPolicy(rawValue: config.data.onBadRecord)!) { warning in
+            skipped += 1
+            if skipped <= 5 { self.say(warning) }
+        }
+        if skipped > 5 { say("… \(skipped) records skipped in all") }
+        guard dataset.count > 0 else {
+            throw DataError(file: config.data.train.joined(separator: ", "), "holds no usable example after tokenization (\(dataset.counts))")
+        }
+        return dataset
+    }
+
+    func makeModel(_ config: RunConfig) throws -> LlamaModel {
+        guard let path = options.initFrom else {
+            let model = try LlamaModel(config: config.model)
+            if rank == 0 { model.initializeRandomly(seed: config.train.seed) }
+            return model
+        }
+        let model = try ModelFiles.readHF(URL(fileURLWithPath: path))
+        guard model.config == config.model else {
+            throw ConfigError(key: "model", "differs from \(path)/config.json; use {\"path\": \"\(path)/config.json\"} as the run's model")
+        }
+        return model
+    }
+}
+
+/// A failure already agreed across ranks: print it where `printHere`, then exit 1.
+public struct SessionFailure: Error, CustomStringConvertible {
+    public let message: String
+    public let printHere: Bool
+    public var description: String { message }
+}

@@ -1,0 +1,84 @@
+// `sortedtrain train`: the SoFT training job, alone or under mpirun.
+import ArgumentParser
+import Foundation
+import SortedDistributed
+import SortedTraining
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train with Sorted Fine-Tuning: every exit of the config, every step, data-parallel under mpirun.",
+        discussion: """
+        Run alone (one process) or as `mpirun -np N sortedtrain train --config X`: every rank
+        holds the model, trains its share of each global batch, and the gradients are summed
+        across ranks during the backward. Progress goes to the terminal from rank 0, one JSON
+        line per step to <log.dir>/metrics.jsonl, checkpoints to <checkpoint.dir>. SIGINT or
+        SIGTERM finishes the current step, saves a checkpoint and exits; --resume auto
+        continues from it, on any number of ranks.
+        """)
+
+    @Option(help: "Run config JSON (sections model, data, sorted, optim, schedule, train, log, checkpoint, distributed).")
+    var config: String
+
+    @Option(name: .customLong("set"), parsing: .singleValue, help: "Override a config value: section.key=value (repeatable).")
+    var overrides: [String] = []
+
+    @Option(help: "Resume: auto (the latest checkpoint in checkpoint.dir, if any) or a checkpoint folder.")
+    var resume: String?
+
+    @Flag(help: "Allow resuming a checkpoint trained with other exits.")
+    var allowExitChange = false
+
+    @Option(help: "Start from the weights of an HF model directory (config.json + safetensors).")
+    var initFrom: String?
+
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    func run() throws {
+        let mpi = MPICommunicator.launchedByMPI
+        let communicator: Communicator
+        do {
+            communicator = mpi ? try MPICommunicator() : SingleProcessCommunicator()
+        } catch {
+            throw ValidationError("cannot start MPI: \(error)")
+        }
+        var options = TrainOptions(configPath: config)
+        options.overrides = overrides
+        options.resume = resume
+        options.allowExitChange = allowExitChange
+        options.initFrom = initFrom
+        options.quiet = quiet
+        do {
+            try TrainingSession(options: options, communicator: communicator).run()
+        } catch let failure as SessionFailure {
+            // Every rank knows; one says why.
+            if failure.printHere { printError(failure.message) }
+            finish(communicator, code: 1)
+        } catch let error as TrainingError where error.onEveryRank {
+            if communicator.rank == 0 { printError(error.message) }
+            finish(communicator, code: 1)
+        } catch {
+            // This rank alone failed (a timeout, a bad batch): the others may be waiting in
+            // a collective, so end the whole job. Rank 0 reports first; the others give it a
+            // moment so its diagnosis is the line the user sees.
+            let prefix = communicator.size > 1 ? "rank \(communicator.rank): " : ""
+            printError(prefix + "\(error)")
+            if communicator.size > 1 {
+                if communicator.rank != 0 { sleep(2) }
+                communicator.abort(code: 1)
+            }
+            throw ExitCode(1)
+        }
+        finish(communicator, code: 0)
+    }
+
+    private func printError(_ message: String) {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+    }
+
+    private func finish(_ communicator: Communicator, code: Int32) {
+        (communicator as? MPICommunicator)?.finalize()
+        if code != 0 { Foundation.exit(code) }
+    }
+}
