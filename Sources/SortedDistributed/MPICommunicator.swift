@@ -9,9 +9,11 @@ public final class MPICommunicator: Communicator {
     public var timeout: Double = 300
     private let comm: MPI_Comm
 
-    /// True when this process was started by mpirun (Open MPI sets OMPI_COMM_WORLD_SIZE).
+    /// True when this process was started by an MPI launcher: mpirun sets
+    /// OMPI_COMM_WORLD_SIZE, PMIx-based launchers (srun --mpi=pmix) set PMIX_RANK.
     public static var launchedByMPI: Bool {
-        ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] != nil
+        let environment = ProcessInfo.processInfo.environment
+        return environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["PMIX_RANK"] != nil
     }
 
     /// Initialises MPI; call once per process, before any other MPI use.
