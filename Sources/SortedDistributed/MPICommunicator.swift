@@ -1,5 +1,6 @@
 // MPICommunicator: the one place that calls Open MPI. Errors come back as return codes
-// (MPI_ERRORS_RETURN), and every wait has a deadline so a dead peer cannot hang the job.
+// (MPI_ERRORS_RETURN), and every wait has a deadline so a dead or stuck peer cannot hang
+// the job; PeerProgress lets the timeout name the rank that never arrived.
 import CMPI
 import Foundation
 
@@ -8,6 +9,7 @@ public final class MPICommunicator: Communicator {
     public let size: Int
     public var timeout: Double = 300
     private let comm: MPI_Comm
+    private let progress: PeerProgress
 
     /// True when this process was started by an MPI launcher: mpirun sets
     /// OMPI_COMM_WORLD_SIZE, PMIx-based launchers (srun --mpi=pmix) set PMIX_RANK.
@@ -16,39 +18,37 @@ public final class MPICommunicator: Communicator {
         return environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["PMIX_RANK"] != nil
     }
 
-    /// Initialises MPI; call once per process, before any other MPI use.
-    public init() throws {
+    /// Initialises MPI and works on MPI_COMM_WORLD; call once per process.
+    public convenience init() throws {
         var provided: Int32 = 0
         try Self.check(MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided), "MPI_Init_thread")
-        comm = cmpi_comm_world()
-        MPI_Comm_set_errhandler(comm, cmpi_errors_return())
+        let world: MPI_Comm = cmpi_comm_world()!
+        MPI_Comm_set_errhandler(world, cmpi_errors_return())
+        try self.init(comm: world)
+    }
+
+    private init(comm: MPI_Comm) throws {
+        self.comm = comm
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(comm, &r)
         MPI_Comm_size(comm, &s)
         rank = Int(r)
         size = Int(s)
-    }
-
-    private init(comm: MPI_Comm, rank: Int, size: Int) {
-        self.comm = comm
-        self.rank = rank
-        self.size = size
+        progress = try PeerProgress(duplicating: comm, rank: rank, size: size)
     }
 
     /// A communicator over the same ranks with its own message space (MPI_Comm_dup), so
-    /// traffic of one user cannot match another's.
+    /// traffic of one user cannot match another's. Collective: every rank calls it.
     public static func duplicateWorld() throws -> MPICommunicator {
         var dup: MPI_Comm? = nil
         try check(MPI_Comm_dup(cmpi_comm_world(), &dup), "MPI_Comm_dup")
         MPI_Comm_set_errhandler(dup, cmpi_errors_return())
-        var r: Int32 = 0, s: Int32 = 0
-        MPI_Comm_rank(dup, &r)
-        MPI_Comm_size(dup, &s)
-        return MPICommunicator(comm: dup!, rank: Int(r), size: Int(s))
+        return try MPICommunicator(comm: dup!)
     }
 
     /// Finalises MPI; mpirun counts an exit without it as a failure.
     public func finalize() {
+        PeerProgress.cancelAll()
         MPI_Finalize()
     }
 
@@ -60,26 +60,34 @@ public final class MPICommunicator: Communicator {
         throw CommunicatorError("\(what) failed: \(String(cString: text))")
     }
 
+    private func pending(_ request: MPI_Request?, _ what: String) throws -> MPIPendingReduction {
+        MPIPendingReduction(request: request, sequence: try progress.enter(), progress: progress, rank: rank, what: what)
+    }
+
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
-        // In chunks: MPI counts are 32-bit.
+        // Non-blocking and out-of-place in chunks (MPI counts are 32-bit), so waits have a deadline.
+        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: min(count, 1 << 26))
+        defer { scratch.deallocate() }
         var offset = 0
         while offset < count {
-            let n = min(count - offset, 1 << 30)
-            try Self.check(MPI_Allreduce(cmpi_in_place(), buffer + offset, Int32(n), cmpi_float(), cmpi_op_sum(), comm),
-                           "MPI_Allreduce")
+            let n = min(count - offset, 1 << 26)
+            var request = cmpi_request_null()
+            try Self.check(MPI_Iallreduce(buffer + offset, scratch, Int32(n), cmpi_float(), cmpi_op_sum(), comm, &request),
+                           "MPI_Iallreduce")
+            try pending(request, "an all-reduce").wait(timeout: timeout)
+            (buffer + offset).update(from: scratch, count: n)
             offset += n
         }
     }
 
     public func allReduceSum(_ values: inout [Double]) throws {
-        // Non-blocking and out-of-place, so the wait has a deadline.
         let input = values
         var request = cmpi_request_null()
         try values.withUnsafeMutableBufferPointer { out in
             try input.withUnsafeBufferPointer { inp in
                 try Self.check(MPI_Iallreduce(inp.baseAddress, out.baseAddress, Int32(inp.count), cmpi_double(),
                                               cmpi_op_sum(), comm, &request), "MPI_Iallreduce")
-                try MPIPendingReduction(request: request).wait(timeout: timeout, what: "an all-reduce of step statistics")
+                try pending(request, "an all-reduce of step statistics").wait(timeout: timeout)
             }
         }
     }
@@ -90,7 +98,7 @@ public final class MPICommunicator: Communicator {
         var request = cmpi_request_null()
         try Self.check(MPI_Iallreduce(input, output, Int32(count), cmpi_float(), cmpi_op_sum(), comm, &request),
                        "MPI_Iallreduce")
-        return MPIPendingReduction(request: request)
+        return try pending(request, "a gradient all-reduce")
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws {
@@ -99,7 +107,7 @@ public final class MPICommunicator: Communicator {
             let n = min(bytes - offset, 1 << 30)
             var request = cmpi_request_null()
             try Self.check(MPI_Ibcast(buffer + offset, Int32(n), cmpi_uint8(), Int32(root), comm, &request), "MPI_Ibcast")
-            try MPIPendingReduction(request: request).wait(timeout: timeout, what: "a broadcast from rank \(root)")
+            try pending(request, "a broadcast from rank \(root)").wait(timeout: timeout)
             offset += n
         }
     }
@@ -107,7 +115,7 @@ public final class MPICommunicator: Communicator {
     public func barrier() throws {
         var request = cmpi_request_null()
         try Self.check(MPI_Ibarrier(comm, &request), "MPI_Ibarrier")
-        try MPIPendingReduction(request: request).wait(timeout: timeout, what: "a barrier")
+        try pending(request, "a barrier").wait(timeout: timeout)
     }
 
     public func abort(code: Int32) -> Never {
@@ -119,8 +127,18 @@ public final class MPICommunicator: Communicator {
 final class MPIPendingReduction: PendingReduction {
     private var request: MPI_Request?
     private var done = false
+    private let sequence: Int64
+    private let progress: PeerProgress
+    private let rank: Int
+    private let what: String
 
-    init(request: MPI_Request?) { self.request = request }
+    init(request: MPI_Request?, sequence: Int64, progress: PeerProgress, rank: Int, what: String) {
+        self.request = request
+        self.sequence = sequence
+        self.progress = progress
+        self.rank = rank
+        self.what = what
+    }
 
     func test() throws -> Bool {
         if done { return true }
@@ -131,18 +149,147 @@ final class MPIPendingReduction: PendingReduction {
     }
 
     func wait(timeout: Double) throws {
-        try wait(timeout: timeout, what: "a gradient all-reduce")
-    }
-
-    func wait(timeout: Double, what: String) throws {
-        let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+        let start = ContinuousClock.now
+        let deadline = start + .milliseconds(Int(timeout * 1000))
+        var nextTick = start + PeerProgress.tickInterval
         var spins = 0
         while try !test() {
-            if ContinuousClock.now > deadline {
-                throw CommunicatorError("\(what) did not complete within \(timeout) s: a peer rank is dead or stuck (distributed.timeout_s)")
+            let now = ContinuousClock.now
+            if now > deadline { throw timeoutError(timeout) }
+            if now > nextTick {
+                // Still waiting: tell the peers this rank is alive.
+                try progress.tick()
+                nextTick = now + PeerProgress.tickInterval
             }
             spins += 1
             if spins > 1000 { usleep(50) }
         }
+    }
+
+    /// Names the ranks to blame: those that never announced this collective, else those
+    /// that went silent while everyone else kept announcing that it was waiting.
+    private func timeoutError(_ timeout: Double) -> CommunicatorError {
+        let seconds = String(format: "%g", timeout)
+        func names(_ ranks: [Int]) -> String {
+            ranks.count == 1 ? "rank \(ranks[0])" : "ranks " + ranks.map(String.init).joined(separator: ", ")
+        }
+        let behind = (try? progress.peers(behind: sequence)) ?? []
+        if !behind.isEmpty {
+            return CommunicatorError("\(names(behind)) did not reach \(what) within \(seconds) s (distributed.timeout_s): dead or stuck (seen from rank \(rank))")
+        }
+        let quiet = min(timeout / 2, 4 * PeerProgress.tickSeconds)
+        let silent = (try? progress.silentPeers(for: quiet)) ?? []
+        if !silent.isEmpty {
+            return CommunicatorError("\(names(silent)) went silent during \(what): the others waited \(seconds) s (distributed.timeout_s) and heard nothing from it for the last \(String(format: "%g", quiet)) s; dead or stuck (seen from rank \(rank))")
+        }
+        return CommunicatorError("\(what) did not complete within \(seconds) s (distributed.timeout_s): a peer rank is dead or stuck (seen from rank \(rank))")
+    }
+}
+
+/// PeerProgress: each rank tells every other rank, by a small message on a separate
+/// communicator, how many collectives it has entered. When a collective times out, the
+/// ranks that never announced it are the ones to blame.
+final class PeerProgress {
+    private let comm: MPI_Comm
+    private let rank: Int
+    private let size: Int
+    private var entered: Int64 = 0
+    private var heard: [Int64]
+    private var lastHeard: [ContinuousClock.Instant]
+    /// How often a waiting rank says it is alive.
+    static let tickSeconds = 0.25
+    static let tickInterval: Duration = .milliseconds(250)
+    private static let aliveTick: Int64 = -1
+    private var receives: [MPI_Request?]
+    private let inbox: UnsafeMutablePointer<Int64>      // one slot per peer
+    private let outbox: UnsafeMutablePointer<Int64>     // ring of announced values
+    private static let ringSize = 4096
+    private static let tag: Int32 = 7
+    nonisolated(unsafe) private static var live: [PeerProgress] = []
+
+    init(duplicating parent: MPI_Comm, rank: Int, size: Int) throws {
+        var dup: MPI_Comm? = nil
+        try MPICommunicator.check(MPI_Comm_dup(parent, &dup), "MPI_Comm_dup")
+        MPI_Comm_set_errhandler(dup, cmpi_errors_return())
+        comm = dup!
+        self.rank = rank
+        self.size = size
+        heard = [Int64](repeating: 0, count: size)
+        lastHeard = [ContinuousClock.Instant](repeating: .now, count: size)
+        receives = [MPI_Request?](repeating: cmpi_request_null(), count: size)
+        inbox = .allocate(capacity: size)
+        outbox = .allocate(capacity: Self.ringSize)
+        for peer in 0..<size where peer != rank { try post(peer) }
+        Self.live.append(self)
+    }
+
+    private func post(_ peer: Int) throws {
+        try MPICommunicator.check(MPI_Irecv(inbox + peer, 1, cmpi_int64(), Int32(peer), Self.tag, comm, &receives[peer]),
+                                  "MPI_Irecv")
+    }
+
+    /// Announces the next collective to every peer; returns its sequence number.
+    func enter() throws -> Int64 {
+        entered += 1
+        try send(entered)
+        return entered
+    }
+
+    /// Tells every peer this rank is alive and waiting.
+    func tick() throws {
+        try send(Self.aliveTick)
+    }
+
+    private var sent: Int = 0
+
+    private func send(_ value: Int64) throws {
+        sent += 1
+        let slot = outbox + sent % Self.ringSize
+        slot.pointee = value
+        for peer in 0..<size where peer != rank {
+            var request = cmpi_request_null()
+            try MPICommunicator.check(MPI_Isend(slot, 1, cmpi_int64(), Int32(peer), Self.tag, comm, &request), "MPI_Isend")
+            // Eight bytes go out eagerly; the slot is reused only 4096 messages later.
+            MPI_Request_free(&request)
+        }
+        try poll()
+    }
+
+    /// Takes in every announcement that has arrived.
+    private func poll() throws {
+        for peer in 0..<size where peer != rank {
+            while true {
+                var flag: Int32 = 0
+                try MPICommunicator.check(MPI_Test(&receives[peer], &flag, cmpi_status_ignore()), "MPI_Test")
+                guard flag != 0 else { break }
+                heard[peer] = max(heard[peer], inbox[peer])
+                lastHeard[peer] = .now
+                try post(peer)
+            }
+        }
+    }
+
+    /// Peers that have not announced collective `sequence`.
+    func peers(behind sequence: Int64) throws -> [Int] {
+        try poll()
+        return (0..<size).filter { $0 != rank && heard[$0] < sequence }
+    }
+
+    /// Peers not heard from (no announcement, no alive tick) for `seconds`.
+    func silentPeers(for seconds: Double) throws -> [Int] {
+        try poll()
+        let cutoff = ContinuousClock.now - .milliseconds(Int(seconds * 1000))
+        return (0..<size).filter { $0 != rank && lastHeard[$0] < cutoff }
+    }
+
+    /// Cancels the posted receives, as MPI_Finalize requires.
+    static func cancelAll() {
+        for progress in live {
+            for peer in 0..<progress.size where peer != progress.rank {
+                MPI_Cancel(&progress.receives[peer])
+                MPI_Request_free(&progress.receives[peer])
+            }
+        }
+        live.removeAll()
     }
 }

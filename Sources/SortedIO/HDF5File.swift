@@ -133,7 +133,9 @@ public final class HDF5File {
     private func openDataset(_ name: String) throws -> hid_t {
         guard exists(name) else { throw FormatError(file: path, "has no dataset '\(name)'") }
         let dataset = H5Dopen2(id, name, chdf5_p_default())
-        if dataset < 0 { throw FormatError(file: path, "dataset '\(name)' cannot be opened") }
+        if dataset < 0 {
+            throw FormatError(file: path, "dataset '\(name)' cannot be opened: the file (or the shard it links to) is damaged or truncated")
+        }
         return dataset
     }
 

@@ -62,7 +62,8 @@ struct TrainCommand: ParsableCommand {
             // This rank alone failed (a timeout, a bad batch): the others may be waiting in
             // a collective, so end the whole job. Rank 0 reports first; the others give it a
             // moment so its diagnosis is the line the user sees.
-            let prefix = communicator.size > 1 ? "rank \(communicator.rank): " : ""
+            // Communicator errors already say which rank saw what.
+            let prefix = communicator.size > 1 && !(error is CommunicatorError) ? "rank \(communicator.rank): " : ""
             printError(prefix + "\(error)")
             if communicator.size > 1 {
                 if communicator.rank != 0 { sleep(2) }

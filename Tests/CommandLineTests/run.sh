@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# End-to-end checks of the sortedtrain command under faults: a stuck rank, a dead rank, a
+# process killed while writing a checkpoint, damaged checkpoints and bad configs. Each must
+# end with a non-zero exit and one clear line, within a bounded time, and never damage an
+# earlier checkpoint. Run by launch/test after the release build; prints "cli: N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source launch/common.sh
+bin=$PWD/.build/release/sortedtrain
+work=$(mktemp -d)
+trap 'pkill -KILL -f "$work" 2>/dev/null; rm -rf "$work"' EXIT
+passed=0; failed=0
+pass() { echo "ok   $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+
+"$bin" synth --output "$work/data" --train 2000 --validation 10 >/dev/null
+cat > "$work/small.json" <<JSON
+{"model": {"vocab_size": 259, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 4,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": true},
+ "data": {"train": "$work/data/train.jsonl", "tokenizer": "byte", "template": "none"},
+ "sorted": {"exits": [2, 4]},
+ "train": {"micro_batch_size": 4, "sequence_length": 96, "max_steps": 100000},
+ "log": {"dir": "$work/run", "progress": "lines", "every": 1000},
+ "distributed": {"timeout_s": 3}}
+JSON
+
+# The PID of rank $1 among this test's sortedtrain processes.
+rank_pid() {
+    for pid in $(pgrep -f "$bin train --config $work"); do
+        if tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then echo "$pid"; return; fi
+    done
+}
+
+# Waits (up to 60 s) until the metrics file has at least $1 lines.
+wait_for_steps() {
+    for _ in $(seq 600); do
+        [ "$( { wc -l < "$work/run/metrics.jsonl"; } 2>/dev/null || echo 0)" -ge "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+fault_run() {  # $1: signal for rank 1, $2: name
+    rm -rf "$work/run"
+    local start=$SECONDS
+    mpirun_local 2 "$bin" train --config "$work/small.json" > "$work/$2.out" 2> "$work/$2.err" &
+    local job=$!
+    if ! wait_for_steps 3; then kill -KILL $job 2>/dev/null; fail "$2" "training did not start"; return; fi
+    local victim; victim=$(rank_pid 1)
+    [ -n "$victim" ] || { kill -KILL $job; fail "$2" "rank 1 not found"; return; }
+    kill "-$1" "$victim"
+    # The job must end by itself: timeout_s is 3 s; allow 40 s in all.
+    for _ in $(seq 400); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+    if kill -0 $job 2>/dev/null; then
+        kill -KILL $job "$victim" 2>/dev/null
+        fail "$2" "the job was still running $((SECONDS - start)) s after rank 1 got SIG$1"
+        return
+    fi
+    wait $job; local code=$?
+    kill -KILL "$victim" 2>/dev/null
+    if [ $code -ne 0 ] && grep -q "rank 1" "$work/$2.err" "$work/$2.out"; then
+        pass "$2: exit $code after $((SECONDS - start)) s, message names rank 1: $(grep -h -m1 'rank 1' "$work/$2.err" "$work/$2.out" | head -c 160)"
+    else
+        fail "$2" "exit $code; output: $(tail -c 400 "$work/$2.err")"
+    fi
+}
+
+fault_run STOP "a stuck rank ends the job"
+fault_run KILL "a dead rank ends the job"
+
+# A process killed while writing a checkpoint leaves the previous one intact.
+cat > "$work/big.json" <<JSON
+{"model": {"vocab_size": 32000, "hidden_size": 512, "intermediate_size": 1376, "num_hidden_layers": 8,
+           "num_attention_heads": 8, "max_position_embeddings": 128},
+ "data": {"train": "$work/data/train.jsonl", "tokenizer": "byte", "template": "none"},
+ "sorted": {"exits": [4, 8]},
+ "train": {"micro_batch_size": 1, "sequence_length": 64, "max_steps": 1000},
+ "log": {"dir": "$work/big", "progress": "lines"},
+ "checkpoint": {"every": 1, "keep": 5}}
+JSON
+"$bin" train --config "$work/big.json" > "$work/big.out" 2>&1 &
+job=$!
+killed=""
+for _ in $(seq 1200); do
+    if [ -f "$work/big/checkpoints/latest" ] && ls -d "$work"/big/checkpoints/*.tmp >/dev/null 2>&1; then
+        kill -KILL $job; killed=yes; break
+    fi
+    sleep 0.05
+done
+wait $job 2>/dev/null
+if [ -z "$killed" ]; then
+    fail "SIGKILL during a checkpoint write" "never caught a write in progress"
+else
+    latest=$(cat "$work/big/checkpoints/latest")
+    if "$bin" inspect "$work/big/checkpoints/$latest" >/dev/null \
+        && "$bin" train --config "$work/big.json" --resume auto --set train.max_steps=$(( ${latest#step-} + 1 )) > "$work/resume.out" 2>&1 \
+        && grep -q "resumed from $work/big/checkpoints/$latest" "$work/resume.out"; then
+        pass "SIGKILL during a checkpoint write: $latest intact, --resume auto picks it"
+    else
+        fail "SIGKILL during a checkpoint write" "$(tail -3 "$work/resume.out")"
+    fi
+fi
+
+# Damaged checkpoints and bad input: one line naming the problem, exit 1, no backtrace.
+one_line_error() {  # $1 name, $2 expected text (an extended regex), command…
+    local name=$1 expected=$2; shift 2
+    local out; out=$("$@" 2>&1); local code=$?
+    local lines; lines=$(printf '%s\n' "$out" | grep -c .)
+    if [ $code -ne 0 ] && [ "$lines" -eq 1 ] && [[ "$out" =~ $expected ]]; then
+        pass "$name: $out"
+    else
+        fail "$name" "exit $code, $lines line(s): $out"
+    fi
+}
+ckpt="$work/big/checkpoints/$(cat "$work/big/checkpoints/latest")"
+cp -r "$ckpt" "$work/damaged"
+python3 - "$work/damaged/shard-00000-of-00001.h5" <<'PY'
+import sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+for i in range(len(data) // 2, len(data) // 2 + 4096): data[i] ^= 0xFF
+open(path, "wb").write(bytes(data))
+PY
+one_line_error "damaged checkpoint" "checksum mismatch|is damaged or truncated" "$bin" train --config "$work/big.json" --resume "$work/damaged" --quiet
+rm "$work/damaged/shard-00000-of-00001.h5"
+one_line_error "missing shard" "shard-00000-of-00001\.h5: is missing" "$bin" train --config "$work/big.json" --resume "$work/damaged" --quiet
+one_line_error "other model shape" "num_hidden_layers = 8, the config asks for 6" "$bin" train --config "$work/big.json" --resume "$ckpt" --set model.num_hidden_layers=6 --set sorted.exits=[3,6] --quiet
+one_line_error "unknown config key" "optim\.learning_rate: unknown key" "$bin" train --config "$work/small.json" --set optim.learning_rate=1
+one_line_error "bad exits" "sorted\.exits: depth 9 is outside 1\.\.\.4" "$bin" train --config "$work/small.json" --set sorted.exits=[2,9]
+echo '{"instruction": "x", "output": "y"}' > "$work/bad.jsonl"; echo '{"instruction": "x",' >> "$work/bad.jsonl"
+one_line_error "malformed data line" "bad\.jsonl:2: " "$bin" train --config "$work/small.json" --set "data.train=$work/bad.jsonl"
+one_line_error "missing config" "cannot be read" "$bin" train --config "$work/none.json"
+one_line_error "bad config under mpirun: one line, not one per rank" "sorted\.exits: depth 0" mpirun_local 2 --quiet "$bin" train --config "$work/small.json" --set sorted.exits=[0]
+
+echo "cli: $passed passed, $failed failed"
+[ $failed -eq 0 ]
