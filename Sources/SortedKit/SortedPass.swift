@@ -60,7 +60,7 @@ public final class SortedPass {
     private let dScores: FloatBuffer       // [workers, T, T]
 
     /// headChunkRows: tokens per head GEMM in the fused loss (memory ≈ chunk·V floats).
-    public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 256) throws {
+    public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 512) throws {
         let c = model.config
         guard batchSize > 0 else { throw ConfigError(key: "batch_size", "must be positive, got \(batchSize)") }
         guard sequenceLength > 0 && sequenceLength <= c.maxPositionEmbeddings else {
