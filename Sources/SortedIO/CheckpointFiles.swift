@@ -172,7 +172,7 @@ public enum CheckpointFiles {
     }
 
     /// Reads every tensor's weights into `parameters` and, when given, its AdamW moments,
-    /// through the index's links. Fletcher32 checksums are verified by HDF5 on every read.
+    /// through the index's links; every dataset's XXH64 digest is checked.
     public static func readTensors(directory: String, layout: ParameterLayout, parameters: FloatBuffer,
                                    moments: (first: FloatBuffer, second: FloatBuffer)?) throws {
         let indexPath = (directory as NSString).appendingPathComponent(CheckpointNames.index)

@@ -22,8 +22,8 @@ struct SortedTrain: ParsableCommand {
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: training steps (default) and tokenizer throughput.",
-        subcommands: [StepBenchCommand.self, TokenizerBenchCommand.self],
+        abstract: "Benchmarks: training steps (default), tokenizer and checkpoint throughput.",
+        subcommands: [StepBenchCommand.self, TokenizerBenchCommand.self, CheckpointBenchCommand.self],
         defaultSubcommand: StepBenchCommand.self
     )
 }

@@ -37,6 +37,7 @@ final class HDF5FileTests: XCTestCase {
     }
 
     func testCorruptedBytesFailTheChecksumWithTheDatasetName() throws {
+        // The digest stored with the dataset must catch a damaged value.
         let path = directory.appendingPathComponent("c.h5").path
         let values = [Float](repeating: 1.5, count: 4096)
         do {
@@ -62,5 +63,20 @@ final class HDF5FileTests: XCTestCase {
         let junk = directory.appendingPathComponent("junk.h5")
         try Data("not hdf5".utf8).write(to: junk)
         XCTAssertThrowsError(try HDF5File(opening: junk.path)) { XCTAssertTrue("\($0)".contains("not a readable HDF5 file")) }
+    }
+}
+
+final class XXH64Tests: XCTestCase {
+    /// Reference digests from Python's xxhash.xxh64(data, seed=0).
+    func testMatchesTheReferenceImplementation() {
+        let cases: [([UInt8], UInt64)] = [
+            ([], 0xef46db3751d8e999), (Array("a".utf8), 0xd24ec4f1a98c6e5b), (Array("abc".utf8), 0x44bc2cf5ad770999),
+            (Array("0123456789abcdef0123456789abcdef".utf8), 0x642a94958e71e6c5),
+            (Array((0..<768).map { UInt8($0 % 256) }), 0x8e03c838c596036f),
+        ]
+        for (bytes, expected) in cases {
+            XCTAssertEqual(bytes.withUnsafeBytes { XXH64.digest($0.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, count: bytes.count) },
+                           expected, "\(bytes.count) bytes")
+        }
     }
 }
