@@ -8,7 +8,7 @@ import SortedKit
 
 public enum CheckpointNames {
     public static let index = "checkpoint.h5"
-    public static let formatVersion = 1
+    public static let formatVersion = 2
 
     public static func shard(rank: Int, of world: Int) -> String {
         String(format: "shard-%05d-of-%05d.h5", rank, world)

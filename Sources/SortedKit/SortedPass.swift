@@ -163,6 +163,13 @@ public final class SortedPass {
 
     /// Logits [B·T, V] of the exit-k sub-model (forward only), for evaluation and tests.
     public func logits(_ batch: TokenBatch, depth k: Int) -> [Float] {
+        logits(batch, depth: k, rows: Array(0..<rows))
+    }
+
+    /// Logits [rows.count, V] of the exit-k sub-model at the given positions (row b·T + t):
+    /// the layers run up to depth k only, the head only on those rows. For generation.
+    public func logits(_ batch: TokenBatch, depth k: Int, rows selected: [Int]) -> [Float] {
+        precondition(k >= 1 && k <= config.numHiddenLayers, "SortedPass: depth outside 1...L")
         let c = config, N = rows, D = c.hiddenSize, V = c.vocabSize
         let P = model.parameters.pointer, layout = model.layout
         batch.tokens.withUnsafeBufferPointer { tokens in
@@ -170,11 +177,15 @@ public final class SortedPass {
                               out: residual.pointer, rows: N, dim: D)
         }
         for l in 0..<k { layerForward(l) }
-        RMSNorm.forward(x: residual.pointer + k * N * D, weight: P + layout.finalNorm, y: normedFinal.pointer,
-                        inverseRMS: inverseRMSFinal.pointer, rows: N, dim: D, eps: Float(c.rmsNormEps))
-        var out = [Float](repeating: 0, count: N * V)
+        let hidden = residual.pointer + k * N * D, normed = normedFinal.pointer
+        for (i, row) in selected.enumerated() {
+            (normed + i * D).update(from: hidden + row * D, count: D)
+        }
+        RMSNorm.forward(x: normed, weight: P + layout.finalNorm, y: normed, inverseRMS: inverseRMSFinal.pointer,
+                        rows: selected.count, dim: D, eps: Float(c.rmsNormEps))
+        var out = [Float](repeating: 0, count: selected.count * V)
         out.withUnsafeMutableBufferPointer { o in
-            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: V, k: D, a: normedFinal.pointer, lda: D,
+            BLAS.gemm(transposeA: false, transposeB: true, m: selected.count, n: V, k: D, a: normed, lda: D,
                       b: P + layout.head, ldb: D, beta: 0, c: o.baseAddress!, ldc: V)
         }
         return out

@@ -72,7 +72,9 @@ public struct RunConfig: Sendable {
 
     /// Reads a config file and applies `overrides` ("section.key=value", value as JSON or a
     /// bare string).
-    public static func load(path: String, overrides: [String] = []) throws -> RunConfig {
+    /// `initialModel`: the shape of the weights the run starts from (--init-from); the
+    /// config's `model` section may then be left out, and must match when present.
+    public static func load(path: String, overrides: [String] = [], initialModel: LlamaConfig? = nil) throws -> RunConfig {
         let url = URL(fileURLWithPath: path)
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
@@ -85,7 +87,7 @@ public struct RunConfig: Sendable {
         guard var root = object as? [String: Any] else { throw ConfigError(key: path, "must hold a JSON object at the top level") }
         for override in overrides { try apply(override: override, to: &root) }
         do {
-            var config = try parse(root, source: path)
+            var config = try parse(root, source: path, initialModel: initialModel)
             let text = try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
             config.json = String(decoding: text, as: UTF8.self)
             return config
@@ -94,7 +96,17 @@ public struct RunConfig: Sendable {
         }
     }
 
-    static func parse(_ root: [String: Any], source: String) throws -> RunConfig {
+    /// The config stored in a checkpoint (overrides already applied).
+    public static func decode(stored json: String, source: String) throws -> RunConfig {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
+            throw ConfigError(key: source, "holds no readable run config")
+        }
+        var config = try parse(root, source: source)
+        config.json = json
+        return config
+    }
+
+    static func parse(_ root: [String: Any], source: String, initialModel: LlamaConfig? = nil) throws -> RunConfig {
         if let unknown = root.keys.sorted().first(where: { !sections.contains($0) }) {
             throw ConfigError(key: unknown, "unknown section; known sections: \(sections.joined(separator: ", "))")
         }
@@ -105,7 +117,15 @@ public struct RunConfig: Sendable {
             return try ConfigSection(name: name, values: dict, allowed: allowed)
         }
 
-        let model = try loadModel(root["model"])
+        let model: LlamaConfig
+        if let initialModel {
+            if root["model"] != nil, try loadModel(root["model"]) != initialModel {
+                throw ConfigError(key: "model", "differs from the model of --init-from; remove the 'model' section to take the initial model's shape")
+            }
+            model = initialModel
+        } else {
+            model = try loadModel(root["model"])
+        }
 
         let t = try section("train", ["micro_batch_size", "sequence_length", "accumulation_steps", "max_steps", "seed",
                                       "on_nonfinite"])

@@ -13,7 +13,8 @@ public struct TrainOptions: Sendable {
     /// "auto", a checkpoint folder, or nil for a fresh start.
     public var resume: String?
     public var allowExitChange = false
-    /// An HF model directory to start from (its config.json must match the run's model).
+    /// Weights to start from: an HF model folder or a llama GGUF file; the run's model
+    /// section may then be left out.
     public var initFrom: String?
     public var quiet = false
 
@@ -59,11 +60,20 @@ public final class TrainingSession {
 
     /// Runs the whole job.
     public func run() throws {
-        let config = try agreed("reading the config") { try RunConfig.load(path: options.configPath, overrides: options.overrides) }
+        // --init-from: every rank reads the weights (they are also the shape of the model).
+        let initial = try agreed("reading --init-from") { try options.initFrom.map(Self.readInitialModel) }
+        let config = try agreed("reading the config") {
+            try RunConfig.load(path: options.configPath, overrides: options.overrides, initialModel: initial?.config)
+        }
         communicator.timeout = config.distributed.timeoutSeconds
 
         let dataset = try agreed("loading the data") { try loadData(config) }
-        let model = try agreed("building the model") { try makeModel(config) }
+        let model = try agreed("building the model") { () -> LlamaModel in
+            if let initial { return initial }
+            let model = try LlamaModel(config: config.model)
+            if rank == 0 { model.initializeRandomly(seed: config.train.seed) }
+            return model
+        }
         let source = DatasetBatchSource(dataset: dataset, microBatchSize: config.train.microBatchSize,
                                         sequenceLength: config.train.sequenceLength, seed: config.train.seed,
                                         shuffle: config.data.shuffle)
@@ -153,17 +163,13 @@ public final class TrainingSession {
         return dataset
     }
 
-    func makeModel(_ config: RunConfig) throws -> LlamaModel {
-        guard let path = options.initFrom else {
-            let model = try LlamaModel(config: config.model)
-            if rank == 0 { model.initializeRandomly(seed: config.train.seed) }
-            return model
+    /// An HF directory (config.json + safetensors) or a llama GGUF file.
+    static func readInitialModel(_ path: String) throws -> LlamaModel {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw TrainingError("--init-from \(path): does not exist; give an HF model folder or a .gguf file")
         }
-        let model = try ModelFiles.readHF(URL(fileURLWithPath: path))
-        guard model.config == config.model else {
-            throw ConfigError(key: "model", "differs from \(path)/config.json; use {\"path\": \"\(path)/config.json\"} as the run's model")
-        }
-        return model
+        return isDirectory.boolValue ? try ModelFiles.readHF(URL(fileURLWithPath: path)) : try ModelFiles.readGGUF(URL(fileURLWithPath: path))
     }
 }
 

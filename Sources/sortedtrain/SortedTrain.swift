@@ -8,6 +8,8 @@ struct SortedTrain: ParsableCommand {
         abstract: "Sorted Fine-Tuning (SoFT) of LLaMA-family models: one run, a usable model at every exit depth.",
         subcommands: [
             TrainCommand.self,
+            EvalCommand.self,
+            GenerateCommand.self,
             SynthCommand.self,
             PrepareCommand.self,
             TokenizeCommand.self,

@@ -29,7 +29,7 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Allow resuming a checkpoint trained with other exits.")
     var allowExitChange = false
 
-    @Option(help: "Start from the weights of an HF model directory (config.json + safetensors).")
+    @Option(help: "Start from these weights: an HF model folder (config.json + safetensors) or a llama .gguf file (dequantised). The config's model section may then be left out.")
     var initFrom: String?
 
     @Flag(help: "No progress output.")

@@ -7,6 +7,12 @@ public struct ExitLoss: Sendable, Equatable {
     public let depth: Int
     public var negativeLogLikelihood: Double
     public var tokens: Int
+
+    public init(depth: Int, negativeLogLikelihood: Double, tokens: Int) {
+        self.depth = depth
+        self.negativeLogLikelihood = negativeLogLikelihood
+        self.tokens = tokens
+    }
     /// Mean cross-entropy over the labelled tokens (0 when there are none).
     public var mean: Double { tokens > 0 ? negativeLogLikelihood / Double(tokens) : 0 }
 }
