@@ -29,7 +29,7 @@ let package = Package(
         .target(name: "SortedIO", dependencies: ["CHDF5", "SortedKit"]),
 
         // Tokenizers, datasets, prompt templates, the sharded sampler.
-        .target(name: "SortedData", dependencies: ["SortedIO"]),
+        .target(name: "SortedData", dependencies: ["SortedKit", "SortedIO"]),
 
         // Run configuration, the training loop, metrics, benchmarks.
         .target(name: "SortedTraining", dependencies: ["SortedKit", "SortedDistributed", "SortedIO", "SortedData"]),
@@ -44,7 +44,7 @@ let package = Package(
 
         .testTarget(name: "SortedKitTests", dependencies: ["SortedKit", "SortedIO"]),
         .testTarget(name: "SortedIOTests", dependencies: ["SortedIO", "SortedKit"]),
-        .testTarget(name: "SortedDataTests", dependencies: ["SortedData", "SortedIO"]),
+        .testTarget(name: "SortedDataTests", dependencies: ["SortedData", "SortedIO", "SortedKit"]),
         .testTarget(name: "SortedTrainingTests", dependencies: ["SortedTraining", "SortedKit"]),
     ],
     // Kernels hand raw buffer pointers to worker threads; Swift 5 mode keeps that legal

@@ -9,32 +9,7 @@
 // order. Every example so appears exactly once per epoch, and because the cursor counts
 // samples (not steps), a run resumed on another world size or batch shape continues the
 // same stream with no repeat and no gap.
-
-/// SplitMix64: a small, fast generator whose output is fixed forever (unlike the standard
-/// library's), so an order is reproducible across Swift versions and machines.
-public struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..<bound without modulo bias (Lemire's method).
-    public mutating func below(_ bound: Int) -> Int {
-        precondition(bound > 0)
-        let b = UInt64(bound)
-        var m = next().multipliedFullWidth(by: b)
-        if m.low < b {
-            let threshold = (0 &- b) % b
-            while m.low < threshold { m = next().multipliedFullWidth(by: b) }
-        }
-        return Int(m.high)
-    }
-}
+import SortedKit
 
 /// The order of one epoch: a Fisher–Yates permutation of 0..<count seeded by (seed, epoch),
 /// or the identity when shuffling is off.

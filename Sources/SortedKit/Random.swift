@@ -1,4 +1,5 @@
-// Deterministic random numbers: SplitMix64 and normal samples, the same on every platform.
+// Deterministic random numbers: SplitMix64 (fixed output forever, unlike the standard
+// library's generator), bounded integers and normal samples, the same on every platform.
 import Foundation
 
 public struct SplitMix64: RandomNumberGenerator, Sendable {
@@ -10,6 +11,18 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+
+    /// Uniform in 0..<bound without modulo bias (Lemire's method).
+    public mutating func below(_ bound: Int) -> Int {
+        precondition(bound > 0)
+        let b = UInt64(bound)
+        var m = next().multipliedFullWidth(by: b)
+        if m.low < b {
+            let threshold = (0 &- b) % b
+            while m.low < threshold { m = next().multipliedFullWidth(by: b) }
+        }
+        return Int(m.high)
     }
 
     /// Uniform in (0, 1).

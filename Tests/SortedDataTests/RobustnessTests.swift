@@ -3,6 +3,7 @@
 import Foundation
 import XCTest
 @testable import SortedData
+import SortedKit
 
 final class RobustnessTests: XCTestCase {
     func testJSONParserSurvivesDamage() throws {

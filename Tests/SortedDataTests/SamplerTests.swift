@@ -3,6 +3,7 @@
 // a fixed function of (seed, epoch).
 import XCTest
 @testable import SortedData
+import SortedKit
 
 final class SamplerTests: XCTestCase {
     /// All (position, example) pairs trained by all ranks in the steps from `cursor` until at
