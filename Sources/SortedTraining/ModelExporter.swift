@@ -1,6 +1,7 @@
 // ModelExporter: takes one depth k out of a checkpoint as a standalone model — the first k
 // layers plus the shared final norm and head — as an HF directory or an HDF5 file.
 import Foundation
+import SortedData
 import SortedDistributed
 import SortedIO
 import SortedKit
@@ -20,10 +21,12 @@ public enum ModelExporter {
     }
 
     /// Writes depth `depth` of the checkpoint at `checkpoint` to `output` (a folder for hf,
-    /// a .h5 file for hdf5). The depth must be one of the run's exits unless `force`.
+    /// a .h5 file for hdf5). The depth must be one of the run's exits unless `force`. An HF
+    /// export also gets the run's tokenizer files and its BOS/EOS ids; `notes` says what
+    /// could not be included.
     @discardableResult
     public static func export(checkpoint: String, depth: Int, format: ExportFormat, output: URL,
-                              force: Bool) throws -> (model: LlamaModel, state: CheckpointState) {
+                              force: Bool) throws -> (model: LlamaModel, state: CheckpointState, notes: [String]) {
         let folder = try resolveCheckpoint(checkpoint)
         let (full, state) = try CheckpointFiles.readModel(directory: folder)
         guard depth >= 1 && depth <= full.config.numHiddenLayers else {
@@ -33,12 +36,53 @@ public enum ModelExporter {
             throw TrainingError("--depth \(depth) was not trained as an exit (exits: \(state.exits)); pick one of them, or pass --force")
         }
         let sub = try full.prefix(depth: depth)
+        var notes: [String] = []
         switch format {
         case .hf:
-            try ModelFiles.writeHF(sub, to: output)
+            let spec = try RunConfig.decode(stored: state.config, source: folder).data.tokenizer
+            var extra: [String: Any] = [:]
+            if let tokenizer = try? TokenizerLoader.load(spec) {
+                extra["bos_token_id"] = tokenizer.bosID.map { Int($0) } ?? NSNull()
+                extra["eos_token_id"] = tokenizer.eosID.map { Int($0) } ?? NSNull()
+            } else {
+                notes.append("the run's tokenizer \(spec) could not be read; config.json has no bos/eos ids")
+            }
+            try ModelFiles.writeHF(sub, to: output, extraConfig: extra)
+            notes += try copyTokenizerFiles(spec, to: output)
         case .hdf5:
             try ModelFiles.writeHDF5(sub, to: output)
         }
-        return (sub, state)
+        return (sub, state, notes)
+    }
+
+    /// The HF tokenizer files the run used, next to the model: tokenizer.json and, when they
+    /// sit beside it, tokenizer_config.json and special_tokens_map.json.
+    static func copyTokenizerFiles(_ spec: String, to output: URL) throws -> [String] {
+        if spec == "byte" {
+            return ["the built-in byte tokenizer has no tokenizer.json: ids are UTF-8 bytes, BOS 256, EOS 257, PAD 258"]
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spec, isDirectory: &isDirectory) else {
+            return ["the run's tokenizer \(spec) is no longer there; copy its tokenizer.json by hand"]
+        }
+        let source = URL(fileURLWithPath: spec)
+        let folder = isDirectory.boolValue ? source : source.deletingLastPathComponent()
+        let json = isDirectory.boolValue ? source.appendingPathComponent("tokenizer.json") : source
+        guard json.pathExtension == "json", FileManager.default.fileExists(atPath: json.path) else {
+            return ["the run's tokenizer \(spec) is not a tokenizer.json (a GGUF keeps its vocabulary inside); no tokenizer files were written"]
+        }
+        var copies = [(json, "tokenizer.json")]
+        for name in ["tokenizer_config.json", "special_tokens_map.json"] {
+            let file = folder.appendingPathComponent(name)
+            if FileManager.default.fileExists(atPath: file.path) { copies.append((file, name)) }
+        }
+        for (from, name) in copies {
+            let to = output.appendingPathComponent(name)
+            try? FileManager.default.removeItem(at: to)
+            do { try FileManager.default.copyItem(at: from, to: to) } catch {
+                throw TrainingError("\(to.path): cannot copy the tokenizer file (\(error.localizedDescription))")
+            }
+        }
+        return []
     }
 }

@@ -11,9 +11,11 @@ struct ExportCommand: ParsableCommand {
         abstract: "Export depth k of a checkpoint as a standalone model (HF directory or HDF5 file).",
         discussion: """
         The exit-k sub-model is the first k decoder layers plus the shared final norm and LM
-        head. --format hf writes model.safetensors and config.json (num_hidden_layers = k),
-        which transformers loads as LlamaForCausalLM; --format hdf5 writes one .h5 file with
-        the checkpoint's per-layer layout and no optimizer state.
+        head. --format hf writes model.safetensors, config.json (num_hidden_layers = k, the
+        tokenizer's BOS/EOS ids) and the run's tokenizer.json (with tokenizer_config.json and
+        special_tokens_map.json when they sit beside it), which transformers loads as
+        LlamaForCausalLM; --format hdf5 writes one .h5 file with the checkpoint's per-layer
+        layout and no optimizer state.
         """)
 
     @Argument(help: "A checkpoint folder (step-XXXXXXXX) or a checkpoints folder (its newest checkpoint).")
@@ -32,8 +34,9 @@ struct ExportCommand: ParsableCommand {
     var force = false
 
     func run() throws {
-        let (model, state) = try ModelExporter.export(checkpoint: checkpoint, depth: depth, format: format,
-                                                      output: URL(fileURLWithPath: out), force: force)
+        let (model, state, notes) = try ModelExporter.export(checkpoint: checkpoint, depth: depth, format: format,
+                                                             output: URL(fileURLWithPath: out), force: force)
         print("exported depth \(depth) of step \(state.step) (\(model.layout.count) parameters) as \(format.rawValue) to \(out)")
+        for note in notes { print("note: \(note)") }
     }
 }

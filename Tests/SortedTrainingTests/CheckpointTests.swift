@@ -84,6 +84,34 @@ final class CheckpointTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: config.checkpoint.directory + "/latest", encoding: .utf8), "step-00000006\n")
     }
 
+    func testExportCarriesTheTokenizerAndRefusesUntrainedDepths() throws {
+        var base = try config(exits: "[2, 3]")
+        let tokenizer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/tokenizers/bytelevel.json").path
+        // The stored run config names the tokenizer the export must carry.
+        var root = try JSONSerialization.jsonObject(with: Data(base.json.utf8)) as! [String: Any]
+        root["data"] = ["tokenizer": tokenizer]
+        base.json = String(decoding: try JSONSerialization.data(withJSONObject: root), as: UTF8.self)
+        let t = try trainer(base)
+        try CheckpointManager(root: base.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(t, step: 1)
+        let out = directory.appendingPathComponent("export")
+        let (model, _, notes) = try ModelExporter.export(checkpoint: base.checkpoint.directory, depth: 2, format: .hf,
+                                                         output: out, force: false)
+        XCTAssertEqual(model.config.numHiddenLayers, 2)
+        XCTAssertEqual(notes, [])
+        XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("tokenizer.json")),
+                       try Data(contentsOf: URL(fileURLWithPath: tokenizer)))
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("config.json"))) as! [String: Any]
+        XCTAssertEqual(config["num_hidden_layers"] as? Int, 2)
+        XCTAssertNotNil(config["eos_token_id"] as? Int)
+        XCTAssertThrowsError(try ModelExporter.export(checkpoint: base.checkpoint.directory, depth: 1, format: .hf,
+                                                      output: out, force: false)) {
+            XCTAssertTrue("\($0)".contains("not trained as an exit"), "\($0)")
+        }
+        XCTAssertNoThrow(try ModelExporter.export(checkpoint: base.checkpoint.directory, depth: 1, format: .hdf5,
+                                                  output: directory.appendingPathComponent("d1.h5"), force: true))
+    }
+
     func testRefusesOtherModelAndOtherExits() throws {
         let config = try config()
         let t = try trainer(config)
