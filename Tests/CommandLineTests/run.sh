@@ -65,6 +65,28 @@ fault_run() {  # $1: signal for rank 1, $2: name
     fi
 }
 
+# SIGTERM finishes the current step, saves a checkpoint and exits 0.
+rm -rf "$work/run"
+"$bin" train --config "$work/small.json" > "$work/term.out" 2>&1 &
+job=$!
+if wait_for_steps 3; then
+    kill -TERM $job
+    for _ in $(seq 200); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+    if kill -0 $job 2>/dev/null; then
+        kill -KILL $job; fail "SIGTERM saves and exits" "still running 20 s after SIGTERM"
+    else
+        wait $job; code=$?
+        step=$(sed -n 's/^stopped by signal after step \([0-9]*\);.*/\1/p' "$work/term.out")
+        if [ $code -eq 0 ] && [ -n "$step" ] && [ "$(cat "$work/run/checkpoints/latest" 2>/dev/null)" = "$(printf 'step-%08d' "$step")" ]; then
+            pass "SIGTERM saves and exits: stopped after step $step, checkpoint $(printf 'step-%08d' "$step") saved"
+        else
+            fail "SIGTERM saves and exits" "exit $code; $(tail -2 "$work/term.out")"
+        fi
+    fi
+else
+    kill -KILL $job 2>/dev/null; fail "SIGTERM saves and exits" "training did not start"
+fi
+
 fault_run STOP "a stuck rank ends the job"
 fault_run KILL "a dead rank ends the job"
 

@@ -1,0 +1,44 @@
+// The training loop's guards: a NaN/Inf loss stops the run before any update, or is skipped
+// and counted, as configured.
+import Foundation
+import XCTest
+import SortedKit
+@testable import SortedTraining
+
+final class TrainerTests: XCTestCase {
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-trainer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+
+    func testNonFiniteLossStopsBeforeTheUpdate() throws {
+        let t = try smallTrainer(try smallRunConfig(in: directory))
+        t.model.parameters[t.model.layout.finalNorm] = .nan
+        let before = t.model.parameters.array()
+        XCTAssertThrowsError(try t.run()) { error in
+            let e = error as! TrainingError
+            XCTAssertTrue(e.onEveryRank)
+            XCTAssertTrue(e.message.hasPrefix("step 1: the loss is nan"), e.message)
+            XCTAssertTrue(e.message.contains("train.on_nonfinite"), e.message)
+        }
+        let after = t.model.parameters.array()
+        XCTAssertTrue(zip(before, after).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }, "no update was applied")
+        XCTAssertEqual(t.optimizer.stepCount, 0)
+    }
+
+    func testNonFiniteStepsAreSkippedAndCountedWhenConfigured() throws {
+        let t = try smallTrainer(try smallRunConfig(in: directory, maxSteps: 3, extra: ", \"on_nonfinite\": \"skip\""))
+        t.model.parameters[t.model.layout.finalNorm] = .infinity
+        var skipped: [Bool] = []
+        t.onStep = { skipped.append($0.skipped) }
+        let summary = try t.run()
+        XCTAssertEqual(summary.skippedSteps, 3)
+        XCTAssertEqual(skipped, [true, true, true])
+        XCTAssertEqual(t.optimizer.stepCount, 0)
+        XCTAssertEqual(t.sampleCursor, 3 * t.globalBatchSize, "the data moves on past skipped steps")
+    }
+}
