@@ -64,8 +64,9 @@ public final class AdamW {
         segments = runs
     }
 
-    /// One update of `parameters` from `gradients` at learning rate `lr`.
-    public func step(parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Double) {
+    /// One update of `parameters` from `gradients` · `gradientScale` at learning rate `lr`
+    /// (the scale is where clipping lands, without a separate pass over the gradients).
+    public func step(parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Double, gradientScale: Float = 1) {
         stepCount += 1
         let s = settings
         let t = Double(stepCount)
@@ -80,7 +81,7 @@ public final class AdamW {
                 update(range.lowerBound + piece.lowerBound, range.lowerBound + piece.upperBound,
                        p: p, g: g, m: m, v: v, decay: decayed && s.weightDecay != 0 ? decay : 1,
                        oneMinusB1: 1 - b1, b2: b2, oneMinusB2: 1 - b2, stepSize: stepSize,
-                       correction2Sqrt: correction2Sqrt, eps: eps)
+                       correction2Sqrt: correction2Sqrt, eps: eps, scale: gradientScale)
             }
         }
     }
@@ -91,13 +92,13 @@ public final class AdamW {
     private func update(_ start: Int, _ end: Int, p: UnsafeMutablePointer<Float>, g: UnsafeMutablePointer<Float>,
                         m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>, decay: Float,
                         oneMinusB1: Float, b2: Float, oneMinusB2: Float, stepSize: Float,
-                        correction2Sqrt: Float, eps: Float) {
+                        correction2Sqrt: Float, eps: Float, scale: Float) {
         var i = start
         let d8 = Float8(repeating: decay), a8 = Float8(repeating: oneMinusB1), b8 = Float8(repeating: b2)
         let c8 = Float8(repeating: oneMinusB2), s8 = Float8(repeating: stepSize)
-        let r8 = Float8(repeating: correction2Sqrt), e8 = Float8(repeating: eps)
+        let r8 = Float8(repeating: correction2Sqrt), e8 = Float8(repeating: eps), g8 = Float8(repeating: scale)
         while i + 8 <= end {
-            let gi = load8(g + i)
+            let gi = load8(g + i) * g8
             let mi = load8(m + i) + (gi - load8(m + i)) * a8
             let vi = load8(v + i) * b8 + c8 * gi * gi
             store8(mi, m + i)
@@ -106,7 +107,7 @@ public final class AdamW {
             i += 8
         }
         while i < end {
-            let gi = g[i]
+            let gi = g[i] * scale
             m[i] += (gi - m[i]) * oneMinusB1
             v[i] = v[i] * b2 + oneMinusB2 * gi * gi
             p[i] = p[i] * decay - stepSize * m[i] / (v[i].squareRoot() / correction2Sqrt + eps)
@@ -134,17 +135,9 @@ public func gradientNorm(_ gradients: FloatBuffer) -> Double {
     }.squareRoot()
 }
 
-/// Scales the gradients so their norm is at most maxNorm (torch's clip_grad_norm_:
-/// factor maxNorm / (norm + 1e-6), applied only when below 1). Returns the norm before.
-@discardableResult
-public func clipGradientNorm(_ gradients: FloatBuffer, maxNorm: Double) -> Double {
-    let norm = gradientNorm(gradients)
+/// torch's clip_grad_norm_ factor for a gradient of this norm: maxNorm / (norm + 1e-6)
+/// when that is below 1, else 1.
+public func clippingFactor(norm: Double, maxNorm: Double) -> Float {
     let factor = maxNorm / (norm + 1e-6)
-    if factor < 1 {
-        let g = gradients.pointer
-        Parallel.forEachRange(gradients.count) { range in
-            scaleInPlace(g + range.lowerBound, range.count, by: Float(factor))
-        }
-    }
-    return norm
+    return factor < 1 ? Float(factor) : 1
 }

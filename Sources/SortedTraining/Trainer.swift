@@ -164,7 +164,9 @@ public final class Trainer {
         let exitLosses = exits.indices.map { totals[$0] / normalizer }
         let loss = zip(exits, exitLosses).map { $0.weight * $1 }.reduce(0, +)
 
-        let norm = config.maxGradNorm.map { clipGradientNorm(gradients, maxNorm: $0) } ?? gradientNorm(gradients)
+        let norm = gradientNorm(gradients)
+        // Clipping is applied inside the AdamW pass (one pass over the gradients fewer).
+        let clip = config.maxGradNorm.map { clippingFactor(norm: norm, maxNorm: $0) } ?? 1
         let lr = schedule.rate(at: step)
         var skipped = false
         if !loss.isFinite || !norm.isFinite {
@@ -174,7 +176,7 @@ public final class Trainer {
             }
             skipped = true
         } else {
-            optimizer.step(parameters: model.parameters, gradients: gradients, learningRate: lr)
+            optimizer.step(parameters: model.parameters, gradients: gradients, learningRate: lr, gradientScale: clip)
         }
         sampleCursor += globalBatchSize
         let seconds = (ContinuousClock.now - start).seconds

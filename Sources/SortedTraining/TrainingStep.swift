@@ -30,11 +30,10 @@ public final class TrainingStep {
         StepProfiler.measure("zero gradients") { model.zeroGradients() }
         let exits = objective.activeExits(step: step)
         let losses = pass.run(batch, exits: exits, lossNormalizer: Double(max(batch.labelledCount, 1)))
-        let norm = StepProfiler.measure("clip") {
-            maxGradNorm.map { clipGradientNorm(model.gradients, maxNorm: $0) } ?? gradientNorm(model.gradients)
-        }
+        let norm = StepProfiler.measure("gradient norm") { gradientNorm(model.gradients) }
         StepProfiler.measure("adamw") {
-            optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: learningRate)
+            optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: learningRate,
+                           gradientScale: maxGradNorm.map { clippingFactor(norm: norm, maxNorm: $0) } ?? 1)
         }
         let total = zip(exits, losses).map { $0.weight * $1.mean }.reduce(0, +)
         return StepOutcome(losses: losses, totalLoss: total, gradientNorm: norm)
