@@ -75,7 +75,7 @@ struct TrainCommand: ParsableCommand {
     }
 
     private func printError(_ message: String) {
-        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
     }
 
     private func finish(_ communicator: Communicator, code: Int32) {
