@@ -60,8 +60,13 @@ public final class MPICommunicator: Communicator {
         throw CommunicatorError("\(what) failed: \(String(cString: text))")
     }
 
-    private func pending(_ request: MPI_Request?, _ what: String) throws -> MPIPendingReduction {
-        MPIPendingReduction(request: request, sequence: try progress.enter(), progress: progress, rank: rank, what: what)
+    /// Announces the collective to the peers, then posts it. On a timeout the caller ends
+    /// the job (MPI_Abort), so buffers of an unfinished request are never reused.
+    private func pending(_ what: String, _ post: (inout MPI_Request?) -> Int32, _ call: String) throws -> MPIPendingReduction {
+        let sequence = try progress.enter()
+        var request = cmpi_request_null()
+        try Self.check(post(&request), call)
+        return MPIPendingReduction(request: request, sequence: sequence, progress: progress, rank: rank, what: what)
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
@@ -71,10 +76,9 @@ public final class MPICommunicator: Communicator {
         var offset = 0
         while offset < count {
             let n = min(count - offset, 1 << 26)
-            var request = cmpi_request_null()
-            try Self.check(MPI_Iallreduce(buffer + offset, scratch, Int32(n), cmpi_float(), cmpi_op_sum(), comm, &request),
-                           "MPI_Iallreduce")
-            try pending(request, "an all-reduce").wait(timeout: timeout)
+            try pending("an all-reduce", {
+                MPI_Iallreduce(buffer + offset, scratch, Int32(n), cmpi_float(), cmpi_op_sum(), comm, &$0)
+            }, "MPI_Iallreduce").wait(timeout: timeout)
             (buffer + offset).update(from: scratch, count: n)
             offset += n
         }
@@ -82,12 +86,11 @@ public final class MPICommunicator: Communicator {
 
     public func allReduceSum(_ values: inout [Double]) throws {
         let input = values
-        var request = cmpi_request_null()
         try values.withUnsafeMutableBufferPointer { out in
             try input.withUnsafeBufferPointer { inp in
-                try Self.check(MPI_Iallreduce(inp.baseAddress, out.baseAddress, Int32(inp.count), cmpi_double(),
-                                              cmpi_op_sum(), comm, &request), "MPI_Iallreduce")
-                try pending(request, "an all-reduce of step statistics").wait(timeout: timeout)
+                try pending("an all-reduce of step statistics", {
+                    MPI_Iallreduce(inp.baseAddress, out.baseAddress, Int32(inp.count), cmpi_double(), cmpi_op_sum(), comm, &$0)
+                }, "MPI_Iallreduce").wait(timeout: timeout)
             }
         }
     }
@@ -95,27 +98,24 @@ public final class MPICommunicator: Communicator {
     public func startAllReduceSum(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
                                   count: Int) throws -> PendingReduction {
         precondition(count < Int(Int32.max), "one non-blocking reduction holds < 2^31 floats")
-        var request = cmpi_request_null()
-        try Self.check(MPI_Iallreduce(input, output, Int32(count), cmpi_float(), cmpi_op_sum(), comm, &request),
-                       "MPI_Iallreduce")
-        return try pending(request, "a gradient all-reduce")
+        return try pending("a gradient all-reduce", {
+            MPI_Iallreduce(input, output, Int32(count), cmpi_float(), cmpi_op_sum(), comm, &$0)
+        }, "MPI_Iallreduce")
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws {
         var offset = 0
         while offset < bytes {
             let n = min(bytes - offset, 1 << 30)
-            var request = cmpi_request_null()
-            try Self.check(MPI_Ibcast(buffer + offset, Int32(n), cmpi_uint8(), Int32(root), comm, &request), "MPI_Ibcast")
-            try pending(request, "a broadcast from rank \(root)").wait(timeout: timeout)
+            try pending("a broadcast from rank \(root)", {
+                MPI_Ibcast(buffer + offset, Int32(n), cmpi_uint8(), Int32(root), comm, &$0)
+            }, "MPI_Ibcast").wait(timeout: timeout)
             offset += n
         }
     }
 
     public func barrier() throws {
-        var request = cmpi_request_null()
-        try Self.check(MPI_Ibarrier(comm, &request), "MPI_Ibarrier")
-        try pending(request, "a barrier").wait(timeout: timeout)
+        try pending("a barrier", { MPI_Ibarrier(comm, &$0) }, "MPI_Ibarrier").wait(timeout: timeout)
     }
 
     public func abort(code: Int32) -> Never {

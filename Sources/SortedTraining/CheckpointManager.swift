@@ -54,9 +54,14 @@ public final class CheckpointManager {
                 tensors: layout.tensors.map(\.name))
             try CheckpointFiles.writeIndex(at: (temporary as NSString).appendingPathComponent(CheckpointNames.index),
                                            state: state, plan: plan, layout: layout)
-            if fileManager.fileExists(atPath: final) { try fileManager.removeItem(atPath: final) }
+            // A checkpoint of this step already there (a resumed run saving the same step
+            // again) is moved aside, not deleted, until the new one is in place.
+            let replaced = path(name + ".old")
+            try? fileManager.removeItem(atPath: replaced)
+            if fileManager.fileExists(atPath: final) { try fileManager.moveItem(atPath: final, toPath: replaced) }
             try fileManager.moveItem(atPath: temporary, toPath: final)
             try writeLatest(name)
+            try? fileManager.removeItem(atPath: replaced)
             try prune(keeping: name)
         }
         try communicator.barrier()
@@ -76,7 +81,7 @@ public final class CheckpointManager {
     /// Complete checkpoints (with an index) in this root, oldest first.
     public func completeCheckpoints() -> [String] {
         let names = (try? fileManager.contentsOfDirectory(atPath: root)) ?? []
-        return names.filter { $0.hasPrefix("step-") && !$0.hasSuffix(".tmp") }
+        return names.filter { $0.hasPrefix("step-") && !$0.hasSuffix(".tmp") && !$0.hasSuffix(".old") }
             .filter { fileManager.fileExists(atPath: (path($0) as NSString).appendingPathComponent(CheckpointNames.index)) }
             .sorted()
     }

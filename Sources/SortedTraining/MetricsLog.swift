@@ -22,6 +22,8 @@ public final class MetricsLog {
         }
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        // A skipped non-finite step still gets its line.
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
     }
 
     deinit { try? handle.close() }

@@ -203,8 +203,8 @@ public struct RunConfig: Sendable {
 
         let d = try section("distributed", ["timeout_s"])
         let distributed = DistributedSettings(timeoutSeconds: try d.double("timeout_s", default: 300))
-        if !(distributed.timeoutSeconds > 0) {
-            throw ConfigError(key: "distributed.timeout_s", "must be positive, got \(distributed.timeoutSeconds)")
+        if !(distributed.timeoutSeconds > 0 && distributed.timeoutSeconds <= 86_400) {
+            throw ConfigError(key: "distributed.timeout_s", "must be in (0, 86400] seconds, got \(distributed.timeoutSeconds)")
         }
 
         return RunConfig(model: model, data: data, objective: objective, optimizer: optimizer,

@@ -84,13 +84,26 @@ public final class Trainer {
     public func synchronizeInitialWeights() throws {
         let p = model.parameters
         try communicator.broadcast(UnsafeMutableRawPointer(p.pointer), bytes: p.count * 4, root: 0)
-        let sum = Double(Self.checksum(p))
-        var stats = [sum, sum * sum]
-        try communicator.allReduceSum(&stats)
-        let n = Double(communicator.size)
-        if stats[0] != n * sum || stats[1] != n * sum * sum {
-            throw TrainingError("rank \(communicator.rank): the weights differ between ranks after the broadcast (checksum \(UInt32(sum)))")
+        try verifyIdentical("the weights after the broadcast", [Int64(Self.checksum(p))])
+    }
+
+    /// Checks that every rank holds the same values (rank 0's are broadcast and compared
+    /// exactly; the mismatch flags are summed), else throws on every rank.
+    public func verifyIdentical(_ what: String, _ values: [Int64]) throws {
+        var reference = values
+        try reference.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: $0.count, root: 0) }
+        var mismatched = [Double](repeating: 0, count: communicator.size)
+        if reference != values { mismatched[communicator.rank] = 1 }
+        try communicator.allReduceSum(&mismatched)
+        if let first = mismatched.firstIndex(where: { $0 > 0 }) {
+            throw TrainingError("rank \(first) differs from rank 0 in \(what)", onEveryRank: true)
         }
+    }
+
+    /// Weights, moments and position, for checking that a resume left every rank alike.
+    public func stateFingerprint() -> [Int64] {
+        [Int64(Self.checksum(model.parameters)), Int64(Self.checksum(optimizer.firstMoment)),
+         Int64(Self.checksum(optimizer.secondMoment)), Int64(startStep), Int64(sampleCursor), Int64(optimizer.stepCount)]
     }
 
     /// FNV-1a over the parameter bytes, folded to 32 bits so sums of it are exact in Double.
@@ -109,7 +122,7 @@ public final class Trainer {
         var summary = TrainingSummary(stepsRun: 0, finalStep: startStep, skippedSteps: 0, stoppedBySignal: false, lastMetrics: nil)
         var step = startStep
         while step < min(end ?? config.train.maxSteps, config.train.maxSteps) {
-            let metrics = try trainStep(step, stopRequested: shouldStop())
+            let metrics = try trainStep(step, stopRequested: shouldStop)
             summary.stepsRun += 1
             summary.finalStep = step + 1
             if metrics.0.skipped { summary.skippedSteps += 1 }
@@ -125,7 +138,9 @@ public final class Trainer {
     }
 
     /// One global step. Returns its metrics and whether any rank asked to stop.
-    func trainStep(_ step: Int, stopRequested: Bool) throws -> (StepMetrics, stop: Bool) {
+    /// `stopRequested` is asked after the backward, so a signal during the step stops the
+    /// run after it rather than one step later.
+    func trainStep(_ step: Int, stopRequested: () -> Bool) throws -> (StepMetrics, stop: Bool) {
         let start = ContinuousClock.now
         var exposed = 0.0
         let rank = communicator.rank, world = communicator.size
@@ -159,7 +174,7 @@ public final class Trainer {
         }
 
         // Per-exit losses over the global batch, and the stop votes of all ranks.
-        var totals = nll + [stopRequested ? 1 : 0]
+        var totals = nll + [stopRequested() ? 1 : 0]
         exposed += try timed { try communicator.allReduceSum(&totals) }
         let exitLosses = exits.indices.map { totals[$0] / normalizer }
         let loss = zip(exits, exitLosses).map { $0.weight * $1 }.reduce(0, +)

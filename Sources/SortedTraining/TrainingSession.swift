@@ -58,6 +58,19 @@ public final class TrainingSession {
         return result!
     }
 
+    /// Rank 0's optional string on every rank.
+    func broadcast(_ value: String?) throws -> String? {
+        var bytes = Array((value ?? "").utf8)
+        var header: [Int64] = [value == nil ? -1 : Int64(bytes.count)]
+        try header.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: 8, root: 0) }
+        guard header[0] >= 0 else { return nil }
+        bytes = bytes.count == Int(header[0]) ? bytes : [UInt8](repeating: 0, count: Int(header[0]))
+        if !bytes.isEmpty {
+            try bytes.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: $0.count, root: 0) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// Runs the whole job.
     public func run() throws {
         // --init-from: every rank reads the weights (they are also the shape of the model).
@@ -83,11 +96,14 @@ public final class TrainingSession {
         let checkpoints = CheckpointManager(root: config.checkpoint.directory, keep: config.checkpoint.keep,
                                             communicator: communicator)
         if let resume = options.resume {
-            let folder = try agreed("finding the checkpoint") { try checkpoints.resolve(resume) }
+            // Rank 0 decides which checkpoint; every rank loads that one and they compare.
+            let chosen = try agreed("finding the checkpoint") { rank == 0 ? try checkpoints.resolve(resume) : nil }
+            let folder = try broadcast(chosen)
             if let folder {
                 let state = try agreed("loading the checkpoint") {
                     try CheckpointManager.load(folder, into: trainer, allowExitChange: options.allowExitChange)
                 }
+                try trainer.verifyIdentical("the state loaded from \(folder)", trainer.stateFingerprint())
                 say("resumed from \(folder) at step \(state.step) (saved by \(state.worldSize) rank(s), now \(communicator.size))")
             } else {
                 say("no checkpoint in \(config.checkpoint.directory) yet: starting from step 0")
@@ -105,10 +121,14 @@ public final class TrainingSession {
         let live = config.log.progress == "bar" || (config.log.progress == "auto" && ProgressPrinter.terminalIsInteractive)
         let progress = ProgressPrinter(totalSteps: config.train.maxSteps, every: config.log.every, live: live)
         var lastSaved = trainer.startStep
-        var metricsError: Error?
+        var metricsFailed = false
         trainer.onStep = { m in
             guard self.rank == 0 else { return }
-            do { try metrics?.append(m) } catch { metricsError = error }
+            do { try metrics?.append(m) } catch {
+                // Losing metric lines must not lose the run: warn once and go on.
+                if !metricsFailed { FileHandle.standardError.write(Data("warning: metrics not written: \(error)\n".utf8)) }
+                metricsFailed = true
+            }
             if !self.options.quiet { progress.report(m) }
         }
         StopSignal.install()
@@ -119,7 +139,6 @@ public final class TrainingSession {
             let every = config.checkpoint.every
             let boundary = every > 0 ? min(config.train.maxSteps, (step / every + 1) * every) : config.train.maxSteps
             summary = try trainer.run(until: boundary, shouldStop: { StopSignal.requested })
-            if let metricsError { throw metricsError }
             step = summary.finalStep
             trainer.startStep = step
             if step > lastSaved {

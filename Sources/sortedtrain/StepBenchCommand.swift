@@ -75,13 +75,20 @@ struct StepBenchCommand: ParsableCommand {
 
     private func runDataParallel(_ runConfig: RunConfig) throws {
         let communicator = try MPICommunicator()
-        defer { communicator.finalize() }
         communicator.timeout = runConfig.distributed.timeoutSeconds
         let rank0 = communicator.rank == 0
-        let r = try DataParallelBenchmark.run(config: runConfig, communicator: communicator, steps: steps,
+        let r: DataParallelBenchmarkResult
+        do {
+            r = try DataParallelBenchmark.run(config: runConfig, communicator: communicator, steps: steps,
                                               warmup: warmup) { line in
-            if rank0 && !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+                if rank0 && !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            }
+        } catch {
+            // A peer may be stuck in a collective: end the whole job rather than wait in finalize.
+            FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+            communicator.abort(code: 1)
         }
+        communicator.finalize()
         guard rank0 else { return }
         if json {
             let encoder = JSONEncoder()

@@ -12,9 +12,9 @@ struct TrainCommand: ParsableCommand {
         Run alone (one process) or as `mpirun -np N sortedtrain train --config X`: every rank
         holds the model, trains its share of each global batch, and the gradients are summed
         across ranks during the backward. Progress goes to the terminal from rank 0, one JSON
-        line per step to <log.dir>/metrics.jsonl, checkpoints to <checkpoint.dir>. SIGINT or
-        SIGTERM finishes the current step, saves a checkpoint and exits; --resume auto
-        continues from it, on any number of ranks.
+        line per step to <log.dir>/metrics.jsonl, checkpoints to <checkpoint.dir>. SIGINT,
+        SIGTERM or SIGUSR1 (the one to send to mpirun) finishes the current step, saves a
+        checkpoint and exits; --resume auto continues from it, on any number of ranks.
         """)
 
     @Option(help: "Run config JSON (sections model, data, sorted, optim, schedule, train, log, checkpoint, distributed).")

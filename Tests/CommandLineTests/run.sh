@@ -87,6 +87,26 @@ else
     kill -KILL $job 2>/dev/null; fail "SIGTERM saves and exits" "training did not start"
 fi
 
+# Under mpirun, SIGUSR1 to mpirun reaches every rank unchanged: they stop after the same
+# step, save together and the job exits 0.
+rm -rf "$work/run"
+mpirun_local 2 "$bin" train --config "$work/small.json" > "$work/usr1.out" 2>&1 &
+job=$!
+if wait_for_steps 3; then
+    kill -USR1 $job
+    for _ in $(seq 200); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+    wait $job; code=$?
+    step=$(sed -n 's/^stopped by signal after step \([0-9]*\);.*/\1/p' "$work/usr1.out")
+    if [ $code -eq 0 ] && [ -n "$step" ] && [ "$(cat "$work/run/checkpoints/latest" 2>/dev/null)" = "$(printf 'step-%08d' "$step")" ] \
+        && [ -f "$work/run/checkpoints/$(printf 'step-%08d' "$step")/shard-00001-of-00002.h5" ]; then
+        pass "SIGUSR1 to mpirun saves and exits 0: both ranks stopped after step $step and wrote their shards"
+    else
+        fail "SIGUSR1 to mpirun" "exit $code; $(tail -3 "$work/usr1.out")"
+    fi
+else
+    kill -KILL $job 2>/dev/null; fail "SIGUSR1 to mpirun" "training did not start"
+fi
+
 fault_run STOP "a stuck rank ends the job"
 fault_run KILL "a dead rank ends the job"
 
