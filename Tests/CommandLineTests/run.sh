@@ -93,7 +93,8 @@ rm -rf "$work/run"
 mpirun_local 2 "$bin" train --config "$work/small.json" > "$work/usr1.out" 2>&1 &
 job=$!
 if wait_for_steps 3; then
-    kill -USR1 $job
+    # To mpirun itself ($job is the subshell running it).
+    pkill -USR1 -f "mpirun.*$work/small.json"
     for _ in $(seq 200); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
     wait $job; code=$?
     step=$(sed -n 's/^stopped by signal after step \([0-9]*\);.*/\1/p' "$work/usr1.out")
