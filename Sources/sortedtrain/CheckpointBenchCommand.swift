@@ -28,12 +28,10 @@ struct CheckpointBenchCommand: ParsableCommand {
         let runConfig = try RunConfig.load(path: config)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let r = try CheckpointBenchmark.run(config: runConfig, directory: dir, repeats: repeats) { line in
-            if !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            if !json { printProgress(line) }
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+            try printJSON(r)
             return
         }
         let f = { (x: Double) in String(format: "%.0f", x) }

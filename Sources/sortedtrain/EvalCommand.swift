@@ -3,6 +3,12 @@ import ArgumentParser
 import Foundation
 import SortedTraining
 
+/// `eval --json` output.
+struct EvalResult: Encodable {
+    let model: String
+    let exits: [ExitReport]
+}
+
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
@@ -62,13 +68,10 @@ struct EvalCommand: ParsableCommand {
         }
         let reports = try Evaluator.run(loaded, files: files, exits: depths, limit: limit, batchSize: batchSize,
                                         maxNewTokens: maxNewTokens) { line in
-            if !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            if !json { printProgress(line) }
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(["model": loaded.description]), as: UTF8.self).dropLast() + ",\"exits\":"
-                  + String(decoding: try encoder.encode(reports), as: UTF8.self) + "}")
+            try printJSON(EvalResult(model: loaded.description, exits: reports))
             return
         }
         print(loaded.description)

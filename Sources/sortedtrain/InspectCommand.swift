@@ -17,9 +17,7 @@ struct InspectCommand: ParsableCommand {
     func run() throws {
         let inspection = try ModelInspector.inspect(path)
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(inspection), as: UTF8.self))
+            try printJSON(inspection)
         } else {
             print(ModelInspector.text(inspection))
         }

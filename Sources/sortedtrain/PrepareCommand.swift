@@ -63,7 +63,7 @@ struct PrepareCommand: ParsableCommand {
         let dataset = try DatasetLoader.load(inputs, builder: builder, format: RecordFormat(rawValue: format)!,
                                              policy: BadRecordPolicy(rawValue: onBadRecord)!) { line in
             warnings += 1
-            if warnings <= 20 { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            if warnings <= 20 { printProgress(line) }
         }
         if warnings > 20 { FileHandle.standardError.write(Data("warning: \(warnings - 20) more records skipped\n".utf8)) }
         guard dataset.count > 0 else {

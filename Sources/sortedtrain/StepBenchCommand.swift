@@ -46,12 +46,10 @@ struct StepBenchCommand: ParsableCommand {
             return
         }
         let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup, breakdown: breakdown) { line in
-            if !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+            if !json { printProgress(line) }
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            try printJSON(result)
             return
         }
         let r = result
@@ -81,7 +79,7 @@ struct StepBenchCommand: ParsableCommand {
         do {
             r = try DataParallelBenchmark.run(config: runConfig, communicator: communicator, steps: steps,
                                               warmup: warmup) { line in
-                if rank0 && !json { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+                if rank0 && !json { printProgress(line) }
             }
         } catch {
             // A peer may be stuck in a collective: end the whole job rather than wait in finalize.
@@ -91,9 +89,7 @@ struct StepBenchCommand: ParsableCommand {
         communicator.finalize()
         guard rank0 else { return }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+            try printJSON(r)
             return
         }
         print("data-parallel SoFT on \(r.ranks) ranks, exits \(runConfig.objective.exits), OpenBLAS \(r.openblas_core) × \(r.threads_per_rank) threads per rank")

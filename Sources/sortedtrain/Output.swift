@@ -1,0 +1,14 @@
+// Output: how commands print machine-readable results and progress.
+import Foundation
+
+/// One JSON object on one line, keys sorted (for --json).
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// A progress line on stderr, so stdout keeps only the result.
+func printProgress(_ line: String) {
+    printProgress(line)
+}
