@@ -96,6 +96,17 @@ public struct RunConfig: Sendable {
         }
     }
 
+    /// distributed.timeout_s as written (overrides applied), read before the rest of the
+    /// config can be, so that the first collectives already use it; nil when absent or bad.
+    public static func collectiveTimeout(path: String, overrides: [String]) -> Double? {
+        guard let data = FileManager.default.contents(atPath: path),
+              var root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
+        for override in overrides { try? apply(override: override, to: &root) }
+        guard let value = ((root["distributed"] as? [String: Any])?["timeout_s"] as? NSNumber)?.doubleValue,
+              value > 0 && value <= 86_400 else { return nil }
+        return value
+    }
+
     /// The config stored in a checkpoint (overrides already applied).
     public static func decode(stored json: String, source: String) throws -> RunConfig {
         guard let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {

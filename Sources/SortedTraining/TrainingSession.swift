@@ -73,6 +73,9 @@ public final class TrainingSession {
 
     /// Runs the whole job.
     public func run() throws {
+        if let timeout = RunConfig.collectiveTimeout(path: options.configPath, overrides: options.overrides) {
+            communicator.timeout = timeout
+        }
         // --init-from: every rank reads the weights (they are also the shape of the model).
         let initial = try agreed("reading --init-from") { try options.initFrom.map(Self.readInitialModel) }
         let config = try agreed("reading the config") {
