@@ -200,20 +200,46 @@ public final class SortedPass {
 
     // MARK: - One decoder layer
 
+    /// Layer l's slices of the saved activations.
+    private struct LayerActivations {
+        let input: UnsafeMutablePointer<Float>       // residual[l]: [N, D]
+        let output: UnsafeMutablePointer<Float>      // residual[l+1]: [N, D]
+        let normed1: UnsafeMutablePointer<Float>     // [N, D]
+        let inverseRMS1: UnsafeMutablePointer<Float> // [N]
+        let qkv: UnsafeMutablePointer<Float>         // [N, (H+2Hkv)·Dh]
+        let probs: UnsafeMutablePointer<Float>       // [B, H, T, T]
+        let attended: UnsafeMutablePointer<Float>    // [N, H·Dh]
+        let mid: UnsafeMutablePointer<Float>         // [N, D]
+        let normed2: UnsafeMutablePointer<Float>     // [N, D]
+        let inverseRMS2: UnsafeMutablePointer<Float> // [N]
+        let gateUp: UnsafeMutablePointer<Float>      // [N, 2F]
+        let activated: UnsafeMutablePointer<Float>   // [N, F]
+    }
+
+    private func activations(_ l: Int) -> LayerActivations {
+        let c = config, N = rows, D = c.hiddenSize, F = c.intermediateSize
+        return LayerActivations(
+            input: residual.pointer + l * N * D, output: residual.pointer + (l + 1) * N * D,
+            normed1: normed1.pointer + l * N * D, inverseRMS1: inverseRMS1.pointer + l * N,
+            qkv: qkv.pointer + l * N * c.qkvWidth,
+            probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
+            attended: attended.pointer + l * N * c.queryWidth, mid: mid.pointer + l * N * D,
+            normed2: normed2.pointer + l * N * D, inverseRMS2: inverseRMS2.pointer + l * N,
+            gateUp: gateUp.pointer + l * N * 2 * F, activated: activated.pointer + l * N * F)
+    }
+
     /// residual[l] → residual[l+1], saving what the backward needs.
     private func layerForward(_ l: Int) {
         let c = config, N = rows, D = c.hiddenSize, F = c.intermediateSize
         let W = c.qkvWidth, A = c.queryWidth
         let w = model.layout.layers[l], P = model.parameters.pointer
-        let x = residual.pointer + l * N * D
-        let xn1 = normed1.pointer + l * N * D, qkvL = qkv.pointer + l * N * W
-        let att = attended.pointer + l * N * A, h1 = mid.pointer + l * N * D
-        let xn2 = normed2.pointer + l * N * D, gu = gateUp.pointer + l * N * 2 * F
-        let act = activated.pointer + l * N * F, out = residual.pointer + (l + 1) * N * D
+        let a = activations(l)
+        let x = a.input, xn1 = a.normed1, qkvL = a.qkv, att = a.attended, h1 = a.mid
+        let xn2 = a.normed2, gu = a.gateUp, act = a.activated, out = a.output
         let eps = Float(c.rmsNormEps)
 
         StepProfiler.measure("norms") {
-            RMSNorm.forward(x: x, weight: P + w.inputNorm, y: xn1, inverseRMS: inverseRMS1.pointer + l * N,
+            RMSNorm.forward(x: x, weight: P + w.inputNorm, y: xn1, inverseRMS: a.inverseRMS1,
                             rows: N, dim: D, eps: eps)
         }
         StepProfiler.measure("projections") {
@@ -228,7 +254,7 @@ public final class SortedPass {
             }
         }
         StepProfiler.measure("attention") {
-            attention.forward(qkv: qkvL, probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
+            attention.forward(qkv: qkvL, probs: a.probs,
                               out: att, batch: batchSize)
         }
         StepProfiler.measure("projections") {
@@ -237,7 +263,7 @@ public final class SortedPass {
                       a: att, lda: A, b: P + w.output, ldb: A, beta: 1, c: h1, ldc: D)
         }
         StepProfiler.measure("norms") {
-            RMSNorm.forward(x: h1, weight: P + w.postNorm, y: xn2, inverseRMS: inverseRMS2.pointer + l * N,
+            RMSNorm.forward(x: h1, weight: P + w.postNorm, y: xn2, inverseRMS: a.inverseRMS2,
                             rows: N, dim: D, eps: eps)
         }
         StepProfiler.measure("projections") {
@@ -258,11 +284,9 @@ public final class SortedPass {
         let c = config, N = rows, D = c.hiddenSize, F = c.intermediateSize
         let W = c.qkvWidth, A = c.queryWidth
         let w = model.layout.layers[l], P = model.parameters.pointer, G = model.gradients.pointer
-        let x = residual.pointer + l * N * D
-        let xn1 = normed1.pointer + l * N * D, qkvL = qkv.pointer + l * N * W
-        let att = attended.pointer + l * N * A, h1 = mid.pointer + l * N * D
-        let xn2 = normed2.pointer + l * N * D, gu = gateUp.pointer + l * N * 2 * F
-        let act = activated.pointer + l * N * F
+        let a = activations(l)
+        let x = a.input, xn1 = a.normed1, qkvL = a.qkv, att = a.attended, h1 = a.mid
+        let xn2 = a.normed2, gu = a.gateUp, act = a.activated
         let dr = dResidual.pointer
 
         // MLP: out = h1 + act·W_downᵀ
@@ -282,7 +306,7 @@ public final class SortedPass {
                       a: dGateUp.pointer, lda: 2 * F, b: P + w.gateUp, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
         }
         StepProfiler.measure("norms") {
-            RMSNorm.backward(dy: dNormed.pointer, x: h1, weight: P + w.postNorm, inverseRMS: inverseRMS2.pointer + l * N,
+            RMSNorm.backward(dy: dNormed.pointer, x: h1, weight: P + w.postNorm, inverseRMS: a.inverseRMS2,
                              dx: dr, dWeight: G + w.postNorm, rows: N, dim: D, accumulate: true)
         }
 
@@ -295,7 +319,7 @@ public final class SortedPass {
         }
         StepProfiler.measure("attention") {
             attention.backward(dOut: dAttended.pointer, qkv: qkvL,
-                               probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
+                               probs: a.probs,
                                dQKV: dQKV.pointer, scratch: dScores.pointer, batch: batchSize)
         }
         StepProfiler.measure("rope") {
@@ -311,7 +335,7 @@ public final class SortedPass {
                       a: dQKV.pointer, lda: W, b: P + w.qkv, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
         }
         StepProfiler.measure("norms") {
-            RMSNorm.backward(dy: dNormed.pointer, x: x, weight: P + w.inputNorm, inverseRMS: inverseRMS1.pointer + l * N,
+            RMSNorm.backward(dy: dNormed.pointer, x: x, weight: P + w.inputNorm, inverseRMS: a.inverseRMS1,
                              dx: dr, dWeight: G + w.inputNorm, rows: N, dim: D, accumulate: true)
         }
     }

@@ -75,7 +75,7 @@ public enum CheckpointBenchmark {
 
     /// The same bytes as one file in 8 MiB writes, then fsync: what the disk allows.
     static func plainWriteFile(_ path: String, buffers: [FloatBuffer]) throws {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         guard let handle = FileHandle(forWritingAtPath: path) else { throw TrainingError("\(path): cannot be written") }
         for buffer in buffers {
             var offset = 0

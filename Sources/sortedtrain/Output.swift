@@ -10,5 +10,5 @@ func printJSON<T: Encodable>(_ value: T) throws {
 
 /// A progress line on stderr, so stdout keeps only the result.
 func printProgress(_ line: String) {
-    printProgress(line)
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }
