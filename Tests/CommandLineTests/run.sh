@@ -175,5 +175,22 @@ one_line_error "malformed data line" "bad\.jsonl:2: " "$bin" train --config "$wo
 one_line_error "missing config" "cannot be read" "$bin" train --config "$work/none.json"
 one_line_error "bad config under mpirun: one line, not one per rank" "sorted\.exits: depth 0" mpirun_local 2 --quiet "$bin" train --config "$work/small.json" --set sorted.exits=[0]
 
+# The benchmarks run end to end on a small model (smoke only: no timing is asserted).
+bench_keys() {  # $1 name, $2 required keys, command…
+    local name=$1 keys=$2; shift 2
+    local out; out=$("$@" 2>/dev/null); local code=$?
+    local missing=""
+    for k in $keys; do [[ "$out" == *"\"$k\""* ]] || missing="$missing $k"; done
+    if [ $code -eq 0 ] && [ -z "$missing" ]; then pass "$name"; else fail "$name" "exit $code, missing:$missing"; fi
+}
+bench_keys "bench step --json" "sft_step_s soft_step_s sft_gflops sgemm_peak_gflops sft_peak_fraction flop_ratio soft_sft_ratio sft_peak_rss_mb soft_peak_rss_mb openblas_core threads" \
+    "$bin" bench step --config "$work/small.json" --steps 1 --warmup 0 --json
+bench_keys "bench checkpoint --json" "checkpoint_write_mb_s plain_write_mb_s write_ratio read_ratio resume_s" \
+    "$bin" bench checkpoint --config "$work/small.json" --dir "$work/bench" --repeats 1 --json
+bench_keys "bench under mpirun --json" "exposed_comm_fraction bucketed_allreduce_gbps plain_allreduce_gbps" \
+    mpirun_local 2 "$bin" bench step --config "$work/small.json" --steps 1 --warmup 0 --json
+progress=$("$bin" bench step --config "$work/small.json" --steps 1 --warmup 0 2>&1 >/dev/null)
+[[ "$progress" == *"SFT step 1/1"* ]] && pass "bench progress on stderr" || fail "bench progress on stderr" "$progress"
+
 echo "cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]
