@@ -1,6 +1,7 @@
 // StepBenchmark: times full training steps (forward, backward, AdamW) for plain SFT and
 // for SoFT on the same model and batch, next to the sgemm peak measured in the same process.
 import Foundation
+import SortedDistributed
 import SortedKit
 
 public struct StepBenchmarkResult: Codable, Sendable {
@@ -32,7 +33,7 @@ public struct StepBenchmarkResult: Codable, Sendable {
 public enum StepBenchmark {
     /// Median step time over `steps` timed steps after `warmup` untimed ones.
     public static func run(config: RunConfig, steps: Int, warmup: Int, breakdown: Bool = false,
-                           progress: (String) -> Void = { _ in }) throws -> StepBenchmarkResult {
+                           progress: @escaping (String) -> Void = { _ in }) throws -> StepBenchmarkResult {
         let c = config.model, B = config.train.microBatchSize, T = config.train.sequenceLength
         var rng = SplitMix64(seed: config.train.seed)
         let tokens = (0..<(B * T)).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }
@@ -53,21 +54,24 @@ public enum StepBenchmark {
             ProcessMemory.resetPeak()
             var run = config
             run.objective = objective
+            run.train.maxSteps = warmup + steps
             let model = try LlamaModel(config: c)
             model.initializeRandomly(seed: config.train.seed)
-            let step = try TrainingStep(model: model, config: run)
+            // The trainer's own step, on one process, fed the same batch every step.
+            let trainer = try Trainer(config: run, model: model, communicator: SingleProcessCommunicator(),
+                                      data: FixedBatchSource(batch: batch))
             var times: [Double] = []
             let profiler = StepProfiler()
             defer { StepProfiler.active = nil }
-            for i in 0..<(warmup + steps) {
-                if breakdown && i == warmup { StepProfiler.active = profiler }
-                let start = ContinuousClock.now
-                let outcome = step.run(batch, step: i, learningRate: config.optimizer.learningRate)
-                let seconds = (ContinuousClock.now - start).seconds
-                if i >= warmup { times.append(seconds) }
-                progress(String(format: "%@ step %d/%d: %.3f s, loss %.4f%@", label, i + 1, warmup + steps, seconds,
-                                outcome.totalLoss, i < warmup ? " (warm-up)" : ""))
+            trainer.onStep = { m in
+                let i = m.step - 1
+                if i >= warmup { times.append(m.step_s) }
+                if breakdown && i + 1 == warmup { StepProfiler.active = profiler }
+                progress(String(format: "%@ step %d/%d: %.3f s, loss %.4f%@", label, m.step, warmup + steps, m.step_s,
+                                m.loss, i < warmup ? " (warm-up)" : ""))
             }
+            if breakdown && warmup == 0 { StepProfiler.active = profiler }
+            _ = try trainer.run()
             let flops = StepFLOPs.trainingStep(c, batch: B, sequence: T, exits: objective.exits,
                                                labelledTokens: batch.labelledCount)
             var phases: [String: Double]? = nil
@@ -95,6 +99,17 @@ public enum StepBenchmark {
             sft_exits: sftObjective.exits, soft_exits: config.objective.exits,
             batch: B, sequence_length: T, parameters: sft.params, timed_steps: steps,
             sft_breakdown_s: sft.phases, soft_breakdown_s: soft.phases)
+    }
+
+    /// The same batch at every cursor, so every timed step does identical work.
+    final class FixedBatchSource: TrainingBatchSource {
+        let batch: TokenBatch
+        var microBatchSize: Int { batch.batchSize }
+        var sequenceLength: Int { batch.sequenceLength }
+        init(batch: TokenBatch) { self.batch = batch }
+        func microBatches(cursor: Int, rank: Int, worldSize: Int, accumulationSteps: Int) throws -> [TokenBatch] {
+            Array(repeating: batch, count: accumulationSteps)
+        }
     }
 
     static func median(_ values: [Double]) -> Double {

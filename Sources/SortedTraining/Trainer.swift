@@ -154,7 +154,7 @@ public final class Trainer {
         let normalizer = max(counts[0], 1)
 
         let exits = config.objective.activeExits(step: step)
-        model.zeroGradients()
+        StepProfiler.measure("zero gradients") { model.zeroGradients() }
         var nll = [Double](repeating: 0, count: exits.count)
         var syncError: Error?
         for (i, batch) in batches.enumerated() {
@@ -179,7 +179,7 @@ public final class Trainer {
         let exitLosses = exits.indices.map { totals[$0] / normalizer }
         let loss = zip(exits, exitLosses).map { $0.weight * $1 }.reduce(0, +)
 
-        let norm = gradientNorm(gradients)
+        let norm = StepProfiler.measure("gradient norm") { gradientNorm(gradients) }
         // Clipping is applied inside the AdamW pass (one pass over the gradients fewer).
         let clip = config.maxGradNorm.map { clippingFactor(norm: norm, maxNorm: $0) } ?? 1
         let lr = schedule.rate(at: step)
@@ -191,7 +191,9 @@ public final class Trainer {
             }
             skipped = true
         } else {
-            optimizer.step(parameters: model.parameters, gradients: gradients, learningRate: lr, gradientScale: clip)
+            StepProfiler.measure("adamw") {
+                optimizer.step(parameters: model.parameters, gradients: gradients, learningRate: lr, gradientScale: clip)
+            }
         }
         sampleCursor += globalBatchSize
         let seconds = (ContinuousClock.now - start).seconds
