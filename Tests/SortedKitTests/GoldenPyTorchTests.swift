@@ -4,7 +4,7 @@
 //   losses        rtol 1e-5
 //   logits        atol 1e-4, rtol 1e-4
 //   gradients     atol 1e-6, rtol 1e-4   (gradient magnitudes range 1e-7 … 0.8)
-//   after AdamW   atol 1e-5, rtol 1e-4
+//   after AdamW   atol 1e-5, rtol 1e-4 (elements with gradients under float32's resolution: 2·lr·steps)
 import Foundation
 import XCTest
 @testable import SortedKit
@@ -100,10 +100,25 @@ final class GoldenPyTorchTests: XCTestCase {
                 optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: settings.learningRate,
                                gradientScale: clippingFactor(norm: norm, maxNorm: maxNorm))
             }
+            // AdamW divides by √v, so an element whose gradient is below float32's resolution
+            // of the sum that makes it (|g| < 1e-5 of its tensor's largest) moves by a
+            // rounding-decided ±lr per step: such elements may differ by up to 2·lr·steps.
+            // Every other element holds to atol 1e-5 + rtol 1e-4.
+            let noiseMoves = 2 * settings.learningRate * 3
             for tensor in model.layout.tensors {
-                assertClose(model.parameters.array(offset: tensor.offset, count: tensor.count),
-                            try fixture.file.floats("adamw.param." + tensor.name), atol: 1e-5, rtol: 1e-4,
-                            "\(name) after 3 steps \(tensor.name)")
+                let actual = model.parameters.array(offset: tensor.offset, count: tensor.count)
+                let expected = try fixture.file.floats("adamw.param." + tensor.name)
+                let gradient = try fixture.file.floats("grad." + tensor.name)
+                let floor = 1e-5 * Double(gradient.map { abs($0) }.max()!)
+                var worst = (excess: 0.0, index: -1)
+                for i in 0..<expected.count {
+                    let allowed = 1e-5 + 1e-4 * abs(Double(expected[i])) + (abs(Double(gradient[i])) < floor ? noiseMoves : 0)
+                    let excess = abs(Double(actual[i]) - Double(expected[i])) - allowed
+                    if excess > worst.excess { worst = (excess, i) }
+                }
+                if worst.index >= 0 {
+                    XCTFail("\(name) after 3 steps \(tensor.name): element \(worst.index) is \(actual[worst.index]), expected \(expected[worst.index]) (gradient \(gradient[worst.index]))")
+                }
             }
         }
     }
