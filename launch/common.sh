@@ -26,6 +26,9 @@ ensure_packages() {
 # mpirun with the flags this machine needs for `np` ranks: --allow-run-as-root as root,
 # --oversubscribe when ranks exceed cores, --bind-to none (one rank must not be pinned
 # to one core), and OPENBLAS_NUM_THREADS so ranks do not fight over the cores.
+# SORTEDTRAIN_PROGRESS tells the ranks what this stdout is (Open MPI gives each rank a
+# pseudo-terminal, so they cannot see it): "bar" on an interactive terminal, "lines" into
+# a file, a pipe or tee. A value already in the environment is kept.
 mpirun_local() {
     local np=$1; shift
     local cores; cores=$(nproc)
@@ -33,5 +36,8 @@ mpirun_local() {
     [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
     [ "$np" -gt "$cores" ] && flags+=(--oversubscribe)
     local threads=$(( cores / np )); [ "$threads" -lt 1 ] && threads=1
-    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$threads} mpirun "${flags[@]}" -x OPENBLAS_NUM_THREADS "$@"
+    local progress=lines
+    [ -t 1 ] && [ -n "${TERM:-}" ] && [ "$TERM" != dumb ] && progress=bar
+    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$threads} SORTEDTRAIN_PROGRESS=${SORTEDTRAIN_PROGRESS:-$progress} \
+        mpirun "${flags[@]}" -x OPENBLAS_NUM_THREADS -x SORTEDTRAIN_PROGRESS "$@"
 }

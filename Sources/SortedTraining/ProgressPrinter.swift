@@ -1,4 +1,5 @@
-// ProgressPrinter: rank 0's view of a run — a live bar on a terminal, plain lines otherwise.
+// ProgressPrinter: rank 0's view of a run — a live bar on the user's terminal, plain lines
+// otherwise (files, pipes, tee, batch jobs; see drawsBar for how mpirun is handled).
 import Foundation
 
 public final class ProgressPrinter {
@@ -38,12 +39,41 @@ public final class ProgressPrinter {
         }
     }
 
-    /// A live bar needs a real terminal: stdout a tty and TERM naming one. (mpirun gives
-    /// rank 0 a pseudo-terminal even when its own output goes to a file or pipe, so the
-    /// tty test alone is not enough; TERM is unset or "dumb" in CI and batch jobs.)
-    public static var terminalIsInteractive: Bool {
-        guard isatty(STDOUT_FILENO) != 0, let term = ProcessInfo.processInfo.environment["TERM"] else { return false }
+    /// The launchers' word on the user's terminal: "bar" or "lines". launch/common.sh's
+    /// mpirun_local sets it from whether its own stdout is an interactive terminal and
+    /// forwards it with `mpirun -x`; anyone may set it by hand.
+    public static let environmentVariable = "SORTEDTRAIN_PROGRESS"
+
+    /// Whether `log.progress = setting` draws the live bar. "bar" and "lines" are explicit
+    /// and win. "auto" asks, in order:
+    /// 1. SORTEDTRAIN_PROGRESS = bar | lines, when set (any other value is ignored);
+    /// 2. under mpirun (OMPI_COMM_WORLD_SIZE or PMIX_RANK set): lines. Open MPI gives every
+    ///    rank a pseudo-terminal whatever mpirun's own output is (a file, a pipe, `tee`,
+    ///    Slurm's output file), so the rank cannot see the user's terminal and must not
+    ///    write escapes into a log unless told it is a terminal;
+    /// 3. otherwise stdout a tty and TERM naming a terminal (not unset, empty or "dumb").
+    public static func drawsBar(setting: String,
+                                environment: [String: String] = ProcessInfo.processInfo.environment,
+                                stdoutIsTerminal: Bool = isatty(STDOUT_FILENO) != 0) -> Bool {
+        switch setting {
+        case "bar": return true
+        case "lines": return false
+        default: break
+        }
+        switch environment[environmentVariable] {
+        case "bar": return true
+        case "lines": return false
+        default: break
+        }
+        if environment["OMPI_COMM_WORLD_SIZE"] != nil || environment["PMIX_RANK"] != nil { return false }
+        guard stdoutIsTerminal, let term = environment["TERM"] else { return false }
         return !term.isEmpty && term != "dumb"
+    }
+
+    /// A warning when SORTEDTRAIN_PROGRESS holds something other than bar, lines or auto.
+    public static func environmentWarning(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        guard let value = environment[environmentVariable], !["", "auto", "bar", "lines"].contains(value) else { return nil }
+        return "warning: \(environmentVariable)=\(value) is not bar or lines; ignored"
     }
 
     /// Ends a live line so later messages start on their own line.

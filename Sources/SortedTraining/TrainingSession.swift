@@ -121,7 +121,10 @@ public final class TrainingSession {
         if rank == 0 {
             metrics = try MetricsLog(path: (config.log.directory as NSString).appendingPathComponent("metrics.jsonl"))
         }
-        let live = config.log.progress == "bar" || (config.log.progress == "auto" && ProgressPrinter.terminalIsInteractive)
+        let live = ProgressPrinter.drawsBar(setting: config.log.progress)
+        if rank == 0, !options.quiet, config.log.progress == "auto", let warning = ProgressPrinter.environmentWarning() {
+            FileHandle.standardError.write(Data("\(warning)\n".utf8))
+        }
         let progress = ProgressPrinter(totalSteps: config.train.maxSteps, every: config.log.every, live: live)
         var lastSaved = trainer.startStep
         var metricsFailed = false

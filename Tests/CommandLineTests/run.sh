@@ -2,11 +2,12 @@
 # End-to-end checks of the sortedtrain command under faults: a stuck rank, a dead rank, a
 # process killed while writing a checkpoint, damaged checkpoints and bad configs. Each must
 # end with a non-zero exit and one clear line, within a bounded time, and never damage an
-# earlier checkpoint. Run by launch/test after the release build; prints "cli: N passed, M failed".
+# earlier checkpoint. Also: progress output under mpirun (plain lines into files, the bar
+# on a terminal) and the benchmarks' smoke runs. Run by launch/test after the release build; prints "cli: N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 source launch/common.sh
-bin=$PWD/.build/release/sortedtrain
+bin=${SORTEDTRAIN_BIN:-$PWD/.build/release/sortedtrain}  # SORTEDTRAIN_BIN: another build (an absolute path)
 work=$(mktemp -d)
 trap 'pkill -KILL -f "$work" 2>/dev/null; rm -rf "$work"' EXIT
 passed=0; failed=0
@@ -174,6 +175,50 @@ echo '{"instruction": "x", "output": "y"}' > "$work/bad.jsonl"; echo '{"instruct
 one_line_error "malformed data line" "bad\.jsonl:2: " "$bin" train --config "$work/small.json" --set "data.train=$work/bad.jsonl"
 one_line_error "missing config" "cannot be read" "$bin" train --config "$work/none.json"
 one_line_error "bad config under mpirun: one line, not one per rank" "sorted\.exits: depth 0" mpirun_local 2 --quiet "$bin" train --config "$work/small.json" --set sorted.exits=[0]
+
+# Progress under mpirun: Open MPI gives every rank a pseudo-terminal whatever mpirun's own
+# output is, so a log file must still get plain lines (no ESC, no carriage return), and a
+# real terminal the live bar. Three steps of the small model each.
+unset SORTEDTRAIN_PROGRESS  # what the launcher decides, not what this shell may have exported
+escapes() { tr -dc '\033\r' < "$1" | wc -c; }  # ESC and CR bytes in file $1
+short=(--config "$work/small.json" --set train.max_steps=3 --set log.progress=auto --set "log.dir=$work/progress")
+progress_lines() {  # $1 name, $2 output file, $3 exit code: plain lines, no escape byte
+    local name=$1 out=$2 code=$3
+    if [ "$code" -eq 0 ] && grep -q "^step 3/3 | " "$out" && [ "$(escapes "$out")" -eq 0 ]; then
+        pass "$name: plain lines, no ESC or CR"
+    else
+        fail "$name" "exit $code, $(escapes "$out") ESC/CR byte(s); $(tail -c 300 "$out" | cat -v)"
+    fi
+}
+rm -rf "$work/progress"
+mpirun_local 2 "$bin" train "${short[@]}" > "$work/progress-file.out" 2>&1
+progress_lines "progress under mpirun_local into a file" "$work/progress-file.out" $?
+# A bare mpirun (no launcher to say what its stdout is): lines.
+rm -rf "$work/progress"
+root=(); [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
+TERM=xterm mpirun -np 2 --bind-to none "${root[@]}" "$bin" train "${short[@]}" > "$work/progress-bare.out" 2>&1
+progress_lines "progress under a bare mpirun into a file" "$work/progress-bare.out" $?
+# The config's log.progress = lines wins over the launcher's SORTEDTRAIN_PROGRESS=bar.
+rm -rf "$work/progress"
+SORTEDTRAIN_PROGRESS=bar mpirun_local 2 "$bin" train "${short[@]}" --set log.progress=lines > "$work/progress-explicit.out" 2>&1
+progress_lines "log.progress = lines wins over SORTEDTRAIN_PROGRESS=bar" "$work/progress-explicit.out" $?
+# On a real terminal: script(1) (util-linux, in Debian's bsdutils) runs the launcher on a
+# pseudo-terminal and copies what it draws to a file.
+if ! command -v script >/dev/null 2>&1; then
+    echo "skip progress bar on a terminal: script(1) is not installed (Debian package bsdutils)"
+elif ! script -qfc true /dev/null < /dev/null > /dev/null 2>&1; then
+    echo "skip progress bar on a terminal: script(1) cannot open a pseudo-terminal here"
+else
+    rm -rf "$work/progress"
+    inner=$(printf '%q ' env TERM=xterm bash -c 'source launch/common.sh && mpirun_local 2 "$@"' _ "$bin" train "${short[@]}")
+    timeout 120 script -qfec "$inner" /dev/null < /dev/null > "$work/progress-tty.out" 2>&1; code=$?
+    bars=$(grep -c $'\e\\[2Kstep 3/3 ' "$work/progress-tty.out")
+    if [ $code -eq 0 ] && [ "$bars" -ge 1 ] && grep -q $'\e\\[2Kstep 1/3 ' "$work/progress-tty.out"; then
+        pass "progress under mpirun_local on a terminal: the live bar is drawn"
+    else
+        fail "progress under mpirun_local on a terminal" "exit $code, no bar; $(tail -c 300 "$work/progress-tty.out" | cat -v)"
+    fi
+fi
 
 # The benchmarks run end to end on a small model (smoke only: no timing is asserted).
 bench_keys() {  # $1 name, $2 required keys, command…
