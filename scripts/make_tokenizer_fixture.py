@@ -7,13 +7,23 @@ give the same bytes.
 
   python3 scripts/make_tokenizer_fixture.py             # tokenizers + expected ids + small.gguf
   python3 scripts/make_tokenizer_fixture.py --smollm2 vendor-data/SmolLM2-135M-Instruct.Q4_1.gguf
-      # also expected ids and tensor checksums for the real SmolLM2 GGUF (not committed)
+      # also smollm2-expected.json: ids and tensor checksums for the real SmolLM2 GGUF (the
+      # GGUF itself is not committed)
+  ... --smollm2 GGUF --smollm2-tokenizer-json path/to/SmolLM2/tokenizer.json
+      # also checks that the ids of SmolLM2's own tokenizer.json equal the ones rebuilt from
+      # the GGUF (no model hub here, so this needs a copy of the file)
+  ... --smollm2 GGUF --smollm2-write-tokenizer-json /tmp/smollm2/tokenizer.json
+      # also writes that rebuilt tokenizer.json (2 MB, not committed), e.g. to compare
+      # `sortedtrain tokenize --tokenizer` on it and on the GGUF line by line
   python3 scripts/make_tokenizer_fixture.py --make-corpus   # rebuild corpus.txt (rarely)
 
 Outputs (all small):
   corpus.txt            training text for the fixture tokenizers (Python docstrings + own lines)
   strings.json          the test strings: ASCII, accents, CJK, emoji, whitespace runs, newlines,
-                        digits, code, special tokens written in text, random mixes
+                        digits, code, special tokens written in text, random mixes; then
+                        whitespace cases: runs of spaces, tabs, newlines and Unicode spaces
+                        before and after digits, punctuation and letters, leading and trailing
+                        (appended, so the indices of earlier strings stay put)
   bytelevel.json        byte-level BPE like SmolLM2 (Digits + ByteLevel), 1200 ids
   llama3.json           byte-level BPE like LLaMA-3 (Split regex + ByteLevel, ignore_merges)
   spm-legacy.json       SentencePiece-style BPE like LLaMA-2 (Prepend/Replace normalizer,
@@ -23,8 +33,17 @@ Outputs (all small):
                         and tokenizers' decode of the ids
   small.gguf, small-gguf-expected.json   a GGUF with every metadata type and F32/F16/BF16/
                         Q8_0/Q4_0/Q4_1 tensors, and their values dequantised by gguf-py
-  smollm2-expected.json ids of strings.json from SmolLM2's GGUF vocabulary (via tokenizers)
-                        and checksums of three of its tensors
+  smollm2-expected.json ids of strings.json from SmolLM2's GGUF vocabulary (via tokenizers),
+                        SmolLM2's tokenizer.json without its vocab and merges (the tests fill
+                        them in from the GGUF and load it as a tokenizer.json) and checksums of
+                        three of its tensors
+
+The SmolLM2 reference is the tokenizer the model was trained with: HuggingFaceTB/SmolLM2's
+tokenizer.json, whose pre-tokenizer is Sequence[Digits(individual_digits), ByteLevel(regex)]
+(its vocabulary has no token joining a digit to anything, as that training gives). Do not use
+transformers' GGUF loader (`from_pretrained(..., gguf_file=...)`) as the reference: it knows no
+"smollm" pre-tokenizer and falls back to ByteLevel alone, which splits a run of spaces before a
+digit differently ("  1 In" -> Ġ Ġ 1 ĠIn, where SmolLM2's tokenizer.json gives ĠĠ 1 ĠIn).
 """
 import argparse
 import json
@@ -80,6 +99,45 @@ STRINGS = [
     "!!!???...,,,;;;:::", "—–-", "«quotes» „German“ ‘single’", "$100 €50 £30 ¥1000",
     "∑∫√∞≠≤≥", "←↑→↓", "™®©", "ＦＵＬＬ ｗｉｄｔｈ", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 math", "𐍈 gothic",
 ]
+
+
+def whitespace_strings():
+    """Runs of spaces, tabs, newlines and Unicode spaces next to digits, punctuation and
+    letters: where pre-tokenizers differ (GPT-2's \\s+(?!\\S) leaves the last space of a run
+    to the next word; Digits splitting first keeps a run before a digit whole)."""
+    lines = [
+        "  1 In the beginning", "  2 And the earth", " 10 And", "100 And", "Genesis 1\n\n  1 In",
+        "  1", "   12", "    123", "a  1", "a   1 b", "1  2   3    4", "x =  1", "x =\t\t1",
+        "price:   $5", "ends with a digit  9", "9  ", "9\t", "9\n", "9 \n", "9\t\n", "9\n\n",
+        "\t9", "\n9", "\n\n  1", "\n  1", " \n1", "\t 1", " \t 1", "\t \t1", "\r\n  1",
+        ",  1", ".  2", "!   3", "(  4  )", "[ 5 ]", "1 ,2", "1  ,  2", "3 .14", "3.  14",
+        "  .", "  ,", "   ...", "a  .", "a  !", "a\t.", "a\n.", "...  ", ".\t\t", "!\n\n", "?  a",
+        "  's", " 's", "  'll", "it  's", "  -1", "  +1", "  1.5", "  1,000", "  $100", "  100%",
+        "   leading", "\tleading tab", "\n\nleading newlines", " \t\n mixed leading",
+        "trailing ", "trailing  ", "trailing\t", "trailing\n", "trailing \n", "trailing\n ",
+        "a \t\n b", "a\t \n\tb", "a\n \n b", "a \r\n b", "a\r\n\r\n\r\nb", "\t\n\t\n",
+        " \t \t ", "\n \n ", "     ", "\t\t\t", "\n\n\n\n1", "line\n\n\n  2. item",
+        "\u00a01", " \u00a01", "\u00a0 1", "1\u00a0000", "a\u00a0\u00a0b", "\u2009 1", "1\u2009km",
+        "\u3000\u30001", "\u3000 a", "\u2028 1", "\u2029x", "\u0085 1", "\u000b1", "\u000c 1",
+        "\u202f1", "\u205f a", "\u1680 a", "\u180e a", "\u200b 1", "\ufeff 1",
+        "  \u0663\u0664", "  \u00bd", "  \u216b", "  \uff11", "  \U0001d7d9", "\u00b2  3",
+        "\x04\x06\x13\x14\x16\x1d controls", " \x1d1", "\U00040000 plane 4", "\U00080000",
+    ]
+    pads = [" ", "  ", "   ", "\t", "\t\t", " \t", "\t ", "\n", "\n\n", " \n", "\n ", "\r\n",
+            " \t\n ", "\u00a0", " \u00a0", "\u3000", "\u2009 "]
+    for pad in pads:
+        for x in ["1", "42", ".", "(", "a", "\u00e9", "\u4e2d", "\U0001f642"]:
+            lines += [pad + x, "a" + pad + x + pad, x + pad]
+    return lines
+
+
+def whitespace_random_strings(count, seed):
+    """Random mixes of whitespace runs, digits, punctuation and words."""
+    rng = random.Random(seed)
+    parts = [" ", "  ", "   ", "\t", "\n", "\n\n", "\r\n", " \n", "\t ", "\u00a0", "\u3000", "\u2009",
+             "0", "7", "12", "2024", ".", ",", "!", "?", ";", ":", "(", ")", "-", "'", "'s", "\"", "$", "%",
+             "a", "the", "The", "word", "caf\u00e9", "\u4e2d\u6587", "\U0001f642", "<|im_end|>"]
+    return ["".join(rng.choice(parts) for _ in range(rng.randint(1, 14))) for _ in range(count)]
 
 
 def random_strings(count, seed):
@@ -257,12 +315,11 @@ def make_small_gguf():
     write_json("small-gguf-expected.json", expected)
 
 
-def smollm2_expected(gguf_path, strings):
-    """Reference ids for SmolLM2's GGUF vocabulary: the same vocabulary and merges, with the
-    pre-tokenizer SmolLM2's tokenizer.json declares (Digits individual + ByteLevel)."""
-    import gguf
-    r = gguf.GGUFReader(gguf_path)
-    f = r.fields
+def smollm2_tokenizer(reader):
+    """SmolLM2's tokenizer.json rebuilt from its GGUF: the GGUF's vocabulary and merges, and
+    the rest as HuggingFaceTB/SmolLM2 ships it (Digits individual + ByteLevel with the GPT-2
+    regex, ByteLevel post-processor and decoder, the 17 control tokens as special tokens)."""
+    f = reader.fields
     tokens = f["tokenizer.ggml.tokens"].contents()
     types = f["tokenizer.ggml.token_type"].contents()
     merges = f["tokenizer.ggml.merges"].contents()
@@ -272,11 +329,36 @@ def smollm2_expected(gguf_path, strings):
         pre_tokenizers.Digits(individual_digits=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
     ])
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
     tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens([AddedToken(tokens[i], normalized=False, special=True) for i, t in enumerate(types) if t == 3])
+    return tok
+
+
+def smollm2_expected(gguf_path, strings, tokenizer_json=None, write_tokenizer_json=None):
+    """Reference ids for SmolLM2's GGUF vocabulary, from the tokenizer smollm2_tokenizer
+    rebuilds; with `tokenizer_json` (SmolLM2's own file), first checks it gives the same ids."""
+    import gguf
+    r = gguf.GGUFReader(gguf_path)
+    tok = smollm2_tokenizer(r)
+    if write_tokenizer_json:
+        os.makedirs(os.path.dirname(os.path.abspath(write_tokenizer_json)), exist_ok=True)
+        tok.save(write_tokenizer_json, pretty=False)
     out = {"ids": [tok.encode(s, add_special_tokens=False).ids for s in strings]}
+    if tokenizer_json:
+        own = Tokenizer.from_file(tokenizer_json)
+        differ = [s for s, ids in zip(strings, out["ids"]) if own.encode(s, add_special_tokens=False).ids != ids]
+        if differ:
+            sys.exit(f"{tokenizer_json} and the tokenizer rebuilt from {gguf_path} differ on {len(differ)} "
+                     f"strings, e.g. {differ[0]!r}")
+        print(f"{tokenizer_json}: same ids as the GGUF rebuild on all {len(strings)} strings")
     decoded = [tok.decode(ids, skip_special_tokens=False) for ids in out["ids"]]
     out["decoded"] = [None if d == s else d for d, s in zip(decoded, strings)]
+    # The tokenizer.json without its vocabulary and merges: the tests fill those in from the
+    # GGUF, so the tokenizer.json loader is checked on SmolLM2's real vocabulary too.
+    definition = json.loads(tok.to_str())
+    del definition["model"]["vocab"], definition["model"]["merges"]
+    out["tokenizer_json"] = definition
     tensors = {}
     by_name = {t.name: t for t in r.tensors}
     for name in ["token_embd.weight", "blk.0.ffn_down.weight", "blk.0.attn_norm.weight"]:
@@ -293,6 +375,8 @@ def smollm2_expected(gguf_path, strings):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smollm2", help="path to SmolLM2-135M-Instruct.Q4_1.gguf")
+    ap.add_argument("--smollm2-tokenizer-json", help="SmolLM2's own tokenizer.json, to check the GGUF rebuild against")
+    ap.add_argument("--smollm2-write-tokenizer-json", help="where to write the tokenizer.json rebuilt from the GGUF")
     ap.add_argument("--make-corpus", action="store_true")
     args = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
@@ -301,7 +385,7 @@ def main():
         make_corpus(corpus_path)
     corpus = open(corpus_path, encoding="utf-8").read()
     held_out = [line for line in corpus.splitlines() if len(line) > 20][::60][:40]
-    strings = STRINGS + random_strings(150, seed=7) + held_out
+    strings = STRINGS + random_strings(150, seed=7) + held_out + whitespace_strings() + whitespace_random_strings(100, seed=11)
     write_json("strings.json", strings, compact=False)
 
     spm_v, spm_m = spm_vocab(corpus)
@@ -318,7 +402,7 @@ def main():
     write_json("expected.json", expected)
     make_small_gguf()
     if args.smollm2:
-        smollm2_expected(args.smollm2, strings)
+        smollm2_expected(args.smollm2, strings, args.smollm2_tokenizer_json, args.smollm2_write_tokenizer_json)
     import tokenizers
     print(f"wrote {len(strings)} strings x {len(tokenizers_by_name)} tokenizers with tokenizers {tokenizers.__version__}")
 

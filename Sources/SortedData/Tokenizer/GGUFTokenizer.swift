@@ -83,6 +83,10 @@ extension BPETokenizer {
                 preTokenizers = [.split(.llama3, .isolated, invert: false), .byteLevel(addPrefixSpace: false, useRegex: false)]
                 ignoreMerges = true
             case "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva":
+                // SmolLM2's tokenizer.json: Sequence[Digits(individual), ByteLevel]. Digits splits
+                // first, so a run of spaces before a digit stays one piece ("  1" is ĠĠ|1, ids
+                // 256 33). transformers' GGUF loader knows no "smollm" and builds ByteLevel alone,
+                // which splits Ġ|Ġ1 (216 216 33): that is not the tokenizer the model was trained with.
                 preTokenizers = [.digits(individual: true), .byteLevel(addPrefixSpace: false, useRegex: true)]
             default:
                 throw TokenizerLoadError("tokenizer.ggml.pre is \"\(pre)\"; sortedtrain knows gpt2, llama3 and smollm-style pre-tokenizers")
