@@ -15,6 +15,7 @@ struct SortedTrain: ParsableCommand {
             TokenizeCommand.self,
             ExportCommand.self,
             InspectCommand.self,
+            PlotCommand.self,
             BenchCommand.self,
         ]
     )
