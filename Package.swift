@@ -31,11 +31,19 @@ let package = Package(
         // Tokenizers, datasets, prompt templates, the sharded sampler.
         .target(name: "SortedData", dependencies: ["SortedKit", "SortedIO"]),
 
+        // SVG charts (no dependencies): eval and training curves.
+        .target(name: "SortedPlot"),
+
+        // Serving every depth: generation strategies (fixed depth, early exit,
+        // self-speculative), per-exit evaluation and their benchmark, over SortedKit's decoder.
+        .target(name: "SortedInference", dependencies: ["SortedKit", "SortedData", "SortedDistributed", "SortedPlot"]),
+
         // Run configuration, the training loop, metrics, benchmarks.
-        .target(name: "SortedTraining", dependencies: ["SortedKit", "SortedDistributed", "SortedIO", "SortedData"]),
+        .target(name: "SortedTraining", dependencies: ["SortedKit", "SortedDistributed", "SortedIO", "SortedData",
+                                                       "SortedInference"]),
 
         .executableTarget(name: "sortedtrain", dependencies: [
-            "SortedTraining", "SortedKit", "SortedDistributed", "SortedIO", "SortedData",
+            "SortedTraining", "SortedInference", "SortedPlot", "SortedKit", "SortedDistributed", "SortedIO", "SortedData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Multi-rank checks, launched by launch/test under mpirun.
@@ -46,6 +54,8 @@ let package = Package(
         .testTarget(name: "SortedIOTests", dependencies: ["SortedIO", "SortedKit"]),
         .testTarget(name: "SortedDataTests", dependencies: ["SortedData", "SortedIO", "SortedKit"]),
         .testTarget(name: "SortedTrainingTests", dependencies: ["SortedTraining", "SortedKit"]),
+        .testTarget(name: "SortedInferenceTests", dependencies: ["SortedInference", "SortedKit", "SortedIO", "SortedData"]),
+        .testTarget(name: "SortedPlotTests", dependencies: ["SortedPlot"]),
     ],
     // Kernels hand raw buffer pointers to worker threads; Swift 5 mode keeps that legal
     // without wrapping every pointer in a Sendable box.

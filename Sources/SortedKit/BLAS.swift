@@ -12,6 +12,12 @@ public enum BLAS {
         beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
+        if m == 1 && !transposeA && transposeB {
+            // One row times Wᵀ (batch-1 decoding): sgemv streams W once, sgemm packs it first.
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, blasint(n), blasint(k), alpha, b, blasint(ldb),
+                        a, 1, beta, c, 1)
+            return
+        }
         cblas_sgemm(CblasRowMajor,
                     transposeA ? CblasTrans : CblasNoTrans,
                     transposeB ? CblasTrans : CblasNoTrans,

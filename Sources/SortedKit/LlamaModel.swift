@@ -4,7 +4,9 @@ public final class LlamaModel: @unchecked Sendable {
     public let config: LlamaConfig
     public let layout: ParameterLayout
     public let parameters: FloatBuffer
-    public let gradients: FloatBuffer
+    /// Allocated on first use: inference never touches it, so a served model costs its
+    /// weights alone.
+    public private(set) lazy var gradients = FloatBuffer(count: layout.count)
 
     /// A model with all parameters zero; call `initializeRandomly` or load weights.
     public init(config: LlamaConfig) throws {
@@ -12,7 +14,6 @@ public final class LlamaModel: @unchecked Sendable {
         self.config = config
         layout = ParameterLayout(config: config)
         parameters = FloatBuffer(count: layout.count)
-        gradients = FloatBuffer(count: layout.count)
     }
 
     /// HF's LLaMA initialisation: linear and embedding weights ~ N(0, std²), norms 1.

@@ -181,12 +181,12 @@ public final class SortedPass {
         for (i, row) in selected.enumerated() {
             (normed + i * D).update(from: hidden + row * D, count: D)
         }
-        RMSNorm.forward(x: normed, weight: P + layout.finalNorm, y: normed, inverseRMS: inverseRMSFinal.pointer,
-                        rows: selected.count, dim: D, eps: Float(c.rmsNormEps))
+        ExitHead.normalize(hidden: normed, rows: selected.count, normWeight: P + layout.finalNorm,
+                           eps: Float(c.rmsNormEps), normed: normed, inverseRMS: inverseRMSFinal.pointer, dim: D)
         var out = [Float](repeating: 0, count: selected.count * V)
         out.withUnsafeMutableBufferPointer { o in
-            BLAS.gemm(transposeA: false, transposeB: true, m: selected.count, n: V, k: D, a: normed, lda: D,
-                      b: P + layout.head, ldb: D, beta: 0, c: o.baseAddress!, ldc: V)
+            ExitHead.logits(normed: normed, rows: selected.count, headWeight: P + layout.head, vocab: V, dim: D,
+                            logits: o.baseAddress!)
         }
         return out
     }

@@ -1,50 +1,55 @@
 // ModelSource: a model to evaluate or generate with, and what is needed to talk to it —
-// from a checkpoint (its run config names tokenizer, template, exits and data) or from an
-// exported HF directory or HDF5 file (tokenizer and template given by the user).
+// from a checkpoint (its run config names tokenizer, template, exits and data), an exported
+// HF directory or HDF5 file, or a llama GGUF file (which carries its tokenizer). The prompt
+// template is the user's choice, else the run's, else the one the model's own chat
+// template names (ChatML), else none.
 import Foundation
 import SortedData
+import SortedInference
 import SortedIO
 import SortedKit
 
-public struct LoadedModel {
-    public let model: LlamaModel
-    public let tokenizer: Tokenizer
-    public let template: PromptTemplate
-    /// The exits the model was trained with (the last layer for an exported model).
-    public let exits: [Int]
-    /// Token window: the training sequence length for a checkpoint.
-    public let window: Int
-    /// Held-out files named by the run config, if any.
-    public let validation: [String]
-    public let description: String
-}
-
 public enum ModelSource {
-    /// path: a checkpoint folder or checkpoints root, an HF directory, or an HDF5 model file.
+    /// path: a checkpoint folder or checkpoints root, an HF directory, an HDF5 model file or a .gguf file.
     public static func load(_ path: String, tokenizer tokenizerSpec: String?, template templateName: String?) throws -> LoadedModel {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw TrainingError("\(path): does not exist")
         }
-        func template(_ fallback: String?) throws -> PromptTemplate {
-            guard let name = templateName ?? fallback else {
-                throw TrainingError("--template is required for \(path): alpaca, chatml or none, as the model was trained")
+        func template(_ fallback: String?, chatTemplate: String? = nil) throws -> PromptTemplate {
+            if let name = templateName ?? fallback {
+                guard let t = PromptTemplate(rawValue: name) else {
+                    throw TrainingError("template '\(name)' is not one of alpaca, chatml, none")
+                }
+                return t
             }
-            guard let t = PromptTemplate(rawValue: name) else {
-                throw TrainingError("--template \(name) is not one of alpaca, chatml, none")
+            guard let chat = chatTemplate else { return .none }
+            guard let t = PromptTemplate(chatTemplate: chat) else {
+                throw TrainingError("\(path): its chat template is not ChatML, the one model template sortedtrain renders; name a template (alpaca, chatml or none)")
             }
             return t
         }
-        let isHF = isDirectory.boolValue
-            && FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json"))
-        if isHF || !isDirectory.boolValue {
-            let model = isHF ? try ModelFiles.readHF(URL(fileURLWithPath: path)) : try ModelFiles.readHDF5(URL(fileURLWithPath: path))
-            let hasTokenizer = isHF && FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("tokenizer.json"))
-            guard let spec = tokenizerSpec ?? (hasTokenizer ? path : nil) else {
-                throw TrainingError("--tokenizer is required for \(path): the tokenizer the model was trained with (tokenizer.json, .gguf or byte)")
-            }
-            return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec), template: try template(nil),
+        let url = URL(fileURLWithPath: path)
+        let isHF = isDirectory.boolValue && FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path)
+        if !isDirectory.boolValue && isGGUF(url) {
+            let file = try GGUFFile(contentsOf: url)
+            let model = try ModelFiles.readGGUF(url)
+            let chat = file.metadata["tokenizer.chat_template"]?.string
+            return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(tokenizerSpec ?? path),
+                               template: try template(nil, chatTemplate: chat),
                                exits: [model.config.numHiddenLayers], window: min(model.config.maxPositionEmbeddings, 2048),
+                               validation: [], description: "GGUF model \(path)")
+        }
+        if isHF || !isDirectory.boolValue {
+            let model = isHF ? try ModelFiles.readHF(url) : try ModelFiles.readHDF5(url)
+            let hasTokenizer = isHF && FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path)
+            guard let spec = tokenizerSpec ?? (hasTokenizer ? path : nil) else {
+                throw TrainingError("a tokenizer is required for \(path): the one the model was trained with (tokenizer.json, .gguf or byte)")
+            }
+            return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec),
+                               template: try template(nil, chatTemplate: isHF ? hfChatTemplate(url) : nil),
+                               exits: [model.config.numHiddenLayers],
+                               window: min(model.config.maxPositionEmbeddings, 2048),
                                validation: [], description: "\(isHF ? "HF model" : "HDF5 model") \(path)")
         }
         let folder = try ModelExporter.resolveCheckpoint(path)
@@ -54,5 +59,22 @@ public enum ModelSource {
                            template: try template(run.data.template), exits: state.exits,
                            window: run.train.sequenceLength, validation: run.data.validation,
                            description: "checkpoint \(folder) (step \(state.step))")
+    }
+
+    private static func isGGUF(_ url: URL) -> Bool {
+        if url.pathExtension == "gguf" { return true }
+        guard let h = FileHandle(forReadingAtPath: url.path) else { return false }
+        defer { try? h.close() }
+        return h.readData(ofLength: 4) == Data("GGUF".utf8)
+    }
+
+    /// An HF folder's chat template: chat_template.jinja, or tokenizer_config.json's chat_template.
+    private static func hfChatTemplate(_ folder: URL) -> String? {
+        if let text = try? String(contentsOf: folder.appendingPathComponent("chat_template.jinja"), encoding: .utf8) {
+            return text
+        }
+        guard let data = try? Data(contentsOf: folder.appendingPathComponent("tokenizer_config.json")),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return object["chat_template"] as? String
     }
 }

@@ -1,10 +1,22 @@
-// `sortedtrain eval`: per-exit held-out loss, exact-match accuracy and generation speed.
+// `sortedtrain eval`: every exit of a model on held-out data — loss, perplexity, accuracy,
+// agreement and KL against the deepest exit, exact match and speed — alone or under mpirun,
+// optionally next to a second model (SFT vs SoFT) and as an SVG chart.
 import ArgumentParser
 import Foundation
+import SortedDistributed
+import SortedInference
+import SortedKit
+import SortedPlot
 import SortedTraining
 
 /// `eval --json` output.
-struct EvalResult: Encodable {
+struct EvalResult: Codable {
+    let model: String
+    let exits: [ExitReport]
+    var compared: EvalComparison?
+}
+
+struct EvalComparison: Codable {
     let model: String
     let exits: [ExitReport]
 }
@@ -12,28 +24,31 @@ struct EvalResult: Encodable {
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Evaluate every exit: held-out loss and perplexity, exact-match accuracy of greedy answers, generation speed.",
+        abstract: "Evaluate every exit: loss, perplexity, accuracy, agreement and KL against the deepest exit, exact match, speed.",
         discussion: """
         MODEL is a checkpoint (its run config supplies tokenizer, template, exits and the
-        validation files) or an exported HF directory / HDF5 file (then give --tokenizer,
-        --template and --data). Exact match compares the greedy answer to each instruction
-        record's output after trimming whitespace, as `sortedtrain synth` data is graded.
+        validation files), an exported HF directory / HDF5 file, or a llama GGUF file. Metrics
+        are over response tokens: mean cross-entropy and its perplexity, next-token accuracy,
+        top-1 agreement with the deepest evaluated exit and mean KL(deepest ‖ exit) in nats.
+        Exact match compares each greedy answer to the instruction record's output after
+        trimming whitespace, as `sortedtrain synth` data is graded. Under mpirun the examples
+        are shared out over the ranks and the sums reduced: the same numbers as one process.
         """)
 
-    @Argument(help: "A checkpoint folder or checkpoints folder, an HF directory, or an HDF5 model file.")
+    @Argument(help: "A checkpoint folder or checkpoints folder, an HF directory, an HDF5 model file or a .gguf file.")
     var model: String
 
     @Option(parsing: .upToNextOption, help: "Evaluation files (default: the run config's data.validation).")
     var data: [String] = []
 
-    @Option(help: "Comma-separated depths (default: the run's exits).")
+    @Option(help: "Comma-separated depths, ascending (default: the run's exits).")
     var exits: String?
 
-    @Option(help: "Instruction records to answer per exit (0: loss only).")
+    @Option(help: "Instruction records to answer per exit (0: no generation).")
     var limit: Int = 200
 
-    @Option(help: "Sequences per batch.")
-    var batchSize: Int = 16
+    @Option(help: "Prompts generated together.")
+    var batchSize: Int = 8
 
     @Option(help: "Most tokens per answer.")
     var maxNewTokens: Int = 32
@@ -44,42 +59,94 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Template override: alpaca, chatml or none.")
     var template: String?
 
-    @Flag(help: "Print one JSON object.")
-    var json = false
+    @Option(help: "A second model evaluated on the same data and exits, shown side by side (e.g. SFT next to SoFT).")
+    var compare: String?
+
+    @Option(help: "Write the results as JSON to this file ('-' for stdout).")
+    var json: String?
+
+    @Option(help: "Write an SVG chart: per-exit loss and exact match next to the measured generation speed.")
+    var svg: String?
 
     func validate() throws {
-        guard batchSize >= 1, limit >= 0, maxNewTokens >= 1 else {
-            throw ValidationError("--batch-size and --max-new-tokens must be positive, --limit non-negative")
+        guard batchSize >= 1 else { throw CommandLineError("--batch-size must be at least 1, got \(batchSize)") }
+        guard maxNewTokens >= 1 else { throw CommandLineError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
+        guard limit >= 0 else { throw CommandLineError("--limit must be 0 or more, got \(limit)") }
+        if let exits { _ = try parseExits(exits) }
+    }
+
+    private func parseExits(_ text: String) throws -> [Int] {
+        let depths = try text.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let d = Int($0.trimmingCharacters(in: .whitespaces)), d >= 1 else {
+                throw CommandLineError("--exits: '\($0)' is not a depth (a whole number ≥ 1)")
+            }
+            return d
         }
+        guard depths == depths.sorted(), Set(depths).count == depths.count else {
+            throw CommandLineError("--exits must be ascending and distinct, got \(text)")
+        }
+        return depths
     }
 
     func run() throws {
+        let communicator: Communicator = MPICommunicator.launchedByMPI ? try MPICommunicator() : SingleProcessCommunicator()
+        defer { (communicator as? MPICommunicator)?.finalize() }
+        let rank0 = communicator.rank == 0
         let loaded = try ModelSource.load(model, tokenizer: tokenizer, template: template)
         let files = data.isEmpty ? loaded.validation : data
         guard !files.isEmpty else {
-            throw ValidationError("no evaluation data: pass --data FILE (the run config names no data.validation)")
+            throw CommandLineError("no evaluation data: pass --data FILE (the model names no validation files)")
         }
-        var depths = loaded.exits
-        if let exits {
-            depths = try exits.split(separator: ",").map {
-                guard let d = Int($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--exits: '\($0)' is not a depth") }
-                return d
+        let depths = try exits.map(parseExits) ?? loaded.exits
+        func evaluate(_ loaded: LoadedModel) throws -> [ExitReport] {
+            let settings = EvaluationSettings(exits: depths, answerLimit: limit, batchSize: batchSize, maxNewTokens: maxNewTokens)
+            do {
+                return try Evaluator.run(loaded, files: files, settings: settings, communicator: communicator) { line in
+                    if json != "-" { printProgress(line) }
+                }
+            } catch let error as EvaluationError {
+                throw CommandLineError("--exits: \(error)")
             }
         }
-        let reports = try Evaluator.run(loaded, files: files, exits: depths, limit: limit, batchSize: batchSize,
-                                        maxNewTokens: maxNewTokens) { line in
-            if !json { printProgress(line) }
+        var result = EvalResult(model: loaded.description, exits: try evaluate(loaded))
+        if let compare {
+            let other = try ModelSource.load(compare, tokenizer: tokenizer, template: template)
+            result.compared = EvalComparison(model: other.description, exits: try evaluate(other))
         }
-        if json {
-            try printJSON(EvalResult(model: loaded.description, exits: reports))
-            return
+        guard rank0 else { return }
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            let data = try encoder.encode(result)
+            if json == "-" { print(String(decoding: data, as: UTF8.self)) } else { try data.write(to: URL(fileURLWithPath: json)) }
         }
-        print(loaded.description)
-        print("exit   loss     perplexity   exact match        generated tokens/s")
-        for r in reports {
-            let em = r.exact_match.map { String(format: "%5.1f%% of %d", 100 * $0, r.answered) } ?? "-"
-            let speed = r.generation_tokens_per_s.map { String(format: "%.0f", $0) } ?? "-"
-            print(String(format: "%-6d %-8.4f %-12.3f ", r.depth, r.loss, r.perplexity) + em.padding(toLength: 18, withPad: " ", startingAt: 0) + " " + speed)
+        if json != "-" { printTable(result) }
+        if let svg { try EvalChart.svg(result).write(toFile: svg, atomically: true, encoding: .utf8) }
+    }
+
+    private func printTable(_ result: EvalResult) {
+        func rows(_ title: String, _ reports: [ExitReport]) {
+            print(title)
+            print("exit  loss    ppl       accuracy  agree   KL(deep‖exit)  exact match      tokens/s")
+            for r in reports {
+                let em = r.exactMatch.map { String(format: "%5.1f%% of %d", 100 * $0, r.answered) } ?? "-"
+                let speed = r.generationTokensPerSecond.map { String(format: "%.0f", $0) } ?? "-"
+                print(String(format: "%-5d %-7.4f %-9.3f %-9.3f %-7.3f %-14.4f ", r.depth, r.loss, r.perplexity, r.accuracy,
+                             r.agreement, r.klFromDeepest) + em.padding(toLength: 16, withPad: " ", startingAt: 0) + " " + speed)
+            }
         }
+        rows(result.model, result.exits)
+        if let other = result.compared {
+            print("")
+            rows(other.model, other.exits)
+        }
+    }
+}
+
+enum EvalChart {
+    static func svg(_ result: EvalResult) -> String {
+        var runs = [(name: result.model, reports: result.exits)]
+        if let other = result.compared { runs.append((other.model, other.exits)) }
+        return EvaluationChart.svg(runs)
     }
 }

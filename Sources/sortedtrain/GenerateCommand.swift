@@ -1,24 +1,72 @@
-// `sortedtrain generate`: answer a prompt with the sub-model of any depth.
+// `sortedtrain generate`: answer prompts with any depth of a SoFT model — a fixed depth, a
+// depth chosen per token by confidence (early exit), or self-speculative decoding with a
+// shallow exit as the draft.
 import ArgumentParser
 import Foundation
+import SortedData
+import SortedInference
+import SortedKit
 import SortedTraining
 
 struct GenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Generate a continuation with the exit-k sub-model (the first k layers + the shared norm and head).")
+        abstract: "Generate with the exit-k sub-model, with confidence-based early exit, or self-speculatively.",
+        discussion: """
+        MODEL is a checkpoint (or checkpoints folder), an exported HF directory or HDF5 file, or a
+        llama GGUF file. The prompt is wrapped in the model's template (the run's; else the one
+        the model's chat template names; --raw for none) and generation stops at EOS or the
+        template's end-of-turn token.
 
-    @Argument(help: "A checkpoint folder or checkpoints folder, an HF directory, or an HDF5 model file.")
+        Depth, one of:
+          --depth k                     every token through the first k layers
+          --early-exit T[,T…]           each token stops at the first exit whose confidence
+                                        (top probability, or --confidence margin) reaches its
+                                        threshold: one for all exits, or one per exit below
+                                        the last, e.g. 0.95,0.95,0.9,0.9,0.8,0.8,0.7 (the paper)
+          --draft-depth k --speculate N exit k drafts N tokens, the full model verifies them in
+                                        one pass; greedy output equals full-depth greedy.
+                                        --speculate auto drafts up to --max-draft tokens while
+                                        the draft's top probability stays ≥ --draft-confidence.
+        Early exit and speculation answer one prompt at a time; a fixed depth batches
+        --prompts-file prompts --batch-size at a time.
+        """)
+
+    @Argument(help: "A checkpoint, an HF directory, an HDF5 model file or a .gguf file.")
     var model: String
 
-    @Option(help: "The instruction (wrapped in the model's prompt template unless --raw).")
-    var prompt: String
+    @Option(help: "The instruction (wrapped in the model's template unless --raw).")
+    var prompt: String?
 
     @Option(help: "Input for the instruction (Alpaca's 'input' field).")
     var input: String = ""
 
+    @Option(help: "JSONL of prompts ({\"instruction\": …, \"input\": …} or {\"prompt\": …}); answers as JSONL on stdout.")
+    var promptsFile: String?
+
     @Option(help: "Depth k (default: the deepest layer).")
     var depth: Int?
+
+    @Option(help: "Early-exit confidence thresholds: one, or one per exit below the last.")
+    var earlyExit: String?
+
+    @Option(help: "Confidence for --early-exit: probability (top softmax probability) or margin (top-1 minus top-2).")
+    var confidence: String = "probability"
+
+    @Option(help: "Exits for --early-exit, comma-separated (default: the model's trained exits).")
+    var exits: String?
+
+    @Option(help: "Self-speculative decoding: the exit that drafts.")
+    var draftDepth: Int?
+
+    @Option(help: "Tokens drafted per verification, or auto.")
+    var speculate: String = "4"
+
+    @Option(help: "With --speculate auto: the most tokens drafted per verification.")
+    var maxDraft: Int = 8
+
+    @Option(help: "With --speculate auto: stop drafting below this top probability.")
+    var draftConfidence: Double = 0.6
 
     @Option(help: "Most new tokens.")
     var maxNewTokens: Int = 64
@@ -29,11 +77,20 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Sample among the k most likely tokens (0: all).")
     var topK: Int = 0
 
+    @Option(help: "Sample from the smallest set of tokens whose probability reaches p (1: all).")
+    var topP: Double = 1
+
     @Option(help: "Seed for sampling.")
     var seed: UInt64 = 0
 
+    @Option(help: "Prompts decoded together at a fixed depth (--prompts-file).")
+    var batchSize: Int = 8
+
     @Flag(help: "Use the prompt text as is, without the template.")
     var raw = false
+
+    @Flag(help: "Print the run's statistics (tokens/s, layers per token, exits, acceptance) to stderr; with --early-exit or --draft-depth also the agreement with full-depth greedy decoding.")
+    var stats = false
 
     @Option(help: "Tokenizer override: tokenizer.json, model folder, .gguf or byte.")
     var tokenizer: String?
@@ -41,17 +98,148 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Template override: alpaca, chatml or none.")
     var template: String?
 
+    func validate() throws {
+        guard (prompt == nil) != (promptsFile == nil) else { throw CommandLineError("give --prompt or --prompts-file (one of them)") }
+        guard maxNewTokens >= 1 else { throw CommandLineError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
+        guard batchSize >= 1 else { throw CommandLineError("--batch-size must be at least 1, got \(batchSize)") }
+        if let problem = SamplingSettings(temperature: temperature, topK: topK, topP: topP).problem {
+            throw CommandLineError("sampling: \(problem)")
+        }
+        let modes = [depth != nil, earlyExit != nil, draftDepth != nil].filter { $0 }.count
+        guard modes <= 1 else { throw CommandLineError("--depth, --early-exit and --draft-depth exclude each other: pick one") }
+        guard ConfidenceMeasure(rawValue: confidence) != nil else {
+            throw CommandLineError("--confidence must be probability or margin, got '\(confidence)'")
+        }
+        if draftDepth != nil && speculate != "auto" {
+            guard let n = Int(speculate), n >= 1 else { throw CommandLineError("--speculate must be a positive number of tokens or auto, got '\(speculate)'") }
+        }
+        guard maxDraft >= 1 else { throw CommandLineError("--max-draft must be at least 1") }
+        guard draftConfidence.isFinite && draftConfidence >= 0 && draftConfidence <= 1 else {
+            throw CommandLineError("--draft-confidence must be in [0, 1]")
+        }
+    }
+
     func run() throws {
         let loaded = try ModelSource.load(model, tokenizer: tokenizer, template: template ?? (raw ? "none" : nil))
-        let k = depth ?? loaded.model.config.numHiddenLayers
-        let ids = raw ? loaded.tokenizer.encode(prompt, addSpecialTokens: true)
-            : try loaded.template.prompt(instruction: prompt, input: input, tokenizer: loaded.tokenizer)
-        var stop = Set<Int32>()
-        if let eos = loaded.tokenizer.eosID { stop.insert(eos) }
-        if let end = loaded.tokenizer.id(forToken: "<|im_end|>") { stop.insert(end) }
-        let generator = try Generator(model: loaded.model, depth: k, batchSize: 1, window: max(loaded.window, ids.count + maxNewTokens))
-        let output = generator.generate([ids], maxNewTokens: maxNewTokens, stop: stop,
-                                        sampling: SamplingSettings(temperature: temperature, topK: topK, seed: seed))[0]
-        print(loaded.tokenizer.decode(output, skipSpecialTokens: true))
+        let L = loaded.model.config.numHiddenLayers
+        guard loaded.tokenizer.vocabularySize <= loaded.model.config.vocabSize else {
+            throw CommandLineError("the tokenizer has \(loaded.tokenizer.vocabularySize) tokens but the model only \(loaded.model.config.vocabSize) embeddings: give the tokenizer the model was trained with (--tokenizer)")
+        }
+        let strategy = try self.strategy(layers: L, trainedExits: loaded.exits)
+        let prompts = try readPrompts(loaded)
+        let longest = prompts.map(\.ids.count).max() ?? 1
+        let capacity = min(loaded.model.config.maxPositionEmbeddings, max(loaded.window, longest + maxNewTokens))
+        let sampling = SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed)
+        let generator = try TextGenerator(model: loaded.model, strategy: strategy, sampling: sampling,
+                                          stop: loaded.stopTokens, batchSize: batchSize, capacity: capacity)
+        let start = ContinuousClock.now
+        let outputs: [[Int32]]
+        if promptsFile == nil {
+            // One prompt, streamed: print each stable piece of the decoded text as it grows.
+            var ids: [Int32] = [], printed = ""
+            outputs = generator.generate([prompts[0].ids], maxNewTokens: maxNewTokens) { _, token in
+                ids.append(token)
+                let text = loaded.tokenizer.decode(ids, skipSpecialTokens: true)
+                guard !text.hasSuffix("\u{FFFD}"), text.hasPrefix(printed) else { return }
+                FileHandle.standardOutput.write(Data(text.dropFirst(printed.count).utf8))
+                printed = text
+            }
+            let text = loaded.tokenizer.decode(outputs[0], skipSpecialTokens: true)
+            let rest = text.hasPrefix(printed) ? String(text.dropFirst(printed.count)) : ""
+            FileHandle.standardOutput.write(Data((rest + "\n").utf8))
+        } else {
+            outputs = generator.generate(prompts.map(\.ids), maxNewTokens: maxNewTokens)
+            for (i, (prompt, output)) in zip(prompts, outputs).enumerated() {
+                try printJSON(GeneratedAnswer(index: i, prompt: prompt.text, output: loaded.tokenizer.decode(output, skipSpecialTokens: true),
+                                              tokens: output.count))
+            }
+        }
+        let seconds = (ContinuousClock.now - start).seconds
+        if stats { try report(generator.stats, seconds: seconds, outputs: outputs, prompts: prompts.map(\.ids), loaded: loaded, capacity: capacity) }
     }
+
+    private func strategy(layers L: Int, trainedExits: [Int]) throws -> DecodingStrategy {
+        if let thresholds = earlyExit {
+            let values = try thresholds.split(separator: ",", omittingEmptySubsequences: false).map {
+                guard let v = Double($0.trimmingCharacters(in: .whitespaces)), v.isFinite else {
+                    throw CommandLineError("--early-exit: '\($0)' is not a number")
+                }
+                return v
+            }
+            let exitList = try exits.map(parseDepths) ?? trainedExits
+            guard exitList.contains(where: { $0 < L }) else {
+                throw CommandLineError("--early-exit needs exits below layer \(L); the model names \(exitList) (give --exits)")
+            }
+            return .earlyExit(exits: exitList.last == L ? exitList : exitList + [L], thresholds: values,
+                              measure: ConfidenceMeasure(rawValue: confidence)!)
+        }
+        if let draft = draftDepth {
+            let lookahead: DecodingStrategy.Lookahead = speculate == "auto"
+                ? .adaptive(maximum: maxDraft, threshold: draftConfidence) : .fixed(Int(speculate)!)
+            return .selfSpeculative(draftDepth: draft, lookahead: lookahead)
+        }
+        return .fixed(depth: depth ?? L)
+    }
+
+    private func parseDepths(_ text: String) throws -> [Int] {
+        try text.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let d = Int($0.trimmingCharacters(in: .whitespaces)) else { throw CommandLineError("--exits: '\($0)' is not a depth") }
+            return d
+        }
+    }
+
+    private func readPrompts(_ loaded: LoadedModel) throws -> [(text: String, ids: [Int32])] {
+        func encode(_ instruction: String, _ input: String) throws -> [Int32] {
+            raw ? loaded.tokenizer.encode(instruction + (input.isEmpty ? "" : "\n\n" + input), addSpecialTokens: true)
+                : try loaded.template.prompt(instruction: instruction, input: input, tokenizer: loaded.tokenizer)
+        }
+        guard let file = promptsFile else { return [(prompt!, try encode(prompt!, input))] }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw CommandLineError("--prompts-file \(file): cannot be read")
+        }
+        var prompts: [(String, [Int32])] = []
+        for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let text = (object["instruction"] ?? object["prompt"]) as? String else {
+                throw CommandLineError("\(file):\(n + 1): not a JSON object with a string \"instruction\" or \"prompt\"")
+            }
+            prompts.append((text, try encode(text, object["input"] as? String ?? "")))
+        }
+        guard !prompts.isEmpty else { throw CommandLineError("--prompts-file \(file): holds no prompts") }
+        return prompts
+    }
+
+    /// Statistics on stderr; for early exit and speculation also the agreement with full-depth greedy.
+    private func report(_ s: GenerationStats, seconds: Double, outputs: [[Int32]], prompts: [[Int32]],
+                        loaded: LoadedModel, capacity: Int) throws {
+        let histogram = s.exitHistogram.sorted { Int($0.key)! < Int($1.key)! }.map { "\($0.key):\($0.value)" }.joined(separator: " ")
+        var line = String(format: "%d tokens in %.2f s (%.1f tokens/s decode, %.0f tokens/s prefill), %.2f layers per token, exits {%@}",
+                          s.generatedTokens, seconds, s.decodeTokensPerSecond, s.prefillTokensPerSecond, s.meanLayersPerToken, histogram)
+        if s.verifications > 0 {
+            line += String(format: ", %d/%d drafts accepted (%.0f%%) in %d verifications", s.accepted, s.drafted,
+                           100 * (s.acceptanceRate ?? 0), s.verifications)
+        }
+        printProgress(line)
+        guard earlyExit != nil || draftDepth != nil, temperature == 0 else { return }
+        let full = try TextGenerator(model: loaded.model, strategy: .fixed(depth: loaded.model.config.numHiddenLayers),
+                                     stop: loaded.stopTokens, batchSize: batchSize, capacity: capacity)
+        let reference = full.generate(prompts, maxNewTokens: maxNewTokens)
+        var same = 0, total = 0
+        for (a, b) in zip(outputs, reference) {
+            total += max(a.count, b.count)
+            same += zip(a, b).filter { $0 == $1 }.count
+        }
+        printProgress(String(format: "agreement with full-depth greedy: %d of %d tokens (%.1f%%), identical outputs %d of %d; full depth %.1f tokens/s",
+                             same, total, 100 * Double(same) / Double(max(total, 1)),
+                             zip(outputs, reference).filter { $0 == $1 }.count, outputs.count, full.stats.decodeTokensPerSecond))
+    }
+}
+
+/// One answer of `generate --prompts-file`, a JSON line.
+struct GeneratedAnswer: Encodable {
+    let index: Int
+    let prompt: String
+    let output: String
+    let tokens: Int
 }

@@ -12,3 +12,10 @@ func printJSON<T: Encodable>(_ value: T) throws {
 func printProgress(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
 }
+
+/// A bad argument or input found by a command: ArgumentParser prints "Error: <message>"
+/// as one line and exits 1 (a ValidationError would add the usage text and exit 64).
+struct CommandLineError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}

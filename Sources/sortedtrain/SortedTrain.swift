@@ -25,8 +25,8 @@ struct SortedTrain: ParsableCommand {
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: training steps (default), tokenizer and checkpoint throughput.",
-        subcommands: [StepBenchCommand.self, TokenizerBenchCommand.self, CheckpointBenchCommand.self],
+        abstract: "Benchmarks: training steps (default), generation, tokenizer and checkpoint throughput.",
+        subcommands: [StepBenchCommand.self, GenerateBenchCommand.self, TokenizerBenchCommand.self, CheckpointBenchCommand.self],
         defaultSubcommand: StepBenchCommand.self
     )
 }

@@ -13,6 +13,13 @@ public enum PromptTemplate: String, CaseIterable {
     /// No template: the prompt text, a newline, the response, EOS.
     case none
 
+    /// The built-in template that renders what a model's own (Jinja) chat template does,
+    /// when there is one: ChatML's turn markers name it. nil for any other template.
+    public init?(chatTemplate: String) {
+        guard chatTemplate.contains("<|im_start|>") && chatTemplate.contains("<|im_end|>") else { return nil }
+        self = .chatml
+    }
+
     static let alpacaWithInput = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
     static let alpacaWithoutInput = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 

@@ -46,8 +46,8 @@ final class FusedHeadLoss {
              dNormWeight: UnsafeMutablePointer<Float>, dHeadWeight: UnsafeMutablePointer<Float>) -> Double {
         let D = dim, V = vocab
         StepProfiler.measure("norms") {
-            RMSNorm.forward(x: hidden, weight: normWeight, y: normed, inverseRMS: inverseRMS,
-                            rows: N, dim: D, eps: eps)
+            ExitHead.normalize(hidden: hidden, rows: N, normWeight: normWeight, eps: eps,
+                               normed: normed, inverseRMS: inverseRMS, dim: D)
         }
         let backward = gradientScale != nil
         if backward { dNormed.update(repeating: 0, count: N * D) }
@@ -60,8 +60,7 @@ final class FusedHeadLoss {
                 (xc + r * D).update(from: normed + Int(labelled[start + r]) * D, count: D)
             }
             StepProfiler.measure("head") {
-                BLAS.gemm(transposeA: false, transposeB: true, m: C, n: V, k: D,
-                          a: xc, lda: D, b: headWeight, ldb: D, beta: 0, c: lg, ldc: V)
+                ExitHead.logits(normed: xc, rows: C, headWeight: headWeight, vocab: V, dim: D, logits: lg)
             }
             nll += StepProfiler.measure("cross-entropy") {
                 softmaxCrossEntropy(logits: lg, rows: C, labelled: labelled, start: start,

@@ -29,13 +29,17 @@ struct RotaryEmbedding {
     }
 
     /// Rotates `heads` heads laid side by side in each of T rows (row stride `stride`),
-    /// rows at positions 0..<T; `inverse` applies the transpose (for the backward).
-    func apply(_ x: UnsafeMutablePointer<Float>, rows T: Int, heads: Int, stride: Int, inverse: Bool) {
+    /// rows at positions firstPosition..<firstPosition+T; `inverse` applies the transpose
+    /// (for the backward).
+    func apply(_ x: UnsafeMutablePointer<Float>, rows T: Int, heads: Int, stride: Int, inverse: Bool,
+               firstPosition: Int = 0) {
+        precondition(firstPosition + T <= maxLength, "RotaryEmbedding: position beyond the table")
         let half = headDim / 2
         cosTable.withUnsafeBufferPointer { cp in
             sinTable.withUnsafeBufferPointer { sp in
                 for t in 0..<T {
-                    let cr = cp.baseAddress! + t * half, sr = sp.baseAddress! + t * half
+                    let p = firstPosition + t
+                    let cr = cp.baseAddress! + p * half, sr = sp.baseAddress! + p * half
                     for h in 0..<heads {
                         let a = x + t * stride + h * headDim, b = a + half
                         var i = 0

@@ -75,6 +75,21 @@ func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ n
     }
 }
 
+/// y[i] += a·x[i] over n values.
+@inline(__always)
+func axpy(_ y: UnsafeMutablePointer<Float>, _ a: Float, _ x: UnsafePointer<Float>, _ n: Int) {
+    let s = Float8(repeating: a)
+    var i = 0
+    while i + 8 <= n {
+        store8(load8(y + i) + s * load8(x + i), y + i)
+        i += 8
+    }
+    while i < n {
+        y[i] += a * x[i]
+        i += 1
+    }
+}
+
 /// Largest value of n > 0 floats.
 @inline(__always)
 func maxValue(_ x: UnsafePointer<Float>, _ n: Int) -> Float {

@@ -1,0 +1,188 @@
+// GenerationBenchmark: what a depth buys at inference, measured in one run — prefill and
+// decode tokens/s at every exit (batch 1 and a larger batch), early exit and
+// self-speculative decoding next to full-depth greedy decoding on the same prompts, and
+// the full-depth batch-1 decode rate against its limit: the bytes of weights and KV cache
+// read per token over the read bandwidth measured in this process.
+import Foundation
+import SortedKit
+
+public struct GenerationBenchmarkSettings: Sendable {
+    public var exits: [Int]
+    public var promptTokens: Int = 128
+    public var newTokens: Int = 64
+    public var batchSize: Int = 8
+    public var earlyExitThresholds: [Double] = [0.9]
+    public var confidence: ConfidenceMeasure = .probability
+    public var draftDepth: Int
+    public var speculate: Int = 4
+    public var repeats: Int = 2
+
+    public init(exits: [Int], draftDepth: Int) {
+        self.exits = exits
+        self.draftDepth = draftDepth
+    }
+}
+
+public struct DepthSpeed: Codable, Sendable {
+    public var depth: Int
+    public var prefillTokensPerSecond: Double
+    public var decodeTokensPerSecondBatch1: Double
+    public var decodeTokensPerSecondBatched: Double
+    /// Batch-1 decode speed relative to the full model's.
+    public var speedupOverFullDepth: Double
+    /// Weight and KV-cache bytes one batch-1 decode token reads at this depth.
+    public var bytesPerToken: Double
+    /// Batch-1 decode rate ÷ (read bandwidth ÷ bytesPerToken).
+    public var fractionOfBandwidthLimit: Double
+
+    enum CodingKeys: String, CodingKey {
+        case depth
+        case prefillTokensPerSecond = "prefill_tokens_per_s"
+        case decodeTokensPerSecondBatch1 = "decode_tokens_per_s_batch1"
+        case decodeTokensPerSecondBatched = "decode_tokens_per_s_batched"
+        case speedupOverFullDepth = "speedup_over_full_depth"
+        case bytesPerToken = "bytes_per_token"
+        case fractionOfBandwidthLimit = "fraction_of_bandwidth_limit"
+    }
+}
+
+public struct StrategySpeed: Codable, Sendable {
+    public var strategy: String
+    public var tokensPerSecond: Double
+    public var speedupOverFullDepth: Double
+    public var meanLayersPerToken: Double
+    /// Fraction of tokens equal, position by position, to full-depth greedy decoding.
+    public var agreementWithFullDepth: Double
+    public var identicalToFullDepth: Bool
+    public var exitHistogram: [String: Int]
+    public var acceptanceRate: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case strategy
+        case tokensPerSecond = "tokens_per_s"
+        case speedupOverFullDepth = "speedup_over_full_depth"
+        case meanLayersPerToken = "mean_layers_per_token"
+        case agreementWithFullDepth = "agreement_with_full_depth"
+        case identicalToFullDepth = "identical_to_full_depth"
+        case exitHistogram = "exit_histogram"
+        case acceptanceRate = "acceptance_rate"
+    }
+}
+
+public struct GenerationBenchmarkResult: Codable, Sendable {
+    public var model: String
+    public var openblasCore: String
+    public var threads: Int
+    public var readBandwidthGBPerSecond: Double
+    public var promptTokens: Int
+    public var newTokens: Int
+    public var batchSize: Int
+    public var depths: [DepthSpeed]
+    public var strategies: [StrategySpeed]
+
+    enum CodingKeys: String, CodingKey {
+        case model, threads, depths, strategies
+        case openblasCore = "openblas_core"
+        case readBandwidthGBPerSecond = "read_bandwidth_gb_per_s"
+        case promptTokens = "prompt_tokens"
+        case newTokens = "new_tokens"
+        case batchSize = "batch_size"
+    }
+}
+
+public enum GenerationBenchmark {
+    /// prompts: token ids of the prompts to answer (the batch uses the first batchSize,
+    /// repeated when fewer); a prefill prompt of promptTokens ids is cut from their concatenation.
+    public static func run(_ loaded: LoadedModel, prompts: [[Int32]], settings s: GenerationBenchmarkSettings,
+                           progress: (String) -> Void = { _ in }) throws -> GenerationBenchmarkResult {
+        let model = loaded.model, c = model.config, L = c.numHiddenLayers
+        precondition(!prompts.isEmpty, "GenerationBenchmark: no prompts")
+        let capacity = min(c.maxPositionEmbeddings, max(s.promptTokens, prompts.map(\.count).max()!) + s.newTokens + 1)
+        let bandwidth = MemoryBandwidth.measureRead()
+        progress(String(format: "read bandwidth %.1f GB/s (%d threads, OpenBLAS %@)", bandwidth, BLAS.threads, BLAS.coreName))
+        if BLAS.coreName.lowercased() == "prescott" {
+            progress("note: OpenBLAS chose its generic Prescott (SSE3) kernel: this OpenBLAS does not know the CPU; OPENBLAS_CORETYPE=Haswell (or SkylakeX on AVX-512) runs its fast kernels")
+        }
+
+        var long: [Int32] = []
+        while long.count < s.promptTokens { long += prompts.flatMap { $0 } }
+        let prefillPrompt = Array(long.prefix(s.promptTokens))
+        let batch = (0..<s.batchSize).map { prompts[$0 % prompts.count] }
+        let single = [prompts[0]]
+
+        /// Best-of-repeats stats of one strategy on the given prompts.
+        func measure(_ strategy: DecodingStrategy, _ inputs: [[Int32]], batchSize: Int, newTokens: Int) throws -> (GenerationStats, [[Int32]]) {
+            let generator = try TextGenerator(model: model, strategy: strategy, stop: [], batchSize: batchSize, capacity: capacity)
+            var best: GenerationStats?
+            var outputs: [[Int32]] = []
+            for _ in 0..<s.repeats {
+                generator.resetStats()
+                outputs = generator.generate(inputs, maxNewTokens: newTokens)
+                let stats = generator.stats
+                if best == nil || stats.decodeTokensPerSecond > best!.decodeTokensPerSecond { best = stats }
+            }
+            return (best!, outputs)
+        }
+
+        let layerBytes = Double(model.layout.layerStride * 4)
+        let headBytes = Double(c.vocabSize * c.hiddenSize * 4)
+        let meanLength = Double(prompts[0].count) + Double(s.newTokens) / 2
+        var depths: [DepthSpeed] = []
+        var fullBatch1 = 0.0
+        for depth in (s.exits.contains(L) ? s.exits : s.exits + [L]).reversed() {
+            let (prefill, _) = try measure(.fixed(depth: depth), [prefillPrompt], batchSize: 1, newTokens: 1)
+            let (one, _) = try measure(.fixed(depth: depth), single, batchSize: 1, newTokens: s.newTokens)
+            let (many, _) = try measure(.fixed(depth: depth), batch, batchSize: s.batchSize, newTokens: s.newTokens)
+            if depth == L { fullBatch1 = one.decodeTokensPerSecond }
+            let kvBytes = Double(depth * 2 * c.keyValueWidth * 4) * meanLength
+            let bytes = Double(depth) * layerBytes + headBytes + kvBytes
+            let speed = DepthSpeed(depth: depth, prefillTokensPerSecond: prefill.prefillTokensPerSecond,
+                                   decodeTokensPerSecondBatch1: one.decodeTokensPerSecond,
+                                   decodeTokensPerSecondBatched: many.decodeTokensPerSecond,
+                                   speedupOverFullDepth: one.decodeTokensPerSecond / max(fullBatch1, 1e-9),
+                                   bytesPerToken: bytes,
+                                   fractionOfBandwidthLimit: one.decodeTokensPerSecond / (bandwidth * 1e9 / bytes))
+            depths.insert(speed, at: 0)
+            progress(String(format: "depth %d: prefill %.0f tokens/s, decode %.1f tokens/s (batch 1), %.1f (batch %d), %.2f of the bandwidth limit",
+                            depth, speed.prefillTokensPerSecond, speed.decodeTokensPerSecondBatch1, speed.decodeTokensPerSecondBatched,
+                            s.batchSize, speed.fractionOfBandwidthLimit))
+        }
+
+        // Dynamic depth on the same prompts, one at a time, against full-depth greedy.
+        let answered = Array(prompts.prefix(s.batchSize))
+        let (full, reference) = try measure(.fixed(depth: L), answered, batchSize: 1, newTokens: s.newTokens)
+        var strategies = [StrategySpeed(strategy: "full depth \(L)", tokensPerSecond: full.decodeTokensPerSecond, speedupOverFullDepth: 1,
+                                        meanLayersPerToken: full.meanLayersPerToken, agreementWithFullDepth: 1,
+                                        identicalToFullDepth: true, exitHistogram: full.exitHistogram, acceptanceRate: nil)]
+        var dynamic: [(String, DecodingStrategy)] = []
+        if s.exits.contains(where: { $0 < L }) {
+            let exits = s.exits.contains(L) ? s.exits : s.exits + [L]
+            dynamic.append(("early exit \(s.earlyExitThresholds.map { String($0) }.joined(separator: ","))",
+                            .earlyExit(exits: exits, thresholds: s.earlyExitThresholds, measure: s.confidence)))
+        }
+        if s.draftDepth < L {
+            dynamic.append(("self-speculative draft \(s.draftDepth), \(s.speculate) tokens",
+                            .selfSpeculative(draftDepth: s.draftDepth, lookahead: .fixed(s.speculate))))
+        }
+        for (name, strategy) in dynamic {
+            let (stats, outputs) = try measure(strategy, answered, batchSize: 1, newTokens: s.newTokens)
+            var same = 0, total = 0
+            for (a, b) in zip(outputs, reference) {
+                total += max(a.count, b.count)
+                same += zip(a, b).filter { $0 == $1 }.count
+            }
+            let speed = StrategySpeed(strategy: name, tokensPerSecond: stats.decodeTokensPerSecond,
+                                      speedupOverFullDepth: stats.decodeTokensPerSecond / max(full.decodeTokensPerSecond, 1e-9),
+                                      meanLayersPerToken: stats.meanLayersPerToken,
+                                      agreementWithFullDepth: Double(same) / Double(max(total, 1)),
+                                      identicalToFullDepth: outputs == reference, exitHistogram: stats.exitHistogram,
+                                      acceptanceRate: stats.acceptanceRate)
+            strategies.append(speed)
+            progress(String(format: "%@: %.1f tokens/s (%.2f× full depth), %.2f layers per token, agreement %.3f",
+                            name, speed.tokensPerSecond, speed.speedupOverFullDepth, speed.meanLayersPerToken, speed.agreementWithFullDepth))
+        }
+        return GenerationBenchmarkResult(model: loaded.description, openblasCore: BLAS.coreName, threads: BLAS.threads,
+                                         readBandwidthGBPerSecond: bandwidth, promptTokens: prefillPrompt.count,
+                                         newTokens: s.newTokens, batchSize: s.batchSize, depths: depths, strategies: strategies)
+    }
+}

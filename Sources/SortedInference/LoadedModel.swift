@@ -1,0 +1,36 @@
+// LoadedModel: a model ready to serve — weights, the tokenizer and prompt template it was
+// trained with, the exits it was trained at, and the tokens that end an answer.
+import SortedData
+import SortedKit
+
+public struct LoadedModel {
+    public let model: LlamaModel
+    public let tokenizer: Tokenizer
+    public let template: PromptTemplate
+    /// The exits the model was trained with (the last layer when nothing says otherwise).
+    public let exits: [Int]
+    /// Token window: the training sequence length for a checkpoint.
+    public let window: Int
+    /// Held-out files named by the run config, if any.
+    public let validation: [String]
+    public let description: String
+
+    public init(model: LlamaModel, tokenizer: Tokenizer, template: PromptTemplate, exits: [Int], window: Int,
+                validation: [String], description: String) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+        self.exits = exits
+        self.window = window
+        self.validation = validation
+        self.description = description
+    }
+
+    /// EOS, and the end-of-turn token of a ChatML template.
+    public var stopTokens: Set<Int32> {
+        var stop = Set<Int32>()
+        if let eos = tokenizer.eosID { stop.insert(eos) }
+        if template == .chatml, let end = tokenizer.id(forToken: "<|im_end|>") { stop.insert(end) }
+        return stop
+    }
+}

@@ -1,0 +1,388 @@
+// TextGenerator: continues prompts with a SoFT model through the KV-cache decoder, in one
+// of three ways of spending depth:
+//   fixed           every token through the first k layers (batched over prompts);
+//   early exit      each token stops at the first trained exit confident enough; the layers
+//                   it skipped get its keys and values from the exited state (CALM);
+//   self-speculative the exit-k sub-model drafts tokens on the shared cache, the remaining
+//                   layers verify them all in one batched pass, the accepted prefix is kept.
+// Greedy self-speculative output equals full-depth greedy output; with sampling the
+// speculative-sampling rule keeps the full model's distribution.
+import Foundation
+import SortedKit
+
+public enum DecodingStrategy: Sendable, Equatable {
+    case fixed(depth: Int)
+    /// exits ascending; thresholds one per exit (the last exit needs none: it always answers).
+    case earlyExit(exits: [Int], thresholds: [Double], measure: ConfidenceMeasure)
+    case selfSpeculative(draftDepth: Int, lookahead: Lookahead)
+
+    public enum Lookahead: Sendable, Equatable {
+        /// Always draft N tokens.
+        case fixed(Int)
+        /// Draft up to `maximum`, stopping at the first draft whose confidence (top
+        /// probability) is below `threshold`.
+        case adaptive(maximum: Int, threshold: Double)
+    }
+}
+
+/// What a generation run did, for reports and benchmarks.
+public struct GenerationStats: Codable, Sendable, Equatable {
+    public var prompts = 0
+    public var promptTokens = 0
+    public var generatedTokens = 0
+    public var prefillSeconds = 0.0
+    public var decodeSeconds = 0.0
+    /// Σ over generated tokens of the layers that computed it fully.
+    public var layersComputed = 0
+    /// depth (as a string, for JSON) → tokens produced by that many layers.
+    public var exitHistogram: [String: Int] = [:]
+    /// Self-speculative: draft tokens proposed, accepted, and verification passes.
+    public var drafted = 0
+    public var accepted = 0
+    public var verifications = 0
+
+    public init() {}
+
+    public var meanLayersPerToken: Double { generatedTokens > 0 ? Double(layersComputed) / Double(generatedTokens) : 0 }
+    public var acceptanceRate: Double? { drafted > 0 ? Double(accepted) / Double(drafted) : nil }
+    public var decodeTokensPerSecond: Double { generatedTokens > 0 ? Double(generatedTokens) / max(decodeSeconds, 1e-9) : 0 }
+    public var prefillTokensPerSecond: Double { promptTokens > 0 ? Double(promptTokens) / max(prefillSeconds, 1e-9) : 0 }
+}
+
+public final class TextGenerator {
+    public let model: LlamaModel
+    public let strategy: DecodingStrategy
+    public let sampling: SamplingSettings
+    public let stop: Set<Int32>
+    /// Prompts decoded together (fixed depth); early exit and speculation take one at a time.
+    public let batchSize: Int
+    /// Positions per sequence: prompt plus continuation.
+    public let capacity: Int
+    public private(set) var stats = GenerationStats()
+
+    private let decoder: IncrementalDecoder
+    private let hidden: FloatBuffer
+    private let logits: FloatBuffer
+    private var sampler: TokenSampler
+    private var V: Int { model.config.vocabSize }
+    private var L: Int { model.config.numHiddenLayers }
+
+    public init(model: LlamaModel, strategy: DecodingStrategy, sampling: SamplingSettings = SamplingSettings(),
+                stop: Set<Int32>, batchSize: Int = 1, capacity: Int) throws {
+        let L = model.config.numHiddenLayers
+        func depthProblem(_ d: Int) -> ConfigError? {
+            d >= 1 && d <= L ? nil : ConfigError(key: "depth", "\(d) is outside 1...\(L)")
+        }
+        var rows = 1
+        var cacheLayers = L
+        switch strategy {
+        case .fixed(let depth):
+            if let e = depthProblem(depth) { throw e }
+            cacheLayers = depth
+            rows = batchSize
+        case .earlyExit(let exits, let thresholds, _):
+            guard !exits.isEmpty, exits == exits.sorted(), Set(exits).count == exits.count else {
+                throw ConfigError(key: "exits", "must be ascending and distinct, got \(exits)")
+            }
+            if let e = exits.lazy.compactMap(depthProblem).first { throw e }
+            // One threshold for every exit, or one per exit below the last layer (which always
+            // answers; a threshold given for it is ignored).
+            let below = exits.filter { $0 < L }.count
+            guard thresholds.count == 1 || thresholds.count == below || thresholds.count == exits.count else {
+                throw ConfigError(key: "early_exit", "give one threshold, or one per exit below layer \(L) (\(below)), got \(thresholds.count)")
+            }
+            guard thresholds.allSatisfy({ $0.isFinite }) else { throw ConfigError(key: "early_exit", "thresholds must be finite") }
+        case .selfSpeculative(let draft, let lookahead):
+            if let e = depthProblem(draft) { throw e }
+            guard draft < L else { throw ConfigError(key: "draft_depth", "must be below the model's \(L) layers, got \(draft)") }
+            switch lookahead {
+            case .fixed(let n): rows = n + 1
+            case .adaptive(let n, _): rows = n + 1
+            }
+            guard rows >= 2 else { throw ConfigError(key: "speculate", "must draft at least one token") }
+        }
+        if let problem = sampling.problem { throw ConfigError(key: "sampling", problem) }
+        guard batchSize >= 1 else { throw ConfigError(key: "batch_size", "must be positive, got \(batchSize)") }
+        self.model = model
+        self.strategy = strategy
+        self.sampling = sampling
+        self.stop = stop
+        self.batchSize = batchSize
+        self.capacity = min(capacity, model.config.maxPositionEmbeddings)
+        let slots: Int
+        if case .fixed = strategy { slots = batchSize } else { slots = 1 }
+        let maxRows = max(rows, min(256, self.capacity))
+        decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, cacheLayers: cacheLayers)
+        hidden = decoder.makeHidden(rows: maxRows)
+        logits = FloatBuffer(count: maxRows * model.config.vocabSize)
+        sampler = TokenSampler(sampling)
+    }
+
+    /// The new tokens of each prompt, ending before a stop token, after maxNewTokens, or
+    /// when prompt and answer fill `capacity` tokens. A prompt longer than capacity − 1 keeps its last
+    /// capacity − 1 tokens. onToken(prompt index, token) streams tokens as they are chosen.
+    public func generate(_ prompts: [[Int32]], maxNewTokens: Int,
+                         onToken: ((Int, Int32) -> Void)? = nil) -> [[Int32]] {
+        var outputs: [[Int32]] = []
+        switch strategy {
+        case .fixed(let depth):
+            for first in stride(from: 0, to: prompts.count, by: batchSize) {
+                let group = Array(prompts[first..<min(first + batchSize, prompts.count)])
+                outputs += generateFixed(group, depth: depth, maxNewTokens: maxNewTokens) { onToken?(first + $0, $1) }
+            }
+        case .earlyExit(let exits, let thresholds, let measure):
+            for (i, prompt) in prompts.enumerated() {
+                outputs.append(generateEarlyExit(prompt, exits: exits, thresholds: thresholds, measure: measure,
+                                                 maxNewTokens: maxNewTokens) { onToken?(i, $0) })
+            }
+        case .selfSpeculative(let draft, let lookahead):
+            for (i, prompt) in prompts.enumerated() {
+                outputs.append(generateSpeculative(prompt, draftDepth: draft, lookahead: lookahead,
+                                                   maxNewTokens: maxNewTokens) { onToken?(i, $0) })
+            }
+        }
+        return outputs
+    }
+
+    public func resetStats() { stats = GenerationStats() }
+
+    // MARK: - Shared steps
+
+    /// Keeps what fits with room for one new token.
+    private func fitted(_ prompt: [Int32]) -> [Int32] { Array(prompt.suffix(capacity - 1)) }
+
+    /// Runs the prompt through `layers` into the slot's cache in chunks; the hidden state
+    /// of its last token is left in row 0 of `hidden`.
+    private func prefill(_ prompt: [Int32], slot: Int, layers: Range<Int>) {
+        let start = ContinuousClock.now
+        decoder.cache.reset(slot: slot)
+        let chunk = decoder.maxRows
+        var first = 0
+        while first < prompt.count {
+            let n = min(chunk, prompt.count - first)
+            decoder.embed(Array(prompt[first..<(first + n)]), into: hidden)
+            decoder.forward(hidden, segments: [DecoderSegment(slot: slot, rows: n)], layers: layers)
+            first += n
+        }
+        if prompt.count > 1 {
+            let last = (prompt.count - 1) % chunk
+            hidden.pointer.update(from: hidden.pointer + last * model.config.hiddenSize, count: model.config.hiddenSize)
+        }
+        stats.prompts += 1
+        stats.promptTokens += prompt.count
+        stats.prefillSeconds += (ContinuousClock.now - start).seconds
+    }
+
+    /// Counts one generated token computed by `depth` layers.
+    private func record(depth: Int) {
+        stats.layersComputed += depth
+        stats.exitHistogram[String(depth), default: 0] += 1
+    }
+
+    private func row(_ i: Int) -> UnsafeMutablePointer<Float> { logits.pointer + i * V }
+
+    private func timed<T>(_ body: () -> T) -> T {
+        let start = ContinuousClock.now
+        defer { stats.decodeSeconds += (ContinuousClock.now - start).seconds }
+        return body()
+    }
+
+    // MARK: - Fixed depth, batched
+
+    private func generateFixed(_ prompts: [[Int32]], depth: Int, maxNewTokens: Int,
+                               onToken: (Int, Int32) -> Void) -> [[Int32]] {
+        let B = prompts.count
+        var output = [[Int32]](repeating: [], count: B)
+        var next = [Int32](repeating: 0, count: B)
+        var active = [Int]()
+        for (b, prompt) in prompts.enumerated() {
+            let kept = fitted(prompt)
+            guard !kept.isEmpty, maxNewTokens > 0 else { continue }
+            prefill(kept, slot: b, layers: 0..<depth)
+            timed {
+                decoder.logits(hidden, rows: 0..<1, into: row(0))
+                next[b] = sampler.choose(row(0), vocab: V)
+            }
+            active.append(b)
+        }
+        timed {
+            while !active.isEmpty {
+                // Emit each slot's pending token, or end the slot.
+                active = active.filter { b in
+                    if stop.contains(next[b]) { return false }
+                    output[b].append(next[b])
+                    onToken(b, next[b])
+                    stats.generatedTokens += 1
+                    record(depth: depth)
+                    // Room for the pending token and the one it predicts.
+                    return output[b].count < maxNewTokens && decoder.cache.length(slot: b, layer: 0) + 1 < capacity
+                }
+                guard !active.isEmpty else { break }
+                decoder.embed(active.map { next[$0] }, into: hidden)
+                decoder.forward(hidden, segments: active.map { DecoderSegment(slot: $0, rows: 1) }, layers: 0..<depth)
+                decoder.logits(hidden, rows: 0..<active.count, into: logits.pointer)
+                for (i, b) in active.enumerated() { next[b] = sampler.choose(row(i), vocab: V) }
+            }
+        }
+        return output
+    }
+
+    // MARK: - Early exit
+
+    private func generateEarlyExit(_ prompt: [Int32], exits: [Int], thresholds: [Double], measure: ConfidenceMeasure,
+                                   maxNewTokens: Int, onToken: (Int32) -> Void) -> [Int32] {
+        let kept = fitted(prompt)
+        guard !kept.isEmpty, maxNewTokens > 0 else { return [] }
+        // The prompt runs at full depth so every layer's cache is complete.
+        prefill(kept, slot: 0, layers: 0..<L)
+        var output: [Int32] = []
+        timed {
+            decoder.logits(hidden, rows: 0..<1, into: row(0))
+            var token = sampler.choose(row(0), vocab: V)
+            let segment = [DecoderSegment(slot: 0, rows: 1)]
+            while !stop.contains(token) {
+                output.append(token)
+                onToken(token)
+                guard output.count < maxNewTokens, decoder.cache.length(slot: 0, layer: 0) + 1 < capacity else { break }
+                decoder.embed([token], into: hidden)
+                var depth = 0, exited = false
+                for (i, exit) in exits.filter({ $0 < L }).enumerated() {
+                    decoder.forward(hidden, segments: segment, layers: depth..<exit)
+                    depth = exit
+                    decoder.logits(hidden, rows: 0..<1, into: row(0))
+                    if LogitStatistics.confidence(row(0), count: V, measure: measure) >= thresholds[min(i, thresholds.count - 1)] {
+                        exited = true
+                        break
+                    }
+                }
+                if exited {
+                    decoder.propagate(hidden, segments: segment, layers: depth..<L)
+                } else {
+                    decoder.forward(hidden, segments: segment, layers: depth..<L)
+                    depth = L
+                    decoder.logits(hidden, rows: 0..<1, into: row(0))
+                }
+                record(depth: depth)
+                token = sampler.choose(row(0), vocab: V)
+            }
+        }
+        stats.generatedTokens += output.count
+        // The first token came from the prefill at full depth.
+        if !output.isEmpty { record(depth: L) }
+        return output
+    }
+
+    // MARK: - Self-speculative decoding
+
+    private func generateSpeculative(_ prompt: [Int32], draftDepth k: Int, lookahead: DecodingStrategy.Lookahead,
+                                     maxNewTokens: Int, onToken: (Int32) -> Void) -> [Int32] {
+        let kept = fitted(prompt)
+        guard !kept.isEmpty, maxNewTokens > 0 else { return [] }
+        prefill(kept, slot: 0, layers: 0..<L)
+        let (maxDraft, adaptiveThreshold): (Int, Double?) = {
+            switch lookahead {
+            case .fixed(let n): return (n, nil)
+            case .adaptive(let n, let t): return (n, t)
+            }
+        }()
+        var output: [Int32] = []
+        let greedy = sampling.isGreedy
+        // Draft distributions q_i (sampling only): [maxDraft, V].
+        var draftProbabilities = greedy ? [] : [Float](repeating: 0, count: maxDraft * V)
+        var targetProbabilities = greedy ? [] : [Float](repeating: 0, count: V)
+        timed {
+            decoder.logits(hidden, rows: 0..<1, into: row(0))
+            var pending = sampler.choose(row(0), vocab: V)
+            /// Emits a token (checked by all L layers); false when generation ends here.
+            func emit(_ token: Int32) -> Bool {
+                if stop.contains(token) { return false }
+                output.append(token)
+                record(depth: L)
+                onToken(token)
+                return output.count < maxNewTokens
+            }
+            guard emit(pending) else { return }
+            while true {
+                let position = decoder.cache.committedLength(slot: 0)   // where `pending` goes
+                // Drafts that may still be accepted with the correction after them: prompt and
+                // answer together never exceed `capacity` tokens.
+                let room = capacity - position - 2
+                guard room >= 0 else { break }
+                // Draft: rows 0..<fed hold the exit-k states of [pending, d1, …].
+                var drafts: [Int32] = []
+                var input = pending
+                var fed = 0
+                let limit = min(maxDraft, room, maxNewTokens - output.count)
+                while fed <= limit {
+                    decoder.embed([input], into: hidden, at: fed)
+                    decoder.forward(hidden, at: fed, segments: [DecoderSegment(slot: 0, rows: 1)], layers: 0..<k)
+                    fed += 1
+                    if drafts.count == limit { break }
+                    decoder.logits(hidden, rows: (fed - 1)..<fed, into: row(0))
+                    if let t = adaptiveThreshold,
+                       LogitStatistics.confidence(row(0), count: V, measure: .probability) < t { break }
+                    let d: Int32
+                    if greedy {
+                        d = Int32(LogitStatistics.argmax(row(0), count: V))
+                    } else {
+                        let i = drafts.count
+                        draftProbabilities.withUnsafeMutableBufferPointer {
+                            sampler.distribution(row(0), vocab: V, into: $0.baseAddress! + i * V)
+                        }
+                        d = sampler.draw(Array(draftProbabilities[(i * V)..<((i + 1) * V)]))
+                    }
+                    drafts.append(d)
+                    input = d
+                }
+                // Verify: layers k..<L over all fed rows at once; row i predicts after input i.
+                decoder.forward(hidden, segments: [DecoderSegment(slot: 0, rows: fed)], layers: k..<L)
+                decoder.logits(hidden, rows: 0..<fed, into: logits.pointer)
+                stats.verifications += 1
+                stats.drafted += drafts.count
+                var acceptedCount = 0
+                var correction: Int32
+                if greedy {
+                    while acceptedCount < drafts.count
+                            && Int32(LogitStatistics.argmax(row(acceptedCount), count: V)) == drafts[acceptedCount] {
+                        acceptedCount += 1
+                    }
+                    correction = Int32(LogitStatistics.argmax(row(acceptedCount), count: V))
+                } else {
+                    correction = -1
+                    while acceptedCount < drafts.count {
+                        let d = Int(drafts[acceptedCount])
+                        targetProbabilities.withUnsafeMutableBufferPointer {
+                            sampler.distribution(row(acceptedCount), vocab: V, into: $0.baseAddress!)
+                        }
+                        let q = draftProbabilities[acceptedCount * V + d], p = targetProbabilities[d]
+                        if sampler.unit() < Double(min(1, p / max(q, .leastNonzeroMagnitude))) {
+                            acceptedCount += 1
+                            continue
+                        }
+                        // Rejected: draw from the residual max(0, p − q), renormalised.
+                        var residual = targetProbabilities
+                        for v in 0..<V { residual[v] = max(0, residual[v] - draftProbabilities[acceptedCount * V + v]) }
+                        correction = residual.contains { $0 > 0 } ? sampler.draw(residual) : sampler.draw(targetProbabilities)
+                        break
+                    }
+                    if correction < 0 {
+                        targetProbabilities.withUnsafeMutableBufferPointer {
+                            sampler.distribution(row(acceptedCount), vocab: V, into: $0.baseAddress!)
+                        }
+                        correction = sampler.draw(targetProbabilities)
+                    }
+                }
+                stats.accepted += acceptedCount
+                // Keep pending and the accepted drafts; forget the rest of the draft.
+                decoder.cache.truncate(slot: 0, to: position + 1 + acceptedCount)
+                var going = true
+                for d in drafts.prefix(acceptedCount) where going { going = emit(d) }
+                guard going else { break }
+                pending = correction
+                guard emit(pending) else { break }
+            }
+        }
+        stats.generatedTokens += output.count
+        return output
+    }
+}

@@ -1,0 +1,121 @@
+// `sortedtrain bench generate`: prefill and decode speed at every exit, early exit and
+// self-speculative decoding next to full-depth greedy, and decode against the memory
+// bandwidth limit, all measured in one run.
+import ArgumentParser
+import Foundation
+import SortedInference
+import SortedKit
+import SortedTraining
+
+struct GenerateBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generation speed per exit, early exit and self-speculative decoding, and decode against the bandwidth limit.",
+        discussion: """
+        Every figure is measured in this run: tokens/s of a --prompt-tokens prefill and of
+        --new-tokens greedy decode tokens at each exit (batch 1 and --batch-size), then early
+        exit and self-speculative decoding on the same prompts one at a time, with their
+        agreement with full-depth greedy output. The full-depth batch-1 rate is compared with
+        its limit: the bytes of weights and KV cache read per token over the read bandwidth
+        measured here. No stop token ends an answer, so every run decodes the same count.
+        """)
+
+    @Argument(help: "A checkpoint, an HF directory, an HDF5 model file or a .gguf file.")
+    var model: String
+
+    @Option(help: "Exits to measure, comma-separated (default: the model's trained exits, or L/4, L/2, 3L/4, L).")
+    var exits: String?
+
+    @Option(help: "Tokens of the prefill prompt.")
+    var promptTokens: Int = 128
+
+    @Option(help: "Tokens decoded per answer.")
+    var newTokens: Int = 64
+
+    @Option(help: "Prompts decoded together in the batched measurement.")
+    var batchSize: Int = 8
+
+    @Option(help: "Early-exit thresholds: one, or one per exit below the last.")
+    var earlyExit: String = "0.9"
+
+    @Option(help: "The exit that drafts for self-speculative decoding (default: the shallowest measured exit).")
+    var draftDepth: Int?
+
+    @Option(help: "Tokens drafted per verification.")
+    var speculate: Int = 4
+
+    @Option(help: "Measurements per figure; the best is kept.")
+    var repeats: Int = 2
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    @Option(help: "Tokenizer override: tokenizer.json, model folder, .gguf or byte.")
+    var tokenizer: String?
+
+    @Option(help: "Template override: alpaca, chatml or none.")
+    var template: String?
+
+    static let prompts = [
+        "Write a short story about a robot who learns to paint.",
+        "Explain why the sky is blue to a ten-year-old.",
+        "List five ideas for a weekend trip in the mountains.",
+        "What are the main differences between a list and a tuple in Python?",
+        "Summarise the plot of a famous novel in three sentences.",
+        "Give me a recipe for a simple vegetable soup.",
+        "How do I stay focused while studying for exams?",
+        "Describe the water cycle step by step.",
+    ]
+
+    func validate() throws {
+        guard promptTokens >= 1, newTokens >= 1, batchSize >= 1, speculate >= 1, repeats >= 1 else {
+            throw CommandLineError("--prompt-tokens, --new-tokens, --batch-size, --speculate and --repeats must be positive")
+        }
+    }
+
+    func run() throws {
+        let loaded = try ModelSource.load(model, tokenizer: tokenizer, template: template)
+        let L = loaded.model.config.numHiddenLayers
+        var depths = loaded.exits.count > 1 ? loaded.exits : Array(Set([max(1, L / 4), max(1, L / 2), max(1, 3 * L / 4), L])).sorted()
+        if let exits {
+            depths = try exits.split(separator: ",").map {
+                guard let d = Int($0.trimmingCharacters(in: .whitespaces)), (1...L).contains(d) else {
+                    throw CommandLineError("--exits: '\($0)' is not a depth in 1...\(L)")
+                }
+                return d
+            }.sorted()
+        }
+        let thresholds = try earlyExit.split(separator: ",").map {
+            guard let t = Double($0.trimmingCharacters(in: .whitespaces)), t.isFinite else { throw CommandLineError("--early-exit: '\($0)' is not a number") }
+            return t
+        }
+        let draft = draftDepth ?? depths.first { $0 < L } ?? L
+        guard (1...L).contains(draft) else { throw CommandLineError("--draft-depth \(draft) is outside 1...\(L)") }
+        let ids = try Self.prompts.map { try loaded.template.prompt(instruction: $0, tokenizer: loaded.tokenizer) }
+        var settings = GenerationBenchmarkSettings(exits: depths, draftDepth: draft)
+        settings.promptTokens = promptTokens
+        settings.newTokens = newTokens
+        settings.batchSize = batchSize
+        settings.earlyExitThresholds = thresholds
+        settings.speculate = speculate
+        settings.repeats = repeats
+        let result = try GenerationBenchmark.run(loaded, prompts: ids, settings: settings) { printProgress($0) }
+        if json {
+            try printJSON(result)
+            return
+        }
+        print("\(result.model): OpenBLAS \(result.openblasCore), \(result.threads) threads, read bandwidth \(String(format: "%.1f", result.readBandwidthGBPerSecond)) GB/s")
+        print("depth  prefill tok/s  decode tok/s (b=1)  decode tok/s (b=\(batchSize))  × full  of bandwidth limit")
+        for d in result.depths {
+            print(String(format: "%-6d %-14.0f %-19.1f %-19.1f %-7.2f %.2f", d.depth, d.prefillTokensPerSecond, d.decodeTokensPerSecondBatch1,
+                         d.decodeTokensPerSecondBatched, d.speedupOverFullDepth, d.fractionOfBandwidthLimit))
+        }
+        print("strategy                                  tok/s   × full  layers/token  agreement  identical  acceptance")
+        for s in result.strategies {
+            print(s.strategy.padding(toLength: 41, withPad: " ", startingAt: 0)
+                  + String(format: " %-7.1f %-7.2f %-13.2f %-10.3f %-10@ %@", s.tokensPerSecond, s.speedupOverFullDepth, s.meanLayersPerToken,
+                           s.agreementWithFullDepth, s.identicalToFullDepth ? "yes" : "no",
+                           s.acceptanceRate.map { String(format: "%.2f", $0) } ?? "-"))
+        }
+    }
+}

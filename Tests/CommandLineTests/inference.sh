@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# End-to-end checks of serving a SoFT model: a small model is trained for a few hundred
+# steps (exits 2 and 4), then `generate` at a fixed depth, with early exit and
+# self-speculatively (whose greedy output must equal full-depth greedy byte for byte),
+# `generate --prompts-file`, `eval` (JSON, SVG, and the same numbers under mpirun -np 2),
+# `bench generate`, and bad arguments (one line, exit 1). With the SmolLM2 GGUF in
+# vendor-data/, also self-speculative = full greedy on the real model. Run by launch/test
+# after the release build; prints "inference: N passed, M failed, K skipped".
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+source launch/common.sh
+bin=${SORTEDTRAIN_BIN:-$PWD/.build/release/sortedtrain}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0; failed=0; skipped=0
+pass() { echo "ok   $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+skip() { echo "skip $1: $2"; skipped=$((skipped + 1)); }
+# check NAME COMMAND...: passes when the command exits 0.
+check() { local name=$1; shift; if "$@" > "$work/check.out" 2>&1; then pass "$name"; else fail "$name" "$(tail -3 "$work/check.out")"; fi; }
+
+"$bin" synth --output "$work/data" --train 4000 --validation 40 --seed 7 >/dev/null
+cat > "$work/run.json" <<JSON
+{"model": {"vocab_size": 259, "hidden_size": 64, "intermediate_size": 160, "num_hidden_layers": 4,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128, "tie_word_embeddings": true},
+ "data": {"train": "$work/data/train.jsonl", "validation": "$work/data/validation.jsonl", "tokenizer": "byte", "template": "none"},
+ "sorted": {"exits": [2, 4]},
+ "optim": {"lr": 3e-3, "weight_decay": 0.01, "max_grad_norm": 1.0},
+ "schedule": {"type": "cosine", "warmup_steps": 20, "min_lr": 3e-4},
+ "train": {"micro_batch_size": 8, "sequence_length": 64, "max_steps": 300, "seed": 5},
+ "log": {"dir": "$work/run", "progress": "lines", "every": 1000},
+ "checkpoint": {"every": 300, "keep": 1}}
+JSON
+if ! mpirun_local 2 "$bin" train --config "$work/run.json" > "$work/train.out" 2>&1; then
+    fail "train the model the inference checks use" "$(tail -3 "$work/train.out")"
+    echo "inference: $passed passed, $failed failed, $skipped skipped"; exit 1
+fi
+ckpt=$work/run/checkpoints
+q="Sort the letters of qwertyuiopasd alphabetically."
+
+# Fixed depth, early exit and speculation answer; speculation equals full-depth greedy.
+"$bin" generate "$ckpt" --prompt "$q" --max-new-tokens 24 > "$work/full.txt" 2>"$work/full.err"
+check "generate at full depth answers" test -s "$work/full.txt"
+"$bin" generate "$ckpt" --prompt "$q" --depth 2 --max-new-tokens 24 > "$work/d2.txt" 2>&1
+check "generate at depth 2 answers" test -s "$work/d2.txt"
+for n in 1 3 auto; do
+    "$bin" generate "$ckpt" --prompt "$q" --draft-depth 2 --speculate $n --max-new-tokens 24 --stats > "$work/spec.txt" 2> "$work/spec.err"
+    if cmp -s "$work/spec.txt" "$work/full.txt" && grep -q "drafts accepted" "$work/spec.err" \
+        && grep -q "identical outputs 1 of 1" "$work/spec.err"; then
+        pass "self-speculative (draft 2, --speculate $n) prints exactly the full-depth greedy answer"
+    else
+        fail "self-speculative --speculate $n" "$(cat "$work/spec.txt" "$work/spec.err" | tail -3) vs $(cat "$work/full.txt")"
+    fi
+done
+"$bin" generate "$ckpt" --prompt "$q" --early-exit 0.5 --max-new-tokens 24 --stats > "$work/ee.txt" 2> "$work/ee.err"
+if [ -s "$work/ee.txt" ] && grep -qE "layers per token, exits \{" "$work/ee.err" && grep -q "agreement with full-depth greedy" "$work/ee.err"; then
+    pass "early exit answers and reports layers per token, exits and agreement"
+else
+    fail "early exit" "$(tail -2 "$work/ee.err")"
+fi
+
+# A prompts file: one JSON answer per prompt, in order.
+printf '%s\n' '{"instruction": "What is 2 + 2?"}' '{"prompt": "Reverse the word cat."}' '{"instruction": "Is 7 even or odd?", "input": ""}' > "$work/prompts.jsonl"
+"$bin" generate "$ckpt" --prompts-file "$work/prompts.jsonl" --batch-size 2 --max-new-tokens 16 > "$work/answers.jsonl" 2>&1
+if [ "$(grep -c '"index"' "$work/answers.jsonl")" = 3 ] && python3 -c "
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r['index'] for r in rows] == [0, 1, 2] and all(isinstance(r['output'], str) for r in rows)" "$work/answers.jsonl" 2>/dev/null; then
+    pass "generate --prompts-file answers every prompt as a JSON line"
+else
+    fail "generate --prompts-file" "$(head -3 "$work/answers.jsonl")"
+fi
+
+# eval: JSON and SVG; mpirun -np 2 gives the numbers of one process.
+"$bin" eval "$ckpt" --limit 12 --json "$work/eval1.json" --svg "$work/eval.svg" > "$work/eval.out" 2>&1
+check "eval prints a table with every exit" grep -qE "^4 +[0-9.]+" "$work/eval.out"
+check "eval --svg writes an SVG chart" grep -q "</svg>" "$work/eval.svg"
+mpirun_local 2 "$bin" eval "$ckpt" --limit 12 --json "$work/eval2.json" > "$work/eval2.out" 2>&1
+if python3 - "$work/eval1.json" "$work/eval2.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p))["exits"] for p in sys.argv[1:])
+assert [e["depth"] for e in a] == [2, 4], a
+for x, y in zip(a, b):
+    for key in ("loss", "accuracy", "agreement", "kl_from_deepest", "exact_match"):
+        assert abs(x[key] - y[key]) <= 1e-6 * max(1, abs(x[key])), (key, x[key], y[key])
+    assert x["loss_tokens"] == y["loss_tokens"] and x["answered"] == y["answered"] == 12
+assert a[1]["agreement"] == 1 and a[1]["kl_from_deepest"] == 0 and a[0]["kl_from_deepest"] > 0
+PY
+then pass "eval under mpirun -np 2 reports the numbers of one process"
+else fail "eval under mpirun" "$(tail -3 "$work/eval2.out")"
+fi
+"$bin" eval "$ckpt" --limit 4 --compare "$ckpt" --json - > "$work/compare.json" 2>&1
+check "eval --compare puts a second model beside the first" python3 -c "
+import json, sys; r = json.load(open(sys.argv[1]))
+key = lambda e: (e['depth'], e['loss'], e['exact_match'])
+assert list(map(key, r['compared']['exits'])) == list(map(key, r['exits']))" "$work/compare.json"
+
+# bench generate: every section of the JSON, on the small model (smoke only, no timing asserted).
+"$bin" bench generate "$ckpt" --new-tokens 8 --prompt-tokens 16 --batch-size 2 --repeats 1 --json > "$work/bench.json" 2> "$work/bench.err"
+check "bench generate reports depths, strategies and the bandwidth limit" python3 -c "
+import json, sys; r = json.load(open(sys.argv[1]))
+assert [d['depth'] for d in r['depths']] == [2, 4] and r['read_bandwidth_gb_per_s'] > 0
+assert all(d['fraction_of_bandwidth_limit'] > 0 for d in r['depths'])
+s = {x['strategy'].split()[0]: x for x in r['strategies']}
+assert s['self-speculative']['identical_to_full_depth'] and 'early' in s" "$work/bench.json"
+
+# Bad arguments: one line on stderr, exit 1, no backtrace.
+bad() {  # NAME ARGS...
+    local name=$1; shift
+    "$bin" "$@" > "$work/bad.out" 2> "$work/bad.err"; local code=$?
+    if [ $code = 1 ] && [ "$(grep -c . "$work/bad.err")" -le 2 ] && ! grep -qiE "fatal error|backtrace|stack dump" "$work/bad.err"; then
+        pass "$name: $(head -1 "$work/bad.err")"
+    else
+        fail "$name" "exit $code: $(head -3 "$work/bad.err")"
+    fi
+}
+bad "generate --temperature nan" generate "$ckpt" --prompt hi --temperature nan
+bad "generate --depth 9 on a 4-layer model" generate "$ckpt" --prompt hi --depth 9
+bad "generate --draft-depth 4 (the last layer cannot draft)" generate "$ckpt" --prompt hi --draft-depth 4
+bad "generate --early-exit with a word" generate "$ckpt" --prompt hi --early-exit high
+bad "generate --depth with --draft-depth" generate "$ckpt" --prompt hi --depth 2 --draft-depth 2
+bad "eval --exits 4,2" eval "$ckpt" --exits 4,2
+bad "eval --exits empty" eval "$ckpt" --exits ""
+bad "generate on a missing model" generate "$work/nothing" --prompt hi
+
+# The real model: self-speculative greedy equals full-depth greedy on SmolLM2 (GGUF).
+gguf=vendor-data/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -s "$gguf" ]; then
+    "$bin" generate "$gguf" --prompt "Name three colours." --max-new-tokens 24 > "$work/smol-full.txt" 2>&1
+    "$bin" generate "$gguf" --prompt "Name three colours." --max-new-tokens 24 --draft-depth 20 --speculate 3 > "$work/smol-spec.txt" 2>&1
+    if [ -s "$work/smol-full.txt" ] && cmp -s "$work/smol-full.txt" "$work/smol-spec.txt"; then
+        pass "SmolLM2 GGUF: self-speculative (draft 20) prints exactly the full-depth greedy answer"
+    else
+        fail "SmolLM2 GGUF speculation" "$(head -c 300 "$work/smol-spec.txt") vs $(head -c 300 "$work/smol-full.txt")"
+    fi
+else
+    skip "SmolLM2 GGUF generation" "$gguf is absent (launch/fetch-test-assets fetches it)"
+fi
+
+echo "inference: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" = 0 ]

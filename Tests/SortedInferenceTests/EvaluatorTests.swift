@@ -1,0 +1,91 @@
+// Evaluation through the inference path against the training pass it replaces: the per-exit
+// loss equals SortedPass's on the same examples; the deepest exit agrees with itself with
+// zero KL; exact match counts what the model actually answers.
+import Foundation
+import XCTest
+import SortedData
+import SortedKit
+@testable import SortedInference
+
+final class EvaluatorTests: XCTestCase {
+    private var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-eval-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+
+    private func write(_ records: [[String: String]]) throws -> String {
+        let lines = try records.map { String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]), as: UTF8.self) }
+        let file = directory.appendingPathComponent("eval.jsonl")
+        try lines.joined(separator: "\n").write(to: file, atomically: true, encoding: .utf8)
+        return file.path
+    }
+
+    func testLossEqualsTheTrainingPassAndTheDeepestExitAgreesWithItself() throws {
+        let model = try inferenceModel(layers: 3, vocab: 259)
+        let tokenizer = ByteTokenizer()
+        let loaded = LoadedModel(model: model, tokenizer: tokenizer, template: .none, exits: [1, 2, 3], window: 64,
+                                 validation: [], description: "test")
+        let file = try write((0..<5).map { ["instruction": "Add \($0) and \($0 * 3)", "input": "", "output": "\($0 * 4)"] })
+        let reports = try Evaluator.run(loaded, files: [file], settings: EvaluationSettings(exits: [1, 2, 3], answerLimit: 0))
+        // The plain path: the training pass over the same examples, one per batch.
+        let dataset = try DatasetLoader.load([file], builder: ExampleBuilder(tokenizer: tokenizer, template: .none, maxLength: 64))
+        var nll = [0.0, 0.0, 0.0], tokens = 0
+        for i in 0..<dataset.count {
+            let T = dataset.length(i)
+            let (ids, labels) = dataset.batch([i], sequenceLength: T)
+            let pass = try SortedPass(model: model, batchSize: 1, sequenceLength: T)
+            let losses = pass.run(TokenBatch(batchSize: 1, sequenceLength: T, tokens: ids, labels: labels),
+                                  exits: [1, 2, 3].map { WeightedExit(depth: $0, weight: 1) }, lossNormalizer: 1, computeGradients: false)
+            for (e, loss) in losses.enumerated() { nll[e] += loss.negativeLogLikelihood }
+            tokens += losses[0].tokens
+        }
+        for (e, report) in reports.enumerated() {
+            XCTAssertEqual(report.lossTokens, tokens)
+            XCTAssertEqual(report.loss, nll[e] / Double(tokens), accuracy: 1e-5 * abs(report.loss), "exit \(report.depth)")
+            XCTAssertEqual(report.perplexity, exp(report.loss), accuracy: 1e-9 * report.perplexity)
+            XCTAssert((0...1).contains(report.accuracy) && (0...1).contains(report.agreement))
+        }
+        XCTAssertEqual(reports[2].agreement, 1)
+        XCTAssertEqual(reports[2].klFromDeepest, 0)
+        XCTAssertGreaterThan(reports[0].klFromDeepest, 0)
+    }
+
+    func testExactMatchCountsTheModelsOwnAnswers() throws {
+        let model = try inferenceModel(layers: 3, vocab: 259)
+        let tokenizer = ByteTokenizer()
+        let loaded = LoadedModel(model: model, tokenizer: tokenizer, template: .none, exits: [1, 3], window: 48,
+                                 validation: [], description: "test model")
+        let questions = ["What is 2 + 2?", "Reverse: abc", "Count the letters"]
+        let generator = try TextGenerator(model: model, strategy: .fixed(depth: 3), stop: loaded.stopTokens, batchSize: 3, capacity: 48)
+        let prompts = try questions.map { try PromptTemplate.none.prompt(instruction: $0, tokenizer: tokenizer) }
+        let answers = generator.generate(prompts, maxNewTokens: 8).map { tokenizer.decode($0, skipSpecialTokens: true) }
+        // Two of the three records hold exactly what depth 3 answers.
+        let file = try write(questions.enumerated().map { i, q in
+            let output = i == 2 ? "certainly not this" : answers[i]
+            return ["instruction": q, "input": "", "output": output.isEmpty ? "-" : output]
+        })
+        let reports = try Evaluator.run(loaded, files: [file],
+                                        settings: EvaluationSettings(exits: [1, 3], answerLimit: 10, batchSize: 2, maxNewTokens: 8))
+        XCTAssertEqual(reports.map(\.depth), [1, 3])
+        let expected = answers.prefix(2).filter { !$0.isEmpty }.count   // an empty answer was written as "-"
+        XCTAssertEqual(reports[1].answered, 3)
+        XCTAssertEqual(reports[1].exactMatch!, Double(expected) / 3, accuracy: 1e-12)
+        XCTAssertNotNil(reports[0].generationTokensPerSecond)
+    }
+
+    func testBadExitsAreRefusedWithAReason() throws {
+        let model = try inferenceModel(layers: 3, vocab: 259)
+        let loaded = LoadedModel(model: model, tokenizer: ByteTokenizer(), template: .none, exits: [3], window: 16,
+                                 validation: [], description: "test")
+        let file = try write([["instruction": "a", "input": "", "output": "b"]])
+        for exits in [[], [4], [2, 1], [0, 3]] {
+            XCTAssertThrowsError(try Evaluator.run(loaded, files: [file], settings: EvaluationSettings(exits: exits))) { error in
+                XCTAssert(error is EvaluationError, "exits \(exits): \(error)")
+            }
+        }
+    }
+}
