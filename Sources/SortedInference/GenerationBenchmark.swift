@@ -166,11 +166,7 @@ public enum GenerationBenchmark {
         }
         for (name, strategy) in dynamic {
             let (stats, outputs) = try measure(strategy, answered, batchSize: 1, newTokens: s.newTokens)
-            var same = 0, total = 0
-            for (a, b) in zip(outputs, reference) {
-                total += max(a.count, b.count)
-                same += zip(a, b).filter { $0 == $1 }.count
-            }
+            let (same, total) = tokenAgreement(outputs, reference)
             let speed = StrategySpeed(strategy: name, tokensPerSecond: stats.decodeTokensPerSecond,
                                       speedupOverFullDepth: stats.decodeTokensPerSecond / max(full.decodeTokensPerSecond, 1e-9),
                                       meanLayersPerToken: stats.meanLayersPerToken,

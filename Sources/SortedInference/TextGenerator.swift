@@ -49,6 +49,14 @@ public struct GenerationStats: Codable, Sendable, Equatable {
     public var prefillTokensPerSecond: Double { promptTokens > 0 ? Double(promptTokens) / max(prefillSeconds, 1e-9) : 0 }
 }
 
+/// Tokens equal position by position in two sets of answers, and the positions compared
+/// (the longer answer's length, so a missing token counts as a disagreement).
+public func tokenAgreement(_ a: [[Int32]], _ b: [[Int32]]) -> (same: Int, total: Int) {
+    zip(a, b).reduce((0, 0)) { sum, pair in
+        (sum.0 + zip(pair.0, pair.1).filter { $0 == $1 }.count, sum.1 + max(pair.0.count, pair.1.count))
+    }
+}
+
 public final class TextGenerator {
     public let model: LlamaModel
     public let strategy: DecodingStrategy

@@ -76,12 +76,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     private func parseExits(_ text: String) throws -> [Int] {
-        let depths = try text.split(separator: ",", omittingEmptySubsequences: false).map {
-            guard let d = Int($0.trimmingCharacters(in: .whitespaces)), d >= 1 else {
-                throw CommandLineError("--exits: '\($0)' is not a depth (a whole number ≥ 1)")
-            }
-            return d
-        }
+        let depths = try parseDepths(text, flag: "--exits")
         guard depths == depths.sorted(), Set(depths).count == depths.count else {
             throw CommandLineError("--exits must be ascending and distinct, got \(text)")
         }
@@ -125,20 +120,25 @@ struct EvalCommand: ParsableCommand {
     }
 
     private func printTable(_ result: EvalResult) {
-        func rows(_ title: String, _ reports: [ExitReport]) {
-            print(title)
-            print("exit  loss    ppl       accuracy  agree   KL(deep‖exit)  exact match      tokens/s")
-            for r in reports {
-                let em = r.exactMatch.map { String(format: "%5.1f%% of %d", 100 * $0, r.answered) } ?? "-"
-                let speed = r.generationTokensPerSecond.map { String(format: "%.0f", $0) } ?? "-"
+        func em(_ r: ExitReport) -> String { r.exactMatch.map { String(format: "%.1f%%", 100 * $0) } ?? "-" }
+        func speed(_ r: ExitReport) -> String { r.generationTokensPerSecond.map { String(format: "%.0f", $0) } ?? "-" }
+        func cell(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+        guard let other = result.compared else {
+            print(result.model)
+            print("exit  loss    ppl       accuracy  agree   KL(deep‖exit)  exact match  tokens/s")
+            for r in result.exits {
                 print(String(format: "%-5d %-7.4f %-9.3f %-9.3f %-7.3f %-14.4f ", r.depth, r.loss, r.perplexity, r.accuracy,
-                             r.agreement, r.klFromDeepest) + em.padding(toLength: 16, withPad: " ", startingAt: 0) + " " + speed)
+                             r.agreement, r.klFromDeepest) + cell(em(r) + (r.exactMatch == nil ? "" : " of \(r.answered)"), 12) + " " + speed(r))
             }
+            return
         }
-        rows(result.model, result.exits)
-        if let other = result.compared {
-            print("")
-            rows(other.model, other.exits)
+        // Two models side by side, exit by exit: A = MODEL, B = --compare.
+        print("A: \(result.model)")
+        print("B: \(other.model)")
+        print("exit  loss A   loss B   accuracy A  accuracy B  exact match A  exact match B  tokens/s A  tokens/s B")
+        for (a, b) in zip(result.exits, other.exits) {
+            print(String(format: "%-5d %-8.4f %-8.4f %-11.3f %-11.3f ", a.depth, a.loss, b.loss, a.accuracy, b.accuracy)
+                  + cell(em(a), 14) + " " + cell(em(b), 14) + " " + cell(speed(a), 11) + " " + speed(b))
         }
     }
 }

@@ -78,17 +78,10 @@ struct GenerateBenchCommand: ParsableCommand {
         let L = loaded.model.config.numHiddenLayers
         var depths = loaded.exits.count > 1 ? loaded.exits : Array(Set([max(1, L / 4), max(1, L / 2), max(1, 3 * L / 4), L])).sorted()
         if let exits {
-            depths = try exits.split(separator: ",").map {
-                guard let d = Int($0.trimmingCharacters(in: .whitespaces)), (1...L).contains(d) else {
-                    throw CommandLineError("--exits: '\($0)' is not a depth in 1...\(L)")
-                }
-                return d
-            }.sorted()
+            depths = try parseDepths(exits, flag: "--exits").sorted()
+            if let bad = depths.first(where: { $0 > L }) { throw CommandLineError("--exits: \(bad) is outside 1...\(L)") }
         }
-        let thresholds = try earlyExit.split(separator: ",").map {
-            guard let t = Double($0.trimmingCharacters(in: .whitespaces)), t.isFinite else { throw CommandLineError("--early-exit: '\($0)' is not a number") }
-            return t
-        }
+        let thresholds = try parseNumbers(earlyExit, flag: "--early-exit")
         let draft = draftDepth ?? depths.first { $0 < L } ?? L
         guard (1...L).contains(draft) else { throw CommandLineError("--draft-depth \(draft) is outside 1...\(L)") }
         let ids = try Self.prompts.map { try loaded.template.prompt(instruction: $0, tokenizer: loaded.tokenizer) }

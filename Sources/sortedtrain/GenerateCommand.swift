@@ -160,13 +160,8 @@ struct GenerateCommand: ParsableCommand {
 
     private func strategy(layers L: Int, trainedExits: [Int]) throws -> DecodingStrategy {
         if let thresholds = earlyExit {
-            let values = try thresholds.split(separator: ",", omittingEmptySubsequences: false).map {
-                guard let v = Double($0.trimmingCharacters(in: .whitespaces)), v.isFinite else {
-                    throw CommandLineError("--early-exit: '\($0)' is not a number")
-                }
-                return v
-            }
-            let exitList = try exits.map(parseDepths) ?? trainedExits
+            let values = try parseNumbers(thresholds, flag: "--early-exit")
+            let exitList = try exits.map { try parseDepths($0, flag: "--exits") } ?? trainedExits
             guard exitList.contains(where: { $0 < L }) else {
                 throw CommandLineError("--early-exit needs exits below layer \(L); the model names \(exitList) (give --exits)")
             }
@@ -179,13 +174,6 @@ struct GenerateCommand: ParsableCommand {
             return .selfSpeculative(draftDepth: draft, lookahead: lookahead)
         }
         return .fixed(depth: depth ?? L)
-    }
-
-    private func parseDepths(_ text: String) throws -> [Int] {
-        try text.split(separator: ",", omittingEmptySubsequences: false).map {
-            guard let d = Int($0.trimmingCharacters(in: .whitespaces)) else { throw CommandLineError("--exits: '\($0)' is not a depth") }
-            return d
-        }
     }
 
     private func readPrompts(_ loaded: LoadedModel) throws -> [(text: String, ids: [Int32])] {
@@ -225,11 +213,7 @@ struct GenerateCommand: ParsableCommand {
         let full = try TextGenerator(model: loaded.model, strategy: .fixed(depth: loaded.model.config.numHiddenLayers),
                                      stop: loaded.stopTokens, batchSize: batchSize, capacity: capacity)
         let reference = full.generate(prompts, maxNewTokens: maxNewTokens)
-        var same = 0, total = 0
-        for (a, b) in zip(outputs, reference) {
-            total += max(a.count, b.count)
-            same += zip(a, b).filter { $0 == $1 }.count
-        }
+        let (same, total) = tokenAgreement(outputs, reference)
         printProgress(String(format: "agreement with full-depth greedy: %d of %d tokens (%.1f%%), identical outputs %d of %d; full depth %.1f tokens/s",
                              same, total, 100 * Double(same) / Double(max(total, 1)),
                              zip(outputs, reference).filter { $0 == $1 }.count, outputs.count, full.stats.decodeTokensPerSecond))

@@ -19,3 +19,23 @@ struct CommandLineError: Error, CustomStringConvertible {
     let description: String
     init(_ message: String) { description = message }
 }
+
+/// "2,4,8" as depths (whole numbers ≥ 1), for `flag`'s error message.
+func parseDepths(_ text: String, flag: String) throws -> [Int] {
+    try text.split(separator: ",", omittingEmptySubsequences: false).map {
+        guard let d = Int($0.trimmingCharacters(in: .whitespaces)), d >= 1 else {
+            throw CommandLineError("\(flag): '\($0)' is not a depth (a whole number ≥ 1)")
+        }
+        return d
+    }
+}
+
+/// "0.9,0.8" as finite numbers, for `flag`'s error message.
+func parseNumbers(_ text: String, flag: String) throws -> [Double] {
+    try text.split(separator: ",", omittingEmptySubsequences: false).map {
+        guard let v = Double($0.trimmingCharacters(in: .whitespaces)), v.isFinite else {
+            throw CommandLineError("\(flag): '\($0)' is not a number")
+        }
+        return v
+    }
+}
