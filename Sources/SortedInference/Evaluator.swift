@@ -78,18 +78,8 @@ public enum Evaluator {
 
         let builder = ExampleBuilder(tokenizer: loaded.tokenizer, template: loaded.template, maxLength: loaded.window)
         let dataset = try DatasetLoader.load(files, builder: builder)
-        let mine = Array(stride(from: communicator.rank, to: dataset.count, by: communicator.size))
-        var sums = try exitStatistics(loaded.model, dataset: dataset, examples: mine, exits: exits, window: loaded.window)
-        try communicator.allReduceSum(&sums)
+        var reports = try heldOut(loaded.model, dataset: dataset, exits: exits, communicator: communicator)
         say("loss on \(dataset.count) examples of \(files.joined(separator: ", "))")
-
-        var reports: [ExitReport] = exits.enumerated().map { e, depth in
-            let s = Array(sums[(e * 5)..<(e * 5 + 5)])   // nll, tokens, correct, agree, kl
-            let n = max(s[1], 1), loss = s[0] / n
-            return ExitReport(depth: depth, loss: loss, perplexity: exp(loss), lossTokens: Int(s[1]),
-                              accuracy: s[2] / n, agreement: s[3] / n, klFromDeepest: s[4] / n,
-                              exactMatch: nil, answered: 0, generationTokensPerSecond: nil)
-        }
         guard settings.answerLimit > 0 else { return reports }
 
         // Instruction records with an answer, for exact match.
@@ -126,10 +116,27 @@ public enum Evaluator {
         return reports
     }
 
+    /// The loss-side report of every exit (no generation) over the first `limit` examples
+    /// of a tokenized dataset, shared out over the communicator's ranks: what `eval` prints
+    /// and what training logs every `log.eval_every` steps. exits: ascending.
+    public static func heldOut(_ model: LlamaModel, dataset: PreparedDataset, exits: [Int], limit: Int? = nil,
+                               communicator: Communicator) throws -> [ExitReport] {
+        let count = min(dataset.count, limit ?? dataset.count)
+        let mine = Array(stride(from: communicator.rank, to: count, by: communicator.size))
+        var sums = try exitStatistics(model, dataset: dataset, examples: mine, exits: exits)
+        try communicator.allReduceSum(&sums)
+        return exits.enumerated().map { e, depth in
+            let s = Array(sums[(e * 5)..<(e * 5 + 5)])   // nll, tokens, correct, agree, kl
+            let n = max(s[1], 1), loss = s[0] / n
+            return ExitReport(depth: depth, loss: loss, perplexity: exp(loss), lossTokens: Int(s[1]),
+                              accuracy: s[2] / n, agreement: s[3] / n, klFromDeepest: s[4] / n,
+                              exactMatch: nil, answered: 0, generationTokensPerSecond: nil)
+        }
+    }
+
     /// Per exit, five sums over the labelled tokens of the given examples: NLL, tokens,
     /// correct argmax, argmax agreeing with the deepest exit, KL(deepest ‖ exit).
-    static func exitStatistics(_ model: LlamaModel, dataset: PreparedDataset, examples: [Int], exits: [Int],
-                               window: Int) throws -> [Double] {
+    static func exitStatistics(_ model: LlamaModel, dataset: PreparedDataset, examples: [Int], exits: [Int]) throws -> [Double] {
         let E = exits.count, V = model.config.vocabSize, D = model.config.hiddenSize
         var sums = [Double](repeating: 0, count: 5 * E)
         guard !examples.isEmpty else { return sums }

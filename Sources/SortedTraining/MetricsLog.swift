@@ -1,5 +1,6 @@
 // MetricsLog: one JSON object per step, appended to a JSONL file (rank 0 only).
 import Foundation
+import SortedInference
 
 public final class MetricsLog {
     public let path: String
@@ -28,9 +29,40 @@ public final class MetricsLog {
 
     deinit { try? handle.close() }
 
-    public func append(_ metrics: StepMetrics) throws {
+    /// One line: a StepMetrics, or any other record of the run (a validation line).
+    public func append<Line: Encodable>(_ metrics: Line) throws {
         var line = try encoder.encode(metrics)
         line.append(0x0A)
         try handle.write(contentsOf: line)
+    }
+}
+
+/// A metrics line with every exit's held-out figures (log.eval_every).
+public struct ValidationMetrics: Encodable {
+    public var step: Int
+    public var validation: Figures
+
+    public struct Figures: Encodable {
+        /// depth → mean cross-entropy, as the training lines' exit_losses.
+        public var exitLosses: [String: Double]
+        public var accuracy: [String: Double]
+        public var agreement: [String: Double]
+        public var klFromDeepest: [String: Double]
+        public var tokens: Int
+
+        enum CodingKeys: String, CodingKey {
+            case accuracy, agreement, tokens
+            case exitLosses = "exit_losses"
+            case klFromDeepest = "kl_from_deepest"
+        }
+    }
+
+    public init(step: Int, reports: [ExitReport]) {
+        func byDepth(_ value: (ExitReport) -> Double) -> [String: Double] {
+            Dictionary(uniqueKeysWithValues: reports.map { (String($0.depth), value($0)) })
+        }
+        self.step = step
+        validation = Figures(exitLosses: byDepth(\.loss), accuracy: byDepth(\.accuracy), agreement: byDepth(\.agreement),
+                             klFromDeepest: byDepth(\.klFromDeepest), tokens: reports.first?.lossTokens ?? 0)
     }
 }

@@ -35,6 +35,10 @@ public struct LogSettings: Equatable, Sendable {
     public var every: Int
     /// "auto" (a live bar on an interactive terminal, lines otherwise), "bar" or "lines".
     public var progress: String
+    /// Evaluate every exit on the held-out data every N steps (0: never), on the first
+    /// `evalExamples` examples of data.validation; a "validation" line in the metrics.
+    public var evalEvery: Int = 0
+    public var evalExamples: Int = 200
 }
 
 public struct CheckpointSettings: Equatable, Sendable {
@@ -202,10 +206,15 @@ public struct RunConfig: Sendable {
             throw ConfigError(key: "schedule.min_lr", "must be in [0, optim.lr], got \(schedule.minimum)")
         }
 
-        let lg = try section("log", ["dir", "every", "progress"])
+        let lg = try section("log", ["dir", "every", "progress", "eval_every", "eval_examples"])
         let stem = URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent
         let log = LogSettings(directory: try lg.string("dir", default: "runs/\(stem)"), every: try lg.int("every", default: 10, min: 1),
-                              progress: try lg.string("progress", default: "auto", oneOf: ["auto", "bar", "lines"]))
+                              progress: try lg.string("progress", default: "auto", oneOf: ["auto", "bar", "lines"]),
+                              evalEvery: try lg.int("eval_every", default: 0, min: 0),
+                              evalExamples: try lg.int("eval_examples", default: 200, min: 1))
+        if log.evalEvery > 0 && data.validation.isEmpty {
+            throw ConfigError(key: "log.eval_every", "needs held-out data: set data.validation (files), or eval_every 0")
+        }
 
         let ck = try section("checkpoint", ["dir", "every", "keep"])
         let checkpoint = CheckpointSettings(directory: try ck.string("dir", default: log.directory + "/checkpoints"),

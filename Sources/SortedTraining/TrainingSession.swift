@@ -5,6 +5,7 @@ import Foundation
 import SortedData
 import SortedDistributed
 import SortedIO
+import SortedInference
 import SortedKit
 
 public struct TrainOptions: Sendable {
@@ -83,7 +84,7 @@ public final class TrainingSession {
         }
         communicator.timeout = config.distributed.timeoutSeconds
 
-        let dataset = try agreed("loading the data") { try loadData(config) }
+        let (dataset, heldOut) = try agreed("loading the data") { try loadData(config) }
         let model = try agreed("building the model") { () -> LlamaModel in
             if let initial { return initial }
             let model = try LlamaModel(config: config.model)
@@ -137,17 +138,37 @@ public final class TrainingSession {
             }
             if !self.options.quiet { progress.report(m) }
         }
+        /// Every exit on the held-out slice, logged as a "validation" metrics line.
+        func validate(at step: Int) throws {
+            guard let heldOut else { return }
+            let reports = try Evaluator.heldOut(model, dataset: heldOut, exits: config.objective.exits,
+                                                limit: config.log.evalExamples, communicator: communicator)
+            guard rank == 0 else { return }
+            let line = ValidationMetrics(step: step, reports: reports)
+            do { try metrics?.append(line) } catch {
+                FileHandle.standardError.write(Data("warning: validation metrics not written: \(error)\n".utf8))
+            }
+            progress.finish()
+            if !options.quiet {
+                say("validation at step \(step): " + reports.map { "L\($0.depth) \(String(format: "%.3f", $0.loss))" }.joined(separator: " "))
+            }
+        }
         StopSignal.install()
         var step = trainer.startStep
+        let evalEvery = config.log.evalEvery
+        if evalEvery > 0 && step == 0 { try validate(at: 0) }
         var summary: TrainingSummary
         repeat {
-            // Run to the next checkpoint boundary, then save there.
+            // Run to the next checkpoint or validation boundary; save or evaluate there.
             let every = config.checkpoint.every
-            let boundary = every > 0 ? min(config.train.maxSteps, (step / every + 1) * every) : config.train.maxSteps
+            var boundary = every > 0 ? min(config.train.maxSteps, (step / every + 1) * every) : config.train.maxSteps
+            if evalEvery > 0 { boundary = min(boundary, (step / evalEvery + 1) * evalEvery) }
             summary = try trainer.run(until: boundary, shouldStop: { StopSignal.requested })
             step = summary.finalStep
             trainer.startStep = step
-            if step > lastSaved {
+            if evalEvery > 0 && step % evalEvery == 0 && !summary.stoppedBySignal { try validate(at: step) }
+            let atCheckpoint = every > 0 ? step % every == 0 : step == config.train.maxSteps
+            if step > lastSaved && (atCheckpoint || step == config.train.maxSteps || summary.stoppedBySignal) {
                 let folder = try checkpoints.save(trainer, step: step)
                 lastSaved = step
                 progress.finish()
@@ -163,7 +184,8 @@ public final class TrainingSession {
         }
     }
 
-    func loadData(_ config: RunConfig) throws -> PreparedDataset {
+    /// The training set, and the held-out set when validation during training is on.
+    func loadData(_ config: RunConfig) throws -> (PreparedDataset, PreparedDataset?) {
         guard !config.data.train.isEmpty else {
             throw ConfigError(key: "data.train", "is required: the training files (.json, .jsonl, .txt) or a file made by `sortedtrain prepare`")
         }
@@ -185,7 +207,12 @@ public final class TrainingSession {
         guard dataset.count > 0 else {
             throw DataError(file: config.data.train.joined(separator: ", "), "holds no usable example after tokenization (\(dataset.counts))")
         }
-        return dataset
+        guard config.log.evalEvery > 0 else { return (dataset, nil) }
+        let heldOut = try DatasetLoader.load(config.data.validation, builder: builder, format: RecordFormat(rawValue: config.data.format)!)
+        guard heldOut.count > 0 else {
+            throw DataError(file: config.data.validation.joined(separator: ", "), "holds no usable example for log.eval_every")
+        }
+        return (dataset, heldOut)
     }
 
     /// An HF directory (config.json + safetensors) or a llama GGUF file.

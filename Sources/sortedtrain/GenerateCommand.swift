@@ -182,7 +182,9 @@ struct GenerateCommand: ParsableCommand {
                 : try loaded.template.prompt(instruction: instruction, input: input, tokenizer: loaded.tokenizer)
         }
         guard let file = promptsFile else { return [(prompt!, try encode(prompt!, input))] }
-        guard let data = FileManager.default.contents(atPath: file) else {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue,
+              let handle = FileHandle(forReadingAtPath: file), let data = try? handle.readToEnd() ?? Data() else {
             throw CommandLineError("--prompts-file \(file): cannot be read")
         }
         var prompts: [(String, [Int32])] = []

@@ -28,7 +28,7 @@ cat > "$work/run.json" <<JSON
  "optim": {"lr": 3e-3, "weight_decay": 0.01, "max_grad_norm": 1.0},
  "schedule": {"type": "cosine", "warmup_steps": 20, "min_lr": 3e-4},
  "train": {"micro_batch_size": 8, "sequence_length": 64, "max_steps": 300, "seed": 5},
- "log": {"dir": "$work/run", "progress": "lines", "every": 1000},
+ "log": {"dir": "$work/run", "progress": "lines", "every": 1000, "eval_every": 150},
  "checkpoint": {"every": 300, "keep": 1}}
 JSON
 if ! mpirun_local 2 "$bin" train --config "$work/run.json" > "$work/train.out" 2>&1; then
@@ -88,6 +88,23 @@ assert a[1]["agreement"] == 1 and a[1]["kl_from_deepest"] == 0 and a[0]["kl_from
 PY
 then pass "eval under mpirun -np 2 reports the numbers of one process"
 else fail "eval under mpirun" "$(tail -3 "$work/eval2.out")"
+fi
+# Validation during training (log.eval_every 150): lines at steps 0, 150, 300, and the last
+# one equals what `eval` reports for the saved model.
+if python3 - "$work/run/metrics.jsonl" "$work/eval1.json" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+val = [l for l in lines if "validation" in l]
+assert [l["step"] for l in val] == [0, 150, 300], [l["step"] for l in val]
+last = val[-1]["validation"]
+for e in json.load(open(sys.argv[2]))["exits"]:
+    d = str(e["depth"])
+    assert abs(last["exit_losses"][d] - e["loss"]) <= 1e-5 * e["loss"], (d, last["exit_losses"][d], e["loss"])
+    assert abs(last["accuracy"][d] - e["accuracy"]) <= 1e-9
+assert val[0]["validation"]["exit_losses"]["4"] > last["exit_losses"]["4"]
+PY
+then pass "log.eval_every writes validation lines, the last equal to eval's numbers"
+else fail "log.eval_every" "$(grep validation "$work/run/metrics.jsonl" | tail -2)"
 fi
 "$bin" eval "$ckpt" --limit 4 --compare "$ckpt" --json - > "$work/compare.json" 2>&1
 check "eval --compare puts a second model beside the first" python3 -c "

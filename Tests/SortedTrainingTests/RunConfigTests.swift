@@ -60,6 +60,8 @@ final class RunConfigTests: XCTestCase {
         try assertConfigError("{\(model), \"train\": {\"micro_batch_size\": 0, \"sequence_length\": 8}}", key: "train.micro_batch_size", mentions: "at least 1")
         try assertConfigError("{\(model), \"train\": {\"sequence_length\": 100}}", key: "train.sequence_length", mentions: "max_position_embeddings")
         try assertConfigError("{\(model), \"trian\": {}}", key: "trian", mentions: "unknown section")
+        try assertConfigError("{\(model), \"log\": {\"eval_every\": 50}, \"train\": {\"sequence_length\": 8}}", key: "log.eval_every", mentions: "data.validation")
+        try assertConfigError("{\(model), \"log\": {\"eval_every\": -1}, \"train\": {\"sequence_length\": 8}}", key: "log.eval_every", mentions: "at least 0")
         try assertConfigError("{\(model), \"sorted\": {\"reduction\": \"avg\"}, \"train\": {\"sequence_length\": 8}}", key: "sorted.reduction", mentions: "not one of")
         try assertConfigError(#"{"model": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 4, "num_attention_heads": 3, "vocab_size": 50}}"#,
                               key: "model.hidden_size", mentions: "not divisible by num_attention_heads")
