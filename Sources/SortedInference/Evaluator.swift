@@ -54,9 +54,13 @@ public struct EvaluationSettings: Sendable {
 
 public enum EvaluationError: Error, CustomStringConvertible {
     case badExits(String)
+    /// An example holds a token id the model has no embedding for.
+    case tokenOutOfRange(example: Int, id: Int32, vocabulary: Int)
     public var description: String {
         switch self {
         case .badExits(let message): return message
+        case .tokenOutOfRange(let example, let id, let vocabulary):
+            return "example \(example) holds token id \(id), but the model has \(vocabulary) embeddings: tokenize with the model's own tokenizer"
         }
     }
 }
@@ -97,7 +101,7 @@ public enum Evaluator {
                            (questions.map(\.prompt.count).max() ?? 0) + settings.maxNewTokens + 1)
         for (e, depth) in exits.enumerated() {
             let generator = try TextGenerator(model: loaded.model, strategy: .fixed(depth: depth), stop: loaded.stopTokens,
-                                              batchSize: settings.batchSize, capacity: capacity)
+                                              batchSize: min(settings.batchSize, max(asked.count, 1)), capacity: capacity)
             let outputs = generator.generate(asked.map(\.prompt), maxNewTokens: settings.maxNewTokens)
             var counts = [0.0, Double(generator.stats.generatedTokens),
                           generator.stats.prefillSeconds + generator.stats.decodeSeconds]
@@ -150,6 +154,9 @@ public enum Evaluator {
             let (tokens, labels) = dataset.example(i)
             let n = min(tokens.count, capacity)
             let ids = Array(tokens.prefix(n)), labelArray = Array(labels.prefix(n))
+            if let bad = (ids + labelArray).first(where: { Int($0) >= V }) {
+                throw EvaluationError.tokenOutOfRange(example: i, id: bad, vocabulary: V)
+            }
             decoder.cache.reset(slot: 0)
             for first in stride(from: 0, to: n, by: chunk) {
                 let rows = min(chunk, n - first)

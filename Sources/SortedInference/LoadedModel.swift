@@ -26,6 +26,12 @@ public struct LoadedModel {
         self.description = description
     }
 
+    /// Why the tokenizer cannot feed this model (more ids than embeddings), or nil.
+    public var vocabularyProblem: String? {
+        guard tokenizer.vocabularySize > model.config.vocabSize else { return nil }
+        return "the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabSize) embeddings: give the tokenizer the model was trained with"
+    }
+
     /// EOS, and the end-of-turn token of a ChatML template.
     public var stopTokens: Set<Int32> {
         var stop = Set<Int32>()

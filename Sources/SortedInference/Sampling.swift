@@ -20,7 +20,8 @@ public struct SamplingSettings: Sendable, Equatable {
         self.seed = seed
     }
 
-    public var isGreedy: Bool { temperature <= 0 }
+    /// Temperatures below 1e-4 are greedy too: dividing float logits by them overflows.
+    public var isGreedy: Bool { temperature < 1e-4 }
 
     /// Why the settings cannot be used, or nil.
     public var problem: String? {
@@ -63,10 +64,12 @@ struct TokenSampler {
         let order = (0..<V).sorted { out[$0] > out[$1] || (out[$0] == out[$1] && $0 < $1) }
         var kept = k
         if settings.topP < 1 {
+            // The nucleus of the top-k distribution, renormalised (HF applies top-p after top-k).
+            let topKMass = order.prefix(k).reduce(0.0) { $0 + Double(out[$1]) }
             var mass = 0.0
             for (i, v) in order.prefix(k).enumerated() {
                 mass += Double(out[v])
-                if mass >= settings.topP { kept = i + 1; break }
+                if mass >= settings.topP * topKMass { kept = i + 1; break }
             }
         }
         var total: Float = 0

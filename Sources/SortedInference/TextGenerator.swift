@@ -71,7 +71,9 @@ public final class TextGenerator {
     private let decoder: IncrementalDecoder
     private let hidden: FloatBuffer
     private let logits: FloatBuffer
-    private var sampler: TokenSampler
+    /// generate() calls so far: with the prompt's index in the call it seeds that prompt's
+    /// sampler, so a sampled answer does not depend on the batch size or the other prompts.
+    private var calls: UInt64 = 0
     private var V: Int { model.config.vocabSize }
     private var L: Int { model.config.numHiddenLayers }
 
@@ -103,11 +105,14 @@ public final class TextGenerator {
         case .selfSpeculative(let draft, let lookahead):
             if let e = depthProblem(draft) { throw e }
             guard draft < L else { throw ConfigError(key: "draft_depth", "must be below the model's \(L) layers, got \(draft)") }
+            let drafts: Int
             switch lookahead {
-            case .fixed(let n): rows = n + 1
-            case .adaptive(let n, _): rows = n + 1
+            case .fixed(let n): drafts = n
+            case .adaptive(let n, _): drafts = n
             }
-            guard rows >= 2 else { throw ConfigError(key: "speculate", "must draft at least one token") }
+            guard drafts >= 1 else { throw ConfigError(key: "speculate", "must draft at least one token") }
+            // No round drafts more than the sequence can still hold (see generateSpeculative).
+            rows = min(drafts, max(1, min(capacity, model.config.maxPositionEmbeddings) - 2)) + 1
         }
         if let problem = sampling.problem { throw ConfigError(key: "sampling", problem) }
         guard batchSize >= 1 else { throw ConfigError(key: "batch_size", "must be positive, got \(batchSize)") }
@@ -123,7 +128,6 @@ public final class TextGenerator {
         decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, cacheLayers: cacheLayers)
         hidden = decoder.makeHidden(rows: maxRows)
         logits = FloatBuffer(count: maxRows * model.config.vocabSize)
-        sampler = TokenSampler(sampling)
     }
 
     /// The new tokens of each prompt, ending before a stop token, after maxNewTokens, or
@@ -132,20 +136,21 @@ public final class TextGenerator {
     public func generate(_ prompts: [[Int32]], maxNewTokens: Int,
                          onToken: ((Int, Int32) -> Void)? = nil) -> [[Int32]] {
         var outputs: [[Int32]] = []
+        calls += 1
         switch strategy {
         case .fixed(let depth):
             for first in stride(from: 0, to: prompts.count, by: batchSize) {
                 let group = Array(prompts[first..<min(first + batchSize, prompts.count)])
-                outputs += generateFixed(group, depth: depth, maxNewTokens: maxNewTokens) { onToken?(first + $0, $1) }
+                outputs += generateFixed(group, firstIndex: first, depth: depth, maxNewTokens: maxNewTokens) { onToken?(first + $0, $1) }
             }
         case .earlyExit(let exits, let thresholds, let measure):
             for (i, prompt) in prompts.enumerated() {
-                outputs.append(generateEarlyExit(prompt, exits: exits, thresholds: thresholds, measure: measure,
-                                                 maxNewTokens: maxNewTokens) { onToken?(i, $0) })
+                outputs.append(generateEarlyExit(prompt, sampler: sampler(for: i), exits: exits, thresholds: thresholds,
+                                                 measure: measure, maxNewTokens: maxNewTokens) { onToken?(i, $0) })
             }
         case .selfSpeculative(let draft, let lookahead):
             for (i, prompt) in prompts.enumerated() {
-                outputs.append(generateSpeculative(prompt, draftDepth: draft, lookahead: lookahead,
+                outputs.append(generateSpeculative(prompt, sampler: sampler(for: i), draftDepth: draft, lookahead: lookahead,
                                                    maxNewTokens: maxNewTokens) { onToken?(i, $0) })
             }
         }
@@ -153,6 +158,13 @@ public final class TextGenerator {
     }
 
     public func resetStats() { stats = GenerationStats() }
+
+    private func sampler(for prompt: Int) -> TokenSampler {
+        var mixer = SplitMix64(seed: sampling.seed ^ (calls &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(prompt) &* 0xBF58_476D_1CE4_E5B9))
+        var settings = sampling
+        settings.seed = mixer.next()
+        return TokenSampler(settings)
+    }
 
     // MARK: - Shared steps
 
@@ -197,9 +209,10 @@ public final class TextGenerator {
 
     // MARK: - Fixed depth, batched
 
-    private func generateFixed(_ prompts: [[Int32]], depth: Int, maxNewTokens: Int,
+    private func generateFixed(_ prompts: [[Int32]], firstIndex: Int, depth: Int, maxNewTokens: Int,
                                onToken: (Int, Int32) -> Void) -> [[Int32]] {
         let B = prompts.count
+        var samplers = (0..<B).map { sampler(for: firstIndex + $0) }
         var output = [[Int32]](repeating: [], count: B)
         var next = [Int32](repeating: 0, count: B)
         var active = [Int]()
@@ -209,7 +222,7 @@ public final class TextGenerator {
             prefill(kept, slot: b, layers: 0..<depth)
             timed {
                 decoder.logits(hidden, rows: 0..<1, into: row(0))
-                next[b] = sampler.choose(row(0), vocab: V)
+                next[b] = samplers[b].choose(row(0), vocab: V)
             }
             active.append(b)
         }
@@ -229,7 +242,7 @@ public final class TextGenerator {
                 decoder.embed(active.map { next[$0] }, into: hidden)
                 decoder.forward(hidden, segments: active.map { DecoderSegment(slot: $0, rows: 1) }, layers: 0..<depth)
                 decoder.logits(hidden, rows: 0..<active.count, into: logits.pointer)
-                for (i, b) in active.enumerated() { next[b] = sampler.choose(row(i), vocab: V) }
+                for (i, b) in active.enumerated() { next[b] = samplers[b].choose(row(i), vocab: V) }
             }
         }
         return output
@@ -237,8 +250,9 @@ public final class TextGenerator {
 
     // MARK: - Early exit
 
-    private func generateEarlyExit(_ prompt: [Int32], exits: [Int], thresholds: [Double], measure: ConfidenceMeasure,
-                                   maxNewTokens: Int, onToken: (Int32) -> Void) -> [Int32] {
+    private func generateEarlyExit(_ prompt: [Int32], sampler: TokenSampler, exits: [Int], thresholds: [Double],
+                                   measure: ConfidenceMeasure, maxNewTokens: Int, onToken: (Int32) -> Void) -> [Int32] {
+        var sampler = sampler
         let kept = fitted(prompt)
         guard !kept.isEmpty, maxNewTokens > 0 else { return [] }
         // The prompt runs at full depth so every layer's cache is complete.
@@ -247,13 +261,16 @@ public final class TextGenerator {
         timed {
             decoder.logits(hidden, rows: 0..<1, into: row(0))
             var token = sampler.choose(row(0), vocab: V)
+            var depth = L   // the first token came from the prefill at full depth
             let segment = [DecoderSegment(slot: 0, rows: 1)]
             while !stop.contains(token) {
                 output.append(token)
+                record(depth: depth)
                 onToken(token)
                 guard output.count < maxNewTokens, decoder.cache.length(slot: 0, layer: 0) + 1 < capacity else { break }
                 decoder.embed([token], into: hidden)
-                var depth = 0, exited = false
+                depth = 0
+                var exited = false
                 for (i, exit) in exits.filter({ $0 < L }).enumerated() {
                     decoder.forward(hidden, segments: segment, layers: depth..<exit)
                     depth = exit
@@ -270,29 +287,29 @@ public final class TextGenerator {
                     depth = L
                     decoder.logits(hidden, rows: 0..<1, into: row(0))
                 }
-                record(depth: depth)
                 token = sampler.choose(row(0), vocab: V)
             }
         }
         stats.generatedTokens += output.count
-        // The first token came from the prefill at full depth.
-        if !output.isEmpty { record(depth: L) }
         return output
     }
 
     // MARK: - Self-speculative decoding
 
-    private func generateSpeculative(_ prompt: [Int32], draftDepth k: Int, lookahead: DecodingStrategy.Lookahead,
-                                     maxNewTokens: Int, onToken: (Int32) -> Void) -> [Int32] {
+    private func generateSpeculative(_ prompt: [Int32], sampler: TokenSampler, draftDepth k: Int,
+                                     lookahead: DecodingStrategy.Lookahead, maxNewTokens: Int,
+                                     onToken: (Int32) -> Void) -> [Int32] {
+        var sampler = sampler
         let kept = fitted(prompt)
         guard !kept.isEmpty, maxNewTokens > 0 else { return [] }
         prefill(kept, slot: 0, layers: 0..<L)
-        let (maxDraft, adaptiveThreshold): (Int, Double?) = {
+        let (requested, adaptiveThreshold): (Int, Double?) = {
             switch lookahead {
             case .fixed(let n): return (n, nil)
             case .adaptive(let n, let t): return (n, t)
             }
         }()
+        let maxDraft = min(requested, max(1, capacity - 2))
         var output: [Int32] = []
         let greedy = sampling.isGreedy
         // Draft distributions q_i (sampling only): [maxDraft, V].

@@ -166,13 +166,16 @@ public final class TrainingSession {
             summary = try trainer.run(until: boundary, shouldStop: { StopSignal.requested })
             step = summary.finalStep
             trainer.startStep = step
-            if evalEvery > 0 && step % evalEvery == 0 && !summary.stoppedBySignal { try validate(at: step) }
             let atCheckpoint = every > 0 ? step % every == 0 : step == config.train.maxSteps
             if step > lastSaved && (atCheckpoint || step == config.train.maxSteps || summary.stoppedBySignal) {
                 let folder = try checkpoints.save(trainer, step: step)
                 lastSaved = step
                 progress.finish()
                 say("saved \(folder)")
+            }
+            // After the save, so a failed evaluation cannot cost the checkpoint.
+            if evalEvery > 0 && step % evalEvery == 0 && summary.stepsRun > 0 && !summary.stoppedBySignal {
+                try validate(at: step)
             }
         } while step < config.train.maxSteps && !summary.stoppedBySignal
 

@@ -88,6 +88,7 @@ struct EvalCommand: ParsableCommand {
         defer { (communicator as? MPICommunicator)?.finalize() }
         let rank0 = communicator.rank == 0
         let loaded = try ModelSource.load(model, tokenizer: tokenizer, template: template)
+        if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
         let files = data.isEmpty ? loaded.validation : data
         guard !files.isEmpty else {
             throw CommandLineError("no evaluation data: pass --data FILE (the model names no validation files)")

@@ -75,6 +75,7 @@ struct GenerateBenchCommand: ParsableCommand {
 
     func run() throws {
         let loaded = try ModelSource.load(model, tokenizer: tokenizer, template: template)
+        if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
         let L = loaded.model.config.numHiddenLayers
         var depths = loaded.exits.count > 1 ? loaded.exits : Array(Set([max(1, L / 4), max(1, L / 2), max(1, 3 * L / 4), L])).sorted()
         if let exits {

@@ -111,9 +111,11 @@ struct GenerateCommand: ParsableCommand {
             throw CommandLineError("--confidence must be probability or margin, got '\(confidence)'")
         }
         if draftDepth != nil && speculate != "auto" {
-            guard let n = Int(speculate), n >= 1 else { throw CommandLineError("--speculate must be a positive number of tokens or auto, got '\(speculate)'") }
+            guard let n = Int(speculate), (1...64).contains(n) else {
+                throw CommandLineError("--speculate must be a number of tokens in 1...64 or auto, got '\(speculate)'")
+            }
         }
-        guard maxDraft >= 1 else { throw CommandLineError("--max-draft must be at least 1") }
+        guard (1...64).contains(maxDraft) else { throw CommandLineError("--max-draft must be in 1...64, got \(maxDraft)") }
         guard draftConfidence.isFinite && draftConfidence >= 0 && draftConfidence <= 1 else {
             throw CommandLineError("--draft-confidence must be in [0, 1]")
         }
@@ -122,16 +124,16 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let loaded = try ModelSource.load(model, tokenizer: tokenizer, template: template ?? (raw ? "none" : nil))
         let L = loaded.model.config.numHiddenLayers
-        guard loaded.tokenizer.vocabularySize <= loaded.model.config.vocabSize else {
-            throw CommandLineError("the tokenizer has \(loaded.tokenizer.vocabularySize) tokens but the model only \(loaded.model.config.vocabSize) embeddings: give the tokenizer the model was trained with (--tokenizer)")
-        }
+        if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
         let strategy = try self.strategy(layers: L, trainedExits: loaded.exits)
         let prompts = try readPrompts(loaded)
+        // The cache holds what an answer can use: the longest prompt and its new tokens.
+        let maxPositions = loaded.model.config.maxPositionEmbeddings
         let longest = prompts.map(\.ids.count).max() ?? 1
-        let capacity = min(loaded.model.config.maxPositionEmbeddings, max(loaded.window, longest + maxNewTokens))
+        let capacity = min(maxPositions, longest + min(maxNewTokens, maxPositions))
         let sampling = SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed)
-        let generator = try TextGenerator(model: loaded.model, strategy: strategy, sampling: sampling,
-                                          stop: loaded.stopTokens, batchSize: batchSize, capacity: capacity)
+        var generator: TextGenerator! = try TextGenerator(model: loaded.model, strategy: strategy, sampling: sampling,
+                                          stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity)
         let start = ContinuousClock.now
         let outputs: [[Int32]]
         if promptsFile == nil {
@@ -155,7 +157,9 @@ struct GenerateCommand: ParsableCommand {
             }
         }
         let seconds = (ContinuousClock.now - start).seconds
-        if stats { try report(generator.stats, seconds: seconds, outputs: outputs, prompts: prompts.map(\.ids), loaded: loaded, capacity: capacity) }
+        let runStats = generator.stats
+        generator = nil   // its cache is freed before --stats builds the full-depth reference
+        if stats { try report(runStats, seconds: seconds, outputs: outputs, prompts: prompts.map(\.ids), loaded: loaded, capacity: capacity) }
     }
 
     private func strategy(layers L: Int, trainedExits: [Int]) throws -> DecodingStrategy {
@@ -213,7 +217,7 @@ struct GenerateCommand: ParsableCommand {
         printProgress(line)
         guard earlyExit != nil || draftDepth != nil, temperature == 0 else { return }
         let full = try TextGenerator(model: loaded.model, strategy: .fixed(depth: loaded.model.config.numHiddenLayers),
-                                     stop: loaded.stopTokens, batchSize: batchSize, capacity: capacity)
+                                     stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity)
         let reference = full.generate(prompts, maxNewTokens: maxNewTokens)
         let (same, total) = tokenAgreement(outputs, reference)
         printProgress(String(format: "agreement with full-depth greedy: %d of %d tokens (%.1f%%), identical outputs %d of %d; full depth %.1f tokens/s",
