@@ -207,7 +207,10 @@ public final class IncrementalDecoder {
         // Many (a prompt): two GEMMs per head, as the training forward.
         let useGEMM = segments.contains { $0.rows > 8 }
         let items = segments.count * H
-        let workers = min(Parallel.workers, items)
+        // Below ~64k multiply-adds a second thread costs more to wake than it saves (small
+        // models, short caches: what a draft step is).
+        let work = zip(segments, starts).reduce(0) { $0 + $1.0.rows * ($1.1 + $1.0.rows) } * H * Dh
+        let workers = work < 1 << 16 ? 1 : min(Parallel.workers, items)
         let blasThreads = BLAS.threads
         if useGEMM && workers > 1 { BLAS.setThreads(1) }
         defer { if useGEMM && workers > 1 { BLAS.setThreads(blasThreads) } }
