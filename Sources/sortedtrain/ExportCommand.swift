@@ -1,6 +1,7 @@
 // `sortedtrain export`: one trained depth as a standalone model.
 import ArgumentParser
 import Foundation
+import SortedIO
 import SortedTraining
 
 extension ExportFormat: ExpressibleByArgument {}
@@ -33,7 +34,11 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Allow a depth that was not trained as an exit.")
     var force = false
 
+    @Flag(help: "Replace an existing --out (never a checkpoint).")
+    var overwrite = false
+
     func run() throws {
+        try OutputTarget.check(URL(fileURLWithPath: out), directory: format == .hf, overwrite: overwrite, flag: "--out")
         let (model, state, notes) = try ModelExporter.export(checkpoint: checkpoint, depth: depth, format: format,
                                                              output: URL(fileURLWithPath: out), force: force)
         print("exported depth \(depth) of step \(state.step) (\(model.layout.count) parameters) as \(format.rawValue) to \(out)")

@@ -1,5 +1,6 @@
 // `sortedtrain prepare`: tokenizes a dataset once into the file the trainer reads directly.
 import ArgumentParser
+import SortedIO
 import Foundation
 import SortedData
 
@@ -46,6 +47,9 @@ struct PrepareCommand: ParsableCommand {
     @Argument(help: "Dataset files (.json, .jsonl, .txt).")
     var inputs: [String]
 
+    @Flag(help: "Replace an existing --output file (never a folder or a checkpoint).")
+    var overwrite = false
+
     func validate() throws {
         guard PromptTemplate(rawValue: template) != nil else { throw ValidationError("--template must be one of: \(PromptTemplate.allCases.map(\.rawValue).joined(separator: ", "))") }
         guard TruncationPolicy(rawValue: truncation) != nil else { throw ValidationError("--truncation must be truncate or drop") }
@@ -56,6 +60,7 @@ struct PrepareCommand: ParsableCommand {
     }
 
     func run() throws {
+        try OutputTarget.check(URL(fileURLWithPath: output), directory: false, overwrite: overwrite, flag: "--output")
         let t = try TokenizerLoader.load(tokenizer)
         let builder = ExampleBuilder(tokenizer: t, template: PromptTemplate(rawValue: template)!, maxLength: maxLength,
                                      truncation: TruncationPolicy(rawValue: truncation)!, systemPrompt: systemPrompt)

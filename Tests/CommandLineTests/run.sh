@@ -220,6 +220,36 @@ else
     fi
 fi
 
+# Writers never replace what they did not create: an existing --out / --output needs
+# --overwrite, and a checkpoint is never a target. The originals stay unchanged by hash.
+tree_hash() { find "$1" -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; }
+mkdir -p "$work/keep" && echo precious > "$work/keep/notes.txt"
+before_ckpt=$(tree_hash "$work/big/checkpoints"); before_keep=$(tree_hash "$work/keep")
+one_line_error "prepare onto an existing folder" "already exists; pass --overwrite" \
+    "$bin" prepare --tokenizer byte --output "$work/keep" "$work/data/train.jsonl"
+one_line_error "prepare --overwrite onto a folder" "is a folder, not the file" \
+    "$bin" prepare --tokenizer byte --output "$work/keep" --overwrite "$work/data/train.jsonl"
+one_line_error "export into a checkpoint's step folder" "is inside the checkpoint" \
+    "$bin" export "$ckpt" --depth 4 --format hdf5 --out "$ckpt/model.h5" --overwrite
+one_line_error "export onto the checkpoints folder" "inside the checkpoint|holds checkpoints" \
+    "$bin" export "$ckpt" --depth 4 --format hf --out "$work/big/checkpoints" --overwrite
+"$bin" export "$ckpt" --depth 4 --format hdf5 --out "$work/depth4.h5" > /dev/null 2>&1
+before_h5=$(sha256sum < "$work/depth4.h5")
+one_line_error "export onto an existing .h5" "already exists; pass --overwrite" \
+    "$bin" export "$ckpt" --depth 4 --format hdf5 --out "$work/depth4.h5"
+if [ "$(tree_hash "$work/big/checkpoints")" = "$before_ckpt" ] && [ "$(tree_hash "$work/keep")" = "$before_keep" ] \
+    && [ "$(sha256sum < "$work/depth4.h5")" = "$before_h5" ]; then
+    pass "refused writes left the checkpoints, the folder and the export unchanged"
+else
+    fail "refused writes" "a target changed"
+fi
+if "$bin" export "$ckpt" --depth 2 --format hdf5 --out "$work/depth4.h5" --overwrite --force > /dev/null 2>&1 \
+    && [ "$(sha256sum < "$work/depth4.h5")" != "$before_h5" ]; then
+    pass "export --overwrite replaces an earlier export"
+else
+    fail "export --overwrite" "the file was not replaced"
+fi
+
 # The benchmarks run end to end on a small model (smoke only: no timing is asserted).
 bench_keys() {  # $1 name, $2 required keys, command…
     local name=$1 keys=$2; shift 2

@@ -1,0 +1,51 @@
+// OutputTarget: the check every writer of user-named files makes first, so that a typo in
+// --out or --output never replaces what the writer did not create: an existing target is
+// replaced only when asked (--overwrite), and a checkpoint — a step folder, the folder that
+// holds them, or anything inside one — never.
+import Foundation
+
+public struct OutputTargetError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+public enum OutputTarget {
+    /// Throws unless `url` may be written: absent, or present with `overwrite` and of the
+    /// expected kind (a folder for `directory`, else a file) and not part of a checkpoint.
+    public static func check(_ url: URL, directory: Bool, overwrite: Bool, flag: String) throws {
+        let path = url.standardizedFileURL.path
+        if let checkpoint = enclosingCheckpoint(of: url) {
+            throw OutputTargetError(description: "\(flag) \(path) is inside the checkpoint \(checkpoint): write somewhere else (checkpoints are only written by train)")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
+        guard overwrite else {
+            throw OutputTargetError(description: "\(flag) \(path) already exists; pass --overwrite to replace it, or name a new path")
+        }
+        guard isDirectory.boolValue == directory else {
+            throw OutputTargetError(description: "\(flag) \(path) is a \(isDirectory.boolValue ? "folder" : "file"), not the \(directory ? "folder" : "file") this writes; name another path")
+        }
+        if directory, looksLikeCheckpointRoot(url) {
+            throw OutputTargetError(description: "\(flag) \(path) holds checkpoints: write somewhere else")
+        }
+    }
+
+    /// The step folder or checkpoints folder that `url` is or lies in, if any.
+    static func enclosingCheckpoint(of url: URL) -> String? {
+        var folder = url.standardizedFileURL
+        while folder.path != "/" {
+            let fm = FileManager.default
+            if fm.fileExists(atPath: folder.appendingPathComponent("checkpoint.h5").path) { return folder.path }
+            folder.deleteLastPathComponent()
+            if looksLikeCheckpointRoot(folder) && url.standardizedFileURL.path != folder.path { return folder.path }
+        }
+        return nil
+    }
+
+    /// A folder with a `latest` pointer or step-XXXXXXXX folders: a checkpoints root.
+    static func looksLikeCheckpointRoot(_ folder: URL) -> Bool {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: folder.appendingPathComponent("latest").path) { return true }
+        let entries = (try? fm.contentsOfDirectory(atPath: folder.path)) ?? []
+        return entries.contains { $0.hasPrefix("step-") && fm.fileExists(atPath: folder.appendingPathComponent($0).appendingPathComponent("checkpoint.h5").path) }
+    }
+}
