@@ -26,17 +26,16 @@ struct EvalCommand: ParsableCommand {
         commandName: "eval",
         abstract: "Evaluate every exit: loss, perplexity, accuracy, agreement and KL against the deepest exit, exact match, speed.",
         discussion: """
-        MODEL is a checkpoint (its run config supplies tokenizer, template, exits and the
-        validation files), an exported HF directory / HDF5 file, or a llama GGUF file. Metrics
-        are over response tokens: mean cross-entropy and its perplexity, next-token accuracy,
-        top-1 agreement with the deepest evaluated exit and mean KL(deepest ‖ exit) in nats.
-        Exact match compares each greedy answer to the instruction record's output after
-        trimming whitespace, as `sortedtrain synth` data is graded. Under mpirun the examples
+        MODEL is a checkpoint (its run config supplies tokenizer, template, exits and the \
+        validation files), an exported HF directory / HDF5 file, or a llama GGUF file. Metrics \
+        are over response tokens: mean cross-entropy and its perplexity, next-token accuracy, \
+        top-1 agreement with the deepest evaluated exit and mean KL(deepest ‖ exit) in nats. \
+        Exact match compares each greedy answer to the instruction record's output after \
+        trimming whitespace, as `sortedtrain synth` data is graded. Under mpirun the examples \
         are shared out over the ranks and the sums reduced: the same numbers as one process.
         """)
 
-    @Argument(help: "A checkpoint folder or checkpoints folder, an HF directory, an HDF5 model file or a .gguf file.")
-    var model: String
+    @OptionGroup var served: ServedModelOptions
 
     @Option(parsing: .upToNextOption, help: "Evaluation files (default: the run config's data.validation).")
     var data: [String] = []
@@ -53,11 +52,6 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Most tokens per answer.")
     var maxNewTokens: Int = 32
 
-    @Option(help: "Tokenizer override: tokenizer.json, model folder, .gguf or byte.")
-    var tokenizer: String?
-
-    @Option(help: "Template override: alpaca, chatml or none.")
-    var template: String?
 
     @Option(help: "A second model evaluated on the same data and exits, shown side by side (e.g. SFT next to SoFT).")
     var compare: String?
@@ -87,8 +81,7 @@ struct EvalCommand: ParsableCommand {
         let communicator: Communicator = MPICommunicator.launchedByMPI ? try MPICommunicator() : SingleProcessCommunicator()
         defer { (communicator as? MPICommunicator)?.finalize() }
         let rank0 = communicator.rank == 0
-        let loaded = try ModelSource.load(model, tokenizer: tokenizer, template: template)
-        if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
+        let loaded = try served.load()
         let files = data.isEmpty ? loaded.validation : data
         guard !files.isEmpty else {
             throw CommandLineError("no evaluation data: pass --data FILE (the model names no validation files)")
@@ -106,7 +99,7 @@ struct EvalCommand: ParsableCommand {
         }
         var result = EvalResult(model: loaded.description, exits: try evaluate(loaded))
         if let compare {
-            let other = try ModelSource.load(compare, tokenizer: tokenizer, template: template)
+            let other = try served.load(compare)
             result.compared = EvalComparison(model: other.description, exits: try evaluate(other))
         }
         guard rank0 else { return }

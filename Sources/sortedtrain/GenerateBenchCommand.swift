@@ -12,16 +12,15 @@ struct GenerateBenchCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Generation speed per exit, early exit and self-speculative decoding, and decode against the bandwidth limit.",
         discussion: """
-        Every figure is measured in this run: tokens/s of a --prompt-tokens prefill and of
-        --new-tokens greedy decode tokens at each exit (batch 1 and --batch-size), then early
-        exit and self-speculative decoding on the same prompts one at a time, with their
-        agreement with full-depth greedy output. The full-depth batch-1 rate is compared with
-        its limit: the bytes of weights and KV cache read per token over the read bandwidth
+        Every figure is measured in this run: tokens/s of a --prompt-tokens prefill and of \
+        --new-tokens greedy decode tokens at each exit (batch 1 and --batch-size), then early \
+        exit and self-speculative decoding on the same prompts one at a time, with their \
+        agreement with full-depth greedy output. The full-depth batch-1 rate is compared with \
+        its limit: the bytes of weights and KV cache read per token over the read bandwidth \
         measured here. No stop token ends an answer, so every run decodes the same count.
         """)
 
-    @Argument(help: "A checkpoint, an HF directory, an HDF5 model file or a .gguf file.")
-    var model: String
+    @OptionGroup var served: ServedModelOptions
 
     @Option(help: "Exits to measure, comma-separated (default: the model's trained exits, or L/4, L/2, 3L/4, L).")
     var exits: String?
@@ -50,11 +49,6 @@ struct GenerateBenchCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
-    @Option(help: "Tokenizer override: tokenizer.json, model folder, .gguf or byte.")
-    var tokenizer: String?
-
-    @Option(help: "Template override: alpaca, chatml or none.")
-    var template: String?
 
     static let prompts = [
         "Write a short story about a robot who learns to paint.",
@@ -74,8 +68,7 @@ struct GenerateBenchCommand: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try ModelSource.load(model, tokenizer: tokenizer, template: template)
-        if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
+        let loaded = try served.load()
         let L = loaded.model.config.numHiddenLayers
         var depths = loaded.exits.count > 1 ? loaded.exits : Array(Set([max(1, L / 4), max(1, L / 2), max(1, 3 * L / 4), L])).sorted()
         if let exits {

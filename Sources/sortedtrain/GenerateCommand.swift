@@ -13,27 +13,28 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Generate with the exit-k sub-model, with confidence-based early exit, or self-speculatively.",
         discussion: """
-        MODEL is a checkpoint (or checkpoints folder), an exported HF directory or HDF5 file, or a
-        llama GGUF file. The prompt is wrapped in the model's template (the run's; else the one
-        the model's chat template names; --raw for none) and generation stops at EOS or the
-        template's end-of-turn token.
+        MODEL is a checkpoint (or checkpoints folder), an exported HF directory or HDF5 \
+        file, or a llama GGUF file. The prompt is wrapped in the model's template (the \
+        run's; else the one the model's chat template names; --raw for none) and \
+        generation stops at EOS or the template's end-of-turn token.
 
         Depth, one of:
-          --depth k                     every token through the first k layers
-          --early-exit T[,T…]           each token stops at the first exit whose confidence
-                                        (top probability, or --confidence margin) reaches its
-                                        threshold: one for all exits, or one per exit below
-                                        the last, e.g. 0.95,0.95,0.9,0.9,0.8,0.8,0.7 (the paper)
-          --draft-depth k --speculate N exit k drafts N tokens, the full model verifies them in
-                                        one pass; greedy output equals full-depth greedy.
-                                        --speculate auto drafts up to --max-draft tokens while
-                                        the draft's top probability stays ≥ --draft-confidence.
-        Early exit and speculation answer one prompt at a time; a fixed depth batches
+          --depth k              every token through the first k layers
+          --early-exit T[,T…]    each token stops at the first exit whose confidence
+                                 (--confidence probability or margin) reaches its
+                                 threshold: one for all exits, or one per exit below
+                                 the last, e.g. 0.95,0.95,0.9,0.9,0.8,0.8,0.7 (paper)
+          --draft-depth k        self-speculative: exit k drafts --speculate N tokens,
+                                 the full model verifies them in one pass; greedy
+                                 output equals full-depth greedy. --speculate auto
+                                 drafts up to --max-draft tokens while the draft's top
+                                 probability stays at or above --draft-confidence.
+
+        Early exit and speculation answer one prompt at a time; a fixed depth batches \
         --prompts-file prompts --batch-size at a time.
         """)
 
-    @Argument(help: "A checkpoint, an HF directory, an HDF5 model file or a .gguf file.")
-    var model: String
+    @OptionGroup var served: ServedModelOptions
 
     @Option(help: "The instruction (wrapped in the model's template unless --raw).")
     var prompt: String?
@@ -92,11 +93,6 @@ struct GenerateCommand: ParsableCommand {
     @Flag(help: "Print the run's statistics (tokens/s, layers per token, exits, acceptance) to stderr; with --early-exit or --draft-depth also the agreement with full-depth greedy decoding.")
     var stats = false
 
-    @Option(help: "Tokenizer override: tokenizer.json, model folder, .gguf or byte.")
-    var tokenizer: String?
-
-    @Option(help: "Template override: alpaca, chatml or none.")
-    var template: String?
 
     func validate() throws {
         guard (prompt == nil) != (promptsFile == nil) else { throw CommandLineError("give --prompt or --prompts-file (one of them)") }
@@ -122,9 +118,8 @@ struct GenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try ModelSource.load(model, tokenizer: tokenizer, template: template ?? (raw ? "none" : nil))
+        let loaded = try served.load(template: raw ? "none" : nil)
         let L = loaded.model.config.numHiddenLayers
-        if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
         let strategy = try self.strategy(layers: L, trainedExits: loaded.exits)
         let prompts = try readPrompts(loaded)
         // The cache holds what an answer can use: the longest prompt and its new tokens.

@@ -1,0 +1,25 @@
+// ServedModelOptions: the MODEL argument, --tokenizer and --template of the commands that
+// serve a model (generate, eval, bench generate), and loading it.
+import ArgumentParser
+import SortedInference
+import SortedTraining
+
+/// The model a serving command reads and how to talk to it: shared by generate, eval and
+/// bench generate.
+struct ServedModelOptions: ParsableArguments {
+    @Argument(help: "A checkpoint (or checkpoints folder), an HF directory, an HDF5 model file or a llama .gguf file.")
+    var model: String
+
+    @Option(help: "Tokenizer override: tokenizer.json, model folder, .gguf or byte.")
+    var tokenizer: String?
+
+    @Option(help: "Template override: alpaca, chatml or none (default: the run's, else the model's chat template, else none).")
+    var template: String?
+
+    /// `path` (default: MODEL) with these options, checked to fit its tokenizer.
+    func load(_ path: String? = nil, template fallback: String? = nil) throws -> LoadedModel {
+        let loaded = try ModelSource.load(path ?? model, tokenizer: tokenizer, template: template ?? fallback)
+        if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
+        return loaded
+    }
+}
