@@ -39,7 +39,7 @@ public enum ModelExporter {
         var notes: [String] = []
         switch format {
         case .hf:
-            let spec = try RunConfig.decode(stored: state.config, source: folder).data.tokenizer
+            let spec = try RunConfig.decode(stored: state.config, source: folder, model: full.config).data.tokenizer
             var extra: [String: Any] = [:]
             if let tokenizer = try? TokenizerLoader.load(spec) {
                 extra["bos_token_id"] = tokenizer.bosID.map { Int($0) } ?? NSNull()

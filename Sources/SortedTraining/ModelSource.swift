@@ -54,7 +54,7 @@ public enum ModelSource {
         }
         let folder = try ModelExporter.resolveCheckpoint(path)
         let (model, state) = try CheckpointFiles.readModel(directory: folder)
-        let run = try RunConfig.decode(stored: state.config, source: folder)
+        let run = try RunConfig.decode(stored: state.config, source: folder, model: model.config)
         return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(tokenizerSpec ?? run.data.tokenizer),
                            template: try template(run.data.template), exits: state.exits,
                            window: run.train.sequenceLength, validation: run.data.validation,

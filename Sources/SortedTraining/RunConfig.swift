@@ -39,6 +39,8 @@ public struct LogSettings: Equatable, Sendable {
     /// `evalExamples` examples of data.validation; a "validation" line in the metrics.
     public var evalEvery: Int = 0
     public var evalExamples: Int = 200
+    /// The exits evaluated then (nil: the trained exits); an SFT run can watch every depth.
+    public var evalExits: [Int]? = nil
 }
 
 public struct CheckpointSettings: Equatable, Sendable {
@@ -112,11 +114,13 @@ public struct RunConfig: Sendable {
     }
 
     /// The config stored in a checkpoint (overrides already applied).
-    public static func decode(stored json: String, source: String) throws -> RunConfig {
+    /// model: the checkpoint's own shape, which a run started with --init-from did not write
+    /// into its config.
+    public static func decode(stored json: String, source: String, model: LlamaConfig? = nil) throws -> RunConfig {
         guard let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
             throw ConfigError(key: source, "holds no readable run config")
         }
-        var config = try parse(root, source: source)
+        var config = try parse(root, source: source, initialModel: root["model"] == nil ? model : nil)
         config.json = json
         return config
     }
@@ -206,12 +210,19 @@ public struct RunConfig: Sendable {
             throw ConfigError(key: "schedule.min_lr", "must be in [0, optim.lr], got \(schedule.minimum)")
         }
 
-        let lg = try section("log", ["dir", "every", "progress", "eval_every", "eval_examples"])
+        let lg = try section("log", ["dir", "every", "progress", "eval_every", "eval_examples", "eval_exits"])
         let stem = URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent
         let log = LogSettings(directory: try lg.string("dir", default: "runs/\(stem)"), every: try lg.int("every", default: 10, min: 1),
                               progress: try lg.string("progress", default: "auto", oneOf: ["auto", "bar", "lines"]),
                               evalEvery: try lg.int("eval_every", default: 0, min: 0),
-                              evalExamples: try lg.int("eval_examples", default: 200, min: 1))
+                              evalExamples: try lg.int("eval_examples", default: 200, min: 1),
+                              evalExits: try lg.intArray("eval_exits"))
+        if let exits = log.evalExits {
+            let L = model.numHiddenLayers
+            guard !exits.isEmpty, exits == exits.sorted(), Set(exits).count == exits.count, exits.allSatisfy({ (1...L).contains($0) }) else {
+                throw ConfigError(key: "log.eval_exits", "must be ascending, distinct depths in 1...\(L), got \(exits)")
+            }
+        }
         if log.evalEvery > 0 && data.validation.isEmpty {
             throw ConfigError(key: "log.eval_every", "needs held-out data: set data.validation (files), or eval_every 0")
         }

@@ -21,6 +21,8 @@ public struct StepMetrics: Codable, Sendable {
     public var compute_s: Double
     public var exposed_comm_s: Double
     public var skipped: Bool
+    /// This rank's peak resident memory so far (VmHWM), in MiB.
+    public var peak_rss_mb: Double
 }
 
 public struct TrainingSummary: Sendable {
@@ -201,7 +203,7 @@ public final class Trainer {
         for (exit, value) in zip(exits, exitLosses) { byDepth[String(exit.depth)] = value }
         let metrics = StepMetrics(step: step + 1, exit_losses: byDepth, loss: loss, grad_norm: norm, lr: lr,
                                   tokens: globalBatchSize * config.train.sequenceLength, loss_tokens: Int(counts[0]), step_s: seconds, compute_s: seconds - exposed,
-                                  exposed_comm_s: exposed, skipped: skipped)
+                                  exposed_comm_s: exposed, skipped: skipped, peak_rss_mb: ProcessMemory.peakMiB())
         return (metrics, totals[exits.count] > 0)
     }
 
