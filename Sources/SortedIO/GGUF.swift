@@ -4,6 +4,14 @@
 import Foundation
 
 public struct GGUFFile {
+    /// A .gguf name, or a file that starts with GGUF's magic.
+    public static func isGGUF(_ url: URL) -> Bool {
+        if url.pathExtension == "gguf" { return true }
+        guard let h = FileHandle(forReadingAtPath: url.path) else { return false }
+        defer { try? h.close() }
+        return h.readData(ofLength: 4) == Data("GGUF".utf8)
+    }
+
     /// A metadata value, typed as in the file.
     public enum Value: Equatable, CustomStringConvertible {
         case uint8(UInt8), int8(Int8), uint16(UInt16), int16(Int16)

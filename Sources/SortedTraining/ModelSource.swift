@@ -31,7 +31,7 @@ public enum ModelSource {
         }
         let url = URL(fileURLWithPath: path)
         let isHF = isDirectory.boolValue && FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path)
-        if !isDirectory.boolValue && isGGUF(url) {
+        if !isDirectory.boolValue && GGUFFile.isGGUF(url) {
             let file = try GGUFFile(contentsOf: url)
             let model = try ModelFiles.readGGUF(url)
             let chat = file.metadata["tokenizer.chat_template"]?.string
@@ -61,12 +61,6 @@ public enum ModelSource {
                            description: "checkpoint \(folder) (step \(state.step))")
     }
 
-    private static func isGGUF(_ url: URL) -> Bool {
-        if url.pathExtension == "gguf" { return true }
-        guard let h = FileHandle(forReadingAtPath: url.path) else { return false }
-        defer { try? h.close() }
-        return h.readData(ofLength: 4) == Data("GGUF".utf8)
-    }
 
     /// An HF folder's chat template: chat_template.jinja, or tokenizer_config.json's chat_template.
     private static func hfChatTemplate(_ folder: URL) -> String? {

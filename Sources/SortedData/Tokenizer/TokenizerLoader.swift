@@ -1,6 +1,7 @@
 // TokenizerLoader: opens a tokenizer from what a user points at: an HF tokenizer.json (or the
 // directory holding it), a .gguf file, or "byte" for the built-in byte tokenizer.
 import Foundation
+import SortedIO
 
 public enum TokenizerLoader {
     /// - Parameter spec: "byte", a path to tokenizer.json, a model directory, or a .gguf file.
@@ -23,14 +24,8 @@ public enum TokenizerLoader {
                 url = url.appendingPathComponent(ggufs[0])
             }
         }
-        if isGGUF(url) { return try BPETokenizer.load(gguf: url) }
+        if GGUFFile.isGGUF(url) { return try BPETokenizer.load(gguf: url) }
         return try BPETokenizer.load(tokenizerJSON: url)
     }
 
-    private static func isGGUF(_ url: URL) -> Bool {
-        if url.pathExtension == "gguf" { return true }
-        guard let h = FileHandle(forReadingAtPath: url.path) else { return false }
-        defer { try? h.close() }
-        return h.readData(ofLength: 4) == Data("GGUF".utf8)
-    }
 }

@@ -62,14 +62,6 @@ public final class IncrementalDecoder {
         scores = FloatBuffer(count: Parallel.workers * maxRows * capacity)
     }
 
-    /// Bytes the decoder allocates beyond the weights (cache and scratch), for a budget check.
-    public static func bytes(config c: LlamaConfig, slots: Int, capacity: Int, maxRows: Int = 256, cacheLayers: Int? = nil) -> Int {
-        let scratch = maxRows * (2 * c.hiddenSize + 1 + c.qkvWidth + c.queryWidth + 3 * c.intermediateSize)
-            + Parallel.workers * maxRows * capacity
-        return 4 * scratch + KVCache.bytes(slots: slots, layers: cacheLayers ?? c.numHiddenLayers,
-                                           kvHeads: c.numKeyValueHeads, headDim: c.headDim, capacity: capacity)
-    }
-
     /// A hidden-state buffer of `rows` rows of D: what forward reads and writes.
     public func makeHidden(rows: Int) -> FloatBuffer { FloatBuffer(count: rows * config.hiddenSize) }
 

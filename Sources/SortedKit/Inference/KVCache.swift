@@ -28,11 +28,6 @@ public final class KVCache {
         lengths = [Int](repeating: 0, count: slots * layers)
     }
 
-    /// Bytes of K and V for `slots` slots of `layers` layers at `capacity` positions.
-    public static func bytes(slots: Int, layers: Int, kvHeads: Int, headDim: Int, capacity: Int) -> Int {
-        2 * 4 * slots * layers * kvHeads * capacity * headDim
-    }
-
     public func length(slot: Int, layer: Int) -> Int { lengths[slot * layers + layer] }
 
     /// Positions held by every layer in `layers` of the slot (the shortest of them).
