@@ -207,6 +207,7 @@ public struct JSONParser {
             skipWhitespace()
             guard peek() == UInt8(ascii: "\"") else { throw error(peek() == nil ? "unterminated object" : "expected a string key in object") }
             let key = try parseString()
+            if dict[key] != nil { throw error("duplicate key \(jsonQuoted(key)) in object") }
             skipWhitespace()
             guard peek() == UInt8(ascii: ":") else { throw error("expected ':' after object key") }
             index += 1

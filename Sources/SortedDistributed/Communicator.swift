@@ -21,6 +21,10 @@ public protocol Communicator: AnyObject {
     var size: Int { get }
     /// Seconds any collective may wait for its peers before it throws.
     var timeout: Double { get set }
+    /// Whether the process was asked to stop (a signal). A collective still waiting for a
+    /// peer shortly after that says which one: when a rank dies, mpirun stops the others
+    /// and kills them a moment later, and this is their only chance to name it.
+    var stopRequested: @Sendable () -> Bool { get set }
     /// Σ over ranks of `count` floats, in place.
     func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws
     /// Σ over ranks of doubles, in place (loss sums, token counts).
@@ -39,6 +43,7 @@ public protocol Communicator: AnyObject {
 public final class SingleProcessCommunicator: Communicator {
     public init() {}
     public var timeout: Double = 300
+    public var stopRequested: @Sendable () -> Bool = { false }
     public var rank: Int { 0 }
     public var size: Int { 1 }
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {}

@@ -8,6 +8,7 @@ public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
     public var timeout: Double = 300
+    public var stopRequested: @Sendable () -> Bool = { false }
     private let comm: MPI_Comm
     private let progress: PeerProgress
 
@@ -66,7 +67,8 @@ public final class MPICommunicator: Communicator {
         let sequence = try progress.enter()
         var request = cmpi_request_null()
         try Self.check(post(&request), call)
-        return MPIPendingReduction(request: request, sequence: sequence, progress: progress, rank: rank, what: what)
+        return MPIPendingReduction(request: request, sequence: sequence, progress: progress, rank: rank, what: what,
+                                   stopRequested: stopRequested)
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
@@ -131,13 +133,16 @@ final class MPIPendingReduction: PendingReduction {
     private let progress: PeerProgress
     private let rank: Int
     private let what: String
+    private let stopRequested: @Sendable () -> Bool
 
-    init(request: MPI_Request?, sequence: Int64, progress: PeerProgress, rank: Int, what: String) {
+    init(request: MPI_Request?, sequence: Int64, progress: PeerProgress, rank: Int, what: String,
+         stopRequested: @escaping @Sendable () -> Bool) {
         self.request = request
         self.sequence = sequence
         self.progress = progress
         self.rank = rank
         self.what = what
+        self.stopRequested = stopRequested
     }
 
     func test() throws -> Bool {
@@ -152,6 +157,8 @@ final class MPIPendingReduction: PendingReduction {
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int(timeout * 1000))
         var nextTick = start + PeerProgress.tickInterval
+        var stoppedAt: ContinuousClock.Instant?
+        var warned = false
         var spins = 0
         while try !test() {
             let now = ContinuousClock.now
@@ -160,10 +167,24 @@ final class MPIPendingReduction: PendingReduction {
                 // Still waiting: tell the peers this rank is alive.
                 try progress.tick()
                 nextTick = now + PeerProgress.tickInterval
+                if stoppedAt == nil, stopRequested() { stoppedAt = now }
+                if !warned, let since = stoppedAt, now - since >= .milliseconds(200) {
+                    // A warning, not an error: a slow but living peer still completes the
+                    // collective and the stop saves as usual.
+                    warnStoppedWhileWaiting()
+                    warned = true
+                }
             }
             spins += 1
             if spins > 1000 { usleep(50) }
         }
+    }
+
+    private func warnStoppedWhileWaiting() {
+        let behind = (try? progress.peers(behind: sequence)) ?? []
+        let peers = behind.isEmpty ? "its peers" : (behind.count == 1 ? "rank \(behind[0])" : "ranks " + behind.map(String.init).joined(separator: ", "))
+        let line = "sortedtrain: rank \(rank) was told to stop while waiting for \(peers) in \(what); if mpirun reports that a process exited, that rank died: resume from the last checkpoint with --resume auto\n"
+        FileHandle.standardError.write(Data(line.utf8))
     }
 
     /// Names the ranks to blame: those that never announced this collective, else those

@@ -8,7 +8,9 @@ import SortedKit
 
 public enum CheckpointNames {
     public static let index = "checkpoint.h5"
-    public static let formatVersion = 2
+    /// 3: every shard carries the run id and step, the run state holds every dataset's
+    /// digest and is digested itself, so shards and index prove they belong together.
+    public static let formatVersion = 3
 
     public static func shard(rank: Int, of world: Int) -> String {
         String(format: "shard-%05d-of-%05d.h5", rank, world)
@@ -75,9 +77,14 @@ public struct CheckpointState: Codable, Equatable, Sendable {
     public var sortedSeed: UInt64
     public var shards: [String]
     public var tensors: [String]
+    /// Random at a fresh start, kept over resumes: a shard of another run is refused.
+    public var runID: String
+    /// Dataset path → XXH64 of its bytes (hex), for every weight and moment dataset.
+    public var digests: [String: String]
 
     public init(step: Int, optimizerSteps: Int, sampleCursor: Int, worldSize: Int, exits: [Int], config: String,
-                modelConfig: String, trainSeed: UInt64, sortedSeed: UInt64, shards: [String], tensors: [String]) {
+                modelConfig: String, trainSeed: UInt64, sortedSeed: UInt64, shards: [String], tensors: [String],
+                runID: String, digests: [String: String]) {
         formatVersion = CheckpointNames.formatVersion
         self.step = step
         self.optimizerSteps = optimizerSteps
@@ -90,6 +97,8 @@ public struct CheckpointState: Codable, Equatable, Sendable {
         self.sortedSeed = sortedSeed
         self.shards = shards
         self.tensors = tensors
+        self.runID = runID
+        self.digests = digests
     }
 }
 
@@ -105,11 +114,46 @@ public struct CheckpointBuffers {
     }
 }
 
+/// What ties a shard to its save: written as root attributes of every shard.
+public struct ShardIdentity: Equatable, Sendable {
+    public var runID: String
+    public var step: Int
+    public init(runID: String, step: Int) {
+        self.runID = runID
+        self.step = step
+    }
+}
+
 public enum CheckpointFiles {
-    /// Writes one rank's shard: its tensors and their two moments. Flushed and fsync'd.
-    public static func writeShard(at path: String, tensors: [TensorSpec], buffers: CheckpointBuffers) throws {
+    /// The hex digests of every dataset a checkpoint of `layout` holds (weights and both
+    /// moments), computed from the buffers: what the index records and loading checks.
+    public static func digests(layout: ParameterLayout, buffers: CheckpointBuffers) -> [String: String] {
+        var out: [String: String] = [:]
+        for tensor in layout.tensors {
+            let sources: [(String, FloatBuffer)] = [
+                (CheckpointNames.datasetPath(forTensor: tensor.name), buffers.parameters),
+                (CheckpointNames.momentPath(.expAvg, forTensor: tensor.name), buffers.firstMoment),
+                (CheckpointNames.momentPath(.expAvgSq, forTensor: tensor.name), buffers.secondMoment),
+            ]
+            for (path, buffer) in sources {
+                out[path] = hex(XXH64.digest(UnsafeRawPointer(buffer.pointer + tensor.offset), count: tensor.count * 4))
+            }
+        }
+        return out
+    }
+
+    public static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
+    /// Writes one rank's shard: its tensors and their two moments, and its identity.
+    /// Flushed and fsync'd.
+    public static func writeShard(at path: String, identity: ShardIdentity, tensors: [TensorSpec], buffers: CheckpointBuffers) throws {
         do {
             let file = try HDF5File(creating: path)
+            try file.setAttribute("run_id", string: identity.runID)
+            try file.setAttribute("step", string: String(identity.step))
             for tensor in tensors {
                 try file.write(CheckpointNames.datasetPath(forTensor: tensor.name),
                                floats: buffers.parameters.pointer + tensor.offset, shape: tensor.shape)
@@ -129,7 +173,9 @@ public enum CheckpointFiles {
             let file = try HDF5File(creating: path)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            try file.setAttribute("state", string: String(decoding: try encoder.encode(state), as: UTF8.self))
+            let stateJSON = try encoder.encode(state)
+            try file.setAttribute("state", string: String(decoding: stateJSON, as: UTF8.self))
+            try file.setAttribute("state_xxh64", string: stateJSON.withUnsafeBytes { hex(XXH64.digest($0.baseAddress!, count: $0.count)) })
             try file.setAttribute("format_version", string: String(state.formatVersion))
             try file.setAttribute("step", string: String(state.step))
             try file.setAttribute("world_size", string: String(state.worldSize))
@@ -148,16 +194,23 @@ public enum CheckpointFiles {
         try syncToDisk(path)
     }
 
-    /// Reads and checks the state of the checkpoint in `directory`: the index opens, its
-    /// format is known and every shard file is there.
+    /// Reads and checks the state of the checkpoint in `directory`: the index opens, the run
+    /// state matches its digest, its format is known, and every shard is there and belongs
+    /// to this save (same run id and step). The datasets are checked as they are read.
     public static func readState(directory: String) throws -> CheckpointState {
         let indexPath = (directory as NSString).appendingPathComponent(CheckpointNames.index)
         let file = try HDF5File(opening: indexPath)
+        let json = Data(try file.attribute("state").utf8)
+        guard let stored = try? file.attribute("state_xxh64") else {
+            let version = (try? file.attribute("format_version")) ?? "unknown"
+            throw FormatError(file: indexPath, "has checkpoint format \(version) and no run-state digest; this sortedtrain reads format \(CheckpointNames.formatVersion) (resume it with the sortedtrain that wrote it, or start over with --resume none)")
+        }
+        guard json.withUnsafeBytes({ hex(XXH64.digest($0.baseAddress!, count: $0.count)) }) == stored else {
+            throw FormatError(file: indexPath, "has a damaged run state (its digest does not match); resume from another checkpoint")
+        }
         let state: CheckpointState
-        do {
-            state = try JSONDecoder().decode(CheckpointState.self, from: Data(try file.attribute("state").utf8))
-        } catch let error as FormatError { throw error } catch {
-            throw FormatError(file: indexPath, "has an unreadable run state (\(error)); the checkpoint is corrupt")
+        do { state = try JSONDecoder().decode(CheckpointState.self, from: json) } catch {
+            throw FormatError(file: indexPath, "has an unreadable run state; the checkpoint is corrupt: resume from another checkpoint")
         }
         guard state.formatVersion == CheckpointNames.formatVersion else {
             throw FormatError(file: indexPath, "has checkpoint format \(state.formatVersion); this sortedtrain reads format \(CheckpointNames.formatVersion)")
@@ -167,25 +220,42 @@ public enum CheckpointFiles {
             guard FileManager.default.fileExists(atPath: shardPath) else {
                 throw FormatError(file: shardPath, "is missing: the checkpoint is incomplete; resume from another checkpoint")
             }
+            let shardFile = try HDF5File(opening: shardPath)
+            let identity = ShardIdentity(runID: (try? shardFile.attribute("run_id")) ?? "none",
+                                         step: Int((try? shardFile.attribute("step")) ?? "") ?? -1)
+            guard identity == ShardIdentity(runID: state.runID, step: state.step) else {
+                throw FormatError(file: shardPath, "belongs to another save (run \(identity.runID), step \(identity.step)) than its index (run \(state.runID), step \(state.step)); the checkpoint mixes two saves: resume from another checkpoint")
+            }
         }
         return state
     }
 
     /// Reads every tensor's weights into `parameters` and, when given, its AdamW moments,
-    /// through the index's links; every dataset's XXH64 digest is checked.
-    public static func readTensors(directory: String, layout: ParameterLayout, parameters: FloatBuffer,
+    /// through the index's links; every dataset must match both its own XXH64 digest and
+    /// the one the run state recorded for it.
+    public static func readTensors(directory: String, state: CheckpointState, layout: ParameterLayout, parameters: FloatBuffer,
                                    moments: (first: FloatBuffer, second: FloatBuffer)?) throws {
         let indexPath = (directory as NSString).appendingPathComponent(CheckpointNames.index)
         let file = try HDF5File(opening: indexPath)
+        func read(_ path: String, _ tensor: TensorSpec, into buffer: FloatBuffer) throws {
+            guard let expected = state.digests[path].flatMap({ UInt64($0, radix: 16) }) else {
+                throw FormatError(file: indexPath, "its run state records no digest for dataset '\(path)'; the checkpoint is corrupt: resume from another checkpoint")
+            }
+            do {
+                try checkShape(file, path, tensor)
+                let digest = try file.read(path, into: buffer.pointer + tensor.offset, count: tensor.count)
+                guard digest == expected else {
+                    throw FormatError(file: indexPath, "dataset '\(path)' is not the one this save recorded (a shard from another save?)")
+                }
+            } catch let error as FormatError {
+                throw FormatError(file: error.file, error.message + "; resume from another checkpoint")
+            }
+        }
         for tensor in layout.tensors {
-            let path = CheckpointNames.datasetPath(forTensor: tensor.name)
-            try checkShape(file, path, tensor)
-            try file.read(path, into: parameters.pointer + tensor.offset, count: tensor.count)
+            try read(CheckpointNames.datasetPath(forTensor: tensor.name), tensor, into: parameters)
             guard let moments else { continue }
             for (moment, buffer) in [(CheckpointNames.Moment.expAvg, moments.first), (.expAvgSq, moments.second)] {
-                let momentPath = CheckpointNames.momentPath(moment, forTensor: tensor.name)
-                try checkShape(file, momentPath, tensor)
-                try file.read(momentPath, into: buffer.pointer + tensor.offset, count: tensor.count)
+                try read(CheckpointNames.momentPath(moment, forTensor: tensor.name), tensor, into: buffer)
             }
         }
     }
@@ -195,7 +265,7 @@ public enum CheckpointFiles {
         let state = try readState(directory: directory)
         let config = try LlamaConfig.decode(json: Data(state.modelConfig.utf8), source: directory)
         let model = try LlamaModel(config: config)
-        try readTensors(directory: directory, layout: model.layout, parameters: model.parameters, moments: nil)
+        try readTensors(directory: directory, state: state, layout: model.layout, parameters: model.parameters, moments: nil)
         return (model, state)
     }
 

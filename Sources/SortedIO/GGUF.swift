@@ -9,7 +9,7 @@ public struct GGUFFile {
         if url.pathExtension == "gguf" { return true }
         guard let h = FileHandle(forReadingAtPath: url.path) else { return false }
         defer { try? h.close() }
-        return h.readData(ofLength: 4) == Data("GGUF".utf8)
+        return (try? h.read(upToCount: 4)) == Data("GGUF".utf8)   // readData(ofLength:) traps on a folder
     }
 
     /// A metadata value, typed as in the file.
@@ -117,6 +117,7 @@ public struct GGUFFile {
         public let byteCount: Int
         /// Row-major shape, slowest first: the HF `nn.Linear` [out, in] order for weights.
         public var shape: [Int] { dimensions.reversed() }
+        /// Checked against overflow when the file was read.
         public var count: Int { dimensions.reduce(1, *) }
     }
 
@@ -186,17 +187,27 @@ public struct GGUFFile {
             guard let (blockSize, blockBytes) = TensorType.blockLayout[rawType] else {
                 throw FormatError(file: path, "tensor \(GGUFFile.shown(name)) has unknown ggml type \(type)")
             }
-            let count = dims.reduce(1, *)
+            guard let count = SafetensorsFile.product(dims) else {
+                throw FormatError(file: path, "tensor \(GGUFFile.shown(name)) has dimensions \(dims), more elements than can be addressed; the file is corrupt")
+            }
             guard dims[0] % blockSize == 0 else {
                 throw FormatError(file: path, "tensor \(GGUFFile.shown(name)) has \(dims[0]) columns, not a multiple of the \(type) block size \(blockSize)")
             }
             let byteCount = count / blockSize * blockBytes
-            guard offset < UInt64(Int.max / 2), dataStart + Int(offset) + byteCount <= data.count else {
+            guard offset % UInt64(align) == 0 else {
+                throw FormatError(file: path, "tensor \(GGUFFile.shown(name)) starts at data offset \(offset), not a multiple of the alignment \(align); the file is corrupt")
+            }
+            guard offset <= UInt64(data.count), byteCount <= data.count, dataStart + Int(offset) + byteCount <= data.count else {
                 throw FormatError(file: path, "tensor \(GGUFFile.shown(name)) (\(byteCount) bytes at offset \(offset)) lies beyond the end of the file (\(data.count) bytes); the file is truncated")
             }
             guard index[name] == nil else { throw FormatError(file: path, "tensor \(GGUFFile.shown(name)) appears twice") }
             index[name] = list.count
             list.append(TensorInfo(name: name, dimensions: dims, type: type, fileOffset: dataStart + Int(offset), byteCount: byteCount))
+        }
+        // Two tensors sharing bytes is a damaged directory, not a model.
+        let byPlace = list.sorted { ($0.fileOffset, $0.byteCount) < ($1.fileOffset, $1.byteCount) }
+        for (previous, next) in zip(byPlace, byPlace.dropFirst()) where next.fileOffset < previous.fileOffset + previous.byteCount {
+            throw FormatError(file: path, "tensors \(GGUFFile.shown(previous.name)) and \(GGUFFile.shown(next.name)) overlap in the file; the file is corrupt")
         }
         tensors = list
         tensorIndex = index

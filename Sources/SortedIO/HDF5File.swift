@@ -77,8 +77,9 @@ public final class HDF5File {
 
     static let digestAttribute = "xxh64"
 
-    /// Compares the bytes just read with the digest stored at write time.
-    private func verify(_ dataset: hid_t, _ name: String, _ data: UnsafeRawPointer, bytes: Int) throws {
+    /// Compares the bytes just read with the digest stored at write time; returns it.
+    @discardableResult
+    private func verify(_ dataset: hid_t, _ name: String, _ data: UnsafeRawPointer, bytes: Int) throws -> UInt64 {
         guard H5Aexists(dataset, Self.digestAttribute) > 0 else {
             throw FormatError(file: path, "dataset '\(name)' has no checksum (attribute \(Self.digestAttribute)); it was not written by sortedtrain")
         }
@@ -89,8 +90,9 @@ public final class HDF5File {
             throw FormatError(file: path, "dataset '\(name)': its checksum cannot be read; the file is damaged")
         }
         if XXH64.digest(data, count: bytes) != stored {
-            throw FormatError(file: path, "dataset '\(name)': checksum mismatch, the stored values are damaged; resume from another checkpoint")
+            throw FormatError(file: path, "dataset '\(name)': checksum mismatch, the stored values are damaged")
         }
+        return stored
     }
 
     public func exists(_ name: String) -> Bool {
@@ -111,13 +113,22 @@ public final class HDF5File {
         let rank = Int(H5Sget_simple_extent_ndims(space))
         var dims = [hsize_t](repeating: 0, count: rank)
         H5Sget_simple_extent_dims(space, &dims, nil)
-        return dims.map { Int($0) }
+        return dims.map { Int(clamping: $0) }
     }
 
-    /// Reads a float dataset into `into` (which holds exactly its element count). A
-    /// checksum mismatch or a short file is an error naming the dataset.
-    public func read(_ name: String, into: UnsafeMutablePointer<Float>, count: Int) throws {
-        let found = try shape(of: name).reduce(1, *)
+    /// The dataset's element count; a damaged file may declare dimensions whose product overflows.
+    private func elementCount(of name: String) throws -> Int {
+        guard let count = SafetensorsFile.product(try shape(of: name)) else {
+            throw FormatError(file: path, "dataset '\(name)' declares more elements than can be addressed; the file is damaged")
+        }
+        return count
+    }
+
+    /// Reads a float dataset into `into` (which holds exactly its element count) and returns
+    /// its verified digest. A checksum mismatch or a short file is an error naming the dataset.
+    @discardableResult
+    public func read(_ name: String, into: UnsafeMutablePointer<Float>, count: Int) throws -> UInt64 {
+        let found = try elementCount(of: name)
         guard found == count else {
             throw FormatError(file: path, "dataset '\(name)' holds \(found) values, expected \(count)")
         }
@@ -126,25 +137,25 @@ public final class HDF5File {
         if count > 0, H5Dread(dataset, chdf5_native_float(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), into) < 0 {
             throw FormatError(file: path, "dataset '\(name)' cannot be read: the file (or the shard it links to) is truncated or damaged")
         }
-        try verify(dataset, name, into, bytes: count * 4)
+        return try verify(dataset, name, into, bytes: count * 4)
     }
 
     public func readFloats(_ name: String) throws -> [Float] {
-        let count = try shape(of: name).reduce(1, *)
+        let count = try elementCount(of: name)
         var values = [Float](repeating: 0, count: count)
-        try values.withUnsafeMutableBufferPointer { try read(name, into: $0.baseAddress!, count: count) }
+        _ = try values.withUnsafeMutableBufferPointer { try read(name, into: $0.baseAddress!, count: count) }
         return values
     }
 
     public func readInt64s(_ name: String) throws -> [Int64] {
-        let count = try shape(of: name).reduce(1, *)
+        let count = try elementCount(of: name)
         let dataset = try openDataset(name)
         defer { H5Dclose(dataset) }
         var values = [Int64](repeating: 0, count: count)
         if count > 0, H5Dread(dataset, chdf5_native_int64(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), &values) < 0 {
             throw FormatError(file: path, "dataset '\(name)' cannot be read: the file is truncated or damaged")
         }
-        try values.withUnsafeBytes { try verify(dataset, name, $0.baseAddress!, bytes: $0.count) }
+        _ = try values.withUnsafeBytes { try verify(dataset, name, $0.baseAddress!, bytes: $0.count) }
         return values
     }
 

@@ -47,17 +47,30 @@ public enum ModelFiles {
             files["model.safetensors"] = file
             for name in file.entries.keys { location[name] = "model.safetensors" }
         } else if FileManager.default.fileExists(atPath: index.path) {
-            let data = try Data(contentsOf: index)
+            let data: Data
+            do { data = try Data(contentsOf: index) } catch {
+                throw FormatError(file: index.path, "cannot be read: \(error.localizedDescription)")
+            }
             guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                   let map = json["weight_map"] as? [String: String] else {
                 throw FormatError(file: index.path, "has no \"weight_map\" object")
             }
             location = map
             for name in Set(map.values) {
+                guard !name.contains("/"), name != "..", name != "." else {
+                    throw FormatError(file: index.path, "names shard '\(name)'; shards must be files in the model folder")
+                }
                 files[name] = try SafetensorsFile(contentsOf: directory.appendingPathComponent(name))
             }
         } else {
             throw FormatError(file: directory.path, "has neither model.safetensors nor model.safetensors.index.json")
+        }
+        // Every stored tensor must have a place: extra layers, biases or adapters would be
+        // dropped silently and the model computed would not be the one on disk.
+        let expected = Set(model.layout.tensors.map(\.name))
+        let stored = Set(location.keys).union(files.values.flatMap { $0.entries.keys })
+        if let extra = stored.filter({ !expected.contains($0) && !$0.hasSuffix(".rotary_emb.inv_freq") }).min() {
+            throw FormatError(file: directory.path, "has tensor '\(extra)', which config.json's model (\(config.numHiddenLayers) layers, no biases\(config.tieWordEmbeddings ? ", tied embeddings" : "")) has no place for")
         }
         for tensor in model.layout.tensors {
             guard let fileName = location[tensor.name], let file = files[fileName] else {

@@ -1,7 +1,8 @@
 // OutputTarget: the check every writer of user-named files makes first, so that a typo in
 // --out or --output never replaces what the writer did not create: an existing target is
 // replaced only when asked (--overwrite), and a checkpoint — a step folder, the folder that
-// holds them, or anything inside one — never.
+// holds them, or anything inside one — never. Reports (eval --json/--svg, plot -o) replace
+// only an earlier report of their kind, so reruns need no flag.
 import Foundation
 
 public struct OutputTargetError: Error, CustomStringConvertible {
@@ -26,6 +27,33 @@ public enum OutputTarget {
         }
         if directory, looksLikeCheckpointRoot(url) {
             throw OutputTargetError(description: "\(flag) \(path) holds checkpoints: write somewhere else")
+        }
+    }
+
+    /// What a report writer (eval --json/--svg, plot -o) may replace without --overwrite:
+    /// a file of its own kind, as a rerun leaves it.
+    public enum ReportKind: String {
+        case json = "a JSON document", svg = "an SVG image"
+    }
+
+    /// Throws unless `url` is absent, or an existing file of `kind` outside any checkpoint.
+    /// Anything else there (a config, a data file, a folder) is not the writer's to replace.
+    public static func checkReport(_ url: URL, kind: ReportKind, flag: String) throws {
+        let path = url.standardizedFileURL.path
+        if let checkpoint = enclosingCheckpoint(of: url) {
+            throw OutputTargetError(description: "\(flag) \(path) is inside the checkpoint \(checkpoint): write somewhere else")
+        }
+        guard FileManager.default.fileExists(atPath: path) else { return }
+        // Only a regular file is read (a FIFO would block the read).
+        let regular = (try? FileManager.default.attributesOfItem(atPath: path))?[.type] as? FileAttributeType == .typeRegular
+        let contents = regular ? (try? Data(contentsOf: url)) ?? Data() : Data()
+        let ours: Bool
+        switch kind {
+        case .svg: ours = String(decoding: contents.prefix(4096), as: UTF8.self).contains("<svg")
+        case .json: ours = (try? JSONSerialization.jsonObject(with: contents)) is [String: Any]
+        }
+        guard regular, ours else {
+            throw OutputTargetError(description: "\(flag) \(path) already exists and is not \(kind.rawValue); name another path (only an earlier report is replaced)")
         }
     }
 

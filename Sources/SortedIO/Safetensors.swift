@@ -43,11 +43,11 @@ public struct SafetensorsFile {
             throw FormatError(file: url.path, "cannot be read: \(error.localizedDescription)")
         }
         guard data.count >= 8 else { throw FormatError(file: path, "is too short to be a safetensors file") }
-        let headerLength = data.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-        guard headerLength > 0, 8 + headerLength <= data.count else {
-            throw FormatError(file: path, "header length \(headerLength) does not fit the file (\(data.count) bytes); the file is truncated or not safetensors")
+        let storedLength = data.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        guard storedLength > 0, storedLength <= UInt64(data.count - 8) else {
+            throw FormatError(file: path, "header length \(storedLength) does not fit the file (\(data.count) bytes); the file is truncated or not safetensors")
         }
-        dataStart = 8 + headerLength
+        dataStart = 8 + Int(storedLength)
         let json: [String: Any]
         do {
             guard let object = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) as? [String: Any] else {
@@ -72,14 +72,39 @@ public struct SafetensorsFile {
             guard let dtype = DType(rawValue: dtypeName) else {
                 throw FormatError(file: path, "tensor '\(name)' has unsupported dtype \(dtypeName)")
             }
-            let entry = Entry(dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1])
-            guard offsets[0] >= 0, offsets[1] <= payload, entry.byteRange.count == entry.count * dtype.size else {
-                throw FormatError(file: path, "tensor '\(name)' lies outside the file or has the wrong byte size; the file is truncated or corrupt")
+            // Every number here is untrusted: sizes are multiplied with overflow checks and the
+            // range is formed only once it is known to be ordered and inside the payload.
+            guard shape.allSatisfy({ $0 >= 0 }), let bytes = SafetensorsFile.product(shape + [dtype.size]),
+                  offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload, offsets[1] - offsets[0] == bytes else {
+                throw FormatError(file: path, "tensor '\(name)' (shape \(shape), \(dtypeName), bytes \(offsets[0])..<\(offsets[1])) lies outside the file or has the wrong byte size; the file is truncated or corrupt")
             }
-            parsed[name] = entry
+            parsed[name] = Entry(dtype: dtype, shape: shape, byteRange: offsets[0]..<offsets[1])
+        }
+        // The format requires the tensors to tile the payload exactly: a gap or an overlap
+        // means a damaged header (or a header length that is off, shifting every tensor).
+        var end = 0
+        for (name, entry) in parsed.sorted(by: { ($0.value.byteRange.lowerBound, $0.value.byteRange.upperBound) < ($1.value.byteRange.lowerBound, $1.value.byteRange.upperBound) }) {
+            guard entry.byteRange.lowerBound == end else {
+                throw FormatError(file: path, "tensor '\(name)' starts at byte \(entry.byteRange.lowerBound) of the data, where \(entry.byteRange.lowerBound < end ? "the previous tensor still lies (overlap)" : "a gap follows the previous tensor, which ends at \(end)"); the file is corrupt")
+            }
+            end = entry.byteRange.upperBound
+        }
+        guard end == payload else {
+            throw FormatError(file: path, "its tensors cover \(end) bytes of data but the file holds \(payload) after the header; the header length or the file is wrong")
         }
         entries = parsed
         metadata = meta
+    }
+
+    /// The product of `factors`, nil when it overflows Int.
+    static func product(_ factors: [Int]) -> Int? {
+        var result = 1
+        for f in factors {
+            let (p, overflow) = result.multipliedReportingOverflow(by: f)
+            if overflow { return nil }
+            result = p
+        }
+        return result
     }
 
     public func entry(_ name: String) throws -> Entry {

@@ -98,7 +98,7 @@ public enum Evaluator {
         guard !questions.isEmpty else { return reports }
         let asked = Array(stride(from: communicator.rank, to: questions.count, by: communicator.size)).map { questions[$0] }
         let capacity = min(loaded.model.config.maxPositionEmbeddings,
-                           (questions.map(\.prompt.count).max() ?? 0) + settings.maxNewTokens + 1)
+                           (questions.map(\.prompt.count).max() ?? 0) + min(settings.maxNewTokens, loaded.model.config.maxPositionEmbeddings) + 1)
         for (e, depth) in exits.enumerated() {
             let generator = try TextGenerator(model: loaded.model, strategy: .fixed(depth: depth), stop: loaded.stopTokens,
                                               batchSize: min(settings.batchSize, max(asked.count, 1)), capacity: capacity)

@@ -97,7 +97,13 @@ public enum GenerationBenchmark {
                            progress: (String) -> Void = { _ in }) throws -> GenerationBenchmarkResult {
         let model = loaded.model, c = model.config, L = c.numHiddenLayers
         precondition(!prompts.isEmpty, "GenerationBenchmark: no prompts")
-        let capacity = min(c.maxPositionEmbeddings, max(s.promptTokens, prompts.map(\.count).max()!) + s.newTokens + 1)
+        let window = c.maxPositionEmbeddings
+        guard (1..<window).contains(s.promptTokens), (1..<window).contains(s.newTokens) else {
+            throw ConfigError(key: "prompt_tokens", "prompt tokens (\(s.promptTokens)) and new tokens (\(s.newTokens)) must each be in 1..<\(window), the model's context")
+        }
+        guard s.batchSize >= 1 else { throw ConfigError(key: "batch_size", "must be positive, got \(s.batchSize)") }
+        let capacity = min(window, max(s.promptTokens, prompts.map(\.count).max()!) + s.newTokens + 1)
+        try TextGenerator.checkMemory(model: model, slots: s.batchSize, layers: L, capacity: capacity)
         let bandwidth = MemoryBandwidth.measureRead()
         progress(String(format: "read bandwidth %.1f GB/s (%d threads, OpenBLAS %@)", bandwidth, BLAS.threads, BLAS.coreName))
         if BLAS.coreName.lowercased() == "prescott" {

@@ -124,10 +124,20 @@ public final class TextGenerator {
         self.capacity = min(capacity, model.config.maxPositionEmbeddings)
         let slots: Int
         if case .fixed = strategy { slots = batchSize } else { slots = 1 }
+        try Self.checkMemory(model: model, slots: slots, layers: cacheLayers, capacity: self.capacity)
         let maxRows = max(rows, min(256, self.capacity))
         decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, cacheLayers: cacheLayers)
         hidden = decoder.makeHidden(rows: maxRows)
         logits = FloatBuffer(count: maxRows * model.config.vocabSize)
+    }
+
+    /// Refuses a KV cache (keys and values of `slots` sequences × `capacity` tokens) larger
+    /// than the machine, before anything is allocated: --batch-size comes from the user.
+    static func checkMemory(model: LlamaModel, slots: Int, layers: Int, capacity: Int) throws {
+        let c = model.config
+        let bytes = 8 * Double(slots) * Double(layers) * Double(c.numKeyValueHeads) * Double(capacity) * Double(c.headDim)
+        try MemoryBudget.check(bytes: bytes < 9e18 ? Int(bytes) : nil,
+                               for: "the KV cache of \(slots) sequences × \(capacity) tokens", key: "batch_size")
     }
 
     /// The new tokens of each prompt, ending before a stop token, after maxNewTokens, or

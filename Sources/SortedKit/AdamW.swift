@@ -29,6 +29,11 @@ public struct AdamWSettings: Codable, Equatable, Sendable {
         if !(beta2 >= 0 && beta2 < 1) { throw ConfigError(key: "optim.beta2", "must be in [0, 1), got \(beta2)") }
         if !(eps > 0 && eps.isFinite) { throw ConfigError(key: "optim.eps", "must be positive, got \(eps)") }
         if !(weightDecay >= 0 && weightDecay.isFinite) { throw ConfigError(key: "optim.weight_decay", "must be non-negative, got \(weightDecay)") }
+        // Decoupled decay multiplies every weight by 1 − lr·wd per step: at 1 or more it
+        // zeroes or flips the weights, which no schedule recovers from.
+        if learningRate * weightDecay >= 1 {
+            throw ConfigError(key: "optim.weight_decay", "\(weightDecay) × lr \(learningRate) ≥ 1 would wipe the weights in one step; typical values are 0 to 0.1")
+        }
     }
 }
 

@@ -59,7 +59,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         case maxPositionEmbeddings = "max_position_embeddings"
         case ropeParameters = "rope_parameters"
         case ropeScaling = "rope_scaling"
-        case architectures, modelType = "model_type"
+        case architectures, modelType = "model_type", hiddenAct = "hidden_act"
+        case attentionBias = "attention_bias", mlpBias = "mlp_bias"
     }
 
     private struct RopeParameters: Codable {
@@ -86,6 +87,17 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
             do { return try c.decodeIfPresent(T.self, forKey: key) } catch {
                 throw ConfigError(key: key.rawValue, "has the wrong type (expected \(T.self))")
             }
+        }
+        // What the engine computes: a LLaMA with SiLU gates and no biases. Anything else would
+        // load and run as a different model, so it is refused by key.
+        if let type = try optional(.modelType, String.self), type != "llama" {
+            throw ConfigError(key: "model_type", "is '\(type)'; sortedtrain computes LLaMA models only (model_type \"llama\")")
+        }
+        if let activation = try optional(.hiddenAct, String.self), activation != "silu" {
+            throw ConfigError(key: "hidden_act", "is '\(activation)'; sortedtrain's LLaMA uses SiLU (\"silu\") only")
+        }
+        for key in [CodingKeys.attentionBias, .mlpBias] {
+            if try optional(key, Bool.self) == true { throw ConfigError(key: key.rawValue, "is true; sortedtrain's LLaMA has no biases") }
         }
         hiddenSize = try required(.hiddenSize, Int.self)
         intermediateSize = try required(.intermediateSize, Int.self)
@@ -161,6 +173,44 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         if vocabSize > Int(Int32.max) {
             throw ConfigError(key: "vocab_size", "\(vocabSize) does not fit token ids of 32 bits")
         }
+        if maxPositionEmbeddings > Int(Int32.max) {
+            throw ConfigError(key: "max_position_embeddings", "\(maxPositionEmbeddings) is beyond 2^31 positions; the file is wrong")
+        }
+        // Sizes come from files: refuse before anything is allocated, with the figure.
+        let sizes = "hidden_size \(hiddenSize), intermediate_size \(intermediateSize), num_hidden_layers \(numHiddenLayers), vocab_size \(vocabSize)"
+        guard let count = parameterCount, count <= Int.max / 16 else {
+            throw ConfigError(key: "model size", "\(sizes) give more parameters than can be addressed")
+        }
+        try MemoryBudget.check(bytes: 4 * count, for: "\(count) parameters (\(sizes))", key: "model size")
+    }
+
+    /// Parameters of the model (embedding, layers, final norm, untied head); nil when the
+    /// count overflows Int, as absurd sizes from a corrupt file can make it.
+    public var parameterCount: Int? {
+        let D = hiddenSize, F = intermediateSize
+        func product(_ factors: Int...) -> Int? {
+            var result = 1
+            for f in factors {
+                let (p, overflow) = result.multipliedReportingOverflow(by: f)
+                if overflow || f < 0 { return nil }
+                result = p
+            }
+            return result
+        }
+        func sum(_ terms: Int?...) -> Int? {
+            var result = 0
+            for term in terms {
+                guard let t = term else { return nil }
+                let (s, overflow) = result.addingReportingOverflow(t)
+                if overflow { return nil }
+                result = s
+            }
+            return result
+        }
+        let qkv = sum(product(numAttentionHeads, headDim), product(2, numKeyValueHeads, headDim))
+        let perLayer = sum(product(2, D), qkv.flatMap { product($0, D) }, product(D, numAttentionHeads, headDim), product(3, F, D))
+        let embedding = product(vocabSize, D)
+        return sum(embedding, perLayer.flatMap { product($0, numHiddenLayers) }, D, tieWordEmbeddings ? 0 : embedding)
     }
 
     /// Reads and validates a HF `config.json`.

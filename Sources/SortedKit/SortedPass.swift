@@ -59,6 +59,25 @@ public final class SortedPass {
     private let dActivated: FloatBuffer    // [N, F]
     private let dScores: FloatBuffer       // [workers, T, T]
 
+    /// The bytes the buffers below take for one micro-batch (nil when the sizes overflow),
+    /// so a run config can be refused before anything is allocated.
+    public static func bytesNeeded(config c: LlamaConfig, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 512) -> Int? {
+        // In Double: the sizes may come from a hostile config, and a product must not trap.
+        let B = Double(batchSize), T = Double(sequenceLength), N = B * T
+        let L = Double(c.numHiddenLayers), D = Double(c.hiddenSize), F = Double(c.intermediateSize)
+        let qkv = Double(c.qkvWidth), q = Double(c.queryWidth)
+        // Per token: saved per layer (residual, two normed inputs, mid, qkv, attended, gate|up,
+        // activation, two RMS factors) and the single-layer backward scratch.
+        let perLayerToken = 4 * D + qkv + q + 3 * F + 2
+        let scratchToken = 4 * D + 1 + qkv + q + 3 * F
+        let floats = N * (L * perLayerToken + D + scratchToken)
+            + L * B * Double(c.numAttentionHeads) * T * T          // attention probabilities
+            + min(Double(headChunkRows), N) * 2 * Double(c.vocabSize)   // head chunk logits and gradient
+            + Double(Parallel.workers) * T * T                    // attention backward scratch
+        let bytes = 4 * floats
+        return bytes < 9e18 ? Int(bytes) : nil
+    }
+
     /// headChunkRows: tokens per head GEMM in the fused loss (memory ≈ chunk·V floats).
     public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 512) throws {
         let c = model.config

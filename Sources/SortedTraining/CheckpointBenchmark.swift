@@ -47,10 +47,9 @@ public enum CheckpointBenchmark {
             let target = try Trainer(config: config, model: try LlamaModel(config: config.model), communicator: single, data: data)
             start = ContinuousClock.now
             let state = try CheckpointFiles.readState(directory: folder)
-            try CheckpointFiles.readTensors(directory: folder, layout: model.layout, parameters: target.model.parameters,
+            try CheckpointFiles.readTensors(directory: folder, state: state, layout: model.layout, parameters: target.model.parameters,
                                             moments: (target.optimizer.firstMoment, target.optimizer.secondMoment))
             read.append((ContinuousClock.now - start).seconds)
-            _ = state
             start = ContinuousClock.now
             _ = try CheckpointManager.load(folder, into: target, allowExitChange: false)
             resume.append((ContinuousClock.now - start).seconds)

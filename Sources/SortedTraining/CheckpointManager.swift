@@ -9,14 +9,20 @@ import SortedKit
 public final class CheckpointManager {
     public let root: String
     public let keep: Int
+    /// Written into every shard and the run state; a resumed run takes the checkpoint's.
+    public var runID: String
     private let communicator: Communicator
     private let fileManager = FileManager.default
 
-    public init(root: String, keep: Int, communicator: Communicator) {
+    public init(root: String, keep: Int, communicator: Communicator, runID: String = CheckpointManager.newRunID()) {
         self.root = root
         self.keep = keep
         self.communicator = communicator
+        self.runID = runID
     }
+
+    /// 64 random bits in hex (every rank must then use rank 0's).
+    public static func newRunID() -> String { CheckpointFiles.hex(UInt64.random(in: .min ... .max)) }
 
     public static func directoryName(step: Int) -> String { String(format: "step-%08d", step) }
 
@@ -36,10 +42,17 @@ public final class CheckpointManager {
             }
         }
         try communicator.barrier()
+        // Every shard carries rank 0's run id (each rank's manager drew its own).
+        if world > 1 {
+            var id = [UInt8](runID.utf8.prefix(64)) + [UInt8](repeating: 0, count: max(0, 64 - runID.utf8.count))
+            try id.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: 64, root: 0) }
+            runID = String(decoding: id.prefix { $0 != 0 }, as: UTF8.self)
+        }
         let plan = ShardPlan(layout: layout, world: world)
         let buffers = CheckpointBuffers(parameters: trainer.model.parameters, firstMoment: trainer.optimizer.firstMoment,
                                         secondMoment: trainer.optimizer.secondMoment)
         try CheckpointFiles.writeShard(at: (temporary as NSString).appendingPathComponent(CheckpointNames.shard(rank: rank, of: world)),
+                                       identity: ShardIdentity(runID: runID, step: step),
                                        tensors: plan.tensors(of: rank, in: layout), buffers: buffers)
         try communicator.barrier()
         if rank == 0 {
@@ -51,7 +64,9 @@ public final class CheckpointManager {
                 modelConfig: String(decoding: try encoder.encode(trainer.model.config), as: UTF8.self),
                 trainSeed: trainer.config.train.seed, sortedSeed: trainer.config.objective.seed,
                 shards: (0..<world).map { CheckpointNames.shard(rank: $0, of: world) },
-                tensors: layout.tensors.map(\.name))
+                tensors: layout.tensors.map(\.name), runID: runID,
+                // Every rank holds the same weights and moments, so rank 0 can digest them all.
+                digests: CheckpointFiles.digests(layout: layout, buffers: buffers))
             try CheckpointFiles.writeIndex(at: (temporary as NSString).appendingPathComponent(CheckpointNames.index),
                                            state: state, plan: plan, layout: layout)
             // A checkpoint of this step already there (a resumed run saving the same step
@@ -78,38 +93,73 @@ public final class CheckpointManager {
         }
     }
 
-    /// Complete checkpoints (with an index) in this root, oldest first.
-    public func completeCheckpoints() -> [String] {
+    /// Every step folder in this root (intact or not; no .tmp or .old), oldest first.
+    public func checkpointFolders() -> [String] {
         let names = (try? fileManager.contentsOfDirectory(atPath: root)) ?? []
-        return names.filter { $0.hasPrefix("step-") && !$0.hasSuffix(".tmp") && !$0.hasSuffix(".old") }
-            .filter { fileManager.fileExists(atPath: (path($0) as NSString).appendingPathComponent(CheckpointNames.index)) }
-            .sorted()
+        return names.filter { $0.hasPrefix("step-") && !$0.hasSuffix(".tmp") && !$0.hasSuffix(".old") }.sorted()
     }
 
+    /// Entries named like step folders that are not folders: saving over them would replace
+    /// what train did not write.
+    public func foreignEntries() -> [String] {
+        checkpointFolders().filter { name in
+            var isFolder: ObjCBool = false
+            return !fileManager.fileExists(atPath: path(name), isDirectory: &isFolder) || !isFolder.boolValue
+        }
+    }
+
+    /// The step folders whose index, run state and shards check out, oldest first.
+    public func completeCheckpoints() -> [String] {
+        checkpointFolders().filter { (try? CheckpointFiles.readState(directory: path($0))) != nil }
+    }
+
+    /// Deletes intact checkpoints beyond the newest `keep` (never `current`). A damaged one
+    /// is left for the user to look at: it was skipped loudly at resume.
     private func prune(keeping current: String) throws {
-        let all = completeCheckpoints()
-        for old in all.dropLast(keep) where old != current {
+        for old in completeCheckpoints().dropLast(keep) where old != current {
             try? fileManager.removeItem(atPath: path(old))
         }
     }
 
-    /// The folder `--resume` means: "auto" is `latest` when it reads back, else the newest
-    /// complete checkpoint that does, else nil (a fresh start); anything else is a path.
-    public func resolve(_ resume: String) throws -> String? {
+    /// What `--resume auto` found: the folder to load and every newer candidate it passed
+    /// over, with the reason. No folder and nothing skipped: the root holds no checkpoint.
+    public struct Resolution {
+        public var folder: String?
+        public var skipped: [(folder: String, reason: String)] = []
+
+        /// "step-00000004: reason; step-00000002: reason" for messages.
+        public var skippedSummary: String {
+            skipped.map { "\(($0.folder as NSString).lastPathComponent): \($0.reason)" }.joined(separator: "; ")
+        }
+    }
+
+    /// The folder `--resume` means: "auto" is `latest` when it checks out, else the newest
+    /// checkpoint that does (a root whose checkpoints are all damaged gives no folder and
+    /// the reasons). Anything else is a checkpoint folder, checked.
+    public func resolve(_ resume: String) throws -> Resolution {
         guard resume == "auto" else {
             _ = try CheckpointFiles.readState(directory: resume)
-            return resume
+            return Resolution(folder: resume)
         }
-        var candidates = completeCheckpoints().reversed().map { path($0) }
+        var candidates = checkpointFolders().reversed().map { path($0) }
         if let pointer = try? String(contentsOfFile: path("latest"), encoding: .utf8) {
             let named = path(pointer.trimmingCharacters(in: .whitespacesAndNewlines))
-            candidates.removeAll { $0 == named }
-            candidates.insert(named, at: 0)
+            if candidates.contains(named) {
+                candidates.removeAll { $0 == named }
+                candidates.insert(named, at: 0)
+            }
         }
-        for candidate in candidates where (try? CheckpointFiles.readState(directory: candidate)) != nil {
-            return candidate
+        var resolution = Resolution()
+        for candidate in candidates {
+            do {
+                _ = try CheckpointFiles.readState(directory: candidate)
+                resolution.folder = candidate
+                return resolution
+            } catch {
+                resolution.skipped.append((candidate, "\(error)"))
+            }
         }
-        return nil
+        return resolution
     }
 
     /// Loads weights, moments and position into `trainer`. Refuses a checkpoint of another
@@ -132,13 +182,13 @@ public final class CheckpointManager {
                 ("tie_word_embeddings", "\(saved.tieWordEmbeddings)", "\(current.tieWordEmbeddings)"),
                 ("max_position_embeddings", "\(saved.maxPositionEmbeddings)", "\(current.maxPositionEmbeddings)"),
             ]
-            let diff = keys.first { $0.1 != $0.2 }!
+            let diff = keys.first { $0.1 != $0.2 } ?? ("model", "another shape", "this one")
             throw TrainingError("\(directory): the checkpoint's model has \(diff.0) = \(diff.1), the config asks for \(diff.2); resume with the checkpoint's model config")
         }
         if state.exits != trainer.config.objective.exits && !allowExitChange {
             throw TrainingError("\(directory): the checkpoint was trained with exits \(state.exits), the config has \(trainer.config.objective.exits); pass --allow-exit-change to continue with the new exits")
         }
-        try CheckpointFiles.readTensors(directory: directory, layout: trainer.model.layout, parameters: trainer.model.parameters,
+        try CheckpointFiles.readTensors(directory: directory, state: state, layout: trainer.model.layout, parameters: trainer.model.parameters,
                                         moments: (trainer.optimizer.firstMoment, trainer.optimizer.secondMoment))
         trainer.optimizer.stepCount = state.optimizerSteps
         trainer.startStep = state.step

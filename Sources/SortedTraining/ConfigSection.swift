@@ -57,7 +57,8 @@ struct ConfigSection {
         return b
     }
 
-    func string(_ k: String, default fallback: String? = nil, oneOf choices: [String]? = nil) throws -> String {
+    /// A string value; "" only with `allowEmpty` (an empty path or name is always a mistake).
+    func string(_ k: String, default fallback: String? = nil, oneOf choices: [String]? = nil, allowEmpty: Bool = false) throws -> String {
         guard has(k) else {
             if let f = fallback { return f }
             throw ConfigError(key: key(k), "is required")
@@ -65,6 +66,7 @@ struct ConfigSection {
         guard let s = values[k] as? String else {
             throw ConfigError(key: key(k), "expected a string, got \(describe(values[k]!))")
         }
+        if s.isEmpty && !allowEmpty { throw ConfigError(key: key(k), "is empty; give a value or leave the key out") }
         if let c = choices, !c.contains(s) {
             throw ConfigError(key: key(k), "'\(s)' is not one of: \(c.joined(separator: ", "))")
         }

@@ -11,12 +11,21 @@ public enum ExportFormat: String, CaseIterable, Sendable {
 }
 
 public enum ModelExporter {
-    /// A checkpoint folder, or a checkpoints root whose newest complete checkpoint is meant.
+    /// A checkpoint folder, or a checkpoints root whose newest intact checkpoint is meant
+    /// (a warning on stderr names each newer one that is damaged).
     public static func resolveCheckpoint(_ path: String) throws -> String {
         let index = (path as NSString).appendingPathComponent(CheckpointNames.index)
         if FileManager.default.fileExists(atPath: index) { return path }
         let manager = CheckpointManager(root: path, keep: .max, communicator: SingleProcessCommunicator())
-        if let found = try manager.resolve("auto") { return found }
+        let resolution = try manager.resolve("auto")
+        if let found = resolution.folder {
+            // A damaged newer checkpoint is passed over, loudly: the user asked for the newest.
+            for (folder, reason) in resolution.skipped {
+                FileHandle.standardError.write(Data("warning: skipped checkpoint \(folder): \(reason)\n".utf8))
+            }
+            return found
+        }
+        if !resolution.skipped.isEmpty { throw TrainingError("\(path): no intact checkpoint (\(resolution.skippedSummary))") }
         throw TrainingError("\(path): no checkpoint here (no checkpoint.h5, no complete step-* folder); pass a checkpoint folder such as runs/demo/checkpoints/step-00000100")
     }
 

@@ -1,6 +1,7 @@
 // RunConfig: the JSON run configuration (`configs/*.json`), its sections, defaults and
 // `--set section.key=value` overrides. Unknown keys and bad values are errors naming the key.
 import Foundation
+import SortedData
 import SortedKit
 
 public struct TrainSettings: Equatable, Sendable {
@@ -82,9 +83,18 @@ public struct RunConfig: Sendable {
     /// config's `model` section may then be left out, and must match when present.
     public static func load(path: String, overrides: [String] = [], initialModel: LlamaConfig? = nil) throws -> RunConfig {
         let url = URL(fileURLWithPath: path)
+        // A folder or a FIFO would fail (or block) with a misleading system message.
+        if let type = (try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path))?[.type] as? FileAttributeType, type != .typeRegular {
+            throw ConfigError(key: path, "is not a regular file (\(type == .typeDirectory ? "a folder" : "a special file")); pass a JSON config file, e.g. configs/demo.json")
+        }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw ConfigError(key: path, "cannot be read (\(error.localizedDescription)); pass an existing JSON config, e.g. configs/demo.json")
+        }
+        // The strict reader first: it names the line and column, and refuses duplicate keys
+        // (where JSONSerialization would keep the last one silently).
+        do { _ = try JSONParser.parse(data) } catch let error as JSONSyntaxError {
+            throw ConfigError(key: "\(path):\(error.line):\(error.column)", "is not valid JSON: \(error.message)")
         }
         let object: Any
         do { object = try JSONSerialization.jsonObject(with: data) } catch {
@@ -159,14 +169,30 @@ public struct RunConfig: Sendable {
             throw ConfigError(key: "train.sequence_length",
                               "\(train.sequenceLength) exceeds the model's max_position_embeddings \(model.maxPositionEmbeddings)")
         }
+        // Sequences per step and samples over the run are counted in Int: keep them representable.
+        let (perStep, o1) = train.microBatchSize.multipliedReportingOverflow(by: train.accumulationSteps)
+        let (perRun, o2) = perStep.multipliedReportingOverflow(by: max(1, train.maxSteps))
+        if o1 || o2 || perRun > 1 << 48 {
+            throw ConfigError(key: "train.accumulation_steps",
+                              "\(train.microBatchSize) × \(train.accumulationSteps) sequences per step for \(train.maxSteps) steps is more than can be counted; lower them")
+        }
+        // Parameters, gradients and both AdamW moments (16 bytes a parameter) and one micro-batch's activations.
+        let activations = SortedPass.bytesNeeded(config: model, batchSize: train.microBatchSize, sequenceLength: train.sequenceLength)
+        try MemoryBudget.check(bytes: activations.flatMap { a in
+            model.parameterCount.flatMap { p in (16 * p).addingReportingOverflow(a).overflow ? nil : 16 * p + a } },
+                               for: "training (parameters, gradients, AdamW moments and micro-batch \(train.microBatchSize) × \(train.sequenceLength) tokens of activations)",
+                               key: "train.micro_batch_size")
 
         let dt = try section("data", ["train", "validation", "tokenizer", "template", "format", "truncation",
                                       "on_bad_record", "system_prompt", "shuffle"])
         func paths(_ key: String) throws -> [String] {
             guard dt.has(key) else { return [] }
-            if let one = dt.values[key] as? String { return [one] }
-            guard let many = dt.values[key] as? [String], !many.isEmpty else {
-                throw ConfigError(key: "data.\(key)", "expected a file path or an array of file paths")
+            if let one = dt.values[key] as? String {
+                guard !one.isEmpty else { throw ConfigError(key: "data.\(key)", "is empty; name the files, or leave the key out") }
+                return [one]
+            }
+            guard let many = dt.values[key] as? [String], !many.isEmpty, !many.contains("") else {
+                throw ConfigError(key: "data.\(key)", "expected a file path or an array of file paths (none empty)")
             }
             return many
         }
@@ -177,7 +203,7 @@ public struct RunConfig: Sendable {
             format: try dt.string("format", default: "auto", oneOf: ["auto", "alpaca", "chat", "text"]),
             truncation: try dt.string("truncation", default: "truncate", oneOf: ["truncate", "drop"]),
             onBadRecord: try dt.string("on_bad_record", default: "fail", oneOf: ["fail", "skip"]),
-            systemPrompt: dt.has("system_prompt") ? try dt.string("system_prompt") : nil,
+            systemPrompt: dt.has("system_prompt") ? try dt.string("system_prompt", allowEmpty: true) : nil,
             shuffle: try dt.bool("shuffle", default: true))
 
         let s = try section("sorted", ["exits", "reduction", "weights", "sampling", "seed"])
@@ -274,9 +300,9 @@ public struct RunConfig: Sendable {
         guard let eq = override.firstIndex(of: "=") else {
             throw ConfigError(key: "--set \(override)", "an override must look like section.key=value")
         }
-        let path = override[..<eq].split(separator: ".").map(String.init)
+        let path = override[..<eq].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         let text = String(override[override.index(after: eq)...])
-        guard path.count == 2 else {
+        guard path.count == 2, !path[0].isEmpty, !path[1].isEmpty else {
             throw ConfigError(key: "--set \(override)", "an override names a section and a key: section.key=value")
         }
         let value = (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) ?? text

@@ -11,7 +11,8 @@ import SortedKit
 public struct TrainOptions: Sendable {
     public var configPath: String
     public var overrides: [String] = []
-    /// "auto", a checkpoint folder, or nil for a fresh start.
+    /// "auto", a checkpoint folder, "none" for a fresh start over any checkpoints, or nil
+    /// for a fresh start where checkpoint.dir holds none.
     public var resume: String?
     public var allowExitChange = false
     /// Weights to start from: an HF model folder or a llama GGUF file; the run's model
@@ -99,15 +100,40 @@ public final class TrainingSession {
 
         let checkpoints = CheckpointManager(root: config.checkpoint.directory, keep: config.checkpoint.keep,
                                             communicator: communicator)
-        if let resume = options.resume {
+        try agreed("checking checkpoint.dir") {
+            guard rank == 0, let foreign = checkpoints.foreignEntries().first else { return }
+            throw ConfigError(key: "checkpoint.dir", "\(config.checkpoint.directory)/\(foreign) is not a checkpoint folder; move it out of checkpoint.dir (train saves step-XXXXXXXX folders there)")
+        }
+        switch options.resume {
+        case nil:
+            // Training from step 0 would overwrite and prune what is there: only when asked.
+            try agreed("checking checkpoint.dir") {
+                guard rank == 0, let newest = checkpoints.checkpointFolders().last else { return }
+                throw ConfigError(key: "checkpoint.dir", "\(config.checkpoint.directory) already holds checkpoints (newest \(newest)); pass --resume auto to continue from them, or --resume none to train from step 0 and replace them")
+            }
+        case "none":
+            say("--resume none: starting from step 0")
+        case let resume?:
             // Rank 0 decides which checkpoint; every rank loads that one and they compare.
-            let chosen = try agreed("finding the checkpoint") { rank == 0 ? try checkpoints.resolve(resume) : nil }
+            let chosen = try agreed("finding the checkpoint") { () -> String? in
+                guard rank == 0 else { return nil }
+                let resolution = try checkpoints.resolve(resume)
+                if resolution.folder == nil && !resolution.skipped.isEmpty {
+                    // Damaged checkpoints are no reason to start over silently.
+                    throw TrainingError("\(config.checkpoint.directory): no intact checkpoint (\(resolution.skippedSummary)); pass --resume FOLDER to choose one, or --resume none to start over from step 0")
+                }
+                for (folder, reason) in resolution.skipped {
+                    FileHandle.standardError.write(Data("warning: skipped checkpoint \(folder): \(reason)\n".utf8))
+                }
+                return resolution.folder
+            }
             let folder = try broadcast(chosen)
             if let folder {
                 let state = try agreed("loading the checkpoint") {
                     try CheckpointManager.load(folder, into: trainer, allowExitChange: options.allowExitChange)
                 }
                 try trainer.verifyIdentical("the state loaded from \(folder)", trainer.stateFingerprint())
+                checkpoints.runID = state.runID
                 say("resumed from \(folder) at step \(state.step) (saved by \(state.worldSize) rank(s), now \(communicator.size))")
             } else {
                 say("no checkpoint in \(config.checkpoint.directory) yet: starting from step 0")
@@ -154,6 +180,7 @@ public final class TrainingSession {
             }
         }
         StopSignal.install()
+        communicator.stopRequested = { StopSignal.requested }
         var step = trainer.startStep
         let evalEvery = config.log.evalEvery
         if evalEvery > 0 && step == 0 { try validate(at: 0) }

@@ -14,7 +14,7 @@ struct CheckpointBenchCommand: ParsableCommand {
     @Option(help: "Folder to write into (on the disk to measure).")
     var dir: String = "runs/bench-checkpoint"
 
-    @Option(help: "Repeats (the best of each is reported).")
+    @Option(parsing: .unconditional, help: "Repeats (the best of each is reported).")
     var repeats: Int = 3
 
     @Flag(help: "Print one JSON object.")

@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import SortedDistributed
+import SortedIO
 import SortedInference
 import SortedKit
 import SortedPlot
@@ -43,13 +44,13 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Comma-separated depths, ascending (default: the run's exits).")
     var exits: String?
 
-    @Option(help: "Instruction records to answer per exit (0: no generation).")
+    @Option(parsing: .unconditional, help: "Instruction records to answer per exit (0: no generation).")
     var limit: Int = 200
 
-    @Option(help: "Prompts generated together.")
+    @Option(parsing: .unconditional, help: "Prompts generated together.")
     var batchSize: Int = 8
 
-    @Option(help: "Most tokens per answer.")
+    @Option(parsing: .unconditional, help: "Most tokens per answer.")
     var maxNewTokens: Int = 32
 
 
@@ -67,6 +68,9 @@ struct EvalCommand: ParsableCommand {
         guard maxNewTokens >= 1 else { throw CommandLineError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
         guard limit >= 0 else { throw CommandLineError("--limit must be 0 or more, got \(limit)") }
         if let exits { _ = try parseExits(exits) }
+        // Checked before the evaluation, which can take minutes, not after it.
+        if let json, json != "-" { try OutputTarget.checkReport(URL(fileURLWithPath: json), kind: .json, flag: "--json") }
+        if let svg { try OutputTarget.checkReport(URL(fileURLWithPath: svg), kind: .svg, flag: "--svg") }
     }
 
     private func parseExits(_ text: String) throws -> [Int] {

@@ -22,7 +22,7 @@ struct ExportCommand: ParsableCommand {
     @Argument(help: "A checkpoint folder (step-XXXXXXXX) or a checkpoints folder (its newest checkpoint).")
     var checkpoint: String
 
-    @Option(help: "The depth to export: one of the run's exits.")
+    @Option(parsing: .unconditional, help: "The depth to export: one of the run's exits.")
     var depth: Int
 
     @Option(help: "hf or hdf5.")

@@ -25,25 +25,25 @@ struct GenerateBenchCommand: ParsableCommand {
     @Option(help: "Exits to measure, comma-separated (default: the model's trained exits, or L/4, L/2, 3L/4, L).")
     var exits: String?
 
-    @Option(help: "Tokens of the prefill prompt.")
+    @Option(parsing: .unconditional, help: "Tokens of the prefill prompt.")
     var promptTokens: Int = 128
 
-    @Option(help: "Tokens decoded per answer.")
+    @Option(parsing: .unconditional, help: "Tokens decoded per answer.")
     var newTokens: Int = 64
 
-    @Option(help: "Prompts decoded together in the batched measurement.")
+    @Option(parsing: .unconditional, help: "Prompts decoded together in the batched measurement.")
     var batchSize: Int = 8
 
     @Option(help: "Early-exit thresholds: one, or one per exit below the last.")
     var earlyExit: String = "0.9"
 
-    @Option(help: "The exit that drafts for self-speculative decoding (default: the shallowest measured exit).")
+    @Option(parsing: .unconditional, help: "The exit that drafts for self-speculative decoding (default: the shallowest measured exit).")
     var draftDepth: Int?
 
-    @Option(help: "Tokens drafted per verification.")
+    @Option(parsing: .unconditional, help: "Tokens drafted per verification.")
     var speculate: Int = 4
 
-    @Option(help: "Measurements per figure; the best is kept.")
+    @Option(parsing: .unconditional, help: "Measurements per figure; the best is kept.")
     var repeats: Int = 2
 
     @Flag(help: "Print one JSON object.")

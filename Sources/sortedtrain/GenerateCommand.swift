@@ -45,7 +45,7 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "JSONL of prompts ({\"instruction\": …, \"input\": …} or {\"prompt\": …}); answers as JSONL on stdout.")
     var promptsFile: String?
 
-    @Option(help: "Depth k (default: the deepest layer).")
+    @Option(parsing: .unconditional, help: "Depth k (default: the deepest layer).")
     var depth: Int?
 
     @Option(help: "Early-exit confidence thresholds: one, or one per exit below the last.")
@@ -57,34 +57,34 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Exits for --early-exit, comma-separated (default: the model's trained exits).")
     var exits: String?
 
-    @Option(help: "Self-speculative decoding: the exit that drafts.")
+    @Option(parsing: .unconditional, help: "Self-speculative decoding: the exit that drafts.")
     var draftDepth: Int?
 
     @Option(help: "Tokens drafted per verification, or auto.")
     var speculate: String = "4"
 
-    @Option(help: "With --speculate auto: the most tokens drafted per verification.")
+    @Option(parsing: .unconditional, help: "With --speculate auto: the most tokens drafted per verification.")
     var maxDraft: Int = 8
 
-    @Option(help: "With --speculate auto: stop drafting below this top probability.")
+    @Option(parsing: .unconditional, help: "With --speculate auto: stop drafting below this top probability.")
     var draftConfidence: Double = 0.6
 
-    @Option(help: "Most new tokens.")
+    @Option(parsing: .unconditional, help: "Most new tokens.")
     var maxNewTokens: Int = 64
 
-    @Option(help: "Sampling temperature (0: greedy).")
+    @Option(parsing: .unconditional, help: "Sampling temperature (0: greedy).")
     var temperature: Double = 0
 
-    @Option(help: "Sample among the k most likely tokens (0: all).")
+    @Option(parsing: .unconditional, help: "Sample among the k most likely tokens (0: all).")
     var topK: Int = 0
 
-    @Option(help: "Sample from the smallest set of tokens whose probability reaches p (1: all).")
+    @Option(parsing: .unconditional, help: "Sample from the smallest set of tokens whose probability reaches p (1: all).")
     var topP: Double = 1
 
-    @Option(help: "Seed for sampling.")
+    @Option(parsing: .unconditional, help: "Seed for sampling.")
     var seed: UInt64 = 0
 
-    @Option(help: "Prompts decoded together at a fixed depth (--prompts-file).")
+    @Option(parsing: .unconditional, help: "Prompts decoded together at a fixed depth (--prompts-file).")
     var batchSize: Int = 8
 
     @Flag(help: "Use the prompt text as is, without the template.")

@@ -22,12 +22,17 @@ struct CommandLineError: Error, CustomStringConvertible {
 
 /// "2,4,8" as depths (whole numbers ≥ 1), for `flag`'s error message.
 func parseDepths(_ text: String, flag: String) throws -> [Int] {
-    try text.split(separator: ",", omittingEmptySubsequences: false).map {
+    let depths = try text.split(separator: ",", omittingEmptySubsequences: false).map {
         guard let d = Int($0.trimmingCharacters(in: .whitespaces)), d >= 1 else {
             throw CommandLineError("\(flag): '\($0)' is not a depth (a whole number ≥ 1)")
         }
         return d
     }
+    // Exits are ordered shallow to deep everywhere; a list in another order is a typo.
+    if let i = depths.indices.dropFirst().first(where: { depths[$0] <= depths[$0 - 1] }) {
+        throw CommandLineError("\(flag): \(depths[i]) after \(depths[i - 1]); list the depths in increasing order, each once")
+    }
+    return depths
 }
 
 /// "0.9,0.8" as finite numbers, for `flag`'s error message.

@@ -1,6 +1,7 @@
 // `sortedtrain plot`: per-exit loss curves of one or more runs' metrics.jsonl as one SVG file.
 import ArgumentParser
 import Foundation
+import SortedIO
 import SortedPlot
 
 struct PlotCommand: ParsableCommand {
@@ -23,7 +24,7 @@ struct PlotCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "The SVG file to write.")
     var output: String
 
-    @Option(help: "Moving-average window in steps; 1 plots the raw losses (default: about 5% of the steps).")
+    @Option(parsing: .unconditional, help: "Moving-average window in steps; 1 plots the raw losses (default: about 5% of the steps).")
     var smooth: Int?
 
     @Option(help: "Chart title (default: \"Training loss per exit\" and the run's name).")
@@ -39,6 +40,7 @@ struct PlotCommand: ParsableCommand {
         if files.isEmpty { throw ValidationError("name at least one metrics.jsonl file") }
         if let smooth, smooth < 1 { throw ValidationError("--smooth must be at least 1 (1 = no smoothing)") }
         if exits != nil, exitSet == nil { throw ValidationError("--exits must be comma-separated depths, e.g. 2,8") }
+        try OutputTarget.checkReport(URL(fileURLWithPath: output), kind: .svg, flag: "-o")
     }
 
     private var exitSet: Set<Int>? {

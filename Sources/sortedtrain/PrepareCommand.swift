@@ -26,7 +26,7 @@ struct PrepareCommand: ParsableCommand {
     @Option(help: "Prompt template: alpaca, chatml or none.")
     var template: String = "alpaca"
 
-    @Option(help: "Maximum tokens per example.")
+    @Option(parsing: .unconditional, help: "Maximum tokens per example.")
     var maxLength: Int = 1024
 
     @Option(help: "Over-long examples: truncate or drop.")

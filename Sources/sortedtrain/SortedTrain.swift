@@ -1,5 +1,6 @@
 // sortedtrain: the command line. Each subcommand is a thin layer over the library targets.
 import ArgumentParser
+import Foundation
 
 @main
 struct SortedTrain: ParsableCommand {
@@ -19,6 +20,20 @@ struct SortedTrain: ParsableCommand {
             BenchCommand.self,
         ]
     )
+
+    /// Every failure, a bad argument included, is one line on stderr and exit code 1
+    /// (ArgumentParser's default would add the usage text and exit 64); --help prints as usual.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .success || error is ExitCode { exit(withError: error) }
+            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
 }
 
 /// `sortedtrain bench [step|tokenizer]`: the benchmarks; `step` when none is named.

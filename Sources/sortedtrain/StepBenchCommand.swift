@@ -22,10 +22,10 @@ struct StepBenchCommand: ParsableCommand {
     @Option(help: "Run config JSON (model, sorted.exits, train.micro_batch_size, train.sequence_length).")
     var config: String = "configs/bench-58m.json"
 
-    @Option(help: "Timed steps per mode (the median is reported).")
+    @Option(parsing: .unconditional, help: "Timed steps per mode (the median is reported).")
     var steps: Int = 5
 
-    @Option(help: "Untimed warm-up steps per mode.")
+    @Option(parsing: .unconditional, help: "Untimed warm-up steps per mode.")
     var warmup: Int = 1
 
     @Flag(help: "Print one JSON object instead of a table.")

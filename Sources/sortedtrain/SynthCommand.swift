@@ -3,6 +3,7 @@
 import ArgumentParser
 import Foundation
 import SortedData
+import SortedIO
 
 struct SynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -14,26 +15,40 @@ struct SynthCommand: ParsableCommand {
         --hard-fraction, so that deeper exits have something to gain. Writes OUTPUT/train.jsonl
         and OUTPUT/validation.jsonl in Alpaca format with extra "task" and "difficulty"
         fields; no validation question appears in train. The same seed gives the same files.
+        Files already there are replaced only with --overwrite.
         """)
 
     @Option(name: [.short, .long], help: "Directory to write train.jsonl and validation.jsonl into.")
     var output: String
 
-    @Option(help: "Training examples.")
+    @Option(parsing: .unconditional, help: "Training examples.")
     var train: Int = 20000
 
-    @Option(help: "Validation examples.")
+    @Option(parsing: .unconditional, help: "Validation examples.")
     var validation: Int = 1000
 
-    @Option(help: "Random seed.")
+    @Option(parsing: .unconditional, help: "Random seed.")
     var seed: UInt64 = 0
 
-    @Option(help: "Fraction of hard examples (0...1).")
+    @Option(parsing: .unconditional, help: "Fraction of hard examples (0...1).")
     var hardFraction: Double = 0.5
 
+    @Flag(help: "Replace train.jsonl and validation.jsonl already in the directory.")
+    var overwrite = false
+
+    /// Examples are made in memory (about 100 bytes each): ten million is 1 GB.
+    static let maximumExamples = 10_000_000
+
     func validate() throws {
-        guard train >= 0, validation >= 0, train + validation > 0 else { throw ValidationError("--train and --validation must be non-negative, and not both zero") }
+        guard train >= 0, validation >= 0, train > 0 || validation > 0 else { throw ValidationError("--train and --validation must be non-negative, and not both zero") }
+        guard train <= Self.maximumExamples, validation <= Self.maximumExamples else {
+            throw ValidationError("--train and --validation are at most \(Self.maximumExamples) each")
+        }
         guard (0...1).contains(hardFraction) else { throw ValidationError("--hard-fraction must be between 0 and 1") }
+        for name in ["train.jsonl", "validation.jsonl"] {
+            try OutputTarget.check(URL(fileURLWithPath: output).appendingPathComponent(name), directory: false,
+                                   overwrite: overwrite, flag: "--output")
+        }
     }
 
     func run() throws {

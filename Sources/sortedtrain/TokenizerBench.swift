@@ -24,10 +24,10 @@ struct TokenizerBenchCommand: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Text files to encode (default: Tests/Fixtures/tokenizers/corpus.txt).")
     var text: [String] = []
 
-    @Option(help: "Repeat the text until it is at least this many MB (0: as is).")
+    @Option(parsing: .unconditional, help: "Repeat the text until it is at least this many MB (0: as is).")
     var megabytes: Double = 0
 
-    @Option(name: .customLong("repeat"), help: "Timed passes per side (the best is reported).")
+    @Option(name: .customLong("repeat"), parsing: .unconditional, help: "Timed passes per side (the best is reported).")
     var passes: Int = 3
 
     @Flag(inversion: .prefixedNo, help: "Also time HF tokenizers through python3.")

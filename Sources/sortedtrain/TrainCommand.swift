@@ -23,7 +23,7 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("set"), parsing: .singleValue, help: "Override a config value: section.key=value (repeatable).")
     var overrides: [String] = []
 
-    @Option(help: "Resume: auto (the latest checkpoint in checkpoint.dir, if any) or a checkpoint folder.")
+    @Option(help: "Resume: auto (the latest intact checkpoint in checkpoint.dir, if any; damaged ones are reported and skipped), a checkpoint folder, or none (start from step 0 even where checkpoint.dir holds checkpoints). Without --resume, a checkpoint.dir that holds checkpoints is refused.")
     var resume: String?
 
     @Flag(help: "Allow resuming a checkpoint trained with other exits.")

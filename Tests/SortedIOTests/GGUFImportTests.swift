@@ -289,6 +289,30 @@ final class GGUFImportTests: XCTestCase {
         assertImportFails(try write(tiny.gguf), mentioning: ["'blk.0.attn_q.bias'"])
     }
 
+    func testAbsurdSizesAreRefusedBeforeAllocating() throws {
+        // Sizes no machine holds: one line with the figures, never a failed allocation.
+        for (key, value) in [("llama.block_count", UInt64(1_000_000_000)), ("llama.embedding_length", 1 << 40),
+                             ("llama.feed_forward_length", UInt64(Int.max / 2))] {
+            var tiny = TinyLlama(tied: true)
+            tiny.gguf.set(key, .uint64(value))
+            if key == "llama.embedding_length" { tiny.gguf.set("llama.attention.key_length", .uint32(4)) }
+            assertImportFails(try write(tiny.gguf), mentioning: ["model size"])
+        }
+    }
+
+    func testOverlappingTensorDataIsRefused() throws {
+        let tiny = TinyLlama(tied: true)
+        var data = tiny.gguf.data()
+        // Point the last tensor's offset (the u64 after its type) at the first tensor's bytes.
+        let last = tiny.gguf.tensors.last!
+        let name = Data(last.name.utf8)
+        let at = data.range(of: name, options: .backwards)!.upperBound + 4 + 8 * last.shape.count + 4
+        data.replaceSubrange(at..<(at + 8), with: [UInt8](repeating: 0, count: 8))
+        let url = directory.appendingPathComponent("overlap.gguf")
+        try data.write(to: url)
+        assertImportFails(url, mentioning: ["overlap"])
+    }
+
     // MARK: - The real SmolLM2 file against transformers
 
     /// Both sides use the same dequantised float32 weights (transformers dequantises with

@@ -69,6 +69,64 @@ final class ModelFilesTests: XCTestCase {
         }
     }
 
+    func testLoadersAcceptOnlyWhatTheEngineComputes() throws {
+        let hf = directory.appendingPathComponent("hf")
+        try ModelFiles.writeHF(try model(tied: false).prefix(depth: 2), to: hf)
+        let configURL = hf.appendingPathComponent("config.json")
+        let good = try JSONSerialization.jsonObject(with: Data(contentsOf: configURL)) as! [String: Any]
+        func expect(_ key: String, _ value: Any, _ message: String, line: UInt = #line) throws {
+            var config = good
+            config[key] = value
+            try JSONSerialization.data(withJSONObject: config).write(to: configURL)
+            XCTAssertThrowsError(try ModelFiles.readHF(hf), line: line) {
+                XCTAssertTrue("\($0)".contains(message), "\($0)", line: line)
+            }
+        }
+        try expect("hidden_act", "gelu", "hidden_act: is 'gelu'")
+        try expect("model_type", "qwen2", "model_type: is 'qwen2'")
+        try expect("attention_bias", true, "attention_bias: is true")
+        // Fewer layers than the file holds: the extra layer's tensors have no place.
+        try expect("num_hidden_layers", 1, "has tensor 'model.layers.1.")
+        // Sizes beyond the machine are refused with the figures, before any allocation.
+        try expect("num_hidden_layers", 1_000_000_000, "this machine has")
+        try expect("hidden_size", 1 << 40, "this machine has")
+        try expect("intermediate_size", Int.max / 4, "more parameters than can be addressed")
+    }
+
+    func testSafetensorsHeadersAreUntrusted() throws {
+        let url = directory.appendingPathComponent("t.safetensors")
+        let values: [Float] = [1, 2, 3, 4, 5, 6]
+        try values.withUnsafeBufferPointer {
+            try SafetensorsWriter.write([.init(name: "a", shape: [2, 2], values: UnsafeBufferPointer(rebasing: $0[0..<4])),
+                                         .init(name: "b", shape: [2], values: UnsafeBufferPointer(rebasing: $0[4..<6]))], to: url)
+        }
+        XCTAssertEqual(try SafetensorsFile(contentsOf: url).floats("b"), [5, 6])
+        let good = try Data(contentsOf: url)
+        let headerLength = Int(good.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) })
+        let header = String(decoding: good[8..<(8 + headerLength)], as: UTF8.self)
+        let payload = good[(8 + headerLength)...]
+        func file(header text: String, length: UInt64? = nil, payload data: Data? = nil) -> Data {
+            var out = withUnsafeBytes(of: (length ?? UInt64(text.utf8.count)).littleEndian) { Data($0) }
+            out.append(Data(text.utf8))
+            out.append(data ?? Data(payload))
+            return out
+        }
+        let cases: [(String, Data, String)] = [
+            ("length 2^63", file(header: header, length: 1 << 63), "header length"),
+            ("length one too long", file(header: header, length: UInt64(headerLength + 1)), "JSON"),
+            ("shape overflow", file(header: header.replacingOccurrences(of: "[2,2]", with: "[4611686018427387904,4]")), "wrong byte size"),
+            ("offsets reversed", file(header: header.replacingOccurrences(of: "[0,16]", with: "[16,0]")), "wrong byte size"),
+            ("overlap", file(header: header.replacingOccurrences(of: "[16,24]", with: "[8,16]")), "overlap"),
+            ("gap", file(header: header, payload: Data(payload) + Data(count: 4)), "cover"),
+        ]
+        for (name, data, message) in cases {
+            try data.write(to: url)
+            XCTAssertThrowsError(try SafetensorsFile(contentsOf: url), name) {
+                XCTAssertTrue("\($0)".contains(message), "\(name): \($0)")
+            }
+        }
+    }
+
     /// Runs scripts/check_hf_export.py when python3 has torch and transformers.
     func checkWithTransformers(_ hf: URL, logits: [Float], vocab: Int) throws {
         let probe = Process()

@@ -119,7 +119,7 @@ final class CheckpointTests: XCTestCase {
         let dir = try manager.save(t, step: 1)
         let shard = dir + "/shard-00000-of-00001.h5"
 
-        // A flipped byte inside a dataset's data: the Fletcher32 check names the dataset.
+        // A flipped byte inside a dataset's data: its XXH64 digest names the dataset.
         let original = try Data(contentsOf: URL(fileURLWithPath: shard))
         var bytes = original
         let q = t.model.layout.tensor(named: "model.layers.1.self_attn.q_proj.weight")!
@@ -134,7 +134,7 @@ final class CheckpointTests: XCTestCase {
         // A truncated shard, then a missing one.
         try original.prefix(original.count / 2).write(to: URL(fileURLWithPath: shard))
         XCTAssertThrowsError(try CheckpointManager.load(dir, into: try trainer(config), allowExitChange: false)) {
-            XCTAssertTrue("\($0)".contains("cannot be"), "\($0)")
+            XCTAssertTrue("\($0)".contains("cannot be") || "\($0)".contains("not a readable HDF5 file"), "\($0)")
         }
         try FileManager.default.removeItem(atPath: shard)
         XCTAssertThrowsError(try CheckpointManager.load(dir, into: try trainer(config), allowExitChange: false)) {
@@ -153,14 +153,99 @@ final class CheckpointTests: XCTestCase {
         let config = try config()
         let t = try trainer(config)
         let manager = CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator())
-        XCTAssertNil(try manager.resolve("auto"), "nothing saved yet: a fresh start")
+        XCTAssertNil(try manager.resolve("auto").folder, "nothing saved yet: a fresh start")
         for step in 1...3 { try manager.save(t, step: step) }
         XCTAssertEqual(manager.completeCheckpoints(), ["step-00000002", "step-00000003"], "keep 2")
-        XCTAssertEqual(try manager.resolve("auto"), config.checkpoint.directory + "/step-00000003")
+        XCTAssertEqual(try manager.resolve("auto").folder, config.checkpoint.directory + "/step-00000003")
         // An interrupted save: a .tmp folder and a latest pointer to a folder that is gone.
         try FileManager.default.createDirectory(atPath: config.checkpoint.directory + "/step-00000004.tmp", withIntermediateDirectories: true)
         try FileManager.default.removeItem(atPath: config.checkpoint.directory + "/step-00000003/checkpoint.h5")
-        XCTAssertEqual(try manager.resolve("auto"), config.checkpoint.directory + "/step-00000002")
+        let resolution = try manager.resolve("auto")
+        XCTAssertEqual(resolution.folder, config.checkpoint.directory + "/step-00000002")
+        XCTAssertEqual(resolution.skipped.map(\.folder), [config.checkpoint.directory + "/step-00000003"], "the damaged one is reported")
         XCTAssertThrowsError(try manager.resolve(config.checkpoint.directory + "/step-00000003"))
+
+        // Pruning counts intact checkpoints only: the next save keeps step 2 beside itself.
+        try manager.save(t, step: 4)
+        XCTAssertEqual(manager.completeCheckpoints(), ["step-00000002", "step-00000004"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: config.checkpoint.directory + "/step-00000003"), "a damaged checkpoint is left alone")
+
+        // When every checkpoint is damaged, auto finds none but names each with its reason
+        // (train then stops, export says so): never a fresh start.
+        for step in [2, 4] { try FileManager.default.removeItem(atPath: config.checkpoint.directory + "/step-0000000\(step)/shard-00000-of-00001.h5") }
+        let none = try manager.resolve("auto")
+        XCTAssertNil(none.folder)
+        for step in 2...4 { XCTAssertTrue(none.skippedSummary.contains("step-0000000\(step):"), none.skippedSummary) }
+        XCTAssertThrowsError(try ModelExporter.resolveCheckpoint(config.checkpoint.directory)) {
+            XCTAssertTrue("\($0)".contains("no intact checkpoint"), "\($0)")
+        }
+    }
+
+    func testShardsAndIndexMustComeFromOneSave() throws {
+        let config = try config()
+        let t = try trainer(config)
+        let manager = CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator())
+        let first = try manager.save(t, step: 1)
+        _ = try t.run(until: 2)
+        let second = try manager.save(t, step: 2)
+        let shard = "/shard-00000-of-00001.h5", index = "/checkpoint.h5"
+        let fm = FileManager.default
+        func swapped(_ name: String, _ body: () throws -> Void) throws {
+            let saved = second + name + ".saved"
+            try fm.copyItem(atPath: second + name, toPath: saved)
+            try fm.removeItem(atPath: second + name)
+            try fm.copyItem(atPath: first + name, toPath: second + name)
+            defer { try? fm.removeItem(atPath: second + name); try? fm.moveItem(atPath: saved, toPath: second + name) }
+            try body()
+        }
+        // Step 1's shard in step 2's folder, then step 1's index over step 2's shard.
+        try swapped(shard) {
+            XCTAssertThrowsError(try CheckpointFiles.readState(directory: second)) {
+                XCTAssertTrue("\($0)".contains("belongs to another save (run \(manager.runID), step 1)"), "\($0)")
+            }
+        }
+        try swapped(index) {
+            XCTAssertThrowsError(try CheckpointFiles.readState(directory: second)) {
+                XCTAssertTrue("\($0)".contains("mixes two saves"), "\($0)")
+            }
+        }
+        // A shard of another run with the same step: the run id differs.
+        let other = CheckpointManager(root: directory.appendingPathComponent("other").path, keep: 5, communicator: SingleProcessCommunicator())
+        let foreign = try other.save(t, step: 2)
+        try fm.removeItem(atPath: second + shard)
+        try fm.copyItem(atPath: foreign + shard, toPath: second + shard)
+        XCTAssertThrowsError(try CheckpointFiles.readState(directory: second)) {
+            XCTAssertTrue("\($0)".contains("run \(other.runID)"), "\($0)")
+        }
+        XCTAssertNotEqual(manager.runID, other.runID)
+    }
+
+    func testADamagedRunStateIsRefused() throws {
+        let config = try config()
+        let t = try trainer(config)
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator()).save(t, step: 3)
+        let file = try HDF5File(opening: dir + "/checkpoint.h5", writable: true)
+        let state = try file.attribute("state")
+        try file.setAttribute("state", string: state.replacingOccurrences(of: "\"step\":3", with: "\"step\":4"))
+        try file.flush()
+        XCTAssertThrowsError(try CheckpointFiles.readState(directory: dir)) {
+            XCTAssertTrue("\($0)".contains("damaged run state"), "\($0)")
+        }
+    }
+
+    func testTheRunStateRecordsEveryDatasetDigest() throws {
+        let config = try config()
+        let t = try trainer(config)
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator()).save(t, step: 1)
+        let state = try CheckpointFiles.readState(directory: dir)
+        XCTAssertEqual(state.digests.count, 3 * t.model.layout.tensors.count, "weights and both moments")
+        // The digest the index recorded is the one the shard's dataset carries.
+        let shard = try HDF5File(opening: dir + "/shard-00000-of-00001.h5")
+        let q = t.model.layout.tensor(named: "model.layers.0.self_attn.q_proj.weight")!
+        var values = [Float](repeating: 0, count: q.count)
+        let digest = try values.withUnsafeMutableBufferPointer {
+            try shard.read("model/layers/0/self_attn.q_proj.weight", into: $0.baseAddress!, count: q.count)
+        }
+        XCTAssertEqual(state.digests["model/layers/0/self_attn.q_proj.weight"], String(format: "%016llx", digest))
     }
 }

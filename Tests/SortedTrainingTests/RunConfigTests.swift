@@ -32,6 +32,25 @@ final class RunConfigTests: XCTestCase {
         }
     }
 
+    func testWrongButParseableValuesAreRefused() throws {
+        let train = #""train": {"sequence_length": 8}"#
+        // A key written twice: the reader names its line and column instead of keeping the last.
+        let twice = try write("{\(model),\n \(train),\n \"optim\": {\"lr\": 0.1, \"lr\": 0.2}}")
+        XCTAssertThrowsError(try RunConfig.load(path: twice)) {
+            XCTAssertTrue("\($0)".hasPrefix("\(twice):3:") && "\($0)".contains("duplicate key \"lr\""), "\($0)")
+        }
+        try assertConfigError("{\(model), \(train), \"optim\": {\"weight_decay\": 1e6}}", key: "optim.weight_decay", mentions: "wipe the weights")
+        try assertConfigError("{\(model), \(train), \"log\": {\"dir\": \"\"}}", key: "log.dir", mentions: "is empty")
+        try assertConfigError("{\(model), \(train), \"data\": {\"train\": \"\"}}", key: "data.train", mentions: "is empty")
+        try assertConfigError("{\(model), \(train)}", overrides: ["train.micro_batch_size=1000000000"], key: "train.micro_batch_size",
+                              mentions: "this machine has")
+        try assertConfigError("{\(model), \(train)}", overrides: ["train.accumulation_steps=1000000000000000"],
+                              key: "train.accumulation_steps", mentions: "more than can be counted")
+        XCTAssertThrowsError(try RunConfig.load(path: try write("{\(model), \(train)}"), overrides: ["train..max_steps=3"])) {
+            XCTAssertEqual(($0 as? ConfigError)?.key, "--set train..max_steps=3")
+        }
+    }
+
     func testDefaultsAndOverrides() throws {
         let path = try write("{\(model), \"sorted\": {\"exits\": [2, 4]}, \"train\": {\"sequence_length\": 32}}")
         let config = try RunConfig.load(path: path, overrides: ["optim.lr=0.01", "train.micro_batch_size=3", "sorted.sampling=random"])
@@ -66,7 +85,9 @@ final class RunConfigTests: XCTestCase {
         try assertConfigError(#"{"model": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 4, "num_attention_heads": 3, "vocab_size": 50}}"#,
                               key: "model.hidden_size", mentions: "not divisible by num_attention_heads")
         let broken = try write("{\(model), \"train\": {\"sequence_length\": 8}")
-        XCTAssertThrowsError(try RunConfig.load(path: broken)) { XCTAssertTrue("\($0)".hasPrefix("\(broken): is not valid JSON"), "\($0)") }
+        XCTAssertThrowsError(try RunConfig.load(path: broken)) {
+            XCTAssertTrue("\($0)".hasPrefix("\(broken):1:") && "\($0)".contains("is not valid JSON"), "\($0)")
+        }
         XCTAssertThrowsError(try RunConfig.load(path: try write("{\(model)}", name: "ok.json"), overrides: ["optim.lr"])) {
             XCTAssertEqual(($0 as? ConfigError)?.key, "--set optim.lr")
         }

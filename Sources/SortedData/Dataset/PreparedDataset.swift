@@ -201,11 +201,10 @@ public enum DatasetLoader {
     public static func isPrepared(_ url: URL) -> Bool {
         guard let h = FileHandle(forReadingAtPath: url.path) else { return false }
         defer { try? h.close() }
-        let prefix = h.readData(ofLength: 8)
-        guard prefix.count == 8 else { return false }
+        // The throwing reads: readData(ofLength:) traps on a folder or a read error.
+        guard let prefix = try? h.read(upToCount: 8), prefix.count == 8 else { return false }
         let length = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard length > 0, length < 1 << 24 else { return false }
-        let header = h.readData(ofLength: Int(length))
+        guard length > 0, length < 1 << 24, let header = try? h.read(upToCount: Int(length)) else { return false }
         return (try? JSONParser.parse(header))?["__metadata__"]?["format"]?.string == PreparedDataset.format
     }
 

@@ -51,6 +51,10 @@ public enum RecordReader {
     /// anything else is a plain-text document (format `text`).
     public static func read(_ url: URL, format: RecordFormat = .auto, policy: BadRecordPolicy = .fail) throws -> RecordReadResult {
         let path = url.path
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            throw DataError(file: path, "is a folder; name the data files (.json, .jsonl, .txt) inside it")
+        }
         let data: Data
         do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
             throw DataError(file: path, "cannot be read: \(error.localizedDescription)")
@@ -60,6 +64,9 @@ public enum RecordReader {
         if ext == "json" { return try readJSONArray(data, path: path, format: format, policy: policy) }
         // A plain text document.
         if let line = data.withUnsafeBytes({ firstInvalidUTF8Line($0) }) {
+            if data.prefix(4096).range(of: Data(PreparedDataset.format.utf8)) != nil {
+                throw DataError(file: path, "was made by `sortedtrain prepare` but its header is damaged; prepare the data again")
+            }
             throw DataError(file: path, line: line, "is not valid UTF-8")
         }
         guard format == .auto || format == .text else {

@@ -44,13 +44,22 @@ extension BPETokenizer.Definition {
 
         // Added tokens (they may lie outside the model vocabulary).
         var addedTokens: [BPETokenizer.AddedToken] = []
+        if let listed = root["added_tokens"], !listed.isNull, listed.array == nil {
+            throw TokenizerLoadError("added_tokens is not an array; it lists the special tokens ({\"id\": …, \"content\": …})")
+        }
         for (i, item) in (root["added_tokens"]?.array ?? []).enumerated() {
-            guard let id = item["id"]?.int, let content = item["content"]?.string, id >= 0 else {
-                throw TokenizerLoadError("added_tokens[\(i)] needs an integer \"id\" and a string \"content\"")
+            guard let id = item["id"]?.int, let content = item["content"]?.string, id >= 0, id < 1 << 24 else {
+                throw TokenizerLoadError("added_tokens[\(i)] needs an integer \"id\" below 2^24 and a string \"content\"")
             }
-            addedTokens.append(.init(content: content, id: Int32(id), special: item["special"]?.bool ?? false,
-                                     lstrip: item["lstrip"]?.bool ?? false, rstrip: item["rstrip"]?.bool ?? false,
-                                     singleWord: item["single_word"]?.bool ?? false))
+            // A flag of the wrong type would silently change how the token is matched.
+            func flag(_ key: String) throws -> Bool {
+                guard let value = item[key], !value.isNull else { return false }
+                guard let b = value.bool else { throw TokenizerLoadError("added_tokens[\(i)].\(key) must be true or false") }
+                return b
+            }
+            addedTokens.append(.init(content: content, id: Int32(id), special: try flag("special"),
+                                     lstrip: try flag("lstrip"), rstrip: try flag("rstrip"),
+                                     singleWord: try flag("single_word")))
         }
 
         let normalizers = try parseNormalizers(root["normalizer"])
@@ -87,7 +96,10 @@ extension BPETokenizer.Definition {
 
         // Merges: "a b" strings or [a, b] pairs.
         var mergeIDs: [(Int32, Int32, Int32)] = []
-        let mergesJSON = modelJSON["merges"]?.array ?? []
+        // A BPE without the key would silently tokenize byte by byte; an explicit [] is allowed.
+        guard let mergesJSON = modelJSON["merges"]?.array else {
+            throw TokenizerLoadError("model.merges is missing or not an array; a BPE tokenizer needs its merge list")
+        }
         mergeIDs.reserveCapacity(mergesJSON.count)
         for (rank, m) in mergesJSON.enumerated() {
             let left: String, right: String
@@ -284,7 +296,12 @@ private func parsePostProcessor(_ v: JSONValue?, byName: [String: Int32]) throws
             guard let name = piece["SpecialToken"]?["id"]?.string else { throw TokenizerLoadError("post_processor single template has an unknown piece") }
             var ids: [Int32] = []
             if let listed = v["special_tokens"]?[name]?["ids"]?.array {
-                ids = listed.compactMap { $0.int.map(Int32.init) }
+                ids = try listed.map { item in
+                    guard let id = item.int, id >= 0, id < 1 << 24 else {
+                        throw TokenizerLoadError("post_processor special token \(jsonQuoted(name)) has an id that is not a token id")
+                    }
+                    return Int32(id)
+                }
             } else if let id = byName[name] {
                 ids = [id]
             } else {
@@ -294,7 +311,8 @@ private func parsePostProcessor(_ v: JSONValue?, byName: [String: Int32]) throws
         }
         return (prefix, suffix)
     case "RobertaProcessing", "BertProcessing":
-        guard let cls = v["cls"]?.array?.last?.int, let sep = v["sep"]?.array?.last?.int else {
+        guard let cls = v["cls"]?.array?.last?.int, let sep = v["sep"]?.array?.last?.int,
+              (0..<(1 << 24)).contains(cls), (0..<(1 << 24)).contains(sep) else {
             throw TokenizerLoadError("post_processor \(type) needs \"cls\" and \"sep\"")
         }
         return ([Int32(cls)], [Int32(sep)])
