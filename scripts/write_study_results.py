@@ -27,7 +27,19 @@ def training_cost(metrics_path):
     rss = max((s.get("peak_rss_mb", 0) for s in steps), default=0)
     last = steps[-1] if steps else {}
     return {"steps": last.get("step", 0), "seconds": seconds, "tokens_per_s": tokens / seconds if seconds else 0,
-            "peak_rss_mb": rss}
+            "peak_rss_mb": rss, "tokens_per_step": last.get("tokens", 0)}
+
+
+def recorded_commands(out):
+    """(command, seconds or None) of this run's launch/study, from OUT/commands.txt."""
+    path = os.path.join(out, "commands.txt")
+    if not os.path.exists(path):
+        return []
+    rows = []
+    for line in open(path):
+        command, _, seconds = line.rstrip("\n").rpartition("\t")
+        rows.append((command.strip(), None if seconds == "-" else int(seconds)))
+    return rows
 
 
 def fmt(x, digits=3):
@@ -84,7 +96,18 @@ def main():
     add("")
     add(f"Both arms: the same data order, schedule, seed and ranks (`mpirun -np 2`), "
         f"{cost['soft']['steps']} steps; SFT trains the loss at layer 30 only, SoFT the mean over exits "
-        f"{', '.join(str(e['depth']) for e in soft)}. Commands: `launch/study` (configs in `configs/study/`).")
+        f"{', '.join(str(e['depth']) for e in soft)}. Commands: `launch/study` (configs in `configs/study/`)"
+        + (", listed at the end." if recorded_commands(out) else "."))
+    add("")
+    commands = recorded_commands(out)
+    tokens_per_step = cost["soft"]["tokens_per_step"]
+    after_training = sum(t or 0 for c, t in commands if " train " not in c and " synth " not in c)
+    budget = (f"Budget: {cost['soft']['steps']} steps of {tokens_per_step} tokens per arm, chosen so that the whole study "
+              f"fits about two hours on this 2-core machine: training took {cost['sft']['seconds'] / 60:.0f} min (SFT) "
+              f"and {cost['soft']['seconds'] / 60:.0f} min (SoFT) of step time")
+    if commands:
+        budget += f", evaluation, benchmarks and plots {after_training / 60:.0f} min"
+    add(budget + ".")
     add("")
     add("## Every exit on held-out data (response tokens)")
     add("")
@@ -147,9 +170,33 @@ def main():
         add(f"- Self-speculative decoding with exit 9 as the draft: acceptance {fmt(spec['soft'].get('acceptance_rate'), 2)} "
             f"for SoFT against {fmt(spec['sft'].get('acceptance_rate'), 2)} for SFT; "
             f"{spec['soft']['speedup_over_full_depth']:.2f}× and {spec['sft']['speedup_over_full_depth']:.2f}× full-depth speed.")
+    early = {arm: next((s for s in bench[arm]["strategies"] if s["strategy"].startswith("early exit")), None)
+             for arm in ("sft", "soft")}
+    if early["soft"] and early["sft"]:
+        add(f"- Early exit with the paper's thresholds: SoFT answers like its full depth on "
+            f"{100 * early['soft']['agreement_with_full_depth']:.0f}% of tokens using {early['soft']['mean_layers_per_token']:.1f} "
+            f"layers per token at {early['soft']['speedup_over_full_depth']:.2f}× full-depth speed; SFT on "
+            f"{100 * early['sft']['agreement_with_full_depth']:.0f}% with {early['sft']['mean_layers_per_token']:.1f} layers at "
+            f"{early['sft']['speedup_over_full_depth']:.2f}× (each exit tried costs a pass of the shared head).")
     ratio = cost["soft"]["seconds"] / cost["sft"]["seconds"] if cost["sft"]["seconds"] else 0
     add(f"- SoFT's training took {ratio:.2f}× SFT's time for the same steps.")
     add("")
+    if commands:
+        add("## Commands")
+        add("")
+        add("As `launch/study` ran them (`mpirun_local 2` is `mpirun -np 2 --bind-to none` with the thread and progress "
+            "settings of `launch/common.sh`), with their wall time; a step whose output was still current when "
+            "`launch/study` was rerun keeps the time of the run that made it:")
+        add("")
+        add("```")
+        for command, seconds in commands:
+            note = "from an earlier run" if seconds is None else f"{seconds} s"
+            arm = next((a for a in ("sft", "soft") if f"smollm2-{a}.json" in command), None)
+            if arm and " train " in command:
+                note += f"; its {cost[arm]['steps']} steps took {cost[arm]['seconds'] / 60:.1f} min (metrics.jsonl)"
+            add(f"{command}   # {note}")
+        add("```")
+        add("")
     with open(args.doc, "w") as f:
         f.write("\n".join(lines))
     print(f"wrote {args.doc}")

@@ -82,6 +82,30 @@ public struct CheckpointState: Codable, Equatable, Sendable {
     /// Dataset path → XXH64 of its bytes (hex), for every weight and moment dataset.
     public var digests: [String: String]
 
+    enum CodingKeys: String, CodingKey {
+        case formatVersion, step, optimizerSteps, sampleCursor, worldSize, exits, config, modelConfig, trainSeed,
+             sortedSeed, shards, tensors, runID, digests
+    }
+
+    /// Format 2 (before shards were tied to their save) has no run id and no digests.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        formatVersion = try c.decode(Int.self, forKey: .formatVersion)
+        step = try c.decode(Int.self, forKey: .step)
+        optimizerSteps = try c.decode(Int.self, forKey: .optimizerSteps)
+        sampleCursor = try c.decode(Int.self, forKey: .sampleCursor)
+        worldSize = try c.decode(Int.self, forKey: .worldSize)
+        exits = try c.decode([Int].self, forKey: .exits)
+        config = try c.decode(String.self, forKey: .config)
+        modelConfig = try c.decode(String.self, forKey: .modelConfig)
+        trainSeed = try c.decode(UInt64.self, forKey: .trainSeed)
+        sortedSeed = try c.decode(UInt64.self, forKey: .sortedSeed)
+        shards = try c.decode([String].self, forKey: .shards)
+        tensors = try c.decode([String].self, forKey: .tensors)
+        runID = try c.decodeIfPresent(String.self, forKey: .runID) ?? ""
+        digests = try c.decodeIfPresent([String: String].self, forKey: .digests) ?? [:]
+    }
+
     public init(step: Int, optimizerSteps: Int, sampleCursor: Int, worldSize: Int, exits: [Int], config: String,
                 modelConfig: String, trainSeed: UInt64, sortedSeed: UInt64, shards: [String], tensors: [String],
                 runID: String, digests: [String: String]) {
@@ -201,25 +225,28 @@ public enum CheckpointFiles {
         let indexPath = (directory as NSString).appendingPathComponent(CheckpointNames.index)
         let file = try HDF5File(opening: indexPath)
         let json = Data(try file.attribute("state").utf8)
-        guard let stored = try? file.attribute("state_xxh64") else {
-            let version = (try? file.attribute("format_version")) ?? "unknown"
-            throw FormatError(file: indexPath, "has checkpoint format \(version) and no run-state digest; this sortedtrain reads format \(CheckpointNames.formatVersion) (resume it with the sortedtrain that wrote it, or start over with --resume none)")
-        }
-        guard json.withUnsafeBytes({ hex(XXH64.digest($0.baseAddress!, count: $0.count)) }) == stored else {
+        let stored = try? file.attribute("state_xxh64")
+        if let stored, json.withUnsafeBytes({ hex(XXH64.digest($0.baseAddress!, count: $0.count)) }) != stored {
             throw FormatError(file: indexPath, "has a damaged run state (its digest does not match); resume from another checkpoint")
         }
         let state: CheckpointState
         do { state = try JSONDecoder().decode(CheckpointState.self, from: json) } catch {
             throw FormatError(file: indexPath, "has an unreadable run state; the checkpoint is corrupt: resume from another checkpoint")
         }
-        guard state.formatVersion == CheckpointNames.formatVersion else {
-            throw FormatError(file: indexPath, "has checkpoint format \(state.formatVersion); this sortedtrain reads format \(CheckpointNames.formatVersion)")
+        // Format 2 is still read, with what it has: each dataset's own digest.
+        guard state.formatVersion == CheckpointNames.formatVersion || state.formatVersion == 2 else {
+            throw FormatError(file: indexPath, "has checkpoint format \(state.formatVersion); this sortedtrain reads formats 2 and \(CheckpointNames.formatVersion)")
+        }
+        let tied = state.formatVersion >= 3
+        if tied && stored == nil {
+            throw FormatError(file: indexPath, "has no run-state digest; the checkpoint is damaged: resume from another checkpoint")
         }
         for shard in state.shards {
             let shardPath = (directory as NSString).appendingPathComponent(shard)
             guard FileManager.default.fileExists(atPath: shardPath) else {
                 throw FormatError(file: shardPath, "is missing: the checkpoint is incomplete; resume from another checkpoint")
             }
+            guard tied else { continue }
             let shardFile = try HDF5File(opening: shardPath)
             let identity = ShardIdentity(runID: (try? shardFile.attribute("run_id")) ?? "none",
                                          step: Int((try? shardFile.attribute("step")) ?? "") ?? -1)
@@ -238,13 +265,14 @@ public enum CheckpointFiles {
         let indexPath = (directory as NSString).appendingPathComponent(CheckpointNames.index)
         let file = try HDF5File(opening: indexPath)
         func read(_ path: String, _ tensor: TensorSpec, into buffer: FloatBuffer) throws {
-            guard let expected = state.digests[path].flatMap({ UInt64($0, radix: 16) }) else {
+            let expected = state.digests[path].flatMap { UInt64($0, radix: 16) }
+            if state.formatVersion >= 3 && expected == nil {
                 throw FormatError(file: indexPath, "its run state records no digest for dataset '\(path)'; the checkpoint is corrupt: resume from another checkpoint")
             }
             do {
                 try checkShape(file, path, tensor)
                 let digest = try file.read(path, into: buffer.pointer + tensor.offset, count: tensor.count)
-                guard digest == expected else {
+                guard expected == nil || digest == expected else {
                     throw FormatError(file: indexPath, "dataset '\(path)' is not the one this save recorded (a shard from another save?)")
                 }
             } catch let error as FormatError {

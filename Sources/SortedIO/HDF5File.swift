@@ -198,6 +198,11 @@ public final class HDF5File {
         if status < 0 { throw FormatError(file: path, "cannot write attribute '\(name)'") }
     }
 
+    /// Removes a root attribute if present.
+    public func removeAttribute(_ name: String) {
+        if H5Aexists(id, name) > 0 { H5Adelete(id, name) }
+    }
+
     public func attribute(_ name: String) throws -> String {
         guard H5Aexists(id, name) > 0 else { throw FormatError(file: path, "has no attribute '\(name)'") }
         let attribute = H5Aopen(id, name, chdf5_p_default())

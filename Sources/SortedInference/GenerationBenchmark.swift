@@ -117,8 +117,9 @@ public enum GenerationBenchmark {
         let single = [prompts[0]]
 
         /// Best-of-repeats stats of one strategy on the given prompts.
-        func measure(_ strategy: DecodingStrategy, _ inputs: [[Int32]], batchSize: Int, newTokens: Int) throws -> (GenerationStats, [[Int32]]) {
-            let generator = try TextGenerator(model: model, strategy: strategy, stop: [], batchSize: batchSize, capacity: capacity)
+        func measure(_ strategy: DecodingStrategy, _ inputs: [[Int32]], batchSize: Int, newTokens: Int,
+                     stop: Set<Int32> = []) throws -> (GenerationStats, [[Int32]]) {
+            let generator = try TextGenerator(model: model, strategy: strategy, stop: stop, batchSize: batchSize, capacity: capacity)
             var best: GenerationStats?
             var outputs: [[Int32]] = []
             for _ in 0..<s.repeats {
@@ -154,9 +155,12 @@ public enum GenerationBenchmark {
                             s.batchSize, speed.fractionOfBandwidthLimit))
         }
 
-        // Dynamic depth on the same prompts, one at a time, against full-depth greedy.
+        // Dynamic depth on the same prompts, one at a time, against full-depth greedy; answers
+        // end at the model's end token, as generate's do (what follows an answer is text the
+        // model was never tuned on, and would measure the draft on noise).
         let answered = Array(prompts.prefix(s.batchSize))
-        let (full, reference) = try measure(.fixed(depth: L), answered, batchSize: 1, newTokens: s.newTokens)
+        let stop = loaded.stopTokens
+        let (full, reference) = try measure(.fixed(depth: L), answered, batchSize: 1, newTokens: s.newTokens, stop: stop)
         var strategies = [StrategySpeed(strategy: "full depth \(L)", tokensPerSecond: full.decodeTokensPerSecond, speedupOverFullDepth: 1,
                                         meanLayersPerToken: full.meanLayersPerToken, agreementWithFullDepth: 1,
                                         identicalToFullDepth: true, exitHistogram: full.exitHistogram, acceptanceRate: nil)]
@@ -171,7 +175,7 @@ public enum GenerationBenchmark {
                             .selfSpeculative(draftDepth: s.draftDepth, lookahead: .fixed(s.speculate))))
         }
         for (name, strategy) in dynamic {
-            let (stats, outputs) = try measure(strategy, answered, batchSize: 1, newTokens: s.newTokens)
+            let (stats, outputs) = try measure(strategy, answered, batchSize: 1, newTokens: s.newTokens, stop: stop)
             let (same, total) = tokenAgreement(outputs, reference)
             let speed = StrategySpeed(strategy: name, tokensPerSecond: stats.decodeTokensPerSecond,
                                       speedupOverFullDepth: stats.decodeTokensPerSecond / max(full.decodeTokensPerSecond, 1e-9),

@@ -133,7 +133,7 @@ public final class TrainingSession {
                     try CheckpointManager.load(folder, into: trainer, allowExitChange: options.allowExitChange)
                 }
                 try trainer.verifyIdentical("the state loaded from \(folder)", trainer.stateFingerprint())
-                checkpoints.runID = state.runID
+                if !state.runID.isEmpty { checkpoints.runID = state.runID }   // format 2 had none: a new one
                 say("resumed from \(folder) at step \(state.step) (saved by \(state.worldSize) rank(s), now \(communicator.size))")
             } else {
                 say("no checkpoint in \(config.checkpoint.directory) yet: starting from step 0")

@@ -17,7 +17,9 @@ struct GenerateBenchCommand: ParsableCommand {
         exit and self-speculative decoding on the same prompts one at a time, with their \
         agreement with full-depth greedy output. The full-depth batch-1 rate is compared with \
         its limit: the bytes of weights and KV cache read per token over the read bandwidth \
-        measured here. No stop token ends an answer, so every run decodes the same count.
+        measured here. In the per-depth figures no stop token ends an answer, so every run \
+        decodes the same count; the early-exit and self-speculative rows answer as generate \
+        does, up to the model's end token.
         """)
 
     @OptionGroup var served: ServedModelOptions
@@ -45,6 +47,9 @@ struct GenerateBenchCommand: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Measurements per figure; the best is kept.")
     var repeats: Int = 2
+
+    @Option(help: "JSONL of prompts to decode ({\"instruction\": …, \"input\": …} or {\"prompt\": …}), e.g. the task the model was tuned on; default: eight built-in instructions.")
+    var promptsFile: String?
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -78,7 +83,8 @@ struct GenerateBenchCommand: ParsableCommand {
         let thresholds = try parseNumbers(earlyExit, flag: "--early-exit")
         let draft = draftDepth ?? depths.first { $0 < L } ?? L
         guard (1...L).contains(draft) else { throw CommandLineError("--draft-depth \(draft) is outside 1...\(L)") }
-        let ids = try Self.prompts.map { try loaded.template.prompt(instruction: $0, tokenizer: loaded.tokenizer) }
+        let prompts = try promptsFile.map(readPromptsFile) ?? Self.prompts.map { ($0, "") }
+        let ids = try prompts.map { try loaded.template.prompt(instruction: $0.instruction, input: $0.input, tokenizer: loaded.tokenizer) }
         var settings = GenerationBenchmarkSettings(exits: depths, draftDepth: draft)
         settings.promptTokens = promptTokens
         settings.newTokens = newTokens

@@ -181,22 +181,7 @@ struct GenerateCommand: ParsableCommand {
                 : try loaded.template.prompt(instruction: instruction, input: input, tokenizer: loaded.tokenizer)
         }
         guard let file = promptsFile else { return [(prompt!, try encode(prompt!, input))] }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue,
-              let handle = FileHandle(forReadingAtPath: file), let data = try? handle.readToEnd() ?? Data() else {
-            throw CommandLineError("--prompts-file \(file): cannot be read")
-        }
-        var prompts: [(String, [Int32])] = []
-        for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let text = (object["instruction"] ?? object["prompt"]) as? String else {
-                throw CommandLineError("\(file):\(n + 1): not a JSON object with a string \"instruction\" or \"prompt\"")
-            }
-            prompts.append((text, try encode(text, object["input"] as? String ?? "")))
-        }
-        guard !prompts.isEmpty else { throw CommandLineError("--prompts-file \(file): holds no prompts") }
-        return prompts
+        return try readPromptsFile(file).map { ($0.instruction, try encode($0.instruction, $0.input)) }
     }
 
     /// Statistics on stderr; for early exit and speculation also the agreement with full-depth greedy.

@@ -44,3 +44,24 @@ func parseNumbers(_ text: String, flag: String) throws -> [Double] {
         return v
     }
 }
+
+/// The prompts of a JSONL file ({"instruction": …, "input": …} or {"prompt": …} per line; a
+/// pipe works too), for --prompts-file.
+func readPromptsFile(_ file: String) throws -> [(instruction: String, input: String)] {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue,
+          let handle = FileHandle(forReadingAtPath: file), let data = try? handle.readToEnd() ?? Data() else {
+        throw CommandLineError("--prompts-file \(file): cannot be read")
+    }
+    var prompts: [(String, String)] = []
+    for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              let text = (object["instruction"] ?? object["prompt"]) as? String else {
+            throw CommandLineError("\(file):\(n + 1): not a JSON object with a string \"instruction\" or \"prompt\"")
+        }
+        prompts.append((text, object["input"] as? String ?? ""))
+    }
+    guard !prompts.isEmpty else { throw CommandLineError("--prompts-file \(file): holds no prompts") }
+    return prompts
+}

@@ -19,6 +19,8 @@ doc=runs/study-quick/results.md
 check "the document has a row for every exit of the three models" \
     "python3 -c \"import sys; t = open('$doc').read().split('## Every exit')[1].split('##')[0]; rows = [l.split('|')[1:-1] for l in t.splitlines() if l.startswith('| ') and l.split('|')[1].strip().isdigit()]; assert [int(r[0]) for r in rows] == [9, 12, 15, 18, 21, 24, 27, 30] and all(len(r) == 14 for r in rows), rows\""
 check "the document states what the numbers show" "grep -q 'SoFT.s loss is' $doc"
+check "the document lists every command of the run with its time" \
+    "grep -q '^## Commands' $doc && [ \$(grep -c 'sortedtrain .*   # [0-9]* s\$' $doc) -ge 5 ]"
 check "both figures are SVG" "grep -q '</svg>' runs/study-quick/study-quality-per-exit.svg && grep -q '</svg>' runs/study-quick/study-training-curves.svg"
 check "validation lines at every exit in both arms" \
     "python3 -c \"import json; [exec('assert len(json.loads(l)[\\'validation\\'][\\'exit_losses\\']) == 8') for a in ('sft', 'soft') for l in open('runs/study-quick/' + a + '/metrics.jsonl') if 'validation' in l]\""

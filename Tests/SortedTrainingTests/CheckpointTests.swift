@@ -233,6 +233,28 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    func testFormatTwoCheckpointsStillLoad() throws {
+        let config = try config()
+        let t = try trainer(config)
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator()).save(t, step: 2)
+        // What the previous sortedtrain wrote: no run id, no digests, no run-state digest.
+        do {
+            let file = try HDF5File(opening: dir + "/checkpoint.h5", writable: true)
+            var state = try JSONSerialization.jsonObject(with: Data(try file.attribute("state").utf8)) as! [String: Any]
+            state["formatVersion"] = 2
+            state["runID"] = nil
+            state["digests"] = nil
+            try file.setAttribute("state", string: String(decoding: try JSONSerialization.data(withJSONObject: state), as: UTF8.self))
+            file.removeAttribute("state_xxh64")
+            try file.flush()
+        }
+        let resumed = try trainer(config)
+        let loaded = try CheckpointManager.load(dir, into: resumed, allowExitChange: false)
+        XCTAssertEqual(loaded.formatVersion, 2)
+        XCTAssertEqual(loaded.runID, "")
+        XCTAssertTrue(resumed.model.parameters.array() == t.model.parameters.array())
+    }
+
     func testTheRunStateRecordsEveryDatasetDigest() throws {
         let config = try config()
         let t = try trainer(config)
