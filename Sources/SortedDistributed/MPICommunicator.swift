@@ -170,9 +170,15 @@ final class MPIPendingReduction: PendingReduction {
                 if stoppedAt == nil, stopRequested() { stoppedAt = now }
                 if !warned, let since = stoppedAt, now - since >= .milliseconds(200) {
                     // A warning, not an error: a slow but living peer still completes the
-                    // collective and the stop saves as usual.
-                    warnStoppedWhileWaiting()
-                    warned = true
+                    // collective and the stop saves as usual. The rank to name: one that never
+                    // entered this collective, else one that stopped saying it waits (a peer
+                    // ticks every 0.25 s while it waits; a dead one falls silent).
+                    var named = (try? progress.peers(behind: sequence)) ?? []
+                    if named.isEmpty { named = (try? progress.silentPeers(for: 0.35)) ?? [] }
+                    if !named.isEmpty || now - since >= .milliseconds(750) {
+                        warnStoppedWhileWaiting(named)
+                        warned = true
+                    }
                 }
             }
             spins += 1
@@ -180,9 +186,8 @@ final class MPIPendingReduction: PendingReduction {
         }
     }
 
-    private func warnStoppedWhileWaiting() {
-        let behind = (try? progress.peers(behind: sequence)) ?? []
-        let peers = behind.isEmpty ? "its peers" : (behind.count == 1 ? "rank \(behind[0])" : "ranks " + behind.map(String.init).joined(separator: ", "))
+    private func warnStoppedWhileWaiting(_ named: [Int]) {
+        let peers = named.isEmpty ? "its peers" : (named.count == 1 ? "rank \(named[0])" : "ranks " + named.map(String.init).joined(separator: ", "))
         let line = "sortedtrain: rank \(rank) was told to stop while waiting for \(peers) in \(what); if mpirun reports that a process exited, that rank died: resume from the last checkpoint with --resume auto\n"
         FileHandle.standardError.write(Data(line.utf8))
     }
