@@ -2,6 +2,7 @@
 // lives there), a tensor directory, and tensor data dequantised to Float (F32, F16, BF16,
 // Q8_0, Q4_0, Q4_1). Layout per ggml's gguf.md; every length and offset is bounds-checked.
 import Foundation
+import SortedKit
 
 public struct GGUFFile {
     /// A .gguf name, or a file that starts with GGUF's magic.
@@ -187,7 +188,7 @@ public struct GGUFFile {
             guard let (blockSize, blockBytes) = TensorType.blockLayout[rawType] else {
                 throw FormatError(file: path, "tensor \(GGUFFile.shown(name)) has unknown ggml type \(type)")
             }
-            guard let count = SafetensorsFile.product(dims) else {
+            guard let count = MemoryBudget.product(dims) else {
                 throw FormatError(file: path, "tensor \(GGUFFile.shown(name)) has dimensions \(dims), more elements than can be addressed; the file is corrupt")
             }
             guard dims[0] % blockSize == 0 else {

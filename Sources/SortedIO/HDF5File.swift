@@ -5,6 +5,7 @@
 // switched off; failures become FormatError values.
 import CHDF5
 import Foundation
+import SortedKit
 
 public final class HDF5File {
     public let path: String
@@ -118,7 +119,7 @@ public final class HDF5File {
 
     /// The dataset's element count; a damaged file may declare dimensions whose product overflows.
     private func elementCount(of name: String) throws -> Int {
-        guard let count = SafetensorsFile.product(try shape(of: name)) else {
+        guard let count = MemoryBudget.product(try shape(of: name)) else {
             throw FormatError(file: path, "dataset '\(name)' declares more elements than can be addressed; the file is damaged")
         }
         return count

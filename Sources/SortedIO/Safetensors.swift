@@ -1,6 +1,7 @@
 // Safetensors: reads the format HF uses for weights (an 8-byte little-endian header
 // length, a JSON header of dtype/shape/offsets, then raw little-endian tensor bytes).
 import Foundation
+import SortedKit
 
 public struct FormatError: Error, CustomStringConvertible {
     public let file: String
@@ -74,7 +75,7 @@ public struct SafetensorsFile {
             }
             // Every number here is untrusted: sizes are multiplied with overflow checks and the
             // range is formed only once it is known to be ordered and inside the payload.
-            guard shape.allSatisfy({ $0 >= 0 }), let bytes = SafetensorsFile.product(shape + [dtype.size]),
+            guard let bytes = MemoryBudget.product(shape + [dtype.size]),
                   offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= payload, offsets[1] - offsets[0] == bytes else {
                 throw FormatError(file: path, "tensor '\(name)' (shape \(shape), \(dtypeName), bytes \(offsets[0])..<\(offsets[1])) lies outside the file or has the wrong byte size; the file is truncated or corrupt")
             }
@@ -94,17 +95,6 @@ public struct SafetensorsFile {
         }
         entries = parsed
         metadata = meta
-    }
-
-    /// The product of `factors`, nil when it overflows Int.
-    static func product(_ factors: [Int]) -> Int? {
-        var result = 1
-        for f in factors {
-            let (p, overflow) = result.multipliedReportingOverflow(by: f)
-            if overflow { return nil }
-            result = p
-        }
-        return result
     }
 
     public func entry(_ name: String) throws -> Entry {

@@ -188,15 +188,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     /// count overflows Int, as absurd sizes from a corrupt file can make it.
     public var parameterCount: Int? {
         let D = hiddenSize, F = intermediateSize
-        func product(_ factors: Int...) -> Int? {
-            var result = 1
-            for f in factors {
-                let (p, overflow) = result.multipliedReportingOverflow(by: f)
-                if overflow || f < 0 { return nil }
-                result = p
-            }
-            return result
-        }
+        func product(_ factors: Int...) -> Int? { MemoryBudget.product(factors) }
         func sum(_ terms: Int?...) -> Int? {
             var result = 0
             for term in terms {

@@ -12,6 +12,17 @@ public enum MemoryBudget {
         return min(physical, limit)
     }()
 
+    /// The product of sizes read from a file, nil when it overflows Int or a factor is negative.
+    public static func product(_ factors: [Int]) -> Int? {
+        var result = 1
+        for f in factors {
+            let (p, overflow) = result.multipliedReportingOverflow(by: f)
+            if overflow || f < 0 { return nil }
+            result = p
+        }
+        return result
+    }
+
     /// "48.0 GB" (1e9 bytes, as the messages compare figures).
     public static func describe(_ bytes: Int) -> String {
         String(format: "%.1f GB", Double(bytes) / 1e9)

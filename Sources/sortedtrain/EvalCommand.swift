@@ -67,18 +67,10 @@ struct EvalCommand: ParsableCommand {
         guard batchSize >= 1 else { throw CommandLineError("--batch-size must be at least 1, got \(batchSize)") }
         guard maxNewTokens >= 1 else { throw CommandLineError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
         guard limit >= 0 else { throw CommandLineError("--limit must be 0 or more, got \(limit)") }
-        if let exits { _ = try parseExits(exits) }
+        if let exits { _ = try parseDepths(exits, flag: "--exits") }
         // Checked before the evaluation, which can take minutes, not after it.
         if let json, json != "-" { try OutputTarget.checkReport(URL(fileURLWithPath: json), kind: .json, flag: "--json") }
         if let svg { try OutputTarget.checkReport(URL(fileURLWithPath: svg), kind: .svg, flag: "--svg") }
-    }
-
-    private func parseExits(_ text: String) throws -> [Int] {
-        let depths = try parseDepths(text, flag: "--exits")
-        guard depths == depths.sorted(), Set(depths).count == depths.count else {
-            throw CommandLineError("--exits must be ascending and distinct, got \(text)")
-        }
-        return depths
     }
 
     func run() throws {
@@ -90,7 +82,7 @@ struct EvalCommand: ParsableCommand {
         guard !files.isEmpty else {
             throw CommandLineError("no evaluation data: pass --data FILE (the model names no validation files)")
         }
-        let depths = try exits.map(parseExits) ?? loaded.exits
+        let depths = try exits.map { try parseDepths($0, flag: "--exits") } ?? loaded.exits
         func evaluate(_ loaded: LoadedModel) throws -> [ExitReport] {
             let settings = EvaluationSettings(exits: depths, answerLimit: limit, batchSize: batchSize, maxNewTokens: maxNewTokens)
             do {

@@ -77,7 +77,7 @@ struct GenerateBenchCommand: ParsableCommand {
         let L = loaded.model.config.numHiddenLayers
         var depths = loaded.exits.count > 1 ? loaded.exits : Array(Set([max(1, L / 4), max(1, L / 2), max(1, 3 * L / 4), L])).sorted()
         if let exits {
-            depths = try parseDepths(exits, flag: "--exits").sorted()
+            depths = try parseDepths(exits, flag: "--exits")
             if let bad = depths.first(where: { $0 > L }) { throw CommandLineError("--exits: \(bad) is outside 1...\(L)") }
         }
         let thresholds = try parseNumbers(earlyExit, flag: "--early-exit")
