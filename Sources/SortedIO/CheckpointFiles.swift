@@ -87,6 +87,11 @@ public struct CheckpointState: Codable, Equatable, Sendable {
              sortedSeed, shards, tensors, runID, digests
     }
 
+    /// The run's position at the save (its three counters are stored flat, as before).
+    public var training: TrainingState {
+        TrainingState(step: step, sampleCursor: sampleCursor, optimizerSteps: optimizerSteps)
+    }
+
     /// Format 2 (before shards were tied to their save) has no run id and no digests.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -106,13 +111,13 @@ public struct CheckpointState: Codable, Equatable, Sendable {
         digests = try c.decodeIfPresent([String: String].self, forKey: .digests) ?? [:]
     }
 
-    public init(step: Int, optimizerSteps: Int, sampleCursor: Int, worldSize: Int, exits: [Int], config: String,
+    public init(training: TrainingState, worldSize: Int, exits: [Int], config: String,
                 modelConfig: String, trainSeed: UInt64, sortedSeed: UInt64, shards: [String], tensors: [String],
                 runID: String, digests: [String: String]) {
         formatVersion = CheckpointNames.formatVersion
-        self.step = step
-        self.optimizerSteps = optimizerSteps
-        self.sampleCursor = sampleCursor
+        step = training.step
+        optimizerSteps = training.optimizerSteps
+        sampleCursor = training.sampleCursor
         self.worldSize = worldSize
         self.exits = exits
         self.config = config

@@ -42,8 +42,6 @@ public final class AdamW {
     /// First and second moments, in the parameter buffer's layout.
     public let firstMoment: FloatBuffer
     public let secondMoment: FloatBuffer
-    /// Number of updates taken (torch's `step`).
-    public var stepCount: Int = 0
     /// The buffer cut into runs of tensors that do or do not take weight decay.
     let segments: [(range: Range<Int>, decayed: Bool)]
 
@@ -69,12 +67,13 @@ public final class AdamW {
         segments = runs
     }
 
-    /// One update of `parameters` from `gradients` · `gradientScale` at learning rate `lr`
-    /// (the scale is where clipping lands, without a separate pass over the gradients).
-    public func step(parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Double, gradientScale: Float = 1) {
-        stepCount += 1
+    /// Update number `number` (1-based, torch's `step`: it sets the bias correction) of
+    /// `parameters` from `gradients` · `gradientScale` at learning rate `lr` (the scale is
+    /// where clipping lands, without a separate pass over the gradients).
+    public func step(_ number: Int, parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Double, gradientScale: Float = 1) {
+        precondition(number >= 1, "AdamW updates are numbered from 1")
         let s = settings
-        let t = Double(stepCount)
+        let t = Double(number)
         let stepSize = Float(lr / (1 - pow(s.beta1, t)))
         let correction2Sqrt = Float((1 - pow(s.beta2, t)).squareRoot())
         let b1 = Float(s.beta1), b2 = Float(s.beta2), eps = Float(s.eps)

@@ -238,3 +238,18 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var keyValueWidth: Int { numKeyValueHeads * headDim }          // Hkv·Dh
     public var qkvWidth: Int { queryWidth + 2 * keyValueWidth }           // row of fused q|k|v
 }
+
+extension LlamaConfig {
+    /// The HF keys whose values differ from `other`'s, in declaration order, with both
+    /// values as messages print them (derived from the stored properties and their coding keys).
+    public func differences(from other: LlamaConfig) -> [(key: String, this: String, other: String)] {
+        zip(Mirror(reflecting: self).children, Mirror(reflecting: other).children).compactMap { mine, theirs in
+            // hiddenSize → hidden_size, checked against the coding keys.
+            let label = mine.label ?? "model"
+            let snake = label.reduce(into: "") { $0 += $1.isUppercase ? "_" + $1.lowercased() : String($1) }
+            let key = CodingKeys(rawValue: snake)?.rawValue ?? label
+            let (a, b) = ("\(mine.value)", "\(theirs.value)")
+            return a == b ? nil : (key, a, b)
+        }
+    }
+}

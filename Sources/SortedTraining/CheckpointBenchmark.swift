@@ -40,8 +40,9 @@ public enum CheckpointBenchmark {
         var write: [Double] = [], read: [Double] = [], plainWrite: [Double] = [], plainRead: [Double] = []
         var resume: [Double] = []
         for r in 1...repeats {
+            trainer.restore(TrainingState(step: r))   // a new step folder per repeat, as in a run
             var start = ContinuousClock.now
-            let folder = try manager.save(trainer, step: r)
+            let folder = try manager.save(trainer)
             write.append((ContinuousClock.now - start).seconds)
 
             let target = try Trainer(config: config, model: try LlamaModel(config: config.model), communicator: single, data: data)

@@ -2,7 +2,6 @@
 // layers plus the shared final norm and head — as an HF directory or an HDF5 file.
 import Foundation
 import SortedData
-import SortedDistributed
 import SortedIO
 import SortedKit
 
@@ -16,8 +15,7 @@ public enum ModelExporter {
     public static func resolveCheckpoint(_ path: String) throws -> String {
         let index = (path as NSString).appendingPathComponent(CheckpointNames.index)
         if FileManager.default.fileExists(atPath: index) { return path }
-        let manager = CheckpointManager(root: path, keep: .max, communicator: SingleProcessCommunicator())
-        let resolution = try manager.resolve("auto")
+        let resolution = CheckpointDirectory(root: path).newestIntact()
         if let found = resolution.folder {
             // A damaged newer checkpoint is passed over, loudly: the user asked for the newest.
             for (folder, reason) in resolution.skipped {

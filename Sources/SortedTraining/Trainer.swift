@@ -56,10 +56,8 @@ public final class Trainer {
     private let schedule: LearningRateSchedule
     /// Called on every rank after every step (rank 0 prints and logs).
     public var onStep: ((StepMetrics) -> Void)?
-    /// The first global step to run (non-zero after a resume).
-    public var startStep = 0
-    /// Position in the global sample stream of the next step's first example.
-    public var sampleCursor = 0
+    /// Where the run stands; advanced by every step, replaced whole by `restore`.
+    public private(set) var state = TrainingState.start
     /// Examples in one global batch at this world size.
     public var globalBatchSize: Int {
         config.train.microBatchSize * communicator.size * config.train.accumulationSteps
@@ -105,7 +103,7 @@ public final class Trainer {
     /// Weights, moments and position, for checking that a resume left every rank alike.
     public func stateFingerprint() -> [Int64] {
         [Int64(Self.checksum(model.parameters)), Int64(Self.checksum(optimizer.firstMoment)),
-         Int64(Self.checksum(optimizer.secondMoment)), Int64(startStep), Int64(sampleCursor), Int64(optimizer.stepCount)]
+         Int64(Self.checksum(optimizer.secondMoment)), Int64(state.step), Int64(state.sampleCursor), Int64(state.optimizerSteps)]
     }
 
     /// FNV-1a over the parameter bytes, folded to 32 bits so sums of it are exact in Double.
@@ -118,19 +116,24 @@ public final class Trainer {
         return UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
     }
 
-    /// Runs steps startStep..<train.max_steps (or ..<until), or until `shouldStop` turns true
-    /// on any rank (then every rank stops after the same step).
+    /// Continues the run from `state` (a checkpoint's; the weights and moments are loaded
+    /// separately into `model` and `optimizer`).
+    public func restore(_ state: TrainingState) {
+        self.state = state
+    }
+
+    /// Runs steps state.step..<train.max_steps (or ..<until), or until `shouldStop` turns
+    /// true on any rank (then every rank stops after the same step).
     public func run(until end: Int? = nil, shouldStop: () -> Bool = { false }) throws -> TrainingSummary {
-        var summary = TrainingSummary(stepsRun: 0, finalStep: startStep, skippedSteps: 0, stoppedBySignal: false, lastMetrics: nil)
-        var step = startStep
-        while step < min(end ?? config.train.maxSteps, config.train.maxSteps) {
-            let metrics = try trainStep(step, stopRequested: shouldStop)
+        var summary = TrainingSummary(stepsRun: 0, finalStep: state.step, skippedSteps: 0, stoppedBySignal: false, lastMetrics: nil)
+        while state.step < min(end ?? config.train.maxSteps, config.train.maxSteps) {
+            let metrics = try trainStep(state.step, stopRequested: shouldStop)
+            state.step += 1
             summary.stepsRun += 1
-            summary.finalStep = step + 1
+            summary.finalStep = state.step
             if metrics.0.skipped { summary.skippedSteps += 1 }
             summary.lastMetrics = metrics.0
             onStep?(metrics.0)
-            step += 1
             if metrics.stop {
                 summary.stoppedBySignal = true
                 break
@@ -146,7 +149,7 @@ public final class Trainer {
         let start = ContinuousClock.now
         var exposed = 0.0
         let rank = communicator.rank, world = communicator.size
-        let batches = try data.microBatches(cursor: sampleCursor, rank: rank, worldSize: world,
+        let batches = try data.microBatches(cursor: state.sampleCursor, rank: rank, worldSize: world,
                                             accumulationSteps: config.train.accumulationSteps)
         for batch in batches { try batch.validate(vocabSize: model.config.vocabSize) }
 
@@ -193,11 +196,13 @@ public final class Trainer {
             }
             skipped = true
         } else {
+            state.optimizerSteps += 1
             StepProfiler.measure("adamw") {
-                optimizer.step(parameters: model.parameters, gradients: gradients, learningRate: lr, gradientScale: clip)
+                optimizer.step(state.optimizerSteps, parameters: model.parameters, gradients: gradients, learningRate: lr,
+                               gradientScale: clip)
             }
         }
-        sampleCursor += globalBatchSize
+        state.sampleCursor += globalBatchSize
         let seconds = (ContinuousClock.now - start).seconds
         var byDepth: [String: Double] = [:]
         for (exit, value) in zip(exits, exitLosses) { byDepth[String(exit.depth)] = value }

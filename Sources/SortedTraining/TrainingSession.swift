@@ -101,14 +101,14 @@ public final class TrainingSession {
         let checkpoints = CheckpointManager(root: config.checkpoint.directory, keep: config.checkpoint.keep,
                                             communicator: communicator)
         try agreed("checking checkpoint.dir") {
-            guard rank == 0, let foreign = checkpoints.foreignEntries().first else { return }
+            guard rank == 0, let foreign = checkpoints.directory.foreignEntries().first else { return }
             throw ConfigError(key: "checkpoint.dir", "\(config.checkpoint.directory)/\(foreign) is not a checkpoint folder; move it out of checkpoint.dir (train saves step-XXXXXXXX folders there)")
         }
         switch options.resume {
         case nil:
             // Training from step 0 would overwrite and prune what is there: only when asked.
             try agreed("checking checkpoint.dir") {
-                guard rank == 0, let newest = checkpoints.checkpointFolders().last else { return }
+                guard rank == 0, let newest = checkpoints.directory.checkpointFolders().last else { return }
                 throw ConfigError(key: "checkpoint.dir", "\(config.checkpoint.directory) already holds checkpoints (newest \(newest)); pass --resume auto to continue from them, or --resume none to train from step 0 and replace them")
             }
         case "none":
@@ -117,7 +117,7 @@ public final class TrainingSession {
             // Rank 0 decides which checkpoint; every rank loads that one and they compare.
             let chosen = try agreed("finding the checkpoint") { () -> String? in
                 guard rank == 0 else { return nil }
-                let resolution = try checkpoints.resolve(resume)
+                let resolution = try checkpoints.directory.resolve(resume)
                 if resolution.folder == nil && !resolution.skipped.isEmpty {
                     // Damaged checkpoints are no reason to start over silently.
                     throw TrainingError("\(config.checkpoint.directory): no intact checkpoint (\(resolution.skippedSummary)); pass --resume FOLDER to choose one, or --resume none to start over from step 0")
@@ -153,7 +153,7 @@ public final class TrainingSession {
             FileHandle.standardError.write(Data("\(warning)\n".utf8))
         }
         let progress = ProgressPrinter(totalSteps: config.train.maxSteps, every: config.log.every, live: live)
-        var lastSaved = trainer.startStep
+        var lastSaved = trainer.state.step
         var metricsFailed = false
         trainer.onStep = { m in
             guard self.rank == 0 else { return }
@@ -181,7 +181,7 @@ public final class TrainingSession {
         }
         StopSignal.install()
         communicator.stopRequested = { StopSignal.requested }
-        var step = trainer.startStep
+        var step = trainer.state.step
         let evalEvery = config.log.evalEvery
         if evalEvery > 0 && step == 0 { try validate(at: 0) }
         var summary: TrainingSummary
@@ -192,10 +192,9 @@ public final class TrainingSession {
             if evalEvery > 0 { boundary = min(boundary, (step / evalEvery + 1) * evalEvery) }
             summary = try trainer.run(until: boundary, shouldStop: { StopSignal.requested })
             step = summary.finalStep
-            trainer.startStep = step
             let atCheckpoint = every > 0 ? step % every == 0 : step == config.train.maxSteps
             if step > lastSaved && (atCheckpoint || step == config.train.maxSteps || summary.stoppedBySignal) {
-                let folder = try checkpoints.save(trainer, step: step)
+                let folder = try checkpoints.save(trainer)
                 lastSaved = step
                 progress.finish()
                 say("saved \(folder)")

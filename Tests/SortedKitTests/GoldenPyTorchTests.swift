@@ -97,7 +97,7 @@ final class GoldenPyTorchTests: XCTestCase {
                 let expectedNorm = try fixture.file.doubles("adamw.grad_norm_\(step)")[0]
                 XCTAssertEqual(norm, expectedNorm, accuracy: 1e-4 * expectedNorm, "\(name) step \(step) grad norm")
                 // Clipping as the trainer applies it: folded into the AdamW pass.
-                optimizer.step(parameters: model.parameters, gradients: model.gradients, learningRate: settings.learningRate,
+                optimizer.step(step, parameters: model.parameters, gradients: model.gradients, learningRate: settings.learningRate,
                                gradientScale: clippingFactor(norm: norm, maxNorm: maxNorm))
             }
             // AdamW divides by √v, so an element whose gradient is below float32's resolution

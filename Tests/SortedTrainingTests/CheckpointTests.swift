@@ -38,7 +38,7 @@ final class CheckpointTests: XCTestCase {
             first.onStep = { losses.append($0.loss) }
             _ = try first.run()
             let manager = CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator())
-            let saved = try manager.save(first, step: 3)
+            let saved = try manager.save(first)
 
             let resumed = try trainer(config)
             resumed.model.initializeRandomly(seed: 99)   // must be overwritten by the load
@@ -58,7 +58,7 @@ final class CheckpointTests: XCTestCase {
         let config = try config()
         let t = try trainer(config)
         _ = try t.run()
-        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(t, step: 6)
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(t, asStep: 6)
         let index = try HDF5File(opening: dir + "/checkpoint.h5")
         XCTAssertEqual(try index.shape(of: "model/layers/2/self_attn.q_proj.weight"), [16, 16])
         XCTAssertEqual(try index.shape(of: "optimizer/exp_avg_sq/lm_head.weight"), [30, 16])
@@ -78,7 +78,7 @@ final class CheckpointTests: XCTestCase {
         root["data"] = ["tokenizer": tokenizer]
         base.json = String(decoding: try JSONSerialization.data(withJSONObject: root), as: UTF8.self)
         let t = try trainer(base)
-        try CheckpointManager(root: base.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(t, step: 1)
+        try CheckpointManager(root: base.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(t, asStep: 1)
         let out = directory.appendingPathComponent("export")
         let (model, _, notes) = try ModelExporter.export(checkpoint: base.checkpoint.directory, depth: 2, format: .hf,
                                                          output: out, force: false)
@@ -100,7 +100,7 @@ final class CheckpointTests: XCTestCase {
     func testRefusesOtherModelAndOtherExits() throws {
         let config = try config()
         let t = try trainer(config)
-        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(t, step: 0)
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(t, asStep: 0)
         let deeper = try trainer(try self.config(exits: "[2, 4]", layers: 4))
         XCTAssertThrowsError(try CheckpointManager.load(dir, into: deeper, allowExitChange: true)) {
             XCTAssertTrue("\($0)".contains("num_hidden_layers = 3, the config asks for 4"), "\($0)")
@@ -116,7 +116,7 @@ final class CheckpointTests: XCTestCase {
         let config = try config()
         let t = try trainer(config)
         let manager = CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator())
-        let dir = try manager.save(t, step: 1)
+        let dir = try manager.save(t, asStep: 1)
         let shard = dir + "/shard-00000-of-00001.h5"
 
         // A flipped byte inside a dataset's data: its XXH64 digest names the dataset.
@@ -153,27 +153,27 @@ final class CheckpointTests: XCTestCase {
         let config = try config()
         let t = try trainer(config)
         let manager = CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator())
-        XCTAssertNil(try manager.resolve("auto").folder, "nothing saved yet: a fresh start")
-        for step in 1...3 { try manager.save(t, step: step) }
-        XCTAssertEqual(manager.completeCheckpoints(), ["step-00000002", "step-00000003"], "keep 2")
-        XCTAssertEqual(try manager.resolve("auto").folder, config.checkpoint.directory + "/step-00000003")
+        XCTAssertNil(try manager.directory.resolve("auto").folder, "nothing saved yet: a fresh start")
+        for step in 1...3 { try manager.save(t, asStep: step) }
+        XCTAssertEqual(manager.directory.completeCheckpoints(), ["step-00000002", "step-00000003"], "keep 2")
+        XCTAssertEqual(try manager.directory.resolve("auto").folder, config.checkpoint.directory + "/step-00000003")
         // An interrupted save: a .tmp folder and a latest pointer to a folder that is gone.
         try FileManager.default.createDirectory(atPath: config.checkpoint.directory + "/step-00000004.tmp", withIntermediateDirectories: true)
         try FileManager.default.removeItem(atPath: config.checkpoint.directory + "/step-00000003/checkpoint.h5")
-        let resolution = try manager.resolve("auto")
+        let resolution = try manager.directory.resolve("auto")
         XCTAssertEqual(resolution.folder, config.checkpoint.directory + "/step-00000002")
         XCTAssertEqual(resolution.skipped.map(\.folder), [config.checkpoint.directory + "/step-00000003"], "the damaged one is reported")
-        XCTAssertThrowsError(try manager.resolve(config.checkpoint.directory + "/step-00000003"))
+        XCTAssertThrowsError(try manager.directory.resolve(config.checkpoint.directory + "/step-00000003"))
 
         // Pruning counts intact checkpoints only: the next save keeps step 2 beside itself.
-        try manager.save(t, step: 4)
-        XCTAssertEqual(manager.completeCheckpoints(), ["step-00000002", "step-00000004"])
+        try manager.save(t, asStep: 4)
+        XCTAssertEqual(manager.directory.completeCheckpoints(), ["step-00000002", "step-00000004"])
         XCTAssertTrue(FileManager.default.fileExists(atPath: config.checkpoint.directory + "/step-00000003"), "a damaged checkpoint is left alone")
 
         // When every checkpoint is damaged, auto finds none but names each with its reason
         // (train then stops, export says so): never a fresh start.
         for step in [2, 4] { try FileManager.default.removeItem(atPath: config.checkpoint.directory + "/step-0000000\(step)/shard-00000-of-00001.h5") }
-        let none = try manager.resolve("auto")
+        let none = try manager.directory.resolve("auto")
         XCTAssertNil(none.folder)
         for step in 2...4 { XCTAssertTrue(none.skippedSummary.contains("step-0000000\(step):"), none.skippedSummary) }
         XCTAssertThrowsError(try ModelExporter.resolveCheckpoint(config.checkpoint.directory)) {
@@ -185,9 +185,9 @@ final class CheckpointTests: XCTestCase {
         let config = try config()
         let t = try trainer(config)
         let manager = CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator())
-        let first = try manager.save(t, step: 1)
+        let first = try manager.save(t, asStep: 1)
         _ = try t.run(until: 2)
-        let second = try manager.save(t, step: 2)
+        let second = try manager.save(t, asStep: 2)
         let shard = "/shard-00000-of-00001.h5", index = "/checkpoint.h5"
         let fm = FileManager.default
         func swapped(_ name: String, _ body: () throws -> Void) throws {
@@ -211,7 +211,7 @@ final class CheckpointTests: XCTestCase {
         }
         // A shard of another run with the same step: the run id differs.
         let other = CheckpointManager(root: directory.appendingPathComponent("other").path, keep: 5, communicator: SingleProcessCommunicator())
-        let foreign = try other.save(t, step: 2)
+        let foreign = try other.save(t, asStep: 2)
         try fm.removeItem(atPath: second + shard)
         try fm.copyItem(atPath: foreign + shard, toPath: second + shard)
         XCTAssertThrowsError(try CheckpointFiles.readState(directory: second)) {
@@ -223,7 +223,7 @@ final class CheckpointTests: XCTestCase {
     func testADamagedRunStateIsRefused() throws {
         let config = try config()
         let t = try trainer(config)
-        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator()).save(t, step: 3)
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator()).save(t, asStep: 3)
         let file = try HDF5File(opening: dir + "/checkpoint.h5", writable: true)
         let state = try file.attribute("state")
         try file.setAttribute("state", string: state.replacingOccurrences(of: "\"step\":3", with: "\"step\":4"))
@@ -236,7 +236,7 @@ final class CheckpointTests: XCTestCase {
     func testFormatTwoCheckpointsStillLoad() throws {
         let config = try config()
         let t = try trainer(config)
-        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator()).save(t, step: 2)
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator()).save(t, asStep: 2)
         // What the previous sortedtrain wrote: no run id, no digests, no run-state digest.
         do {
             let file = try HDF5File(opening: dir + "/checkpoint.h5", writable: true)
@@ -258,7 +258,7 @@ final class CheckpointTests: XCTestCase {
     func testTheRunStateRecordsEveryDatasetDigest() throws {
         let config = try config()
         let t = try trainer(config)
-        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator()).save(t, step: 1)
+        let dir = try CheckpointManager(root: config.checkpoint.directory, keep: 5, communicator: SingleProcessCommunicator()).save(t, asStep: 1)
         let state = try CheckpointFiles.readState(directory: dir)
         XCTAssertEqual(state.digests.count, 3 * t.model.layout.tensors.count, "weights and both moments")
         // The digest the index recorded is the one the shard's dataset carries.
@@ -269,5 +269,15 @@ final class CheckpointTests: XCTestCase {
             try shard.read("model/layers/0/self_attn.q_proj.weight", into: $0.baseAddress!, count: q.count)
         }
         XCTAssertEqual(state.digests["model/layers/0/self_attn.q_proj.weight"], String(format: "%016llx", digest))
+    }
+}
+
+extension CheckpointManager {
+    /// Saves `trainer` as if it stood at `step`: the folder tests need many steps, not many runs.
+    @discardableResult
+    func save(_ trainer: Trainer, asStep step: Int) throws -> String {
+        trainer.restore(TrainingState(step: step, sampleCursor: trainer.state.sampleCursor,
+                                      optimizerSteps: trainer.state.optimizerSteps))
+        return try save(trainer)
     }
 }

@@ -27,7 +27,7 @@ final class TrainerTests: XCTestCase {
         }
         let after = t.model.parameters.array()
         XCTAssertTrue(zip(before, after).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }, "no update was applied")
-        XCTAssertEqual(t.optimizer.stepCount, 0)
+        XCTAssertEqual(t.state.optimizerSteps, 0)
     }
 
     func testNonFiniteStepsAreSkippedAndCountedWhenConfigured() throws {
@@ -38,7 +38,7 @@ final class TrainerTests: XCTestCase {
         let summary = try t.run()
         XCTAssertEqual(summary.skippedSteps, 3)
         XCTAssertEqual(skipped, [true, true, true])
-        XCTAssertEqual(t.optimizer.stepCount, 0)
-        XCTAssertEqual(t.sampleCursor, 3 * t.globalBatchSize, "the data moves on past skipped steps")
+        XCTAssertEqual(t.state.optimizerSteps, 0)
+        XCTAssertEqual(t.state.sampleCursor, 3 * t.globalBatchSize, "the data moves on past skipped steps")
     }
 }
