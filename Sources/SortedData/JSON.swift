@@ -92,6 +92,23 @@ public struct JSONSyntaxError: Error, CustomStringConvertible {
     public var description: String { "line \(line), column \(column): \(message)" }
 }
 
+/// Where a value starts in the parsed text (1-based).
+public struct JSONPosition: Equatable, Sendable {
+    public let line: Int
+    public let column: Int
+    public init(line: Int, column: Int) {
+        self.line = line
+        self.column = column
+    }
+}
+
+/// A parsed document and where each of its values starts, by path: "train" for a key of
+/// the top-level object, "train.seed" below it, "sorted.exits[1]" for an array element.
+public struct JSONDocument {
+    public var value: JSONValue
+    public var positions: [String: JSONPosition]
+}
+
 /// Parses JSON from UTF-8 bytes. Rejects invalid UTF-8, trailing garbage, lone surrogates.
 public struct JSONParser {
     private let bytes: UnsafeRawBufferPointer
@@ -99,6 +116,10 @@ public struct JSONParser {
     private(set) var line: Int
     private var lineStart = 0
     private var depth = 0
+    /// Positions are recorded only for `parseWithPositions` (configs, not datasets).
+    private var recordsPositions = false
+    private var path: [String] = []
+    private var positions: [String: JSONPosition] = [:]
 
     /// `firstLine` is the line number of the first byte (for a JSONL line inside a file).
     public init(bytes: UnsafeRawBufferPointer, firstLine: Int = 1) {
@@ -116,6 +137,28 @@ public struct JSONParser {
 
     public static func parse(_ text: String) throws -> JSONValue {
         try parse(Data(text.utf8))
+    }
+
+    /// Parses one complete JSON document and records where every value starts.
+    public static func parseWithPositions(_ data: Data) throws -> JSONDocument {
+        try data.withUnsafeBytes { raw in
+            var p = JSONParser(bytes: raw)
+            p.recordsPositions = true
+            let value = try p.parseDocument()
+            return JSONDocument(value: value, positions: p.positions)
+        }
+    }
+
+    /// Notes where the value about to be parsed starts, under `component` of the path.
+    private mutating func enter(_ component: String) {
+        guard recordsPositions else { return }
+        path.append(component)
+        positions[path.joined(separator: ".").replacingOccurrences(of: ".[", with: "[")] =
+            JSONPosition(line: line, column: index - lineStart + 1)
+    }
+
+    private mutating func leave() {
+        if recordsPositions { path.removeLast() }
     }
 
     public mutating func parseDocument() throws -> JSONValue {
@@ -212,7 +255,9 @@ public struct JSONParser {
             guard peek() == UInt8(ascii: ":") else { throw error("expected ':' after object key") }
             index += 1
             skipWhitespace()
+            enter(key)
             dict[key] = try parseValue()
+            leave()
             skipWhitespace()
             guard let c = peek() else { throw error("unterminated object: expected ',' or '}'") }
             index += 1
@@ -231,7 +276,9 @@ public struct JSONParser {
         if peek() == UInt8(ascii: "]") { index += 1; return .array(items) }
         while true {
             skipWhitespace()
+            enter("[\(items.count)]")
             items.append(try parseValue())
+            leave()
             skipWhitespace()
             guard let c = peek() else { throw error("unterminated array: expected ',' or ']'") }
             index += 1

@@ -14,8 +14,8 @@ extension ModelFiles {
         let config = try GGUFLlama.config(of: file)
         let model: LlamaModel
         do { model = try LlamaModel(config: config) } catch let error as ConfigError {
-            let key = GGUFLlama.metadataKey(forHF: error.key)
-            throw FormatError(file: file.path, "metadata \(key) is not usable: \(error.message)")
+            let what = error.key.map { "metadata \(GGUFLlama.metadataKey(forHF: $0)) is" } ?? "the model sizes in its metadata are"
+            throw FormatError(file: file.path, "\(what) not usable: \(error.message)")
         }
 
         // Check every tensor's presence, shape and type before dequantising any.

@@ -1,15 +1,77 @@
 // LlamaConfig: the model's shape, read from Hugging Face `config.json` keys and validated.
 import Foundation
 
-/// A configuration value that is wrong, with the key that holds it.
+/// A configuration value that is wrong: the file and, when known, the line and column where
+/// the value starts, the key that holds it, and what is wrong with it.
 public struct ConfigError: Error, CustomStringConvertible, Equatable {
-    public let key: String
-    public let message: String
-    public init(key: String, _ message: String) {
-        self.key = key
-        self.message = message
+    public enum Problem: Equatable, Sendable {
+        /// A key its section does not have.
+        case unknownKey(section: String, known: [String])
+        case unknownSection(known: [String])
+        /// A required key is absent; `hint` says what it should hold.
+        case missing(hint: String?)
+        /// A value of the wrong JSON type: `expected` says which ("an integer"), `found` is
+        /// the value as written.
+        case wrongType(expected: String, found: String)
+        case notOneOf(value: String, choices: [String])
+        case belowMinimum(minimum: Int, found: Int)
+        /// An empty string where a path or a name belongs.
+        case empty
+        /// Any other wrong value, or a wrong relation between values, said in words.
+        case invalid(String)
+
+        public var text: String {
+            switch self {
+            case .unknownKey(let section, let known):
+                return "unknown key; known keys of '\(section)': \(known.joined(separator: ", "))"
+            case .unknownSection(let known): return "unknown section; known sections: \(known.joined(separator: ", "))"
+            case .missing(let hint): return hint.map { "is required: \($0)" } ?? "is required"
+            case .wrongType(let expected, let found): return "expected \(expected), got \(found)"
+            case .notOneOf(let value, let choices): return "'\(value)' is not one of: \(choices.joined(separator: ", "))"
+            case .belowMinimum(let minimum, let found): return "must be at least \(minimum), got \(found)"
+            case .empty: return "is empty; give a value or leave the key out"
+            case .invalid(let text): return text
+            }
+        }
     }
-    public var description: String { "\(key): \(message)" }
+
+    /// The file the value came from (nil: not known here; a caller adds it).
+    public var file: String?
+    /// Where the value starts in `file`, when it was read from there (not from --set).
+    public var line: Int?
+    public var column: Int?
+    /// "section.key" (nil: the file as a whole is wrong).
+    public var key: String?
+    public var problem: Problem
+
+    public init(file: String? = nil, line: Int? = nil, column: Int? = nil, key: String?, _ problem: Problem) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.key = key
+        self.problem = problem
+    }
+
+    /// A wrong value of `key` described in words.
+    public init(key: String, _ message: String) {
+        self.init(key: key, .invalid(message))
+    }
+
+    public var message: String { problem.text }
+
+    /// The same error one level up: `prefix` is the key of the section that held it.
+    public func within(_ prefix: String) -> ConfigError {
+        var copy = self
+        copy.key = key.map { "\(prefix).\($0)" } ?? prefix
+        return copy
+    }
+
+    /// "file:line:column: key: what is wrong", leaving out what is not known.
+    public var description: String {
+        var location = file ?? ""
+        if file != nil, let line, let column { location += ":\(line):\(column)" }
+        return [location.isEmpty ? nil : location, key, message].compactMap { $0 }.joined(separator: ": ")
+    }
 }
 
 /// LLaMA-family decoder shape. Shape letters used across SortedKit:
@@ -179,9 +241,9 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         // Sizes come from files: refuse before anything is allocated, with the figure.
         let sizes = "hidden_size \(hiddenSize), intermediate_size \(intermediateSize), num_hidden_layers \(numHiddenLayers), vocab_size \(vocabSize)"
         guard let count = parameterCount, count <= Int.max / 16 else {
-            throw ConfigError(key: "model size", "\(sizes) give more parameters than can be addressed")
+            throw ConfigError(key: nil, .invalid("\(sizes) give more parameters than can be addressed"))
         }
-        try MemoryBudget.check(bytes: 4 * count, for: "\(count) parameters (\(sizes))", key: "model size")
+        try MemoryBudget.check(bytes: 4 * count, for: "\(count) parameters (\(sizes))", key: nil)
     }
 
     /// Parameters of the model (embedding, layers, final norm, untied head); nil when the
@@ -209,20 +271,22 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public static func load(contentsOf url: URL) throws -> LlamaConfig {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw ConfigError(key: url.path, "cannot be read: \(error.localizedDescription)")
+            throw ConfigError(file: url.path, key: nil, .invalid("cannot be read: \(error.localizedDescription)"))
         }
         return try decode(json: data, source: url.path)
     }
 
     public static func decode(json data: Data, source: String = "config") throws -> LlamaConfig {
         let config: LlamaConfig
-        do { config = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch let error as ConfigError {
-            throw ConfigError(key: "\(source): \(error.key)", error.message)
+        do { config = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch var error as ConfigError {
+            error.file = source
+            throw error
         } catch {
-            throw ConfigError(key: source, "is not valid JSON: \(error.localizedDescription)")
+            throw ConfigError(file: source, key: nil, .invalid("is not valid JSON: \(error.localizedDescription)"))
         }
-        do { try config.validate() } catch let error as ConfigError {
-            throw ConfigError(key: "\(source): \(error.key)", error.message)
+        do { try config.validate() } catch var error as ConfigError {
+            error.file = source
+            throw error
         }
         return config
     }

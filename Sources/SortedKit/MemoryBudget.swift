@@ -30,12 +30,12 @@ public enum MemoryBudget {
 
     /// Throws a ConfigError on `key` when `bytes` (nil: not representable) exceed what the
     /// machine has. `what` names the allocation, e.g. "parameters, gradients and AdamW moments".
-    public static func check(bytes: Int?, for what: String, key: String) throws {
+    public static func check(bytes: Int?, for what: String, key: String?) throws {
         guard let bytes else {
-            throw ConfigError(key: key, "\(what) need more bytes than can be addressed; the sizes are wrong")
+            throw ConfigError(key: key, .invalid("\(what) need more bytes than can be addressed; the sizes are wrong"))
         }
         guard bytes <= availableBytes else {
-            throw ConfigError(key: key, "\(what) need \(describe(bytes)); this machine has \(describe(availableBytes)): lower the sizes")
+            throw ConfigError(key: key, .invalid("\(what) need \(describe(bytes)); this machine has \(describe(availableBytes)): lower the sizes"))
         }
     }
 }

@@ -1,14 +1,14 @@
 // The Sorted Fine-Tuning objective: which exits train in a step and with what weight.
 // An exit k is the sub-model "first k layers + the shared final norm and LM head".
 
-public enum LossReduction: String, Codable, Sendable {
+public enum LossReduction: String, CaseIterable, Codable, Sendable {
     /// Σ_e w_e·CE_e / Σ_e w_e over the step's exits (the paper's Eq. 1 with uniform w).
     case mean
     /// Σ_e w_e·CE_e (the paper's text).
     case sum
 }
 
-public enum ExitSampling: String, Codable, Sendable {
+public enum ExitSampling: String, CaseIterable, Codable, Sendable {
     /// Every exit every step, as in Sorted LLaMA.
     case all
     /// One exit drawn per step (seeded, from the step number) plus the last layer, as SortedNet.

@@ -1,102 +1,90 @@
 // ConfigSection: typed, strict reading of one section of a JSON run config. Every error
-// names the key as `section.key` and says what was expected.
+// names the key as `section.key` and says what was expected (RunConfig adds the file, line
+// and column).
 import Foundation
+import SortedData
 import SortedKit
 
 struct ConfigSection {
     let name: String
-    let values: [String: Any]
+    let values: [String: JSONValue]
 
     /// Rejects keys outside `allowed`, naming the first unknown one and the known ones.
-    init(name: String, values: [String: Any], allowed: [String]) throws {
+    init(name: String, values: [String: JSONValue], allowed: [String]) throws {
         self.name = name
         self.values = values
         if let unknown = values.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw ConfigError(key: "\(name).\(unknown)",
-                              "unknown key; known keys of '\(name)': \(allowed.joined(separator: ", "))")
+            throw error(unknown, .unknownKey(section: name, known: allowed))
         }
     }
 
-    private func key(_ k: String) -> String { "\(name).\(k)" }
-
-    static func isBool(_ v: Any) -> Bool {
-        guard let n = v as? NSNumber else { return false }
-        return String(cString: n.objCType) == "c"
+    func error(_ k: String, _ problem: ConfigError.Problem) -> ConfigError {
+        ConfigError(key: "\(name).\(k)", problem)
     }
 
-    func has(_ k: String) -> Bool { values[k] != nil && !(values[k] is NSNull) }
+    func has(_ k: String) -> Bool { values[k].map { !$0.isNull } ?? false }
+
+    /// The value of `k`; nil when it is absent and has a default (an error when it has none).
+    private func value(_ k: String, hasDefault: Bool) throws -> JSONValue? {
+        guard has(k) else {
+            if hasDefault { return nil }
+            throw error(k, .missing(hint: nil))
+        }
+        return values[k]!
+    }
 
     func int(_ k: String, default fallback: Int? = nil, min: Int? = nil) throws -> Int {
-        guard has(k) else {
-            if let f = fallback { return f }
-            throw ConfigError(key: key(k), "is required")
-        }
-        guard let v = values[k], !Self.isBool(v), let i = v as? Int else {
-            throw ConfigError(key: key(k), "expected an integer, got \(describe(values[k]!))")
-        }
-        if let m = min, i < m { throw ConfigError(key: key(k), "must be at least \(m), got \(i)") }
+        guard let v = try value(k, hasDefault: fallback != nil) else { return fallback! }
+        guard let i = v.int else { throw error(k, .wrongType(expected: "an integer", found: v.serialized)) }
+        if let m = min, i < m { throw error(k, .belowMinimum(minimum: m, found: i)) }
         return i
     }
 
     func double(_ k: String, default fallback: Double? = nil) throws -> Double {
-        guard has(k) else {
-            if let f = fallback { return f }
-            throw ConfigError(key: key(k), "is required")
-        }
-        guard let v = values[k], !Self.isBool(v), let d = v as? Double, d.isFinite else {
-            throw ConfigError(key: key(k), "expected a number, got \(describe(values[k]!))")
-        }
+        guard let v = try value(k, hasDefault: fallback != nil) else { return fallback! }
+        guard let d = v.double, d.isFinite else { throw error(k, .wrongType(expected: "a number", found: v.serialized)) }
         return d
     }
 
     func bool(_ k: String, default fallback: Bool) throws -> Bool {
-        guard has(k) else { return fallback }
-        guard let v = values[k], Self.isBool(v), let b = v as? Bool else {
-            throw ConfigError(key: key(k), "expected true or false, got \(describe(values[k]!))")
-        }
+        guard let v = try value(k, hasDefault: true) else { return fallback }
+        guard let b = v.bool else { throw error(k, .wrongType(expected: "true or false", found: v.serialized)) }
         return b
     }
 
     /// A string value; "" only with `allowEmpty` (an empty path or name is always a mistake).
-    func string(_ k: String, default fallback: String? = nil, oneOf choices: [String]? = nil, allowEmpty: Bool = false) throws -> String {
-        guard has(k) else {
-            if let f = fallback { return f }
-            throw ConfigError(key: key(k), "is required")
-        }
-        guard let s = values[k] as? String else {
-            throw ConfigError(key: key(k), "expected a string, got \(describe(values[k]!))")
-        }
-        if s.isEmpty && !allowEmpty { throw ConfigError(key: key(k), "is empty; give a value or leave the key out") }
-        if let c = choices, !c.contains(s) {
-            throw ConfigError(key: key(k), "'\(s)' is not one of: \(c.joined(separator: ", "))")
-        }
+    func string(_ k: String, default fallback: String? = nil, allowEmpty: Bool = false) throws -> String {
+        guard let v = try value(k, hasDefault: fallback != nil) else { return fallback! }
+        guard let s = v.string else { throw error(k, .wrongType(expected: "a string", found: v.serialized)) }
+        if s.isEmpty && !allowEmpty { throw error(k, .empty) }
         return s
     }
 
-    func intArray(_ k: String) throws -> [Int]? {
-        guard has(k) else { return nil }
-        guard let a = values[k] as? [Any], let ints = Optional(a.compactMap { Self.isBool($0) ? nil : $0 as? Int }),
-              ints.count == a.count else {
-            throw ConfigError(key: key(k), "expected an array of integers, got \(describe(values[k]!))")
+    /// One of an enum's cases, by its raw value (the choices are listed in case order).
+    func choice<Choice: RawRepresentable & CaseIterable>(_ k: String, default fallback: Choice) throws -> Choice
+    where Choice.RawValue == String {
+        let text = try string(k, default: fallback.rawValue)
+        guard let choice = Choice(rawValue: text) else {
+            throw error(k, .notOneOf(value: text, choices: Choice.allCases.map(\.rawValue)))
         }
-        return ints
+        return choice
+    }
+
+    func intArray(_ k: String) throws -> [Int]? {
+        try array(k, of: "integers", \.int)
     }
 
     func doubleArray(_ k: String) throws -> [Double]? {
-        guard has(k) else { return nil }
-        guard let a = values[k] as? [Any], let ds = Optional(a.compactMap { Self.isBool($0) ? nil : $0 as? Double }),
-              ds.count == a.count else {
-            throw ConfigError(key: key(k), "expected an array of numbers, got \(describe(values[k]!))")
-        }
-        return ds
+        try array(k, of: "numbers", \.double)
     }
 
-    private func describe(_ v: Any) -> String {
-        if Self.isBool(v) { return "\(v as! Bool)" }
-        if let s = v as? String { return "\"\(s)\"" }
-        if v is NSNull { return "null" }
-        if let d = try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed]),
-           let s = String(data: d, encoding: .utf8) { return s }
-        return "\(v)"
+    private func array<Element>(_ k: String, of what: String, _ element: (JSONValue) -> Element?) throws -> [Element]? {
+        guard let v = try value(k, hasDefault: true) else { return nil }
+        let items = v.array ?? []
+        let elements = items.compactMap(element)
+        guard v.array != nil, elements.count == items.count else {
+            throw error(k, .wrongType(expected: "an array of \(what)", found: v.serialized))
+        }
+        return elements
     }
 }

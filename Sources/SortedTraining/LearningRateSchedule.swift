@@ -2,7 +2,7 @@
 import Foundation
 
 public struct LearningRateSchedule: Equatable, Sendable {
-    public enum Kind: String, Sendable { case constant, linear, cosine }
+    public enum Kind: String, CaseIterable, Sendable { case constant, linear, cosine }
 
     public var kind: Kind
     public var peak: Double

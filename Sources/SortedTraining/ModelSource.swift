@@ -56,7 +56,7 @@ public enum ModelSource {
         let (model, state) = try CheckpointFiles.readModel(directory: folder)
         let run = try RunConfig.decode(stored: state.config, source: folder, model: model.config)
         return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(tokenizerSpec ?? run.data.tokenizer),
-                           template: try template(run.data.template), exits: state.exits,
+                           template: try template(run.data.template.rawValue), exits: state.exits,
                            window: run.train.sequenceLength, validation: run.data.validation,
                            description: "checkpoint \(folder) (step \(state.step))")
     }

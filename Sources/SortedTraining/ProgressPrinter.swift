@@ -2,6 +2,14 @@
 // otherwise (files, pipes, tee, batch jobs; see drawsBar for how mpirun is handled).
 import Foundation
 
+/// log.progress: how training shows its progress.
+public enum ProgressStyle: String, CaseIterable, Sendable {
+    /// A live bar on an interactive terminal, plain lines otherwise (see drawsBar).
+    case auto
+    case bar
+    case lines
+}
+
 public final class ProgressPrinter {
     private let totalSteps: Int
     private let every: Int
@@ -52,13 +60,13 @@ public final class ProgressPrinter {
     ///    Slurm's output file), so the rank cannot see the user's terminal and must not
     ///    write escapes into a log unless told it is a terminal;
     /// 3. otherwise stdout a tty and TERM naming a terminal (not unset, empty or "dumb").
-    public static func drawsBar(setting: String,
+    public static func drawsBar(setting: ProgressStyle,
                                 environment: [String: String] = ProcessInfo.processInfo.environment,
                                 stdoutIsTerminal: Bool = isatty(STDOUT_FILENO) != 0) -> Bool {
         switch setting {
-        case "bar": return true
-        case "lines": return false
-        default: break
+        case .bar: return true
+        case .lines: return false
+        case .auto: break
         }
         switch environment[environmentVariable] {
         case "bar": return true

@@ -21,10 +21,10 @@ public struct DataSettings: Equatable, Sendable {
     public var validation: [String]
     /// "byte", a tokenizer.json, a model directory or a .gguf.
     public var tokenizer: String
-    public var template: String
-    public var format: String
-    public var truncation: String
-    public var onBadRecord: String
+    public var template: PromptTemplate
+    public var format: RecordFormat
+    public var truncation: TruncationPolicy
+    public var onBadRecord: BadRecordPolicy
     public var systemPrompt: String?
     public var shuffle: Bool
 }
@@ -34,8 +34,7 @@ public struct LogSettings: Equatable, Sendable {
     public var directory: String
     /// Plain progress lines every `every` steps when not on a terminal.
     public var every: Int
-    /// "auto" (a live bar on an interactive terminal, lines otherwise), "bar" or "lines".
-    public var progress: String
+    public var progress: ProgressStyle
     /// Evaluate every exit on the held-out data every N steps (0: never), on the first
     /// `evalExamples` examples of data.validation; a "validation" line in the metrics.
     public var evalEvery: Int = 0
@@ -78,37 +77,43 @@ public struct RunConfig: Sendable {
     static let sections = ["model", "data", "sorted", "optim", "schedule", "train", "log", "checkpoint", "distributed"]
 
     /// Reads a config file and applies `overrides` ("section.key=value", value as JSON or a
-    /// bare string).
+    /// bare string). Every error names the file, the key and, for a value written in the
+    /// file, its line and column.
     /// `initialModel`: the shape of the weights the run starts from (--init-from); the
     /// config's `model` section may then be left out, and must match when present.
     public static func load(path: String, overrides: [String] = [], initialModel: LlamaConfig? = nil) throws -> RunConfig {
         let url = URL(fileURLWithPath: path)
         // A folder or a FIFO would fail (or block) with a misleading system message.
         if let type = (try? FileManager.default.attributesOfItem(atPath: url.resolvingSymlinksInPath().path))?[.type] as? FileAttributeType, type != .typeRegular {
-            throw ConfigError(key: path, "is not a regular file (\(type == .typeDirectory ? "a folder" : "a special file")); pass a JSON config file, e.g. configs/demo.json")
+            throw ConfigError(file: path, key: nil, .invalid("is not a regular file (\(type == .typeDirectory ? "a folder" : "a special file")); pass a JSON config file, e.g. configs/demo.json"))
         }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw ConfigError(key: path, "cannot be read (\(error.localizedDescription)); pass an existing JSON config, e.g. configs/demo.json")
+            throw ConfigError(file: path, key: nil, .invalid("cannot be read (\(error.localizedDescription)); pass an existing JSON config, e.g. configs/demo.json"))
         }
-        // The strict reader first: it names the line and column, and refuses duplicate keys
-        // (where JSONSerialization would keep the last one silently).
-        do { _ = try JSONParser.parse(data) } catch let error as JSONSyntaxError {
-            throw ConfigError(key: "\(path):\(error.line):\(error.column)", "is not valid JSON: \(error.message)")
+        // The strict reader names the line and column, and refuses duplicate keys (where
+        // most readers keep the last one silently).
+        let document: JSONDocument
+        do { document = try JSONParser.parseWithPositions(data) } catch let error as JSONSyntaxError {
+            throw ConfigError(file: path, line: error.line, column: error.column, key: nil, .invalid("is not valid JSON: \(error.message)"))
         }
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: data) } catch {
-            throw ConfigError(key: path, "is not valid JSON: \(jsonErrorDetail(error))")
+        guard var root = document.value.object else {
+            throw ConfigError(file: path, key: nil, .invalid("must hold a JSON object at the top level"))
         }
-        guard var root = object as? [String: Any] else { throw ConfigError(key: path, "must hold a JSON object at the top level") }
-        for override in overrides { try apply(override: override, to: &root) }
+        let overridden = Set(try overrides.map { try apply(override: $0, to: &root) })
         do {
             var config = try parse(root, source: path, initialModel: initialModel)
-            let text = try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
-            config.json = String(decoding: text, as: UTF8.self)
+            config.json = JSONValue.object(root).serialized
             return config
-        } catch let error as ConfigError {
-            throw ConfigError(key: "\(path): \(error.key)", error.message)
+        } catch var error as ConfigError {
+            // Located where the value is written: the key's, else its section's (not for a
+            // value that came from --set).
+            error.file = path
+            if let key = error.key, !overridden.contains(key),
+               let position = document.positions[key] ?? document.positions[String(key.prefix { $0 != "." })] {
+                (error.line, error.column) = (position.line, position.column)
+            }
+            throw error
         }
     }
 
@@ -116,10 +121,9 @@ public struct RunConfig: Sendable {
     /// config can be, so that the first collectives already use it; nil when absent or bad.
     public static func collectiveTimeout(path: String, overrides: [String]) -> Double? {
         guard let data = FileManager.default.contents(atPath: path),
-              var root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { return nil }
-        for override in overrides { try? apply(override: override, to: &root) }
-        guard let value = ((root["distributed"] as? [String: Any])?["timeout_s"] as? NSNumber)?.doubleValue,
-              value > 0 && value <= 86_400 else { return nil }
+              var root = (try? JSONParser.parse(data))?.object else { return nil }
+        for override in overrides { _ = try? apply(override: override, to: &root) }
+        guard let value = root["distributed"]?["timeout_s"]?.double, value > 0 && value <= 86_400 else { return nil }
         return value
     }
 
@@ -127,21 +131,26 @@ public struct RunConfig: Sendable {
     /// model: the checkpoint's own shape, which a run started with --init-from did not write
     /// into its config.
     public static func decode(stored json: String, source: String, model: LlamaConfig? = nil) throws -> RunConfig {
-        guard let root = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
-            throw ConfigError(key: source, "holds no readable run config")
+        guard let root = (try? JSONParser.parse(json))?.object else {
+            throw ConfigError(file: source, key: nil, .invalid("holds no readable run config"))
         }
-        var config = try parse(root, source: source, initialModel: root["model"] == nil ? model : nil)
-        config.json = json
-        return config
+        do {
+            var config = try parse(root, source: source, initialModel: root["model"] == nil ? model : nil)
+            config.json = json
+            return config
+        } catch var error as ConfigError {
+            error.file = source
+            throw error
+        }
     }
 
-    static func parse(_ root: [String: Any], source: String, initialModel: LlamaConfig? = nil) throws -> RunConfig {
+    static func parse(_ root: [String: JSONValue], source: String, initialModel: LlamaConfig? = nil) throws -> RunConfig {
         if let unknown = root.keys.sorted().first(where: { !sections.contains($0) }) {
-            throw ConfigError(key: unknown, "unknown section; known sections: \(sections.joined(separator: ", "))")
+            throw ConfigError(key: unknown, .unknownSection(known: sections))
         }
         func section(_ name: String, _ allowed: [String]) throws -> ConfigSection {
-            guard let raw = root[name] ?? [String: Any]() as Any?, let dict = raw as? [String: Any] else {
-                throw ConfigError(key: name, "must be a JSON object")
+            guard let dict = (root[name] ?? .object([:])).object else {
+                throw ConfigError(key: name, .wrongType(expected: "a JSON object", found: root[name]!.serialized))
             }
             return try ConfigSection(name: name, values: dict, allowed: allowed)
         }
@@ -164,7 +173,7 @@ public struct RunConfig: Sendable {
             accumulationSteps: try t.int("accumulation_steps", default: 1, min: 1),
             maxSteps: try t.int("max_steps", default: 100, min: 0),
             seed: UInt64(try t.int("seed", default: 1234, min: 0)),
-            skipNonFiniteSteps: try t.string("on_nonfinite", default: "stop", oneOf: ["stop", "skip"]) == "skip")
+            skipNonFiniteSteps: try t.choice("on_nonfinite", default: NonFiniteStepPolicy.stop) == .skip)
         if train.sequenceLength > model.maxPositionEmbeddings {
             throw ConfigError(key: "train.sequence_length",
                               "\(train.sequenceLength) exceeds the model's max_position_embeddings \(model.maxPositionEmbeddings)")
@@ -187,11 +196,12 @@ public struct RunConfig: Sendable {
                                       "on_bad_record", "system_prompt", "shuffle"])
         func paths(_ key: String) throws -> [String] {
             guard dt.has(key) else { return [] }
-            if let one = dt.values[key] as? String {
+            if let one = dt.values[key]?.string {
                 guard !one.isEmpty else { throw ConfigError(key: "data.\(key)", "is empty; name the files, or leave the key out") }
                 return [one]
             }
-            guard let many = dt.values[key] as? [String], !many.isEmpty, !many.contains("") else {
+            guard let many = dt.values[key]?.array?.compactMap(\.string), many.count == dt.values[key]?.array?.count,
+                  !many.isEmpty, !many.contains("") else {
                 throw ConfigError(key: "data.\(key)", "expected a file path or an array of file paths (none empty)")
             }
             return many
@@ -199,10 +209,10 @@ public struct RunConfig: Sendable {
         let data = DataSettings(
             train: try paths("train"), validation: try paths("validation"),
             tokenizer: try dt.string("tokenizer", default: "byte"),
-            template: try dt.string("template", default: "alpaca", oneOf: ["alpaca", "chatml", "none"]),
-            format: try dt.string("format", default: "auto", oneOf: ["auto", "alpaca", "chat", "text"]),
-            truncation: try dt.string("truncation", default: "truncate", oneOf: ["truncate", "drop"]),
-            onBadRecord: try dt.string("on_bad_record", default: "fail", oneOf: ["fail", "skip"]),
+            template: try dt.choice("template", default: PromptTemplate.alpaca),
+            format: try dt.choice("format", default: RecordFormat.auto),
+            truncation: try dt.choice("truncation", default: TruncationPolicy.truncate),
+            onBadRecord: try dt.choice("on_bad_record", default: BadRecordPolicy.fail),
             systemPrompt: dt.has("system_prompt") ? try dt.string("system_prompt", allowEmpty: true) : nil,
             shuffle: try dt.bool("shuffle", default: true))
 
@@ -210,9 +220,9 @@ public struct RunConfig: Sendable {
         let L = model.numHiddenLayers
         let objective = try SortedObjective(
             exits: try s.intArray("exits") ?? [L], numLayers: L,
-            reduction: LossReduction(rawValue: try s.string("reduction", default: "mean", oneOf: ["mean", "sum"]))!,
+            reduction: try s.choice("reduction", default: LossReduction.mean),
             weights: try s.doubleArray("weights"),
-            sampling: ExitSampling(rawValue: try s.string("sampling", default: "all", oneOf: ["all", "random"]))!,
+            sampling: try s.choice("sampling", default: ExitSampling.all),
             seed: UInt64(try s.int("seed", default: Int(train.seed), min: 0)))
 
         let o = try section("optim", ["lr", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm",
@@ -229,7 +239,7 @@ public struct RunConfig: Sendable {
 
         let sc = try section("schedule", ["type", "warmup_steps", "min_lr"])
         let schedule = LearningRateSchedule(
-            kind: LearningRateSchedule.Kind(rawValue: try sc.string("type", default: "cosine", oneOf: ["constant", "linear", "cosine"]))!,
+            kind: try sc.choice("type", default: LearningRateSchedule.Kind.cosine),
             peak: optimizer.learningRate, warmupSteps: try sc.int("warmup_steps", default: 0, min: 0),
             minimum: try sc.double("min_lr", default: 0), totalSteps: train.maxSteps)
         if schedule.minimum < 0 || schedule.minimum > schedule.peak {
@@ -239,7 +249,7 @@ public struct RunConfig: Sendable {
         let lg = try section("log", ["dir", "every", "progress", "eval_every", "eval_examples", "eval_exits"])
         let stem = URL(fileURLWithPath: source).deletingPathExtension().lastPathComponent
         let log = LogSettings(directory: try lg.string("dir", default: "runs/\(stem)"), every: try lg.int("every", default: 10, min: 1),
-                              progress: try lg.string("progress", default: "auto", oneOf: ["auto", "bar", "lines"]),
+                              progress: try lg.choice("progress", default: ProgressStyle.auto),
                               evalEvery: try lg.int("eval_every", default: 0, min: 0),
                               evalExamples: try lg.int("eval_examples", default: 200, min: 1),
                               evalExits: try lg.intArray("eval_exits"))
@@ -271,12 +281,12 @@ public struct RunConfig: Sendable {
 
     /// `model` is either HF config keys inline or {"path": "dir/config.json"}. Paths in a run
     /// config are relative to the working directory, as the command line's are.
-    static func loadModel(_ raw: Any?) throws -> LlamaConfig {
-        guard let dict = raw as? [String: Any] else {
-            throw ConfigError(key: "model", "is required: HF config keys inline, or {\"path\": \"path/to/config.json\"}")
+    static func loadModel(_ raw: JSONValue?) throws -> LlamaConfig {
+        guard let dict = raw?.object else {
+            throw ConfigError(key: "model", .missing(hint: "HF config keys inline, or {\"path\": \"path/to/config.json\"}"))
         }
         if let path = dict["path"] {
-            guard dict.count == 1, let p = path as? String else {
+            guard dict.count == 1, let p = path.string else {
                 throw ConfigError(key: "model.path", "must be a string and the only key of 'model'")
             }
             return try LlamaConfig.load(contentsOf: URL(fileURLWithPath: p))
@@ -285,18 +295,19 @@ public struct RunConfig: Sendable {
                      "num_key_value_heads", "head_dim", "vocab_size", "rms_norm_eps", "rope_theta",
                      "rope_parameters", "tie_word_embeddings", "max_position_embeddings"]
         _ = try ConfigSection(name: "model", values: dict, allowed: known)
-        let data = try JSONSerialization.data(withJSONObject: dict)
         do {
-            let config = try JSONDecoder().decode(LlamaConfig.self, from: data)
+            let config = try JSONValueDecoder.decode(LlamaConfig.self, from: JSONValue.object(dict))
             try config.validate()
             return config
         } catch let error as ConfigError {
-            throw ConfigError(key: "model.\(error.key)", error.message)
+            throw error.within("model")
         }
     }
 
-    /// "section.key=value": value parsed as JSON (numbers, booleans, arrays), else a string.
-    static func apply(override: String, to root: inout [String: Any]) throws {
+    /// Applies "section.key=value" (value parsed as JSON: numbers, booleans, arrays; else a
+    /// string); returns "section.key".
+    @discardableResult
+    static func apply(override: String, to root: inout [String: JSONValue]) throws -> String {
         guard let eq = override.firstIndex(of: "=") else {
             throw ConfigError(key: "--set \(override)", "an override must look like section.key=value")
         }
@@ -305,14 +316,15 @@ public struct RunConfig: Sendable {
         guard path.count == 2, !path[0].isEmpty, !path[1].isEmpty else {
             throw ConfigError(key: "--set \(override)", "an override names a section and a key: section.key=value")
         }
-        let value = (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) ?? text
-        var section = (root[path[0]] as? [String: Any]) ?? [:]
+        let value = (try? JSONParser.parse(text)) ?? .string(text)
+        var section = root[path[0]]?.object ?? [:]
         section[path[1]] = value
-        root[path[0]] = section
+        root[path[0]] = .object(section)
+        return path.joined(separator: ".")
     }
+}
 
-    private static func jsonErrorDetail(_ error: Error) -> String {
-        let ns = error as NSError
-        return (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
-    }
+/// train.on_nonfinite: what a step with a NaN or infinite loss or gradient does.
+enum NonFiniteStepPolicy: String, CaseIterable {
+    case stop, skip
 }

@@ -149,7 +149,7 @@ public final class TrainingSession {
             metrics = try MetricsLog(path: (config.log.directory as NSString).appendingPathComponent("metrics.jsonl"))
         }
         let live = ProgressPrinter.drawsBar(setting: config.log.progress)
-        if rank == 0, !options.quiet, config.log.progress == "auto", let warning = ProgressPrinter.environmentWarning() {
+        if rank == 0, !options.quiet, config.log.progress == .auto, let warning = ProgressPrinter.environmentWarning() {
             FileHandle.standardError.write(Data("\(warning)\n".utf8))
         }
         let progress = ProgressPrinter(totalSteps: config.train.maxSteps, every: config.log.every, live: live)
@@ -222,13 +222,13 @@ public final class TrainingSession {
         if tokenizer.vocabularySize > config.model.vocabSize {
             throw ConfigError(key: "model.vocab_size", "\(config.model.vocabSize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids (\(config.data.tokenizer))")
         }
-        let builder = ExampleBuilder(tokenizer: tokenizer, template: PromptTemplate(rawValue: config.data.template)!,
+        let builder = ExampleBuilder(tokenizer: tokenizer, template: config.data.template,
                                      maxLength: config.train.sequenceLength,
-                                     truncation: TruncationPolicy(rawValue: config.data.truncation)!,
+                                     truncation: config.data.truncation,
                                      systemPrompt: config.data.systemPrompt)
         var skipped = 0
-        let dataset = try DatasetLoader.load(config.data.train, builder: builder, format: RecordFormat(rawValue: config.data.format)!,
-                                             policy: BadRecordPolicy(rawValue: config.data.onBadRecord)!) { warning in
+        let dataset = try DatasetLoader.load(config.data.train, builder: builder, format: config.data.format,
+                                             policy: config.data.onBadRecord) { warning in
             skipped += 1
             if skipped <= 5 { self.say(warning) }
         }
@@ -237,7 +237,7 @@ public final class TrainingSession {
             throw DataError(file: config.data.train.joined(separator: ", "), "holds no usable example after tokenization (\(dataset.counts))")
         }
         guard config.log.evalEvery > 0 else { return (dataset, nil) }
-        let heldOut = try DatasetLoader.load(config.data.validation, builder: builder, format: RecordFormat(rawValue: config.data.format)!)
+        let heldOut = try DatasetLoader.load(config.data.validation, builder: builder, format: config.data.format)
         guard heldOut.count > 0 else {
             throw DataError(file: config.data.validation.joined(separator: ", "), "holds no usable example for log.eval_every")
         }

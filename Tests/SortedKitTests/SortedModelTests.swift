@@ -143,7 +143,7 @@ final class SortedModelTests: XCTestCase {
         for (exits, weights, message) in cases {
             XCTAssertThrowsError(try SortedObjective(exits: exits, numLayers: 4, weights: weights)) { error in
                 let e = error as! ConfigError
-                XCTAssertTrue(e.key.hasPrefix("sorted."), "\(e)")
+                XCTAssertTrue(e.key?.hasPrefix("sorted.") == true, "\(e)")
                 XCTAssertTrue(e.message.contains(message), "\(e) should say '\(message)'")
             }
         }
@@ -152,7 +152,9 @@ final class SortedModelTests: XCTestCase {
     func testConfigValidationNamesTheKey() throws {
         func check(_ json: String, key: String, file: StaticString = #filePath, line: UInt = #line) {
             XCTAssertThrowsError(try LlamaConfig.decode(json: Data(json.utf8), source: "c.json"), file: file, line: line) { error in
-                XCTAssertEqual((error as? ConfigError)?.key, "c.json: \(key)", "\(error)", file: file, line: line)
+                let e = error as? ConfigError
+                XCTAssertEqual(e?.file, "c.json", "\(error)", file: file, line: line)
+                XCTAssertEqual(e?.key, key, "\(error)", file: file, line: line)
             }
         }
         let base = #""intermediate_size": 8, "num_hidden_layers": 2, "vocab_size": 10"#

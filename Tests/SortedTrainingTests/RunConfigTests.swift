@@ -27,7 +27,8 @@ final class RunConfigTests: XCTestCase {
         let path = try write(text)
         XCTAssertThrowsError(try RunConfig.load(path: path, overrides: overrides), file: file, line: line) { error in
             let e = error as? ConfigError
-            XCTAssertEqual(e?.key, "\(path): \(key)", "\(error)", file: file, line: line)
+            XCTAssertEqual(e?.file, path, "\(error)", file: file, line: line)
+            XCTAssertEqual(e?.key, key, "\(error)", file: file, line: line)
             XCTAssertTrue(e?.message.contains(mentions) ?? false, "\(error) should mention '\(mentions)'", file: file, line: line)
         }
     }
@@ -49,6 +50,37 @@ final class RunConfigTests: XCTestCase {
         XCTAssertThrowsError(try RunConfig.load(path: try write("{\(model), \(train)}"), overrides: ["train..max_steps=3"])) {
             XCTAssertEqual(($0 as? ConfigError)?.key, "--set train..max_steps=3")
         }
+    }
+
+    func testErrorsAreCasesLocatedWhereTheValueIsWritten() throws {
+        func error(_ text: String, overrides: [String] = []) throws -> ConfigError? {
+            let path = try write(text)
+            do { _ = try RunConfig.load(path: path, overrides: overrides) } catch let e as ConfigError { return e }
+            XCTFail("\(text) loaded")
+            return nil
+        }
+        let small = try error("{\(model),\n \"train\": {\"sequence_length\": 8,\n   \"micro_batch_size\": 0}}")
+        XCTAssertEqual(small?.problem, .belowMinimum(minimum: 1, found: 0))
+        XCTAssertEqual(small?.key, "train.micro_batch_size")
+        XCTAssertEqual(small.map { [$0.line, $0.column] }, [3, 24], "where the 0 is written")
+        XCTAssertTrue("\(small!)".hasPrefix("\(directory.path)/run.json:3:24: train.micro_batch_size: must be at least 1"), "\(small!)")
+        // The same value from --set has no place in the file.
+        let overridden = try error("{\(model),\n \"train\": {\"sequence_length\": 8}}", overrides: ["train.micro_batch_size=0"])
+        XCTAssertEqual(overridden?.problem, .belowMinimum(minimum: 1, found: 0))
+        XCTAssertNil(overridden?.line)
+        let unknown = try error("{\(model), \"train\": {\"sequence_length\": 8},\n\n \"optim\": {\"learning_rate\": 1}}")
+        XCTAssertEqual(unknown?.line, 3)
+        guard case .unknownKey(section: "optim", let known)? = unknown?.problem else { return XCTFail("\(unknown!)") }
+        XCTAssertTrue(known.contains("lr"))
+        XCTAssertEqual(try error("{\(model), \"train\": {\"sequence_length\": 8}, \"data\": {\"template\": \"llama\"}}")?.problem,
+                       .notOneOf(value: "llama", choices: ["alpaca", "chatml", "none"]))
+        XCTAssertEqual(try error("{\(model), \"train\": {\"sequence_length\": 8, \"seed\": true}}")?.problem, .wrongType(expected: "an integer", found: "true"))
+        XCTAssertEqual(try error("{\(model), \"train\": {\"sequence_length\": 8}, \"sorted\": {\"exits\": [1, 2.5]}}")?.problem,
+                       .wrongType(expected: "an array of integers", found: "[1, 2.5]"))
+        // A model key is located too, and named once ("model.hidden_size").
+        let shape = try error("{\"model\": {\"hidden_size\": 16, \"intermediate_size\": 32, \"num_hidden_layers\": 4,\n \"num_attention_heads\": 3, \"vocab_size\": 50}}")
+        XCTAssertEqual(shape?.key, "model.hidden_size")
+        XCTAssertEqual(shape?.line, 1)
     }
 
     func testDefaultsAndOverrides() throws {

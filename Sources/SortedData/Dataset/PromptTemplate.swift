@@ -4,7 +4,7 @@
 import Foundation
 
 /// How a record is written out for the model.
-public enum PromptTemplate: String, CaseIterable {
+public enum PromptTemplate: String, CaseIterable, Sendable {
     /// Stanford Alpaca's prompt ("Below is an instruction ... ### Response:"); EOS after the output.
     case alpaca
     /// ChatML (`<|im_start|>role\n...<|im_end|>\n`), as SmolLM2-Instruct uses; each assistant
@@ -140,7 +140,7 @@ struct TemplateError: Error, CustomStringConvertible {
 }
 
 /// What to do with an example longer than the maximum length.
-public enum TruncationPolicy: String, CaseIterable {
+public enum TruncationPolicy: String, CaseIterable, Sendable {
     /// Keep the first maxLength tokens (prompt first, then as much response as fits); an
     /// example whose response does not start within maxLength is dropped.
     case truncate

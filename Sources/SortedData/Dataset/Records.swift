@@ -31,12 +31,12 @@ public struct SourcedRecord: Equatable {
 }
 
 /// Which record type a file holds; `auto` decides per record from its keys.
-public enum RecordFormat: String, CaseIterable {
+public enum RecordFormat: String, CaseIterable, Sendable {
     case auto, alpaca, chat, text
 }
 
 /// What to do with a bad record: stop with its error, or skip it and count a warning.
-public enum BadRecordPolicy: String, CaseIterable {
+public enum BadRecordPolicy: String, CaseIterable, Sendable {
     case fail, skip
 }
 
