@@ -7,14 +7,21 @@ import SortedKit
 
 public struct CheckpointBenchmarkResult: Codable, Sendable {
     public var bytes: Int
-    public var checkpoint_write_mb_s: Double
-    public var checkpoint_read_mb_s: Double
-    public var plain_write_mb_s: Double
-    public var plain_read_mb_s: Double
-    public var write_ratio: Double
-    public var read_ratio: Double
-    public var resume_s: Double
+    public var checkpointWriteMiBPerSecond: Double
+    public var checkpointReadMiBPerSecond: Double
+    public var plainWriteMiBPerSecond: Double
+    public var plainReadMiBPerSecond: Double
+    public var writeRatio: Double
+    public var readRatio: Double
+    public var resumeSeconds: Double
     public var repeats: Int
+
+    enum CodingKeys: String, CodingKey {
+        case bytes, checkpointWriteMiBPerSecond = "checkpoint_write_mb_s",
+             checkpointReadMiBPerSecond = "checkpoint_read_mb_s", plainWriteMiBPerSecond = "plain_write_mb_s",
+             plainReadMiBPerSecond = "plain_read_mb_s", writeRatio = "write_ratio", readRatio = "read_ratio",
+             resumeSeconds = "resume_s", repeats
+    }
 }
 
 public enum CheckpointBenchmark {
@@ -67,10 +74,10 @@ public enum CheckpointBenchmark {
         let mb = Double(bytes) / 1_048_576
         let best = { (times: [Double]) in mb / times.min()! }
         return CheckpointBenchmarkResult(
-            bytes: bytes, checkpoint_write_mb_s: best(write), checkpoint_read_mb_s: best(read),
-            plain_write_mb_s: best(plainWrite), plain_read_mb_s: best(plainRead),
-            write_ratio: plainWrite.min()! / write.min()!, read_ratio: plainRead.min()! / read.min()!,
-            resume_s: resume.min()!, repeats: repeats)
+            bytes: bytes, checkpointWriteMiBPerSecond: best(write), checkpointReadMiBPerSecond: best(read),
+            plainWriteMiBPerSecond: best(plainWrite), plainReadMiBPerSecond: best(plainRead),
+            writeRatio: plainWrite.min()! / write.min()!, readRatio: plainRead.min()! / read.min()!,
+            resumeSeconds: resume.min()!, repeats: repeats)
     }
 
     /// The same bytes as one file in 8 MiB writes, then fsync: what the disk allows.

@@ -7,16 +7,24 @@ import SortedKit
 
 public struct DataParallelBenchmarkResult: Codable, Sendable {
     public var ranks: Int
-    public var step_s: Double
-    public var exposed_comm_s: Double
-    public var exposed_comm_fraction: Double
-    public var gradient_mb: Double
-    public var bucketed_allreduce_gbps: Double
-    public var plain_allreduce_gbps: Double
-    public var bucketed_vs_plain: Double
-    public var openblas_core: String
-    public var threads_per_rank: Int
-    public var timed_steps: Int
+    public var stepSeconds: Double
+    public var exposedCommunicationSeconds: Double
+    public var exposedCommunicationFraction: Double
+    public var gradientMiB: Double
+    public var bucketedAllReduceGBPerSecond: Double
+    public var plainAllReduceGBPerSecond: Double
+    public var bucketedVsPlain: Double
+    public var openBLASCore: String
+    public var threadsPerRank: Int
+    public var timedSteps: Int
+
+    enum CodingKeys: String, CodingKey {
+        case ranks, stepSeconds = "step_s", exposedCommunicationSeconds = "exposed_comm_s",
+             exposedCommunicationFraction = "exposed_comm_fraction", gradientMiB = "gradient_mb",
+             bucketedAllReduceGBPerSecond = "bucketed_allreduce_gbps",
+             plainAllReduceGBPerSecond = "plain_allreduce_gbps", bucketedVsPlain = "bucketed_vs_plain",
+             openBLASCore = "openblas_core", threadsPerRank = "threads_per_rank", timedSteps = "timed_steps"
+    }
 }
 
 public enum DataParallelBenchmark {
@@ -34,12 +42,12 @@ public enum DataParallelBenchmark {
         trainer.onStep = { m in
             metrics.append(m)
             progress(String(format: "data-parallel step %d/%d: %.3f s, exposed communication %.3f s%@",
-                            m.step, warmup + steps, m.step_s, m.exposed_comm_s, m.step <= warmup ? " (warm-up)" : ""))
+                            m.step, warmup + steps, m.stepSeconds, m.exposedCommunicationSeconds, m.step <= warmup ? " (warm-up)" : ""))
         }
         _ = try trainer.run()
         let timed = metrics.dropFirst(warmup)
         // The slowest rank sets the pace: take the maximum over ranks of the medians.
-        var figures = [median(timed.map(\.step_s)), median(timed.map(\.exposed_comm_s))]
+        var figures = [median(timed.map(\.stepSeconds)), median(timed.map(\.exposedCommunicationSeconds))]
         figures = try maximum(figures, communicator)
 
         // Bandwidth: all buckets started back to back and finished, vs one MPI_Allreduce.
@@ -62,11 +70,11 @@ public enum DataParallelBenchmark {
         let times = try maximum([bucketed.min()!, plain.min()!], communicator)
         let gigabytes = bytes / 1e9
         return DataParallelBenchmarkResult(
-            ranks: communicator.size, step_s: figures[0], exposed_comm_s: figures[1],
-            exposed_comm_fraction: figures[1] / figures[0], gradient_mb: bytes / 1_048_576,
-            bucketed_allreduce_gbps: gigabytes / times[0], plain_allreduce_gbps: gigabytes / times[1],
-            bucketed_vs_plain: times[1] / times[0], openblas_core: BLAS.coreName, threads_per_rank: BLAS.threads,
-            timed_steps: steps)
+            ranks: communicator.size, stepSeconds: figures[0], exposedCommunicationSeconds: figures[1],
+            exposedCommunicationFraction: figures[1] / figures[0], gradientMiB: bytes / 1_048_576,
+            bucketedAllReduceGBPerSecond: gigabytes / times[0], plainAllReduceGBPerSecond: gigabytes / times[1],
+            bucketedVsPlain: times[1] / times[0], openBLASCore: BLAS.coreName, threadsPerRank: BLAS.threads,
+            timedSteps: steps)
     }
 
     /// Element-wise maximum over ranks, from sums of a one-hot layout.

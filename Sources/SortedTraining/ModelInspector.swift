@@ -16,9 +16,13 @@ public struct Inspection: Codable, Sendable {
     public var config: LlamaConfig
     public var step: Int?
     public var exits: [Int]?
-    public var world_size: Int?
-    public var data_cursor: Int?
+    public var worldSize: Int?
+    public var dataCursor: Int?
     public var tensors: [InspectedTensor]
+
+    enum CodingKeys: String, CodingKey {
+        case kind, path, config, step, exits, worldSize = "world_size", dataCursor = "data_cursor", tensors
+    }
 }
 
 public enum ModelInspector {
@@ -39,7 +43,7 @@ public enum ModelInspector {
         let state = try CheckpointFiles.readState(directory: folder)
         let config = try LlamaConfig.decode(json: Data(state.modelConfig.utf8), source: folder)
         return Inspection(kind: "checkpoint", path: folder, config: config, step: state.step, exits: state.exits,
-                          world_size: state.worldSize, data_cursor: state.sampleCursor,
+                          worldSize: state.worldSize, dataCursor: state.sampleCursor,
                           tensors: tensors(ParameterLayout(config: config)))
     }
 
@@ -51,7 +55,7 @@ public enum ModelInspector {
         let c = i.config
         var lines = ["\(i.kind) \(i.path)"]
         if let step = i.step {
-            lines.append("step \(step), exits \(i.exits ?? []), saved by \(i.world_size ?? 0) rank(s), data cursor \(i.data_cursor ?? 0)")
+            lines.append("step \(step), exits \(i.exits ?? []), saved by \(i.worldSize ?? 0) rank(s), data cursor \(i.dataCursor ?? 0)")
         }
         lines.append("model: \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), intermediate \(c.intermediateSize), heads \(c.numAttentionHeads)/\(c.numKeyValueHeads) kv, head_dim \(c.headDim), vocab \(c.vocabSize), rope_theta \(c.ropeTheta), tied \(c.tieWordEmbeddings)")
         let total = i.tensors.reduce(0) { $0 + $1.bytes }

@@ -32,8 +32,8 @@ public final class ProgressPrinter {
         let done = m.step - firstStep!
         let rate = Double(tokens) / max(elapsed, 1e-9)
         let eta = Double(totalSteps - m.step) * elapsed / Double(max(done, 1))
-        let exits = m.exit_losses.keys.sorted { Int($0)! < Int($1)! }
-            .map { "L\($0) \(String(format: "%.3f", m.exit_losses[$0]!))" }.joined(separator: " ")
+        let exits = m.exitLosses.keys.sorted { Int($0)! < Int($1)! }
+            .map { "L\($0) \(String(format: "%.3f", m.exitLosses[$0]!))" }.joined(separator: " ")
         let stats = "\(exits) | lr \(String(format: "%.2e", m.lr)) | \(String(format: "%.0f", rate)) tok/s | ETA \(Self.clock(eta))\(m.skipped ? " | skipped (non-finite)" : "")"
         if live {
             let width = 24, filled = totalSteps > 0 ? width * m.step / totalSteps : width

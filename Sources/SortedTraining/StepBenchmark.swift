@@ -5,29 +5,40 @@ import SortedDistributed
 import SortedKit
 
 public struct StepBenchmarkResult: Codable, Sendable {
-    public var sft_step_s: Double
-    public var soft_step_s: Double
-    public var sft_gflops: Double
-    public var soft_gflops: Double
-    public var sgemm_peak_gflops: Double
-    public var sft_peak_fraction: Double
-    public var soft_peak_fraction: Double
-    public var flop_ratio: Double
-    public var soft_sft_ratio: Double
-    public var sft_peak_rss_mb: Double
-    public var soft_peak_rss_mb: Double
-    public var sft_tokens_per_s: Double
-    public var openblas_core: String
+    public var sftStepSeconds: Double
+    public var softStepSeconds: Double
+    public var sftGFLOPS: Double
+    public var softGFLOPS: Double
+    public var sgemmPeakGFLOPS: Double
+    public var sftPeakFraction: Double
+    public var softPeakFraction: Double
+    public var flopRatio: Double
+    public var softSFTRatio: Double
+    public var sftPeakRSSMiB: Double
+    public var softPeakRSSMiB: Double
+    public var sftTokensPerSecond: Double
+    public var openBLASCore: String
     public var threads: Int
-    public var sft_exits: [Int]
-    public var soft_exits: [Int]
+    public var sftExits: [Int]
+    public var softExits: [Int]
     public var batch: Int
-    public var sequence_length: Int
+    public var sequenceLength: Int
     public var parameters: Int
-    public var timed_steps: Int
+    public var timedSteps: Int
     /// Seconds per step in each phase (with --breakdown); "other" is the rest of the step.
-    public var sft_breakdown_s: [String: Double]?
-    public var soft_breakdown_s: [String: Double]?
+    public var sftBreakdownSeconds: [String: Double]?
+    public var softBreakdownSeconds: [String: Double]?
+
+    enum CodingKeys: String, CodingKey {
+        case sftStepSeconds = "sft_step_s", softStepSeconds = "soft_step_s", sftGFLOPS = "sft_gflops",
+             softGFLOPS = "soft_gflops", sgemmPeakGFLOPS = "sgemm_peak_gflops",
+             sftPeakFraction = "sft_peak_fraction", softPeakFraction = "soft_peak_fraction",
+             flopRatio = "flop_ratio", softSFTRatio = "soft_sft_ratio", sftPeakRSSMiB = "sft_peak_rss_mb",
+             softPeakRSSMiB = "soft_peak_rss_mb", sftTokensPerSecond = "sft_tokens_per_s",
+             openBLASCore = "openblas_core", threads, sftExits = "sft_exits", softExits = "soft_exits", batch,
+             sequenceLength = "sequence_length", parameters, timedSteps = "timed_steps",
+             sftBreakdownSeconds = "sft_breakdown_s", softBreakdownSeconds = "soft_breakdown_s"
+    }
 }
 
 public enum StepBenchmark {
@@ -65,9 +76,9 @@ public enum StepBenchmark {
             defer { StepProfiler.active = nil }
             trainer.onStep = { m in
                 let i = m.step - 1
-                if i >= warmup { times.append(m.step_s) }
+                if i >= warmup { times.append(m.stepSeconds) }
                 if breakdown && i + 1 == warmup { StepProfiler.active = profiler }
-                progress(String(format: "%@ step %d/%d: %.3f s, loss %.4f%@", label, m.step, warmup + steps, m.step_s,
+                progress(String(format: "%@ step %d/%d: %.3f s, loss %.4f%@", label, m.step, warmup + steps, m.stepSeconds,
                                 m.loss, i < warmup ? " (warm-up)" : ""))
             }
             if breakdown && warmup == 0 { StepProfiler.active = profiler }
@@ -89,16 +100,16 @@ public enum StepBenchmark {
         let peak = max(peakBefore, sgemmPeak())
         let sftGflops = sft.flops / sft.seconds / 1e9, softGflops = soft.flops / soft.seconds / 1e9
         return StepBenchmarkResult(
-            sft_step_s: sft.seconds, soft_step_s: soft.seconds,
-            sft_gflops: sftGflops, soft_gflops: softGflops, sgemm_peak_gflops: peak,
-            sft_peak_fraction: sftGflops / peak, soft_peak_fraction: softGflops / peak,
-            flop_ratio: soft.flops / sft.flops, soft_sft_ratio: soft.seconds / sft.seconds,
-            sft_peak_rss_mb: sft.rss, soft_peak_rss_mb: soft.rss,
-            sft_tokens_per_s: Double(B * T) / sft.seconds,
-            openblas_core: BLAS.coreName, threads: BLAS.threads,
-            sft_exits: sftObjective.exits, soft_exits: config.objective.exits,
-            batch: B, sequence_length: T, parameters: sft.params, timed_steps: steps,
-            sft_breakdown_s: sft.phases, soft_breakdown_s: soft.phases)
+            sftStepSeconds: sft.seconds, softStepSeconds: soft.seconds,
+            sftGFLOPS: sftGflops, softGFLOPS: softGflops, sgemmPeakGFLOPS: peak,
+            sftPeakFraction: sftGflops / peak, softPeakFraction: softGflops / peak,
+            flopRatio: soft.flops / sft.flops, softSFTRatio: soft.seconds / sft.seconds,
+            sftPeakRSSMiB: sft.rss, softPeakRSSMiB: soft.rss,
+            sftTokensPerSecond: Double(B * T) / sft.seconds,
+            openBLASCore: BLAS.coreName, threads: BLAS.threads,
+            sftExits: sftObjective.exits, softExits: config.objective.exits,
+            batch: B, sequenceLength: T, parameters: sft.params, timedSteps: steps,
+            sftBreakdownSeconds: sft.phases, softBreakdownSeconds: soft.phases)
     }
 
     /// The same batch at every cursor, so every timed step does identical work.

@@ -10,19 +10,25 @@ import SortedKit
 public struct StepMetrics: Codable, Sendable {
     public var step: Int
     /// Mean cross-entropy of each exit over the global batch, keyed by depth.
-    public var exit_losses: [String: Double]
+    public var exitLosses: [String: Double]
     public var loss: Double
-    public var grad_norm: Double
+    public var gradientNorm: Double
     public var lr: Double
     /// Tokens in the global batch, and those of them that carry loss.
     public var tokens: Int
-    public var loss_tokens: Int
-    public var step_s: Double
-    public var compute_s: Double
-    public var exposed_comm_s: Double
+    public var lossTokens: Int
+    public var stepSeconds: Double
+    public var computeSeconds: Double
+    public var exposedCommunicationSeconds: Double
     public var skipped: Bool
     /// This rank's peak resident memory so far (VmHWM), in MiB.
-    public var peak_rss_mb: Double
+    public var peakRSSMiB: Double
+
+    enum CodingKeys: String, CodingKey {
+        case step, exitLosses = "exit_losses", loss, gradientNorm = "grad_norm", lr, tokens,
+             lossTokens = "loss_tokens", stepSeconds = "step_s", computeSeconds = "compute_s",
+             exposedCommunicationSeconds = "exposed_comm_s", skipped, peakRSSMiB = "peak_rss_mb"
+    }
 }
 
 public struct TrainingSummary: Sendable {
@@ -206,9 +212,9 @@ public final class Trainer {
         let seconds = (ContinuousClock.now - start).seconds
         var byDepth: [String: Double] = [:]
         for (exit, value) in zip(exits, exitLosses) { byDepth[String(exit.depth)] = value }
-        let metrics = StepMetrics(step: step + 1, exit_losses: byDepth, loss: loss, grad_norm: norm, lr: lr,
-                                  tokens: globalBatchSize * config.train.sequenceLength, loss_tokens: Int(counts[0]), step_s: seconds, compute_s: seconds - exposed,
-                                  exposed_comm_s: exposed, skipped: skipped, peak_rss_mb: ProcessMemory.peakMiB())
+        let metrics = StepMetrics(step: step + 1, exitLosses: byDepth, loss: loss, gradientNorm: norm, lr: lr,
+                                  tokens: globalBatchSize * config.train.sequenceLength, lossTokens: Int(counts[0]), stepSeconds: seconds, computeSeconds: seconds - exposed,
+                                  exposedCommunicationSeconds: exposed, skipped: skipped, peakRSSMiB: ProcessMemory.peakMiB())
         return (metrics, totals[exits.count] > 0)
     }
 

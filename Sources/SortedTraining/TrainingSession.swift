@@ -208,7 +208,7 @@ public final class TrainingSession {
         if summary.stoppedBySignal {
             say("stopped by signal after step \(step); resume with --resume auto")
         } else if let last = summary.lastMetrics {
-            let exits = last.exit_losses.keys.sorted { Int($0)! < Int($1)! }.map { "L\($0) \(String(format: "%.4f", last.exit_losses[$0]!))" }
+            let exits = last.exitLosses.keys.sorted { Int($0)! < Int($1)! }.map { "L\($0) \(String(format: "%.4f", last.exitLosses[$0]!))" }
             say("done: step \(step), per-exit loss \(exits.joined(separator: ", ")); metrics in \(config.log.directory)/metrics.jsonl")
         }
     }

@@ -36,8 +36,8 @@ struct CheckpointBenchCommand: ParsableCommand {
         }
         let f = { (x: Double) in String(format: "%.0f", x) }
         print("checkpoint of \(f(Double(r.bytes) / 1_048_576)) MiB (weights + AdamW moments) in \(dir)")
-        print("write: checkpoint \(f(r.checkpoint_write_mb_s)) MiB/s, plain \(f(r.plain_write_mb_s)) MiB/s → \(String(format: "%.2f", r.write_ratio))")
-        print("read:  checkpoint \(f(r.checkpoint_read_mb_s)) MiB/s, plain \(f(r.plain_read_mb_s)) MiB/s → \(String(format: "%.2f", r.read_ratio))")
-        print("resume (state + weights + moments): \(String(format: "%.2f", r.resume_s)) s")
+        print("write: checkpoint \(f(r.checkpointWriteMiBPerSecond)) MiB/s, plain \(f(r.plainWriteMiBPerSecond)) MiB/s → \(String(format: "%.2f", r.writeRatio))")
+        print("read:  checkpoint \(f(r.checkpointReadMiBPerSecond)) MiB/s, plain \(f(r.plainReadMiBPerSecond)) MiB/s → \(String(format: "%.2f", r.readRatio))")
+        print("resume (state + weights + moments): \(String(format: "%.2f", r.resumeSeconds)) s")
     }
 }

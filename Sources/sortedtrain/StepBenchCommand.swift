@@ -53,14 +53,14 @@ struct StepBenchCommand: ParsableCommand {
             return
         }
         let r = result
-        print("model \(runConfig.source): \(r.parameters / 1_000_000)M parameters, batch \(r.batch) × \(r.sequence_length) tokens")
-        print("OpenBLAS kernel \(r.openblas_core), \(r.threads) threads; sgemm peak \(fmt(r.sgemm_peak_gflops, 1)) GFLOP/s")
+        print("model \(runConfig.source): \(r.parameters / 1_000_000)M parameters, batch \(r.batch) × \(r.sequenceLength) tokens")
+        print("OpenBLAS kernel \(r.openBLASCore), \(r.threads) threads; sgemm peak \(fmt(r.sgemmPeakGFLOPS, 1)) GFLOP/s")
         print("")
         print("mode   exits          step (s)   GFLOP/s   of peak   peak RSS (MiB)")
-        print("SFT    \(pad("\(r.sft_exits)", 14)) \(pad(fmt(r.sft_step_s, 3), 10)) \(pad(fmt(r.sft_gflops, 1), 9)) \(pad(fmt(100 * r.sft_peak_fraction, 1) + "%", 9)) \(fmt(r.sft_peak_rss_mb, 0))")
-        print("SoFT   \(pad("\(r.soft_exits)", 14)) \(pad(fmt(r.soft_step_s, 3), 10)) \(pad(fmt(r.soft_gflops, 1), 9)) \(pad(fmt(100 * r.soft_peak_fraction, 1) + "%", 9)) \(fmt(r.soft_peak_rss_mb, 0))")
+        print("SFT    \(pad("\(r.sftExits)", 14)) \(pad(fmt(r.sftStepSeconds, 3), 10)) \(pad(fmt(r.sftGFLOPS, 1), 9)) \(pad(fmt(100 * r.sftPeakFraction, 1) + "%", 9)) \(fmt(r.sftPeakRSSMiB, 0))")
+        print("SoFT   \(pad("\(r.softExits)", 14)) \(pad(fmt(r.softStepSeconds, 3), 10)) \(pad(fmt(r.softGFLOPS, 1), 9)) \(pad(fmt(100 * r.softPeakFraction, 1) + "%", 9)) \(fmt(r.softPeakRSSMiB, 0))")
         print("")
-        if let sft = r.sft_breakdown_s, let soft = r.soft_breakdown_s {
+        if let sft = r.sftBreakdownSeconds, let soft = r.softBreakdownSeconds {
             print("")
             print("phase            SFT (s/step)   SoFT (s/step)")
             for phase in Set(sft.keys).union(soft.keys).sorted(by: { (soft[$0] ?? 0) > (soft[$1] ?? 0) }) {
@@ -68,7 +68,7 @@ struct StepBenchCommand: ParsableCommand {
             }
         }
         print("")
-        print("SoFT/SFT time \(fmt(r.soft_sft_ratio, 3)) vs FLOP ratio \(fmt(r.flop_ratio, 3)) → overhead \(fmt(r.soft_sft_ratio / r.flop_ratio, 3))×; memory \(fmt(r.soft_peak_rss_mb / r.sft_peak_rss_mb, 3))×")
+        print("SoFT/SFT time \(fmt(r.softSFTRatio, 3)) vs FLOP ratio \(fmt(r.flopRatio, 3)) → overhead \(fmt(r.softSFTRatio / r.flopRatio, 3))×; memory \(fmt(r.softPeakRSSMiB / r.sftPeakRSSMiB, 3))×")
     }
 
     private func runDataParallel(_ runConfig: RunConfig) throws {
@@ -92,9 +92,9 @@ struct StepBenchCommand: ParsableCommand {
             try printJSON(r)
             return
         }
-        print("data-parallel SoFT on \(r.ranks) ranks, exits \(runConfig.objective.exits), OpenBLAS \(r.openblas_core) × \(r.threads_per_rank) threads per rank")
-        print("step \(fmt(r.step_s, 3)) s, exposed communication \(fmt(r.exposed_comm_s, 3)) s = \(fmt(100 * r.exposed_comm_fraction, 1))% of the step")
-        print("gradients \(fmt(r.gradient_mb, 1)) MiB: bucketed all-reduce \(fmt(r.bucketed_allreduce_gbps, 2)) GB/s, plain MPI_Allreduce \(fmt(r.plain_allreduce_gbps, 2)) GB/s (ratio \(fmt(r.bucketed_vs_plain, 2)))")
+        print("data-parallel SoFT on \(r.ranks) ranks, exits \(runConfig.objective.exits), OpenBLAS \(r.openBLASCore) × \(r.threadsPerRank) threads per rank")
+        print("step \(fmt(r.stepSeconds, 3)) s, exposed communication \(fmt(r.exposedCommunicationSeconds, 3)) s = \(fmt(100 * r.exposedCommunicationFraction, 1))% of the step")
+        print("gradients \(fmt(r.gradientMiB, 1)) MiB: bucketed all-reduce \(fmt(r.bucketedAllReduceGBPerSecond, 2)) GB/s, plain MPI_Allreduce \(fmt(r.plainAllReduceGBPerSecond, 2)) GB/s (ratio \(fmt(r.bucketedVsPlain, 2)))")
     }
 
     private func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }

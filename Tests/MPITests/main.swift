@@ -94,7 +94,7 @@ check("data-parallel training equals single-process training on the same global 
     let trainer = try Trainer(config: config, model: model, communicator: dataParallel, data: data)
     try trainer.synchronizeInitialWeights()
     var distributedLosses: [[String: Double]] = []
-    trainer.onStep = { distributedLosses.append($0.exit_losses) }
+    trainer.onStep = { distributedLosses.append($0.exitLosses) }
     _ = try trainer.run()
 
     // The same global batch on one process: world size 1, world-size micro-steps.
@@ -104,7 +104,7 @@ check("data-parallel training equals single-process training on the same global 
     reference.initializeRandomly(seed: 5, std: 0.1)
     let referenceTrainer = try Trainer(config: single, model: reference, communicator: SingleProcessCommunicator(), data: data)
     var referenceLosses: [[String: Double]] = []
-    referenceTrainer.onStep = { referenceLosses.append($0.exit_losses) }
+    referenceTrainer.onStep = { referenceLosses.append($0.exitLosses) }
     _ = try referenceTrainer.run()
 
     // Per tensor: ‖a − b‖ ≤ 1e-5·‖b‖ (the runs differ only in the order floats are summed).
