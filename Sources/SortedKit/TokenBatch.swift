@@ -38,10 +38,23 @@ public struct TokenBatch: Sendable {
     /// Throws when an id is outside the vocabulary.
     public func validate(vocabSize V: Int) throws {
         if let i = tokens.firstIndex(where: { $0 < 0 || Int($0) >= V }) {
-            throw ConfigError(key: "tokens[\(i)]", "id \(tokens[i]) is outside the vocabulary 0..<\(V)")
+            throw TokenBatchError.idOutsideVocabulary(field: .tokens, index: i, id: tokens[i], vocabularySize: V)
         }
         if let i = targets.firstIndex(where: { Int($0) >= V }) {
-            throw ConfigError(key: "targets[\(i)]", "id \(targets[i]) is outside the vocabulary 0..<\(V)")
+            throw TokenBatchError.idOutsideVocabulary(field: .targets, index: i, id: targets[i], vocabularySize: V)
+        }
+    }
+}
+
+/// A batch that the model cannot take (data prepared for another vocabulary).
+public enum TokenBatchError: Error, Equatable, CustomStringConvertible {
+    public enum Field: String, Sendable { case tokens, targets }
+    case idOutsideVocabulary(field: Field, index: Int, id: Int32, vocabularySize: Int)
+
+    public var description: String {
+        switch self {
+        case .idOutsideVocabulary(let field, let index, let id, let V):
+            return "\(field.rawValue)[\(index)]: id \(id) is outside the vocabulary 0..<\(V)"
         }
     }
 }

@@ -87,6 +87,25 @@ final class DatasetTests: XCTestCase {
         }
     }
 
+    func testDataErrorsAreCases() throws {
+        func problem(_ url: URL) -> (Int?, DataError.Problem)? {
+            do { _ = try RecordReader.read(url) } catch let e as DataError { return (e.line, e.problem) } catch { XCTFail("\(error)") }
+            return nil
+        }
+        let missing = problem(write("f2.jsonl", "{\"instruction\": \"a\", \"output\": \"b\"}\n\n{\"instruction\": \"a\"}\n"))
+        XCTAssertEqual(missing?.0, 3)
+        XCTAssertEqual(missing?.1, .missingField("output"))
+        XCTAssertEqual(problem(writeBytes("u2.txt", [0x61, 0xFF, 0x0A]))?.1, .notUTF8)
+        XCTAssertEqual(problem(write("empty2.jsonl", "\n"))?.1, .noRecords)
+        XCTAssertEqual(problem(dir)?.1, .isFolder)
+        guard case .malformedJSON(let column, _)? = problem(write("m2.jsonl", "{\"text\": }\n"))?.1 else { return XCTFail("malformed") }
+        XCTAssertEqual(column, 10)
+        let chat = write("chat2.jsonl", "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}, {\"role\": \"user\", \"content\": \"q2\"}, {\"role\": \"assistant\", \"content\": \"a2\"}]}\n")
+        XCTAssertThrowsError(try ExampleBuilder(tokenizer: ByteTokenizer(), template: .alpaca, maxLength: 99).build(try RecordReader.read(chat).records)) {
+            XCTAssertEqual(($0 as? DataError)?.problem, .template(.alpacaNeedsOneExchange))
+        }
+    }
+
     func testSkipPolicyCountsAndWarns() throws {
         let url = write("mixed.jsonl", """
         {"instruction": "a", "output": "b"}

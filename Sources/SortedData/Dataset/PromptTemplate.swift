@@ -45,7 +45,7 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
         var out: [Segment] = []
         if tokenizer.addsBOS, let bos = tokenizer.bosID { out.append(.token(bos, trained: false)) }
         func eos() throws -> Segment {
-            guard let eos = tokenizer.eosID else { throw TemplateError("the tokenizer has no EOS token; responses must end with one") }
+            guard let eos = tokenizer.eosID else { throw TemplateError.noEndToken }
             return .token(eos, trained: true)
         }
         switch (self, record) {
@@ -66,14 +66,14 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
             let system = messages.filter { $0.role == .system }
             let turns = messages.filter { $0.role != .system }
             guard turns.count == 2, turns[0].role == .user, turns[1].role == .assistant else {
-                throw TemplateError("the alpaca template takes one user turn and one assistant reply; use --template chatml for conversations")
+                throw TemplateError.alpacaNeedsOneExchange
             }
             let instruction = (system.map(\.content) + [turns[0].content]).joined(separator: "\n\n")
             return try segments(for: .instruction(instruction: instruction, input: "", output: turns[1].content), tokenizer: tokenizer)
 
         case (.chatml, _):
             guard let start = tokenizer.id(forToken: "<|im_start|>"), let end = tokenizer.id(forToken: "<|im_end|>") else {
-                throw TemplateError("the chatml template needs <|im_start|> and <|im_end|> tokens, which this tokenizer lacks; use --template alpaca or none")
+                throw TemplateError.chatMLTokensMissing
             }
             var messages: [ChatMessage]
             if case .instruction(let instruction, let input, let output) = record {
@@ -134,9 +134,24 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
 /// The label of a position without loss (HF's convention).
 public let ignoreIndex: Int32 = -100
 
-struct TemplateError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// A record the template cannot render with this tokenizer.
+public enum TemplateError: Error, Equatable, CustomStringConvertible {
+    /// Responses end with EOS, and the tokenizer has none.
+    case noEndToken
+    /// A conversation of more than one user turn and one assistant reply.
+    case alpacaNeedsOneExchange
+    /// ChatML's <|im_start|> and <|im_end|> are not tokens of this tokenizer.
+    case chatMLTokensMissing
+
+    public var description: String {
+        switch self {
+        case .noEndToken: return "the tokenizer has no EOS token; responses must end with one"
+        case .alpacaNeedsOneExchange:
+            return "the alpaca template takes one user turn and one assistant reply; use the chatml template for conversations"
+        case .chatMLTokensMissing:
+            return "the chatml template needs <|im_start|> and <|im_end|> tokens, which this tokenizer lacks; use the alpaca or none template"
+        }
+    }
 }
 
 /// What to do with an example longer than the maximum length.
@@ -216,7 +231,7 @@ public struct ExampleBuilder {
             out.counts.records += 1
             let encoded: (tokens: [Int32], labels: [Int32])
             do { encoded = try encode(r.record) } catch let e as TemplateError {
-                throw DataError(file: r.file, line: r.line, e.description)
+                throw DataError(file: r.file, line: r.line, .template(e))
             }
             if case .text = r.record {
                 stream += encoded.tokens

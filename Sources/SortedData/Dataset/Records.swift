@@ -53,11 +53,11 @@ public enum RecordReader {
         let path = url.path
         var isFolder: ObjCBool = false
         if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
-            throw DataError(file: path, "is a folder; name the data files (.json, .jsonl, .txt) inside it")
+            throw DataError(file: path, .isFolder)
         }
         let data: Data
         do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw DataError(file: path, "cannot be read: \(error.localizedDescription)")
+            throw DataError(file: path, .unreadable(error.localizedDescription))
         }
         let ext = url.pathExtension.lowercased()
         if ext == "jsonl" || ext == "ndjson" { return try readJSONL(data, path: path, format: format, policy: policy) }
@@ -67,13 +67,13 @@ public enum RecordReader {
             if data.prefix(4096).range(of: Data(PreparedDataset.format.utf8)) != nil {
                 throw DataError(file: path, "was made by `sortedtrain prepare` but its header is damaged; prepare the data again")
             }
-            throw DataError(file: path, line: line, "is not valid UTF-8")
+            throw DataError(file: path, line: line, .notUTF8)
         }
         guard format == .auto || format == .text else {
             throw DataError(file: path, "is a plain text file, but format \(format.rawValue) was asked for; use a .json or .jsonl file")
         }
         let text = String(decoding: data, as: UTF8.self)
-        guard !text.allSatisfy(\.isWhitespace) else { throw DataError(file: path, "is empty") }
+        guard !text.allSatisfy(\.isWhitespace) else { throw DataError(file: path, .empty) }
         return RecordReadResult(records: [SourcedRecord(record: .text(text), file: path, line: 1)])
     }
 
@@ -89,13 +89,13 @@ public enum RecordReader {
                 let blank = slice.allSatisfy { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
                 if !blank {
                     do {
-                        guard String(validatingUTF8Bytes: slice) != nil else { throw DataError(file: path, line: line, "is not valid UTF-8") }
+                        guard String(validatingUTF8Bytes: slice) != nil else { throw DataError(file: path, line: line, .notUTF8) }
                         let value: JSONValue
                         do {
                             var parser = JSONParser(bytes: slice, firstLine: line)
                             value = try parser.parseDocument()
                         } catch let e as JSONSyntaxError {
-                            throw DataError(file: path, line: line, "malformed JSON at column \(e.column): \(e.message)")
+                            throw DataError(file: path, line: line, .malformedJSON(column: e.column, message: e.message))
                         }
                         result.records.append(SourcedRecord(record: try record(from: value, format: format, path: path, line: line),
                                                             file: path, line: line))
@@ -108,14 +108,14 @@ public enum RecordReader {
                 line += 1
             }
         }
-        if result.records.isEmpty && result.skipped.isEmpty { throw DataError(file: path, "holds no records") }
+        if result.records.isEmpty && result.skipped.isEmpty { throw DataError(file: path, .noRecords) }
         return result
     }
 
     static func readJSONArray(_ data: Data, path: String, format: RecordFormat, policy: BadRecordPolicy) throws -> RecordReadResult {
         var result = RecordReadResult()
         let elements: [(value: JSONValue, line: Int)] = try data.withUnsafeBytes { raw in
-            if let line = firstInvalidUTF8Line(raw) { throw DataError(file: path, line: line, "is not valid UTF-8") }
+            if let line = firstInvalidUTF8Line(raw) { throw DataError(file: path, line: line, .notUTF8) }
             var parser = JSONParser(bytes: raw)
             do { return try parser.parseArrayElements() } catch let e as JSONSyntaxError { throw e.inFile(path) }
         }
@@ -127,7 +127,7 @@ public enum RecordReader {
                 result.skipped.append(e)
             }
         }
-        if result.records.isEmpty && result.skipped.isEmpty { throw DataError(file: path, "holds no records") }
+        if result.records.isEmpty && result.skipped.isEmpty { throw DataError(file: path, .noRecords) }
         return result
     }
 
@@ -147,7 +147,7 @@ public enum RecordReader {
         }
         func string(_ key: String, required: Bool) throws -> String {
             guard let v = object[key], !v.isNull else {
-                if required { throw fail("missing field \"\(key)\"") }
+                if required { throw DataError(file: path, line: line, .missingField(key)) }
                 return ""
             }
             guard let s = v.string else { throw fail("field \"\(key)\" must be a string") }
