@@ -61,3 +61,9 @@ final class CompletedReduction: PendingReduction {
     func test() throws -> Bool { true }
     func wait(timeout: Double) throws {}
 }
+
+/// The communicator of this process, decided once: MPI when an MPI launcher started it
+/// (`MPICommunicator.launchedByMPI`), else a single process. Initialising MPI can throw.
+public func communicatorFromEnvironment() throws -> any Communicator {
+    MPICommunicator.launchedByMPI ? try MPICommunicator() : SingleProcessCommunicator()
+}

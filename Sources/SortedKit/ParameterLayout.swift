@@ -87,5 +87,11 @@ public struct ParameterLayout: Sendable {
 
     public var embeddingRange: Range<Int> { embedding..<(embedding + config.vocabSize * config.hiddenSize) }
 
+    /// Every gradient bucket, in the order a training step finishes them and they are
+    /// reduced: the tail, the layers from the last down to the first, the embedding.
+    public var gradientBucketOrder: [GradientBucket] {
+        [.tail] + layers.indices.reversed().map { .layer($0) } + [.embedding]
+    }
+
     public func tensor(named name: String) -> TensorSpec? { tensors.first { $0.name == name } }
 }

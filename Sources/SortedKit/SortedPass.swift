@@ -162,21 +162,27 @@ public final class SortedPass {
         }
         guard computeGradients else { return losses }
 
-        onGradientsReady?(.tail)
-        for l in stride(from: L - 1, through: maxDepth, by: -1) { onGradientsReady?(.layer(l)) }
+        // Each bucket in the order it becomes final, reported as soon as it is.
         dResidual.zero()
-        for l in stride(from: maxDepth - 1, through: 0, by: -1) {
-            if depthOrder.contains(where: { $0.depth == l + 1 }) {
-                addInPlace(dResidual.pointer, exitGradient(depth: l + 1).pointer, N * D)
+        for bucket in layout.gradientBucketOrder {
+            switch bucket {
+            case .tail:
+                break   // final since the forward: every exit's head backward ran there
+            case .layer(let l) where l >= maxDepth:
+                break   // above the deepest exit: no gradient reaches it
+            case .layer(let l):
+                if depthOrder.contains(where: { $0.depth == l + 1 }) {
+                    addInPlace(dResidual.pointer, exitGradient(depth: l + 1).pointer, N * D)
+                }
+                layerBackward(l)
+            case .embedding:
+                batch.tokens.withUnsafeBufferPointer { tokens in
+                    Embedding.backward(tokens: tokens.baseAddress!, dOut: dResidual.pointer,
+                                       dTable: G + layout.embedding, rows: N, dim: D)
+                }
             }
-            layerBackward(l)
-            onGradientsReady?(.layer(l))
+            onGradientsReady?(bucket)
         }
-        batch.tokens.withUnsafeBufferPointer { tokens in
-            Embedding.backward(tokens: tokens.baseAddress!, dOut: dResidual.pointer,
-                               dTable: G + layout.embedding, rows: N, dim: D)
-        }
-        onGradientsReady?(.embedding)
         return losses
     }
 

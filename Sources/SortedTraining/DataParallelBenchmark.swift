@@ -48,7 +48,7 @@ public enum DataParallelBenchmark {
         let timed = metrics.dropFirst(warmup)
         // The slowest rank sets the pace: take the maximum over ranks of the medians.
         var figures = [median(timed.map(\.stepSeconds)), median(timed.map(\.exposedCommunicationSeconds))]
-        figures = try maximum(figures, communicator)
+        figures = try communicator.maximum(figures)
 
         // Bandwidth: all buckets started back to back and finished, vs one MPI_Allreduce.
         let bytes = Double(model.layout.count * 4)
@@ -57,9 +57,7 @@ public enum DataParallelBenchmark {
         for _ in 0..<3 {
             try communicator.barrier()
             var start = ContinuousClock.now
-            try sync.bucketReady(.tail)
-            for l in (0..<model.layout.layers.count).reversed() { try sync.bucketReady(.layer(l)) }
-            try sync.bucketReady(.embedding)
+            for bucket in model.layout.gradientBucketOrder { try sync.bucketReady(bucket) }
             _ = try sync.finish()
             bucketed.append((ContinuousClock.now - start).seconds)
             try communicator.barrier()
@@ -67,7 +65,7 @@ public enum DataParallelBenchmark {
             try communicator.allReduceSum(model.gradients.pointer, count: model.layout.count)
             plain.append((ContinuousClock.now - start).seconds)
         }
-        let times = try maximum([bucketed.min()!, plain.min()!], communicator)
+        let times = try communicator.maximum([bucketed.min()!, plain.min()!])
         let gigabytes = bytes / 1e9
         return DataParallelBenchmarkResult(
             ranks: communicator.size, stepSeconds: figures[0], exposedCommunicationSeconds: figures[1],
@@ -75,14 +73,6 @@ public enum DataParallelBenchmark {
             bucketedAllReduceGBPerSecond: gigabytes / times[0], plainAllReduceGBPerSecond: gigabytes / times[1],
             bucketedVsPlain: times[1] / times[0], openBLASCore: BLAS.coreName, threadsPerRank: BLAS.threads,
             timedSteps: steps)
-    }
-
-    /// Element-wise maximum over ranks, from sums of a one-hot layout.
-    private static func maximum(_ values: [Double], _ communicator: Communicator) throws -> [Double] {
-        var all = [Double](repeating: 0, count: values.count * communicator.size)
-        for (i, v) in values.enumerated() { all[communicator.rank * values.count + i] = v }
-        try communicator.allReduceSum(&all)
-        return values.indices.map { i in (0..<communicator.size).map { all[$0 * values.count + i] }.max()! }
     }
 
     static func median(_ values: [Double]) -> Double { StepBenchmark.median(values) }

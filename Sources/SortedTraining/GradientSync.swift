@@ -39,10 +39,7 @@ public final class GradientSync {
     /// Returns the seconds spent waiting: the communication the backward did not hide.
     public func finish() throws -> Double {
         let start = ContinuousClock.now
-        var buckets: [GradientBucket] = [.tail]
-        buckets += (0..<layout.layers.count).reversed().map { GradientBucket.layer($0) }
-        buckets.append(.embedding)
-        for bucket in buckets where !started.contains(bucket) { try bucketReady(bucket) }
+        for bucket in layout.gradientBucketOrder where !started.contains(bucket) { try bucketReady(bucket) }
         for reduction in pending { try reduction.wait(timeout: timeout) }
         pending.removeAll()
         started.removeAll()

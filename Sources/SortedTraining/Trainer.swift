@@ -90,36 +90,26 @@ public final class Trainer {
     public func synchronizeInitialWeights() throws {
         let p = model.parameters
         try communicator.broadcast(UnsafeMutableRawPointer(p.pointer), bytes: p.count * 4, root: 0)
-        try verifyIdentical("the weights after the broadcast", [Int64(Self.checksum(p))])
+        try verifyIdentical("the weights after the broadcast", [Int64(checksum(p))])
     }
 
-    /// Checks that every rank holds the same values (rank 0's are broadcast and compared
-    /// exactly; the mismatch flags are summed), else throws on every rank.
+    /// Checks that every rank holds the same values (Communicator.verifyIdentical), else
+    /// throws on every rank.
     public func verifyIdentical(_ what: String, _ values: [Int64]) throws {
-        var reference = values
-        try reference.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: $0.count, root: 0) }
-        var mismatched = [Double](repeating: 0, count: communicator.size)
-        if reference != values { mismatched[communicator.rank] = 1 }
-        try communicator.allReduceSum(&mismatched)
-        if let first = mismatched.firstIndex(where: { $0 > 0 }) {
-            throw TrainingError("rank \(first) differs from rank 0 in \(what)", onEveryRank: true)
+        try communicator.verifyIdentical(values) { first in
+            TrainingError("rank \(first) differs from rank 0 in \(what)", onEveryRank: true)
         }
     }
 
     /// Weights, moments and position, for checking that a resume left every rank alike.
     public func stateFingerprint() -> [Int64] {
-        [Int64(Self.checksum(model.parameters)), Int64(Self.checksum(optimizer.firstMoment)),
-         Int64(Self.checksum(optimizer.secondMoment)), Int64(state.step), Int64(state.sampleCursor), Int64(state.optimizerSteps)]
+        [Int64(checksum(model.parameters)), Int64(checksum(optimizer.firstMoment)),
+         Int64(checksum(optimizer.secondMoment)), Int64(state.step), Int64(state.sampleCursor), Int64(state.optimizerSteps)]
     }
 
-    /// FNV-1a over the parameter bytes, folded to 32 bits so sums of it are exact in Double.
-    static func checksum(_ buffer: FloatBuffer) -> UInt32 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        let words = UnsafeRawPointer(buffer.pointer).assumingMemoryBound(to: UInt32.self)
-        for i in 0..<buffer.count {
-            hash = (hash ^ UInt64(words[i])) &* 0x100_0000_01b3
-        }
-        return UInt32(truncatingIfNeeded: hash ^ (hash >> 32))
+    /// The checksum ranks compare for a buffer (Communicator.checksum).
+    private func checksum(_ buffer: FloatBuffer) -> UInt32 {
+        communicator.checksum(UnsafeBufferPointer(start: buffer.pointer, count: buffer.count))
     }
 
     /// Continues the run from `state` (a checkpoint's; the weights and moments are loaded

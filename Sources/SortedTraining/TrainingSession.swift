@@ -44,33 +44,13 @@ public final class TrainingSession {
     /// Runs `body` on every rank, then agrees on failure: when any rank failed, the lowest
     /// failing rank's message is thrown on every rank (rank-prefixed when it is not 0).
     func agreed<T>(_ what: String, _ body: () throws -> T) throws -> T {
-        var result: T?
-        var failure: Error?
-        do { result = try body() } catch { failure = error }
-        var failed = [Double](repeating: 0, count: communicator.size)
-        if failure != nil { failed[rank] = 1 }
-        try communicator.allReduceSum(&failed)
-        if let first = failed.firstIndex(where: { $0 > 0 }) {
-            if first == rank, let failure {
-                throw SessionFailure(message: communicator.size > 1 && rank != 0 ? "rank \(rank): \(failure)" : "\(failure)",
-                                     printHere: true)
+        try communicator.agreed(body) { first, failure in
+            if let failure {
+                return SessionFailure(message: communicator.size > 1 && rank != 0 ? "rank \(rank): \(failure)" : "\(failure)",
+                                      printHere: true)
             }
-            throw SessionFailure(message: "\(what) failed on rank \(first)", printHere: false)
+            return SessionFailure(message: "\(what) failed on rank \(first)", printHere: false)
         }
-        return result!
-    }
-
-    /// Rank 0's optional string on every rank.
-    func broadcast(_ value: String?) throws -> String? {
-        var bytes = Array((value ?? "").utf8)
-        var header: [Int64] = [value == nil ? -1 : Int64(bytes.count)]
-        try header.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: 8, root: 0) }
-        guard header[0] >= 0 else { return nil }
-        bytes = bytes.count == Int(header[0]) ? bytes : [UInt8](repeating: 0, count: Int(header[0]))
-        if !bytes.isEmpty {
-            try bytes.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: $0.count, root: 0) }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Runs the whole job.
@@ -127,7 +107,7 @@ public final class TrainingSession {
                 }
                 return resolution.folder
             }
-            let folder = try broadcast(chosen)
+            let folder = try communicator.broadcast(chosen)
             if let folder {
                 let state = try agreed("loading the checkpoint") {
                     try CheckpointManager.load(folder, into: trainer, allowExitChange: options.allowExitChange)

@@ -74,7 +74,7 @@ struct EvalCommand: ParsableCommand {
     }
 
     func run() throws {
-        let communicator: Communicator = MPICommunicator.launchedByMPI ? try MPICommunicator() : SingleProcessCommunicator()
+        let communicator = try communicatorFromEnvironment()
         defer { (communicator as? MPICommunicator)?.finalize() }
         let rank0 = communicator.rank == 0
         let loaded = try served.load()

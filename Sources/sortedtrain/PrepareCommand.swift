@@ -20,11 +20,9 @@ struct PrepareCommand: ParsableCommand {
         tokenizer, template and counts) that `safetensors.safe_open` can also read.
         """)
 
-    @Option(help: "tokenizer.json, a model directory, a .gguf file, or \"byte\".")
-    var tokenizer: String
+    @OptionGroup var tokenizer: TokenizerOptions<TokenizerSpecHelp>
 
-    @Option(help: "Prompt template: alpaca, chatml or none.")
-    var template: String = "alpaca"
+    @OptionGroup var template: TemplateOptions
 
     @Option(parsing: .unconditional, help: "Maximum tokens per example.")
     var maxLength: Int = 1024
@@ -51,7 +49,7 @@ struct PrepareCommand: ParsableCommand {
     var overwrite = false
 
     func validate() throws {
-        guard PromptTemplate(rawValue: template) != nil else { throw ValidationError("--template must be one of: \(PromptTemplate.allCases.map(\.rawValue).joined(separator: ", "))") }
+        try template.check()
         guard TruncationPolicy(rawValue: truncation) != nil else { throw ValidationError("--truncation must be truncate or drop") }
         guard RecordFormat(rawValue: format) != nil else { throw ValidationError("--format must be one of: \(RecordFormat.allCases.map(\.rawValue).joined(separator: ", "))") }
         guard BadRecordPolicy(rawValue: onBadRecord) != nil else { throw ValidationError("--on-bad-record must be fail or skip") }
@@ -61,8 +59,8 @@ struct PrepareCommand: ParsableCommand {
 
     func run() throws {
         try OutputTarget.check(URL(fileURLWithPath: output), directory: false, overwrite: overwrite, flag: "--output")
-        let t = try TokenizerLoader.load(tokenizer)
-        let builder = ExampleBuilder(tokenizer: t, template: PromptTemplate(rawValue: template)!, maxLength: maxLength,
+        let t = try tokenizer.load()
+        let builder = ExampleBuilder(tokenizer: t, template: template.promptTemplate, maxLength: maxLength,
                                      truncation: TruncationPolicy(rawValue: truncation)!, systemPrompt: systemPrompt)
         var warnings = 0
         let dataset = try DatasetLoader.load(inputs, builder: builder, format: RecordFormat(rawValue: format)!,

@@ -41,8 +41,9 @@ struct StepBenchCommand: ParsableCommand {
 
     func run() throws {
         let runConfig = try RunConfig.load(path: config)
-        if MPICommunicator.launchedByMPI {
-            try runDataParallel(runConfig)
+        // Under mpirun: the data-parallel measurement.
+        if let communicator = try communicatorFromEnvironment() as? MPICommunicator {
+            try runDataParallel(runConfig, communicator)
             return
         }
         let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup, breakdown: breakdown) { line in
@@ -71,8 +72,7 @@ struct StepBenchCommand: ParsableCommand {
         print("SoFT/SFT time \(fmt(r.softSFTRatio, 3)) vs FLOP ratio \(fmt(r.flopRatio, 3)) → overhead \(fmt(r.softSFTRatio / r.flopRatio, 3))×; memory \(fmt(r.softPeakRSSMiB / r.sftPeakRSSMiB, 3))×")
     }
 
-    private func runDataParallel(_ runConfig: RunConfig) throws {
-        let communicator = try MPICommunicator()
+    private func runDataParallel(_ runConfig: RunConfig, _ communicator: MPICommunicator) throws {
         communicator.timeout = runConfig.distributed.timeoutSeconds
         let rank0 = communicator.rank == 0
         let r: DataParallelBenchmarkResult

@@ -17,8 +17,12 @@ struct TokenizeCommand: ParsableCommand {
         array of ids and is printed as text.
         """)
 
-    @Option(help: "tokenizer.json, a model directory, a .gguf file, or \"byte\" for the built-in byte tokenizer.")
-    var tokenizer: String
+    /// --tokenizer's help here names the built-in byte tokenizer.
+    enum Help: TokenizerOptionHelp {
+        static let text = "tokenizer.json, a model directory, a .gguf file, or \"byte\" for the built-in byte tokenizer."
+    }
+
+    @OptionGroup var tokenizer: TokenizerOptions<Help>
 
     @Argument(help: "Input file (default: standard input).")
     var file: String?
@@ -36,7 +40,7 @@ struct TokenizeCommand: ParsableCommand {
     var skipSpecial = false
 
     func run() throws {
-        let t = try TokenizerLoader.load(tokenizer)
+        let t = try tokenizer.load()
         let name = file ?? "<stdin>"
         let data: Data
         if let file {

@@ -36,10 +36,9 @@ struct TrainCommand: ParsableCommand {
     var quiet = false
 
     func run() throws {
-        let mpi = MPICommunicator.launchedByMPI
         let communicator: Communicator
         do {
-            communicator = mpi ? try MPICommunicator() : SingleProcessCommunicator()
+            communicator = try communicatorFromEnvironment()
         } catch {
             throw ValidationError("cannot start MPI: \(error)")
         }

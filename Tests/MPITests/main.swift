@@ -64,6 +64,32 @@ check("barrier returns") {
     return true
 }
 
+check("cross-rank helpers: rank 0's string, the maximum, the lowest failing rank, the rank that differs") {
+    struct Failed: Error {}
+    let text = try comm.broadcast(comm.rank == 0 ? "step-00000007" : nil)
+    let none = try comm.broadcast(nil as String?)
+    let maximum = try comm.maximum([Double(comm.rank), -Double(comm.rank)])
+    var agreedOn: (first: Int, ownError: Bool)?
+    do {
+        _ = try comm.agreed({ () -> Int in
+            if comm.rank >= 1 { throw Failed() }
+            return 0
+        }) { first, error in
+            agreedOn = (first, error != nil)
+            return Failed()
+        }
+    } catch is Failed {}
+    var differing: Int?
+    do {
+        try comm.verifyIdentical([comm.rank == world - 1 ? 1 : 0]) { first in
+            differing = first
+            return Failed()
+        }
+    } catch is Failed {}
+    return text == "step-00000007" && none == nil && maximum == [Double(world - 1), 0]
+        && agreedOn?.first == 1 && agreedOn?.ownError == (comm.rank == 1) && differing == world - 1
+}
+
 check("a collective a peer never joins times out and names that rank") {
     // Every rank but the last enters a barrier the last rank skips; they must give up and
     // say which rank never came.
