@@ -50,12 +50,15 @@ let package = Package(
         .executableTarget(name: "sortedtrain-mpi-tests", dependencies: ["SortedDistributed", "SortedTraining", "SortedKit"],
                           path: "Tests/MPITests"),
 
+        // What the XCTest targets share: temporary directories.
+        .target(name: "SortedTestSupport", path: "Tests/SortedTestSupport"),
+
         .testTarget(name: "SortedKitTests", dependencies: ["SortedKit", "SortedIO"]),
-        .testTarget(name: "SortedIOTests", dependencies: ["SortedIO", "SortedKit"]),
-        .testTarget(name: "SortedDataTests", dependencies: ["SortedData", "SortedIO", "SortedKit"]),
-        .testTarget(name: "SortedTrainingTests", dependencies: ["SortedTraining", "SortedKit"]),
-        .testTarget(name: "SortedInferenceTests", dependencies: ["SortedInference", "SortedKit", "SortedIO", "SortedData"]),
-        .testTarget(name: "SortedPlotTests", dependencies: ["SortedPlot"]),
+        .testTarget(name: "SortedIOTests", dependencies: ["SortedIO", "SortedKit", "SortedTestSupport"]),
+        .testTarget(name: "SortedDataTests", dependencies: ["SortedData", "SortedIO", "SortedKit", "SortedTestSupport"]),
+        .testTarget(name: "SortedTrainingTests", dependencies: ["SortedTraining", "SortedKit", "SortedTestSupport"]),
+        .testTarget(name: "SortedInferenceTests", dependencies: ["SortedInference", "SortedKit", "SortedIO", "SortedData", "SortedTestSupport"]),
+        .testTarget(name: "SortedPlotTests", dependencies: ["SortedPlot", "SortedTestSupport"]),
     ],
     // Kernels hand raw buffer pointers to worker threads; Swift 5 mode keeps that legal
     // without wrapping every pointer in a Sendable box.
