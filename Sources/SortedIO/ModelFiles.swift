@@ -2,6 +2,7 @@
 // or sharded safetensors with model.safetensors.index.json) and a single HDF5 file with
 // the checkpoint's per-layer layout and no optimizer state.
 import Foundation
+import SortedFormats
 import SortedKit
 
 public enum ModelFiles {

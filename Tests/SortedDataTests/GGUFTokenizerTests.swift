@@ -5,7 +5,7 @@
 import Foundation
 import SortedTestSupport
 import XCTest
-import SortedIO
+import SortedFormats
 @testable import SortedData
 
 final class GGUFTokenizerTests: XCTestCase {

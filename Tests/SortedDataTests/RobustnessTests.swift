@@ -1,6 +1,7 @@
 // RobustnessTests: random and damaged input never crashes — the JSON reader, the record
 // reader, and the tokenizers (which also round-trip random text exactly where lossless).
 import Foundation
+import SortedFormats
 import SortedTestSupport
 import XCTest
 @testable import SortedData

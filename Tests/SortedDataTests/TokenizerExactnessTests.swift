@@ -1,6 +1,7 @@
 // TokenizerExactnessTests: Swift ids equal the HF `tokenizers` library's on the committed
 // fixture (scripts/make_tokenizer_fixture.py), for byte-level and SentencePiece-style BPE.
 import Foundation
+import SortedFormats
 import SortedTestSupport
 import XCTest
 @testable import SortedData

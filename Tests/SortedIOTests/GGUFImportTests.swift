@@ -2,6 +2,7 @@
 // its errors on tiny GGUF files written here, and the real SmolLM2 GGUF against transformers
 // (Tests/Fixtures/smollm2-gguf-reference.safetensors, made by scripts/make_gguf_fixture.py).
 import Foundation
+import SortedFormats
 import SortedTestSupport
 import XCTest
 @testable import SortedIO

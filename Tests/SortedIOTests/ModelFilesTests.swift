@@ -1,6 +1,7 @@
 // Standalone model files: an exported depth reloads with the logits of that exit, as
 // sortedtrain (HF and HDF5) and, when PyTorch is installed, as transformers LlamaForCausalLM.
 import Foundation
+import SortedFormats
 import SortedTestSupport
 import XCTest
 import SortedKit

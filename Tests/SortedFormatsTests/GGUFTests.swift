@@ -3,7 +3,7 @@
 import Foundation
 import SortedTestSupport
 import XCTest
-@testable import SortedIO
+@testable import SortedFormats
 
 private let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 private let ggufFixtures = testsDirectory.appendingPathComponent("Fixtures/tokenizers")
