@@ -25,11 +25,14 @@ let package = Package(
         .target(name: "SortedKit", dependencies: ["CBLAS"]),
         // The one funnel for MPI.
         .target(name: "SortedDistributed", dependencies: ["CMPI"]),
-        // The one place that knows file formats: HDF5, safetensors.
-        .target(name: "SortedIO", dependencies: ["CHDF5", "SortedKit"]),
+        // Container formats in pure Swift: safetensors (read and write), GGUF (read), JSON quoting.
+        .target(name: "SortedFormats", dependencies: ["SortedKit"]),
+        // Model and checkpoint files: HDF5 (the one place that imports CHDF5), HF directories,
+        // GGUF models, export — over SortedFormats' containers.
+        .target(name: "SortedIO", dependencies: ["CHDF5", "SortedKit", "SortedFormats"]),
 
-        // Tokenizers, datasets, prompt templates, the sharded sampler.
-        .target(name: "SortedData", dependencies: ["SortedKit", "SortedIO"]),
+        // Tokenizers, datasets, prompt templates, the sharded sampler (no HDF5).
+        .target(name: "SortedData", dependencies: ["SortedKit", "SortedFormats"]),
 
         // SVG charts (no dependencies): eval and training curves.
         .target(name: "SortedPlot"),
@@ -50,12 +53,17 @@ let package = Package(
         .executableTarget(name: "sortedtrain-mpi-tests", dependencies: ["SortedDistributed", "SortedTraining", "SortedKit"],
                           path: "Tests/MPITests"),
 
-        .testTarget(name: "SortedKitTests", dependencies: ["SortedKit", "SortedIO"]),
-        .testTarget(name: "SortedIOTests", dependencies: ["SortedIO", "SortedKit"]),
-        .testTarget(name: "SortedDataTests", dependencies: ["SortedData", "SortedIO", "SortedKit"]),
-        .testTarget(name: "SortedTrainingTests", dependencies: ["SortedTraining", "SortedKit"]),
-        .testTarget(name: "SortedInferenceTests", dependencies: ["SortedInference", "SortedKit", "SortedIO", "SortedData"]),
-        .testTarget(name: "SortedPlotTests", dependencies: ["SortedPlot"]),
+        // What the XCTest targets share: temporary directories.
+        .target(name: "SortedTestSupport", path: "Tests/SortedTestSupport"),
+
+        .testTarget(name: "SortedKitTests", dependencies: ["SortedKit", "SortedFormats"]),
+        .testTarget(name: "SortedFormatsTests", dependencies: ["SortedFormats", "SortedTestSupport"]),
+        .testTarget(name: "SortedIOTests", dependencies: ["SortedIO", "SortedFormats", "SortedKit", "SortedTestSupport"]),
+        .testTarget(name: "SortedDataTests", dependencies: ["SortedData", "SortedFormats", "SortedKit", "SortedTestSupport"]),
+        .testTarget(name: "SortedTrainingTests", dependencies: ["SortedTraining", "SortedIO", "SortedDistributed", "SortedKit",
+                                                                "SortedTestSupport"]),
+        .testTarget(name: "SortedInferenceTests", dependencies: ["SortedInference", "SortedKit", "SortedData", "SortedTestSupport"]),
+        .testTarget(name: "SortedPlotTests", dependencies: ["SortedPlot", "SortedTestSupport"]),
     ],
     // Kernels hand raw buffer pointers to worker threads; Swift 5 mode keeps that legal
     // without wrapping every pointer in a Sendable box.

@@ -1,6 +1,7 @@
 // JSON: a small strict JSON reader over UTF-8 bytes that knows line numbers, so a bad
 // dataset line or tokenizer file is reported as `file:line: what is wrong`.
 import Foundation
+import SortedFormats
 
 /// A parsed JSON value. Numbers keep their Double value; ids and counts fit exactly.
 public enum JSONValue: Equatable {
@@ -59,29 +60,6 @@ public enum JSONValue: Equatable {
             out += "}"
         }
     }
-}
-
-/// `s` as a JSON string literal.
-public func jsonQuoted(_ s: String) -> String {
-    var out = "\""
-    out.reserveCapacity(s.utf8.count + 2)
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if scalar.value < 0x20 || scalar.value == 0x7F {
-                out += String(format: "\\u%04x", scalar.value)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    out += "\""
-    return out
 }
 
 /// A syntax error at a 1-based line and column of the parsed bytes.

@@ -55,9 +55,6 @@ public final class ShardedSampler {
     /// G = microBatch × worldSize × accumulationSteps: samples per optimizer step.
     public var globalBatchSize: Int { microBatchSize * worldSize * accumulationSteps }
 
-    /// Optimizer steps per epoch (the last may straddle into the next epoch).
-    public var stepsPerEpoch: Double { Double(datasetSize) / Double(globalBatchSize) }
-
     /// The epoch that stream position `cursor` falls in.
     public func epoch(atCursor cursor: Int) -> Int { cursor / datasetSize }
 
@@ -86,11 +83,6 @@ public final class ShardedSampler {
     /// per micro-step (feed each to `PreparedDataset.batch`).
     public func microBatches(cursor: Int, rank: Int) -> [[Int]] {
         positions(cursor: cursor, rank: rank).map { $0.map(example(atPosition:)) }
-    }
-
-    /// Every example index of the step that starts at `cursor`, in stream order.
-    public func globalBatch(cursor: Int) -> [Int] {
-        (cursor..<(cursor + globalBatchSize)).map(example(atPosition:))
     }
 
     /// The cursor after the step that starts at `cursor`; save it in the checkpoint.

@@ -1,6 +1,7 @@
 // Synth: the built-in demo data — seeded instruction tasks with short answers that can be
 // graded by exact match (arithmetic, word reversal and sorting, letter counts, key lookup,
 // unit conversion, comparisons), easy and hard mixed so that depth matters.
+import SortedFormats
 import SortedKit
 
 public struct SynthExample: Equatable {

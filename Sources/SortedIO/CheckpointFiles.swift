@@ -4,6 +4,7 @@
 // model/layers/7/self_attn.q_proj.weight, model/embed_tokens.weight, model/norm.weight,
 // lm_head.weight; moments mirror them under optimizer/exp_avg and optimizer/exp_avg_sq.
 import Foundation
+import SortedFormats
 import SortedKit
 
 public enum CheckpointNames {

@@ -2,6 +2,7 @@
 // from `llama.*` metadata, every tensor dequantised to Float and renamed to its HF place,
 // and llama.cpp's row permutation of attn_q / attn_k undone so RoPE sees HF's rotate-half layout.
 import Foundation
+import SortedFormats
 import SortedKit
 
 extension ModelFiles {

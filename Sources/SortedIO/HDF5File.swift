@@ -5,6 +5,7 @@
 // switched off; failures become FormatError values.
 import CHDF5
 import Foundation
+import SortedFormats
 import SortedKit
 
 public final class HDF5File {

@@ -2,6 +2,7 @@
 // or sharded safetensors with model.safetensors.index.json) and a single HDF5 file with
 // the checkpoint's per-layer layout and no optimizer state.
 import Foundation
+import SortedFormats
 import SortedKit
 
 public enum ModelFiles {
@@ -33,10 +34,19 @@ public enum ModelFiles {
         try write(json, to: directory.appendingPathComponent("config.json"))
     }
 
+    /// Reads and validates an HF `config.json`.
+    public static func readConfig(_ url: URL) throws -> LlamaConfig {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw ConfigError(key: url.path, "cannot be read: \(error.localizedDescription)")
+        }
+        return try LlamaConfig.decode(json: data, source: url.path)
+    }
+
     /// Reads an HF LLaMA directory: config.json and model.safetensors, or the shards named
     /// by model.safetensors.index.json. F32, F16 and BF16 tensors are converted to float32.
     public static func readHF(_ directory: URL) throws -> LlamaModel {
-        let config = try LlamaConfig.load(contentsOf: directory.appendingPathComponent("config.json"))
+        let config = try readConfig(directory.appendingPathComponent("config.json"))
         let model = try LlamaModel(config: config)
         let single = directory.appendingPathComponent("model.safetensors")
         let index = directory.appendingPathComponent("model.safetensors.index.json")

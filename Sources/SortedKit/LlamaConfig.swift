@@ -90,9 +90,12 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var tieWordEmbeddings: Bool
     public var maxPositionEmbeddings: Int
 
+    /// `rms_norm_eps` when a config leaves it out: transformers' LlamaConfig default.
+    public static let defaultRMSNormEps = 1e-6
+
     public init(hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int,
                 numAttentionHeads: Int, numKeyValueHeads: Int? = nil, headDim: Int? = nil,
-                vocabSize: Int, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
+                vocabSize: Int, rmsNormEps: Double = LlamaConfig.defaultRMSNormEps, ropeTheta: Double = 10000,
                 tieWordEmbeddings: Bool = false, maxPositionEmbeddings: Int = 2048) {
         self.hiddenSize = hiddenSize
         self.intermediateSize = intermediateSize
@@ -175,7 +178,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
             }
             headDim = numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0
         }
-        rmsNormEps = try optional(.rmsNormEps, Double.self) ?? 1e-6
+        rmsNormEps = try optional(.rmsNormEps, Double.self) ?? Self.defaultRMSNormEps
         tieWordEmbeddings = try optional(.tieWordEmbeddings, Bool.self) ?? false
         maxPositionEmbeddings = try optional(.maxPositionEmbeddings, Int.self) ?? 2048
         // transformers ≥ 4.56 moved rope_theta into rope_parameters; accept both.
@@ -267,15 +270,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         return sum(embedding, perLayer.flatMap { product($0, numHiddenLayers) }, D, tieWordEmbeddings ? 0 : embedding)
     }
 
-    /// Reads and validates a HF `config.json`.
-    public static func load(contentsOf url: URL) throws -> LlamaConfig {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ConfigError(file: url.path, key: nil, .invalid("cannot be read: \(error.localizedDescription)"))
-        }
-        return try decode(json: data, source: url.path)
-    }
-
+    /// Decodes and validates HF `config.json` bytes; errors name `source`.
     public static func decode(json data: Data, source: String = "config") throws -> LlamaConfig {
         let config: LlamaConfig
         do { config = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch var error as ConfigError {

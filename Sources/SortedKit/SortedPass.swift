@@ -4,25 +4,6 @@
 // dh_e. The backward walks the layers down and adds dh_e when it reaches depth e, so the
 // layer code never knows about exits. Every backward accumulates (+=) into the gradients.
 
-/// The parts of the gradient buffer that become final together, in the order a step
-/// finishes them: the tail (final norm and untied head) after the forward, each layer as
-/// the backward passes it (top down), the embedding last.
-public enum GradientBucket: Hashable, Sendable {
-    case tail
-    case layer(Int)
-    case embedding
-}
-
-extension ParameterLayout {
-    public func range(of bucket: GradientBucket) -> Range<Int> {
-        switch bucket {
-        case .tail: return tailRange
-        case .layer(let l): return layerRange(l)
-        case .embedding: return embeddingRange
-        }
-    }
-}
-
 public final class SortedPass {
     public let model: LlamaModel
     public let batchSize: Int        // B

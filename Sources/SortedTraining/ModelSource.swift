@@ -5,6 +5,7 @@
 // template names (ChatML), else none.
 import Foundation
 import SortedData
+import SortedFormats
 import SortedInference
 import SortedIO
 import SortedKit

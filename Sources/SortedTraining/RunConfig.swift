@@ -2,6 +2,7 @@
 // `--set section.key=value` overrides. Unknown keys and bad values are errors naming the key.
 import Foundation
 import SortedData
+import SortedIO
 import SortedKit
 
 public struct TrainSettings: Equatable, Sendable {
@@ -289,7 +290,7 @@ public struct RunConfig: Sendable {
             guard dict.count == 1, let p = path.string else {
                 throw ConfigError(key: "model.path", "must be a string and the only key of 'model'")
             }
-            return try LlamaConfig.load(contentsOf: URL(fileURLWithPath: p))
+            return try ModelFiles.readConfig(URL(fileURLWithPath: p))
         }
         let known = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                      "num_key_value_heads", "head_dim", "vocab_size", "rms_norm_eps", "rope_theta",

@@ -108,7 +108,7 @@ check("a collective a peer never joins times out and names that rank") {
 
 check("data-parallel training equals single-process training on the same global batch") {
     let model = try LlamaModel(config: LlamaConfig(hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 4,
-                                                    numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 40,
+                                                    numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 40, rmsNormEps: 1e-5,
                                                     maxPositionEmbeddings: 32))
     let runJSON = #"{"model": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 40, "max_position_embeddings": 32}, "sorted": {"exits": [1, 2, 4]}, "optim": {"lr": 0.01, "weight_decay": 0.1, "max_grad_norm": 1.0}, "schedule": {"type": "cosine", "warmup_steps": 2}, "train": {"micro_batch_size": 2, "sequence_length": 12, "max_steps": 10, "seed": 5}, "distributed": {"timeout_s": 60}}"#
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-check-\(ProcessInfo.processInfo.processIdentifier).json").path

@@ -2,20 +2,14 @@
 // line (or skipped with counts), templates with loss only on responses, truncation counts,
 // and the prepared file round trip and corruption checks.
 import Foundation
+import SortedTestSupport
 import XCTest
 @testable import SortedData
 
 final class DatasetTests: XCTestCase {
     var dir: URL!
 
-    override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-data-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: dir)
-    }
+    override func setUpWithError() throws { dir = try makeTemporaryDirectory("sortedtrain-data") }
 
     func write(_ name: String, _ text: String) -> URL {
         let url = dir.appendingPathComponent(name)

@@ -3,8 +3,9 @@
 // llama.cpp's test vocabularies with their .inp/.out vectors. The files come from
 // launch/fetch-test-assets; tests skip without them.
 import Foundation
+import SortedTestSupport
 import XCTest
-import SortedIO
+import SortedFormats
 @testable import SortedData
 
 final class GGUFTokenizerTests: XCTestCase {
@@ -29,9 +30,7 @@ final class GGUFTokenizerTests: XCTestCase {
         XCTAssertFalse(fromGGUF.addsBOS)
         XCTAssertEqual(fromGGUF.id(forToken: "<|im_start|>"), 1)
         let expected = try loadJSON(tokenizerFixtures.appendingPathComponent("smollm2-expected.json"))
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-smollm2-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try makeTemporaryDirectory("sortedtrain-smollm2")
         let jsonURL = dir.appendingPathComponent("tokenizer.json")
         try smolLM2TokenizerJSON(gguf: url, sections: expected["tokenizer_json"]!).write(to: jsonURL, atomically: true, encoding: .utf8)
         let fromJSON = try TokenizerLoader.load(jsonURL.path)

@@ -1,6 +1,8 @@
 // RobustnessTests: random and damaged input never crashes — the JSON reader, the record
 // reader, and the tokenizers (which also round-trip random text exactly where lossless).
 import Foundation
+import SortedFormats
+import SortedTestSupport
 import XCTest
 @testable import SortedData
 import SortedKit
@@ -34,9 +36,7 @@ final class RobustnessTests: XCTestCase {
     }
 
     func testRecordReaderSurvivesDamage() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-fuzz-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try makeTemporaryDirectory("sortedtrain-fuzz")
         let (train, _) = SynthTasks.generate(trainCount: 20, validationCount: 0, seed: 2)
         let good = Array((train.map(\.jsonLine).joined(separator: "\n") + "\n").utf8)
         var rng = SplitMix64(seed: 5)

@@ -1,6 +1,8 @@
 // TokenizerExactnessTests: Swift ids equal the HF `tokenizers` library's on the committed
 // fixture (scripts/make_tokenizer_fixture.py), for byte-level and SentencePiece-style BPE.
 import Foundation
+import SortedFormats
+import SortedTestSupport
 import XCTest
 @testable import SortedData
 
@@ -102,9 +104,7 @@ final class TokenizerExactnessTests: XCTestCase {
     }
 
     func testBadTokenizerFilesGiveOneLineErrors() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-tok-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try makeTemporaryDirectory("sortedtrain-tok")
         func expectError(_ text: String, contains needle: String, line: UInt = #line) {
             let url = dir.appendingPathComponent("tokenizer.json")
             try! Data(text.utf8).write(to: url)

@@ -2,6 +2,8 @@
 // its errors on tiny GGUF files written here, and the real SmolLM2 GGUF against transformers
 // (Tests/Fixtures/smollm2-gguf-reference.safetensors, made by scripts/make_gguf_fixture.py).
 import Foundation
+import SortedFormats
+import SortedTestSupport
 import XCTest
 @testable import SortedIO
 import SortedKit
@@ -154,14 +156,7 @@ private struct TinyLlama {
 final class GGUFImportTests: XCTestCase {
     private var directory: URL!
 
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("gguf-import-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
+    override func setUpWithError() throws { directory = try makeTemporaryDirectory("gguf-import") }
 
     private func write(_ writer: GGUFWriter, _ name: String = "model.gguf") throws -> URL {
         let url = directory.appendingPathComponent(name)

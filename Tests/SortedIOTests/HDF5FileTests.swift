@@ -1,18 +1,14 @@
 // HDF5 round trips through the C module: datasets with checksums, groups, attributes,
 // and clear errors for missing datasets and corrupted bytes.
 import Foundation
+import SortedTestSupport
 import XCTest
 @testable import SortedIO
 
 final class HDF5FileTests: XCTestCase {
     var directory: URL!
 
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-h5-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+    override func setUpWithError() throws { directory = try makeTemporaryDirectory("sortedtrain-h5") }
 
     func testWriteAndReadDatasetsAndAttributes() throws {
         let path = directory.appendingPathComponent("t.h5").path

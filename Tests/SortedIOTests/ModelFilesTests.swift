@@ -1,6 +1,8 @@
 // Standalone model files: an exported depth reloads with the logits of that exit, as
 // sortedtrain (HF and HDF5) and, when PyTorch is installed, as transformers LlamaForCausalLM.
 import Foundation
+import SortedFormats
+import SortedTestSupport
 import XCTest
 import SortedKit
 @testable import SortedIO
@@ -8,12 +10,7 @@ import SortedKit
 final class ModelFilesTests: XCTestCase {
     var directory: URL!
 
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-export-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+    override func setUpWithError() throws { directory = try makeTemporaryDirectory("sortedtrain-export") }
 
     func model(tied: Bool) throws -> LlamaModel {
         let model = try LlamaModel(config: LlamaConfig(hiddenSize: 24, intermediateSize: 40, numHiddenLayers: 4,

@@ -2,6 +2,7 @@
 // loss, the top-1 agreement and the KL against the deepest exit equal what SortedPass's logits
 // give (in float64); exact match counts what the model actually answers.
 import Foundation
+import SortedTestSupport
 import XCTest
 import SortedData
 import SortedKit
@@ -10,12 +11,7 @@ import SortedKit
 final class EvaluatorTests: XCTestCase {
     private var directory: URL!
 
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-eval-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+    override func setUpWithError() throws { directory = try makeTemporaryDirectory("sortedtrain-eval") }
 
     private func write(_ records: [[String: String]]) throws -> String {
         let lines = try records.map { String(decoding: try JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]), as: UTF8.self) }

@@ -11,7 +11,7 @@ import SortedKit
 /// shallow exit drafts what the full model mostly agrees with (drafts get accepted and rejected).
 func inferenceModel(layers: Int = 4, vocab: Int = 61, quietFrom: Int? = nil, seed: UInt64 = 11) throws -> LlamaModel {
     let model = try LlamaModel(config: LlamaConfig(hiddenSize: 32, intermediateSize: 48, numHiddenLayers: layers,
-                                                   numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: vocab,
+                                                   numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: vocab, rmsNormEps: 1e-5,
                                                    tieWordEmbeddings: true, maxPositionEmbeddings: 96))
     model.initializeRandomly(seed: seed, std: 0.5)
     if let quiet = quietFrom {

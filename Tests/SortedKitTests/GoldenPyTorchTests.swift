@@ -8,7 +8,7 @@
 import Foundation
 import XCTest
 @testable import SortedKit
-import SortedIO
+import SortedFormats
 
 let fixturesDirectory = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures")

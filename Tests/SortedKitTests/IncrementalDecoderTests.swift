@@ -65,7 +65,7 @@ final class IncrementalDecoderTests: XCTestCase {
 
     func testLongPromptTakesTheGEMMPathInChunks() throws {
         let config = LlamaConfig(hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 3, numAttentionHeads: 4,
-                                 numKeyValueHeads: 2, vocabSize: 50, maxPositionEmbeddings: 64)
+                                 numKeyValueHeads: 2, vocabSize: 50, rmsNormEps: 1e-5, maxPositionEmbeddings: 64)
         let model = try LlamaModel(config: config)
         model.initializeRandomly(seed: 11, std: 0.3)
         var rng = SplitMix64(seed: 5)

@@ -1,4 +1,5 @@
 // metrics.jsonl → per-exit loss curves: what is read, what is an error, how curves are styled.
+import SortedTestSupport
 import XCTest
 @testable import SortedPlot
 
@@ -70,9 +71,8 @@ final class TrainingCurvesTests: XCTestCase {
     }
 
     func testReadsARunFolderAndNamesRunsByFolder() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sortedplot-\(UUID().uuidString)/soft-run.v2")
+        let dir = try makeTemporaryDirectory("sortedplot").appendingPathComponent("soft-run.v2")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir.deletingLastPathComponent()) }
         try (line(1, [2: 5.0]) + "\n").write(to: dir.appendingPathComponent("metrics.jsonl"), atomically: true, encoding: .utf8)
         XCTAssertEqual(try MetricsRun.read(dir.path).name, "soft-run.v2")
         XCTAssertEqual(TrainingCurves.runName("runs/demo/metrics.jsonl"), "demo")

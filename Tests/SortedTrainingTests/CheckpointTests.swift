@@ -1,6 +1,7 @@
 // Checkpoints on one process: exact resume, refusals of mismatched or damaged
 // checkpoints with one clear error, and `--resume auto` choosing a complete checkpoint.
 import Foundation
+import SortedTestSupport
 import XCTest
 import SortedDistributed
 import SortedIO
@@ -10,12 +11,7 @@ import SortedKit
 final class CheckpointTests: XCTestCase {
     var directory: URL!
 
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-ckpt-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+    override func setUpWithError() throws { directory = try makeTemporaryDirectory("sortedtrain-ckpt") }
 
     func config(exits: String = "[1, 2, 3]", layers: Int = 3, maxSteps: Int = 6, tied: Bool = false) throws -> RunConfig {
         try smallRunConfig(in: directory, exits: exits, layers: layers, maxSteps: maxSteps, tied: tied)

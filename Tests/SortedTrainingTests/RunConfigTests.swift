@@ -1,5 +1,6 @@
 // Run configs: defaults, overrides, and one clear error naming the key for bad input.
 import Foundation
+import SortedTestSupport
 import XCTest
 @testable import SortedTraining
 import SortedKit
@@ -7,12 +8,7 @@ import SortedKit
 final class RunConfigTests: XCTestCase {
     var directory: URL!
 
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-cfg-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+    override func setUpWithError() throws { directory = try makeTemporaryDirectory("sortedtrain-cfg") }
 
     let model = #""model": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "vocab_size": 50, "max_position_embeddings": 64}"#
 

@@ -1,6 +1,7 @@
 // The training loop's guards: a NaN/Inf loss stops the run before any update, or is skipped
 // and counted, as configured.
 import Foundation
+import SortedTestSupport
 import XCTest
 import SortedKit
 @testable import SortedTraining
@@ -8,12 +9,7 @@ import SortedKit
 final class TrainerTests: XCTestCase {
     var directory: URL!
 
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-trainer-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
+    override func setUpWithError() throws { directory = try makeTemporaryDirectory("sortedtrain-trainer") }
 
     func testNonFiniteLossStopsBeforeTheUpdate() throws {
         let t = try smallTrainer(try smallRunConfig(in: directory))

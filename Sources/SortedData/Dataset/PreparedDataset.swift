@@ -12,7 +12,9 @@
 //             "offsets": {"dtype": "I64", "shape": [E+1], "data_offsets": [c, d]}
 //   data      little-endian tensors. Example i is tokens[offsets[i]..<offsets[i+1]]; its labels
 //             are HF-style and unshifted: labels[t] == tokens[t] where there is loss, else -100.
+// Read and written by SortedFormats' safetensors codec (header style `sortedKeys`).
 import Foundation
+import SortedFormats
 
 public final class PreparedDataset {
     public static let format = "sortedtrain-prepared"
@@ -83,32 +85,21 @@ public final class PreparedDataset {
 
     /// Writes the file atomically (to a temporary name, then renamed).
     public func write(to url: URL) throws {
-        let n = tokens.count
-        let e = offsets.count
-        let header: [String: JSONValue] = [
-            "__metadata__": .object(metadata.mapValues { .string($0) }),
-            "tokens": .object(["dtype": .string("I32"), "shape": .array([.number(Double(n))]),
-                               "data_offsets": .array([.number(0), .number(Double(4 * n))])]),
-            "labels": .object(["dtype": .string("I32"), "shape": .array([.number(Double(n))]),
-                               "data_offsets": .array([.number(Double(4 * n)), .number(Double(8 * n))])]),
-            "offsets": .object(["dtype": .string("I64"), "shape": .array([.number(Double(e))]),
-                                "data_offsets": .array([.number(Double(8 * n)), .number(Double(8 * n + 8 * e))])]),
-        ]
-        var json = Array(JSONValue.object(header).serialized.utf8)
-        while json.count % 8 != 0 { json.append(0x20) }
-        var data = Data(capacity: 8 + json.count + 8 * n + 8 * e)
-        withUnsafeBytes(of: UInt64(json.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(contentsOf: json)
-        tokens.withUnsafeBytes { data.append(contentsOf: $0) }   // little-endian hosts only
-        labels.withUnsafeBytes { data.append(contentsOf: $0) }
-        offsets.map { Int64($0).littleEndian }.withUnsafeBytes { data.append(contentsOf: $0) }
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
+        let wideOffsets = offsets.map { Int64($0).littleEndian }
         do {
-            try data.write(to: temporary)
-            if FileManager.default.fileExists(atPath: url.path) { try FileManager.default.removeItem(at: url) }
-            try FileManager.default.moveItem(at: temporary, to: url)
-        } catch {
-            throw DataError(file: url.path, "cannot be written: \(error.localizedDescription)")
+            try tokens.withUnsafeBytes { tokenBytes in           // little-endian hosts only
+                try labels.withUnsafeBytes { labelBytes in
+                    try wideOffsets.withUnsafeBytes { offsetBytes in
+                        try SafetensorsWriter.write([
+                            .init(name: "tokens", dtype: .i32, shape: [tokens.count], bytes: tokenBytes),
+                            .init(name: "labels", dtype: .i32, shape: [labels.count], bytes: labelBytes),
+                            .init(name: "offsets", dtype: .i64, shape: [offsets.count], bytes: offsetBytes),
+                        ], metadata: metadata, style: .sortedKeys, to: url)
+                    }
+                }
+            }
+        } catch let error as FormatError {
+            throw DataError(file: error.file, error.message)
         }
     }
 
@@ -116,22 +107,12 @@ public final class PreparedDataset {
     public convenience init(contentsOf url: URL) throws {
         let path = url.path
         func fail(_ message: String) -> DataError { DataError(file: path, message) }
-        let data: Data
-        do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
-            throw fail("cannot be read: \(error.localizedDescription)")
+        let file: SafetensorsFile
+        do { file = try SafetensorsFile(contentsOf: url) } catch let error as FormatError {
+            throw DataError(file: error.file, error.message)
         }
-        guard data.count >= 8 else { throw fail("is too short to be a prepared dataset; the file is truncated") }
-        let headerLength = data.withUnsafeBytes { Int(clamping: UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))) }
-        guard headerLength > 1, headerLength <= data.count - 8 else {
-            throw fail("header length \(headerLength) does not fit the file (\(data.count) bytes); the file is truncated or not a prepared dataset")
-        }
-        let header: JSONValue
-        do { header = try JSONParser.parse(data.subdata(in: 8..<(8 + headerLength))) } catch {
-            throw fail("header is not valid JSON; the file is corrupt or not a prepared dataset")
-        }
-        guard let meta = header["__metadata__"]?.object else { throw fail("has no __metadata__; it is not a prepared dataset") }
-        var metadata: [String: String] = [:]
-        for (k, v) in meta { metadata[k] = v.string }
+        let metadata = file.metadata
+        guard !metadata.isEmpty else { throw fail("has no __metadata__; it is not a prepared dataset") }
         guard metadata["format"] == Self.format else {
             throw fail("is not a sortedtrain prepared dataset (format \(metadata["format"].map { "\"\($0)\"" } ?? "missing")); make one with `sortedtrain prepare`")
         }
@@ -139,33 +120,20 @@ public final class PreparedDataset {
         guard version == Self.version else {
             throw fail("has format version \(version); this sortedtrain reads version \(Self.version): prepare the data again")
         }
-        let payload = 8 + headerLength
-        func tensor(_ name: String, dtype: String, elementSize: Int) throws -> (Range<Int>, Int) {
-            guard let t = header[name], t["dtype"]?.string == dtype, let shape = t["shape"]?.array, shape.count == 1,
-                  let count = shape[0].int, let range = t["data_offsets"]?.array, range.count == 2,
-                  let lo = range[0].int, let hi = range[1].int else {
-                throw fail("tensor \"\(name)\" is missing or malformed (expected \(dtype) with one dimension)")
+        func tensor(_ name: String, dtype: SafetensorsFile.DType) throws -> Int {
+            guard let t = file.entries[name], t.dtype == dtype, t.shape.count == 1 else {
+                throw fail("tensor \"\(name)\" is missing or malformed (expected \(dtype.rawValue) with one dimension)")
             }
-            guard lo >= 0, hi >= lo, hi - lo == count * elementSize, payload + hi <= data.count else {
-                throw fail("tensor \"\(name)\" lies outside the file; the file is truncated or corrupt")
-            }
-            return ((payload + lo)..<(payload + hi), count)
+            return t.count
         }
-        let (tokenRange, n) = try tensor("tokens", dtype: "I32", elementSize: 4)
-        let (labelRange, nLabels) = try tensor("labels", dtype: "I32", elementSize: 4)
-        let (offsetRange, e) = try tensor("offsets", dtype: "I64", elementSize: 8)
+        let n = try tensor("tokens", dtype: .i32)
+        let nLabels = try tensor("labels", dtype: .i32)
+        let e = try tensor("offsets", dtype: .i64)
         guard nLabels == n else { throw fail("has \(n) tokens but \(nLabels) labels") }
         guard e >= 1 else { throw fail("offsets is empty") }
-        func int32s(_ r: Range<Int>) -> [Int32] {
-            data.withUnsafeBytes { raw in
-                (0..<(r.count / 4)).map { Int32(littleEndian: (raw.baseAddress! + r.lowerBound + 4 * $0).loadUnaligned(as: Int32.self)) }
-            }
-        }
-        let tokens = int32s(tokenRange)
-        let labels = int32s(labelRange)
-        let offsets: [Int] = data.withUnsafeBytes { raw in
-            (0..<e).map { Int(Int64(littleEndian: (raw.baseAddress! + offsetRange.lowerBound + 8 * $0).loadUnaligned(as: Int64.self))) }
-        }
+        let tokens = try file.int32s("tokens")
+        let labels = try file.int32s("labels")
+        let offsets = try file.integers("offsets").map { Int($0) }
         guard offsets[0] == 0, offsets[e - 1] == n else { throw fail("offsets do not span the \(n) tokens; the file is corrupt") }
         for i in 1..<e where offsets[i] < offsets[i - 1] {
             throw fail("offsets decrease at example \(i - 1); the file is corrupt")

@@ -136,8 +136,6 @@ public final class BPETokenizer: Tokenizer {
         id >= 0 && Int(id) < idToToken.count ? idToToken[Int(id)] : nil
     }
 
-    public func isSpecial(_ id: Int32) -> Bool { specialIDs.contains(id) }
-
     // MARK: Encoding
 
     public func encode(_ text: String, addSpecialTokens: Bool, parseSpecial: Bool) -> [Int32] {

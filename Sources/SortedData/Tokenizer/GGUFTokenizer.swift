@@ -2,7 +2,7 @@
 // (`tokenizer.ggml.model` = "gpt2" for byte-level BPE, "llama" for SentencePiece BPE),
 // following llama.cpp's reading of the same keys.
 import Foundation
-import SortedIO
+import SortedFormats
 
 extension BPETokenizer {
     /// llama.cpp token types.

@@ -2,6 +2,7 @@
 // byte-level or SentencePiece-style pipeline), reading special-token names from a
 // `tokenizer_config.json` beside it when there is one.
 import Foundation
+import SortedFormats
 
 extension BPETokenizer {
     /// Loads `tokenizer.json`. Errors name the file and the JSON key at fault.

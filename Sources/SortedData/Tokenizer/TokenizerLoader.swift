@@ -1,7 +1,7 @@
 // TokenizerLoader: opens a tokenizer from what a user points at: an HF tokenizer.json (or the
 // directory holding it), a .gguf file, or "byte" for the built-in byte tokenizer.
 import Foundation
-import SortedIO
+import SortedFormats
 
 public enum TokenizerLoader {
     /// - Parameter spec: "byte", a path to tokenizer.json, a model directory, or a .gguf file.

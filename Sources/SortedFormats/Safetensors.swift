@@ -1,22 +1,13 @@
-// Safetensors: reads the format HF uses for weights (an 8-byte little-endian header
-// length, a JSON header of dtype/shape/offsets, then raw little-endian tensor bytes).
+// Safetensors: reads and writes the format HF uses for weights (an 8-byte little-endian header
+// length, a JSON header of dtype/shape/offsets, then raw little-endian tensor bytes); model
+// files and `sortedtrain prepare`'s datasets are both safetensors.
 import Foundation
 import SortedKit
-
-public struct FormatError: Error, CustomStringConvertible {
-    public let file: String
-    public let message: String
-    public init(file: String, _ message: String) {
-        self.file = file
-        self.message = message
-    }
-    public var description: String { "\(file): \(message)" }
-}
 
 public struct SafetensorsFile {
     public enum DType: String {
         case f64 = "F64", f32 = "F32", f16 = "F16", bf16 = "BF16", i64 = "I64", i32 = "I32"
-        var size: Int {
+        public var size: Int {
             switch self {
             case .f64, .i64: return 8
             case .f32, .i32: return 4
@@ -142,58 +133,88 @@ public struct SafetensorsFile {
             }
         }
     }
+
+    /// An I32 tensor as Int32 (no widening: token arrays can be large).
+    public func int32s(_ name: String) throws -> [Int32] {
+        let e = try entry(name)
+        guard e.dtype == .i32 else { throw FormatError(file: path, "tensor '\(name)' is \(e.dtype.rawValue), expected I32") }
+        return data.withUnsafeBytes { raw in
+            let base = raw.baseAddress! + dataStart + e.byteRange.lowerBound
+            return (0..<e.count).map { Int32(littleEndian: (base + 4 * $0).loadUnaligned(as: Int32.self)) }
+        }
+    }
 }
 
-/// Writes float32 tensors as a safetensors file (header padded to 8 bytes, tensors in the
-/// given order), the format `transformers` loads as model.safetensors.
+/// Writes tensors as a safetensors file: header padded with spaces to 8 bytes, tensors in the
+/// given order, little-endian as the platforms sortedtrain runs on store them.
 public enum SafetensorsWriter {
     public struct Tensor {
         public let name: String
+        public let dtype: SafetensorsFile.DType
         public let shape: [Int]
-        public let values: UnsafeBufferPointer<Float>
+        public let bytes: UnsafeRawBufferPointer
+
+        /// A float32 tensor.
         public init(name: String, shape: [Int], values: UnsafeBufferPointer<Float>) {
+            self.init(name: name, dtype: .f32, shape: shape, bytes: UnsafeRawBufferPointer(values))
+        }
+
+        /// A tensor of `dtype` whose little-endian bytes are `bytes`.
+        public init(name: String, dtype: SafetensorsFile.DType, shape: [Int], bytes: UnsafeRawBufferPointer) {
+            precondition(bytes.count == shape.reduce(1, *) * dtype.size, "tensor '\(name)': \(bytes.count) bytes for shape \(shape) of \(dtype.rawValue)")
             self.name = name
+            self.dtype = dtype
             self.shape = shape
-            self.values = values
+            self.bytes = bytes
         }
     }
 
-    public static func write(_ tensors: [Tensor], metadata: [String: String] = ["format": "pt"], to url: URL) throws {
-        var header = "{"
-        let meta = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
-        header += "\"__metadata__\":{\(meta)}"
-        var offset = 0
+    /// How the JSON header is spelled; both are the same header to any reader, and each is
+    /// kept byte for byte so the same inputs give the same files.
+    public enum HeaderStyle {
+        /// `__metadata__` first, then the tensors in data order, keys dtype/shape/data_offsets,
+        /// no spaces: model.safetensors as `transformers` loads it.
+        case compact
+        /// Every object's keys sorted, items separated by ", " and ": ": the files
+        /// `sortedtrain prepare` writes.
+        case sortedKeys
+    }
+
+    public static func write(_ tensors: [Tensor], metadata: [String: String] = ["format": "pt"], style: HeaderStyle = .compact,
+                             to url: URL) throws {
+        var header = Array(self.header(tensors, metadata: metadata, style: style).utf8)
+        while header.count % 8 != 0 { header.append(0x20) }
+        let payload = tensors.reduce(0) { $0 + $1.bytes.count }
+        var data = Data(capacity: 8 + header.count + payload)
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(contentsOf: header)
         for tensor in tensors {
-            let bytes = tensor.values.count * 4
-            header += ",\(jsonString(tensor.name)):{\"dtype\":\"F32\",\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
-            offset += bytes
-        }
-        header += "}"
-        while (header.utf8.count % 8) != 0 { header += " " }
-        var data = Data(capacity: 8 + header.utf8.count + offset)
-        withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(contentsOf: Array(header.utf8))
-        for tensor in tensors {
-            // Little-endian float32, as the platforms sortedtrain runs on store it.
-            data.append(UnsafeBufferPointer(start: UnsafeRawPointer(tensor.values.baseAddress!).assumingMemoryBound(to: UInt8.self),
-                                            count: tensor.values.count * 4))
+            if let base = tensor.bytes.baseAddress {
+                data.append(base.assumingMemoryBound(to: UInt8.self), count: tensor.bytes.count)
+            }
         }
         do { try data.write(to: url, options: .atomic) } catch {
             throw FormatError(file: url.path, "cannot be written: \(error.localizedDescription)")
         }
     }
 
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
+    /// The JSON header before padding.
+    static func header(_ tensors: [Tensor], metadata: [String: String], style: HeaderStyle) -> String {
+        let (comma, colon) = style == .compact ? (",", ":") : (", ", ": ")
+        func object(_ items: [(key: String, value: String)]) -> String {
+            let ordered = style == .compact ? items : items.sorted { $0.key < $1.key }
+            return "{" + ordered.map { jsonQuoted($0.key) + colon + $0.value }.joined(separator: comma) + "}"
         }
-        return out + "\""
+        func array(_ values: [Int]) -> String { "[" + values.map(String.init).joined(separator: comma) + "]" }
+        let meta = object(metadata.keys.sorted().map { ($0, jsonQuoted(metadata[$0]!)) })
+        var items: [(key: String, value: String)] = [("__metadata__", meta)]
+        var offset = 0
+        for tensor in tensors {
+            let end = offset + tensor.bytes.count
+            items.append((tensor.name, object([("dtype", jsonQuoted(tensor.dtype.rawValue)), ("shape", array(tensor.shape)),
+                                               ("data_offsets", array([offset, end]))])))
+            offset = end
+        }
+        return object(items)
     }
 }

@@ -219,12 +219,6 @@ public struct GGUFFile {
         return tensors[i]
     }
 
-    /// The raw bytes of a tensor as stored.
-    public func rawBytes(_ name: String) throws -> Data {
-        let t = try tensor(name)
-        return data.subdata(in: t.fileOffset..<(t.fileOffset + t.byteCount))
-    }
-
     /// The tensor dequantised to Float, row-major in `shape` order.
     public func floats(_ name: String) throws -> [Float] {
         let t = try tensor(name)
@@ -291,7 +285,7 @@ public struct GGUFFile {
 
     /// A name from the file as it may appear in a one-line message: quoted, control
     /// characters escaped, long names shortened (a corrupt file can hold anything there).
-    static func shown(_ name: String) -> String {
+    public static func shown(_ name: String) -> String {
         var out = ""
         for scalar in name.unicodeScalars.prefix(80) {
             if scalar.value < 0x20 || scalar.value == 0x7F || (scalar.value >= 0x80 && scalar.value < 0xA0) || scalar == "\u{2028}" || scalar == "\u{2029}" {

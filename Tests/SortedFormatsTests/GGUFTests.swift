@@ -1,8 +1,9 @@
 // GGUFTests: the GGUF reader against files written and dequantised by gguf-py
 // (scripts/make_tokenizer_fixture.py), every truncation of a file, and the real SmolLM2 file.
 import Foundation
+import SortedTestSupport
 import XCTest
-@testable import SortedIO
+@testable import SortedFormats
 
 private let testsDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 private let ggufFixtures = testsDirectory.appendingPathComponent("Fixtures/tokenizers")
@@ -61,9 +62,7 @@ final class GGUFTests: XCTestCase {
     func testEveryTruncationIsAClearError() throws {
         let url = ggufFixtures.appendingPathComponent("small.gguf")
         let bytes = try Data(contentsOf: url)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gguf-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try makeTemporaryDirectory("gguf")
         let cut = dir.appendingPathComponent("cut.gguf")
         // Bytes after the last tensor are alignment padding; every shorter prefix is damaged.
         let dataEnd = try GGUFFile(contentsOf: url).tensors.map { $0.fileOffset + $0.byteCount }.max()!
@@ -80,9 +79,7 @@ final class GGUFTests: XCTestCase {
     /// Flipping any single header byte either still parses or fails cleanly.
     func testCorruptHeaderBytesNeverCrash() throws {
         let bytes = try Data(contentsOf: ggufFixtures.appendingPathComponent("small.gguf"))
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gguf-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try makeTemporaryDirectory("gguf")
         let bad = dir.appendingPathComponent("bad.gguf")
         var failures = 0
         for position in 0..<min(bytes.count, 900) {

@@ -1,0 +1,9 @@
+// Duration: a Swift Duration in seconds, for timers and throughput figures.
+
+extension Duration {
+    /// The duration in seconds as a Double.
+    public var seconds: Double {
+        let (s, attoseconds) = components
+        return Double(s) + Double(attoseconds) * 1e-18
+    }
+}
