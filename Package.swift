@@ -25,7 +25,8 @@ let package = Package(
         .target(name: "SortedKit", dependencies: ["CBLAS"]),
         // The one funnel for MPI.
         .target(name: "SortedDistributed", dependencies: ["CMPI"]),
-        // Container formats in pure Swift: safetensors (read and write), GGUF (read), JSON quoting.
+        // Container formats in pure Swift: JSON (the one strict reader, with positions, and a
+        // Decoder over it), safetensors (read and write), GGUF (read).
         .target(name: "SortedFormats", dependencies: ["SortedKit"]),
         // Model and checkpoint files: HDF5 (the one place that imports CHDF5), HF directories,
         // GGUF models, export — over SortedFormats' containers.
@@ -42,11 +43,12 @@ let package = Package(
         .target(name: "SortedInference", dependencies: ["SortedKit", "SortedData", "SortedDistributed", "SortedPlot"]),
 
         // Run configuration, the training loop, metrics, benchmarks.
-        .target(name: "SortedTraining", dependencies: ["SortedKit", "SortedDistributed", "SortedIO", "SortedData",
-                                                       "SortedInference"]),
+        .target(name: "SortedTraining", dependencies: ["SortedKit", "SortedDistributed", "SortedFormats", "SortedIO",
+                                                       "SortedData", "SortedInference"]),
 
         .executableTarget(name: "sortedtrain", dependencies: [
-            "SortedTraining", "SortedInference", "SortedPlot", "SortedKit", "SortedDistributed", "SortedIO", "SortedData",
+            "SortedTraining", "SortedInference", "SortedPlot", "SortedKit", "SortedDistributed", "SortedFormats", "SortedIO",
+            "SortedData",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Multi-rank checks, launched by launch/test under mpirun.

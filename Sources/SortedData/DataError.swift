@@ -1,6 +1,8 @@
 // DataError: what went wrong with a tokenizer or data file, printed as one line
 // `file:line: message` (line omitted when it does not apply).
 
+import SortedFormats
+
 public struct DataError: Error, CustomStringConvertible, Equatable {
     public enum Problem: Equatable, Sendable {
         /// The file system refused (the system's reason).

@@ -3,6 +3,7 @@
 // both produce the same ids (a count and a checksum of the ids). `sortedtrain bench
 // tokenizer` prints it.
 import Foundation
+import SortedFormats
 
 public enum TokenizerBenchmark {
     /// The text encoded when none is given.

@@ -40,25 +40,25 @@ public struct SafetensorsFile {
             throw FormatError(file: path, "header length \(storedLength) does not fit the file (\(data.count) bytes); the file is truncated or not safetensors")
         }
         dataStart = 8 + Int(storedLength)
-        let json: [String: Any]
-        do {
-            guard let object = try JSONSerialization.jsonObject(with: data.subdata(in: 8..<dataStart)) as? [String: Any] else {
-                throw FormatError(file: path, "header is not a JSON object")
-            }
-            json = object
-        } catch let error as FormatError { throw error } catch {
+        let header: JSONValue
+        do { header = try JSONParser.parse(data.subdata(in: 8..<dataStart)) } catch {
             throw FormatError(file: path, "header is not valid JSON")
         }
+        guard let json = header.object else { throw FormatError(file: path, "header is not a JSON object") }
         var parsed: [String: Entry] = [:]
         var meta: [String: String] = [:]
         let payload = data.count - dataStart
         for (name, value) in json {
             if name == "__metadata__" {
-                meta = (value as? [String: String]) ?? [:]
+                meta = value.object?.compactMapValues(\.string) ?? [:]
                 continue
             }
-            guard let info = value as? [String: Any], let dtypeName = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+            func integers(_ key: String) -> [Int]? {
+                guard let items = value[key]?.array, case let ints = items.compactMap(\.int), ints.count == items.count else { return nil }
+                return ints
+            }
+            guard let dtypeName = value["dtype"]?.string, let shape = integers("shape"), let offsets = integers("data_offsets"),
+                  offsets.count == 2 else {
                 throw FormatError(file: path, "tensor '\(name)' has a malformed header entry")
             }
             guard let dtype = DType(rawValue: dtypeName) else {

@@ -3,6 +3,7 @@
 // resume means, which ones a save may prune. No collectives: any process may ask (export,
 // inspect, eval); the collective save and load are CheckpointManager's.
 import Foundation
+import SortedFormats
 
 public struct CheckpointDirectory: Sendable {
     public let root: String

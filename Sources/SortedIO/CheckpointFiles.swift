@@ -236,7 +236,7 @@ public enum CheckpointFiles {
             throw FormatError(file: indexPath, "has a damaged run state (its digest does not match); resume from another checkpoint")
         }
         let state: CheckpointState
-        do { state = try JSONDecoder().decode(CheckpointState.self, from: json) } catch {
+        do { state = try JSONValueDecoder.decode(CheckpointState.self, from: json) } catch {
             throw FormatError(file: indexPath, "has an unreadable run state; the checkpoint is corrupt: resume from another checkpoint")
         }
         // Format 2 is still read, with what it has: each dataset's own digest.

@@ -38,7 +38,7 @@ public enum ModelFiles {
     public static func readConfig(_ url: URL) throws -> LlamaConfig {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw ConfigError(key: url.path, "cannot be read: \(error.localizedDescription)")
+            throw ConfigError(file: url.path, key: nil, .invalid("cannot be read: \(error.localizedDescription)"))
         }
         return try LlamaConfig.decode(json: data, source: url.path)
     }
@@ -61,8 +61,8 @@ public enum ModelFiles {
             do { data = try Data(contentsOf: index) } catch {
                 throw FormatError(file: index.path, "cannot be read: \(error.localizedDescription)")
             }
-            guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let map = json["weight_map"] as? [String: String] else {
+            guard let weights = (try? JSONParser.parse(data))?["weight_map"]?.object,
+                  case let map = weights.compactMapValues(\.string), map.count == weights.count else {
                 throw FormatError(file: index.path, "has no \"weight_map\" object")
             }
             location = map

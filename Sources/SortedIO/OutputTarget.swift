@@ -4,6 +4,7 @@
 // holds them, or anything inside one — never. Reports (eval --json/--svg, plot -o) replace
 // only an earlier report of their kind, so reruns need no flag.
 import Foundation
+import SortedFormats
 
 public struct OutputTargetError: Error, CustomStringConvertible {
     public let description: String
@@ -50,7 +51,7 @@ public enum OutputTarget {
         let ours: Bool
         switch kind {
         case .svg: ours = String(decoding: contents.prefix(4096), as: UTF8.self).contains("<svg")
-        case .json: ours = (try? JSONSerialization.jsonObject(with: contents)) is [String: Any]
+        case .json: ours = (try? JSONParser.parse(contents))?.object != nil
         }
         guard regular, ours else {
             throw OutputTargetError(description: "\(flag) \(path) already exists and is not \(kind.rawValue); name another path (only an earlier report is replaced)")

@@ -17,6 +17,8 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
         case belowMinimum(minimum: Int, found: Int)
         /// An empty string where a path or a name belongs.
         case empty
+        /// An override ("section.key=value") that is not one; `expected` says what it must be.
+        case malformedOverride(String, expected: String)
         /// Any other wrong value, or a wrong relation between values, said in words.
         case invalid(String)
 
@@ -30,6 +32,7 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
             case .notOneOf(let value, let choices): return "'\(value)' is not one of: \(choices.joined(separator: ", "))"
             case .belowMinimum(let minimum, let found): return "must be at least \(minimum), got \(found)"
             case .empty: return "is empty; give a value or leave the key out"
+            case .malformedOverride(_, let expected): return expected
             case .invalid(let text): return text
             }
         }
@@ -68,6 +71,7 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 
     /// "file:line:column: key: what is wrong", leaving out what is not known.
     public var description: String {
+        if case .malformedOverride(let override, _) = problem { return "override '\(override)': \(message)" }
         var location = file ?? ""
         if file != nil, let line, let column { location += ":\(line):\(column)" }
         return [location.isEmpty ? nil : location, key, message].compactMap { $0 }.joined(separator: ": ")
@@ -268,22 +272,6 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         let perLayer = sum(product(2, D), qkv.flatMap { product($0, D) }, product(D, numAttentionHeads, headDim), product(3, F, D))
         let embedding = product(vocabSize, D)
         return sum(embedding, perLayer.flatMap { product($0, numHiddenLayers) }, D, tieWordEmbeddings ? 0 : embedding)
-    }
-
-    /// Decodes and validates HF `config.json` bytes; errors name `source`.
-    public static func decode(json data: Data, source: String = "config") throws -> LlamaConfig {
-        let config: LlamaConfig
-        do { config = try JSONDecoder().decode(LlamaConfig.self, from: data) } catch var error as ConfigError {
-            error.file = source
-            throw error
-        } catch {
-            throw ConfigError(file: source, key: nil, .invalid("is not valid JSON: \(error.localizedDescription)"))
-        }
-        do { try config.validate() } catch var error as ConfigError {
-            error.file = source
-            throw error
-        }
-        return config
     }
 
     /// Number of layers that fit a prefix of depth k: the same model with k layers.

@@ -83,7 +83,7 @@ public enum CheckpointBenchmark {
     /// The same bytes as one file in 8 MiB writes, then fsync: what the disk allows.
     static func plainWriteFile(_ path: String, buffers: [FloatBuffer]) throws {
         _ = FileManager.default.createFile(atPath: path, contents: nil)
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw TrainingError("\(path): cannot be written") }
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw FileFailure(path: path, "cannot be written") }
         for buffer in buffers {
             var offset = 0
             let total = buffer.count * 4
@@ -99,14 +99,14 @@ public enum CheckpointBenchmark {
     }
 
     static func plainReadFile(_ path: String, into buffers: [FloatBuffer]) throws {
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw TrainingError("\(path): cannot be read") }
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw FileFailure(path: path, "cannot be read") }
         defer { try? handle.close() }
         for buffer in buffers {
             var offset = 0
             let total = buffer.count * 4
             while offset < total {
                 let chunk = try handle.read(upToCount: min(8 << 20, total - offset)) ?? Data()
-                guard !chunk.isEmpty else { throw TrainingError("\(path): shorter than written") }
+                guard !chunk.isEmpty else { throw FileFailure(path: path, "is shorter than written") }
                 chunk.withUnsafeBytes { (UnsafeMutableRawPointer(buffer.pointer) + offset).copyMemory(from: $0.baseAddress!, byteCount: chunk.count) }
                 offset += chunk.count
             }

@@ -3,6 +3,7 @@
 // the `latest` pointer atomically, so an interrupted save never damages an earlier one.
 import Foundation
 import SortedDistributed
+import SortedFormats
 import SortedIO
 import SortedKit
 
@@ -33,7 +34,7 @@ public final class CheckpointManager {
         if rank == 0 {
             try? fileManager.removeItem(atPath: temporary)
             do { try fileManager.createDirectory(atPath: temporary, withIntermediateDirectories: true) } catch {
-                throw TrainingError("\(temporary): cannot create the checkpoint folder (\(error.localizedDescription)); set checkpoint.dir to a writable folder")
+                throw FileFailure(path: temporary, "cannot create the checkpoint folder", reason: error.localizedDescription, remedy: "set checkpoint.dir to a writable folder")
             }
         }
         try communicator.barrier()
@@ -85,10 +86,10 @@ public final class CheckpointManager {
         let saved = try LlamaConfig.decode(json: Data(state.modelConfig.utf8), source: directory)
         if saved != trainer.model.config {
             let diff = saved.differences(from: trainer.model.config).first ?? (key: "model", this: "another shape", other: "this one")
-            throw TrainingError("\(directory): the checkpoint's model has \(diff.key) = \(diff.this), the config asks for \(diff.other); resume with the checkpoint's model config")
+            throw TrainingError.checkpointModelDiffers(folder: directory, key: diff.key, saved: diff.this, configured: diff.other)
         }
         if state.exits != trainer.config.objective.exits && !allowExitChange {
-            throw TrainingError("\(directory): the checkpoint was trained with exits \(state.exits), the config has \(trainer.config.objective.exits); pass --allow-exit-change to continue with the new exits")
+            throw TrainingError.checkpointExitsDiffer(folder: directory, saved: state.exits, configured: trainer.config.objective.exits)
         }
         try CheckpointFiles.readTensors(directory: directory, state: state, layout: trainer.model.layout, parameters: trainer.model.parameters,
                                         moments: (trainer.optimizer.firstMoment, trainer.optimizer.secondMoment))

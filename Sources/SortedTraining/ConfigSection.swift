@@ -2,6 +2,7 @@
 // names the key as `section.key` and says what was expected (RunConfig adds the file, line
 // and column).
 import Foundation
+import SortedFormats
 import SortedData
 import SortedKit
 

@@ -19,7 +19,7 @@ public final class MetricsLog {
             handle = try FileHandle(forWritingTo: url)
             try handle.seekToEnd()
         } catch {
-            throw TrainingError("\(path): cannot open the metrics file for writing (\(error.localizedDescription)); set log.dir to a writable folder")
+            throw FileFailure(path: path, "cannot open the metrics file for writing", reason: error.localizedDescription, remedy: "set log.dir to a writable folder")
         }
         encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

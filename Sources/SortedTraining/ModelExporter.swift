@@ -23,8 +23,8 @@ public enum ModelExporter {
             }
             return found
         }
-        if !resolution.skipped.isEmpty { throw TrainingError("\(path): no intact checkpoint (\(resolution.skippedSummary))") }
-        throw TrainingError("\(path): no checkpoint here (no checkpoint.h5, no complete step-* folder); pass a checkpoint folder such as runs/demo/checkpoints/step-00000100")
+        if !resolution.skipped.isEmpty { throw TrainingError.noIntactCheckpoint(root: path, skipped: resolution.skippedSummary) }
+        throw TrainingError.noCheckpoint(path: path)
     }
 
     /// Writes depth `depth` of the checkpoint at `checkpoint` to `output` (a folder for hf,
@@ -37,10 +37,10 @@ public enum ModelExporter {
         let folder = try resolveCheckpoint(checkpoint)
         let (full, state) = try CheckpointFiles.readModel(directory: folder)
         guard depth >= 1 && depth <= full.config.numHiddenLayers else {
-            throw TrainingError("--depth \(depth) is outside 1...\(full.config.numHiddenLayers) (the checkpoint's model has \(full.config.numHiddenLayers) layers)")
+            throw TrainingError.depthOutsideModel(depth: depth, layers: full.config.numHiddenLayers)
         }
         if !state.exits.contains(depth) && !force {
-            throw TrainingError("--depth \(depth) was not trained as an exit (exits: \(state.exits)); pick one of them, or pass --force")
+            throw TrainingError.depthNotAnExit(depth: depth, exits: state.exits)
         }
         let sub = try full.prefix(depth: depth)
         var notes: [String] = []
@@ -87,7 +87,7 @@ public enum ModelExporter {
             let to = output.appendingPathComponent(name)
             try? FileManager.default.removeItem(at: to)
             do { try FileManager.default.copyItem(at: from, to: to) } catch {
-                throw TrainingError("\(to.path): cannot copy the tokenizer file (\(error.localizedDescription))")
+                throw FileFailure(path: to.path, "cannot copy the tokenizer file", reason: error.localizedDescription)
             }
         }
         return []

@@ -1,6 +1,7 @@
 // ModelInspector: a readable summary of a checkpoint, an HF directory or an HDF5 model:
 // run state where there is one, the model config, every tensor with shape and size.
 import Foundation
+import SortedFormats
 import SortedIO
 import SortedKit
 
@@ -29,7 +30,7 @@ public enum ModelInspector {
     public static func inspect(_ path: String) throws -> Inspection {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw TrainingError("\(path): does not exist")
+            throw TrainingError.notFound(path: path)
         }
         if isDirectory.boolValue, FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json")) {
             let model = try ModelFiles.readHF(URL(fileURLWithPath: path))

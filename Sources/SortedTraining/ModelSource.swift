@@ -15,18 +15,18 @@ public enum ModelSource {
     public static func load(_ path: String, tokenizer tokenizerSpec: String?, template templateName: String?) throws -> LoadedModel {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw TrainingError("\(path): does not exist")
+            throw TrainingError.notFound(path: path)
         }
         func template(_ fallback: String?, chatTemplate: String? = nil) throws -> PromptTemplate {
             if let name = templateName ?? fallback {
                 guard let t = PromptTemplate(rawValue: name) else {
-                    throw TrainingError("template '\(name)' is not one of alpaca, chatml, none")
+                    throw TrainingError.unknownTemplate(name)
                 }
                 return t
             }
             guard let chat = chatTemplate else { return .none }
             guard let t = PromptTemplate(chatTemplate: chat) else {
-                throw TrainingError("\(path): its chat template is not ChatML, the one model template sortedtrain renders; name a template (alpaca, chatml or none)")
+                throw TrainingError.chatTemplateNotRenderable(path: path)
             }
             return t
         }
@@ -45,7 +45,7 @@ public enum ModelSource {
             let model = isHF ? try ModelFiles.readHF(url) : try ModelFiles.readHDF5(url)
             let hasTokenizer = isHF && FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path)
             guard let spec = tokenizerSpec ?? (hasTokenizer ? path : nil) else {
-                throw TrainingError("a tokenizer is required for \(path): the one the model was trained with (tokenizer.json, .gguf or byte)")
+                throw TrainingError.tokenizerRequired(path: path)
             }
             return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec),
                                template: try template(nil, chatTemplate: isHF ? hfChatTemplate(url) : nil),
@@ -69,7 +69,7 @@ public enum ModelSource {
             return text
         }
         guard let data = try? Data(contentsOf: folder.appendingPathComponent("tokenizer_config.json")),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return object["chat_template"] as? String
+              let object = try? JSONParser.parse(data) else { return nil }
+        return object["chat_template"]?.string
     }
 }

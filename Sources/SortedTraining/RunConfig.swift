@@ -1,6 +1,7 @@
 // RunConfig: the JSON run configuration (`configs/*.json`), its sections, defaults and
 // `--set section.key=value` overrides. Unknown keys and bad values are errors naming the key.
 import Foundation
+import SortedFormats
 import SortedData
 import SortedIO
 import SortedKit
@@ -159,7 +160,7 @@ public struct RunConfig: Sendable {
         let model: LlamaConfig
         if let initialModel {
             if root["model"] != nil, try loadModel(root["model"]) != initialModel {
-                throw ConfigError(key: "model", "differs from the model of --init-from; remove the 'model' section to take the initial model's shape")
+                throw ConfigError(key: "model", "differs from the shape of the initial weights; remove the 'model' section to take theirs")
             }
             model = initialModel
         } else {
@@ -310,12 +311,12 @@ public struct RunConfig: Sendable {
     @discardableResult
     static func apply(override: String, to root: inout [String: JSONValue]) throws -> String {
         guard let eq = override.firstIndex(of: "=") else {
-            throw ConfigError(key: "--set \(override)", "an override must look like section.key=value")
+            throw ConfigError(key: nil, .malformedOverride(override, expected: "an override must look like section.key=value"))
         }
         let path = override[..<eq].split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         let text = String(override[override.index(after: eq)...])
         guard path.count == 2, !path[0].isEmpty, !path[1].isEmpty else {
-            throw ConfigError(key: "--set \(override)", "an override names a section and a key: section.key=value")
+            throw ConfigError(key: nil, .malformedOverride(override, expected: "an override names a section and a key: section.key=value"))
         }
         let value = (try? JSONParser.parse(text)) ?? .string(text)
         var section = root[path[0]]?.object ?? [:]

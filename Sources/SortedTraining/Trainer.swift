@@ -39,18 +39,6 @@ public struct TrainingSummary: Sendable {
     public var lastMetrics: StepMetrics?
 }
 
-public struct TrainingError: Error, CustomStringConvertible {
-    public let message: String
-    /// Raised identically on every rank (e.g. a NaN loss, which all ranks see after the
-    /// all-reduce), so the job can stop cleanly rather than abort.
-    public let onEveryRank: Bool
-    public init(_ message: String, onEveryRank: Bool = false) {
-        self.message = message
-        self.onEveryRank = onEveryRank
-    }
-    public var description: String { message }
-}
-
 public final class Trainer {
     public let config: RunConfig
     public let model: LlamaModel
@@ -71,7 +59,7 @@ public final class Trainer {
 
     public init(config: RunConfig, model: LlamaModel, communicator: Communicator, data: TrainingBatchSource) throws {
         guard data.microBatchSize == config.train.microBatchSize, data.sequenceLength == config.train.sequenceLength else {
-            throw TrainingError("the data source's batch shape \(data.microBatchSize)×\(data.sequenceLength) differs from train.micro_batch_size × train.sequence_length")
+            throw TrainingError.batchShapeMismatch(source: [data.microBatchSize, data.sequenceLength], config: [config.train.microBatchSize, config.train.sequenceLength])
         }
         self.config = config
         self.model = model
@@ -97,7 +85,7 @@ public final class Trainer {
     /// throws on every rank.
     public func verifyIdentical(_ what: String, _ values: [Int64]) throws {
         try communicator.verifyIdentical(values) { first in
-            TrainingError("rank \(first) differs from rank 0 in \(what)", onEveryRank: true)
+            TrainingError.ranksDiffer(rank: first, what: what)
         }
     }
 
@@ -187,8 +175,8 @@ public final class Trainer {
         var skipped = false
         if !loss.isFinite || !norm.isFinite {
             guard config.train.skipNonFiniteSteps else {
-                throw TrainingError("step \(step + 1): the \(loss.isFinite ? "gradient norm" : "loss") is \(loss.isFinite ? norm : loss); stopping before the update. Lower optim.lr, or set train.on_nonfinite=\"skip\" to skip such steps",
-                                    onEveryRank: true)
+                throw TrainingError.nonFinite(step: step + 1, quantity: loss.isFinite ? "gradient norm" : "loss",
+                                              value: loss.isFinite ? norm : loss)
             }
             skipped = true
         } else {

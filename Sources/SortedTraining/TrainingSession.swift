@@ -41,25 +41,42 @@ public final class TrainingSession {
         }
     }
 
-    /// Runs `body` on every rank, then agrees on failure: when any rank failed, the lowest
-    /// failing rank's message is thrown on every rank (rank-prefixed when it is not 0).
+    /// Runs `body` on every rank, then agrees on failure: when any rank failed, every rank
+    /// throws a JobFailure that the lowest failing rank reports (naming itself when it is not 0).
     func agreed<T>(_ what: String, _ body: () throws -> T) throws -> T {
         try communicator.agreed(body) { first, failure in
             if let failure {
-                return SessionFailure(message: communicator.size > 1 && rank != 0 ? "rank \(rank): \(failure)" : "\(failure)",
-                                      printHere: true)
+                return JobFailure(failure, reach: .everyRank, reportsHere: true,
+                                  rankLabel: communicator.size > 1 && rank != 0 ? "rank \(rank)" : nil)
             }
-            return SessionFailure(message: "\(what) failed on rank \(first)", printHere: false)
+            return JobFailure(PeerFailure(stage: what, rank: first), reach: .everyRank, reportsHere: false)
         }
     }
 
-    /// Runs the whole job.
-    public func run() throws {
+    /// Runs the whole job. Every failure comes out as a JobFailure: who reports it, and
+    /// whether every rank knows (the job ends cleanly) or this rank alone failed (it must be
+    /// aborted, since its peers may be waiting in a collective).
+    @discardableResult
+    public func run() throws -> TrainingSummary {
+        do {
+            return try runJob()
+        } catch let failure as JobFailure {
+            throw failure
+        } catch let error as TrainingError where error.isRaisedOnEveryRank {
+            throw JobFailure(error, reach: .everyRank, reportsHere: rank == 0)
+        } catch {
+            // Communicator errors already say which rank saw what.
+            let label = communicator.size > 1 && !(error is CommunicatorError) ? "rank \(rank)" : nil
+            throw JobFailure(error, reach: .thisRank, reportsHere: true, rankLabel: label)
+        }
+    }
+
+    private func runJob() throws -> TrainingSummary {
         if let timeout = RunConfig.collectiveTimeout(path: options.configPath, overrides: options.overrides) {
             communicator.timeout = timeout
         }
         // --init-from: every rank reads the weights (they are also the shape of the model).
-        let initial = try agreed("reading --init-from") { try options.initFrom.map(Self.readInitialModel) }
+        let initial = try agreed("reading the initial weights") { try options.initFrom.map(Self.readInitialModel) }
         let config = try agreed("reading the config") {
             try RunConfig.load(path: options.configPath, overrides: options.overrides, initialModel: initial?.config)
         }
@@ -89,10 +106,10 @@ public final class TrainingSession {
             // Training from step 0 would overwrite and prune what is there: only when asked.
             try agreed("checking checkpoint.dir") {
                 guard rank == 0, let newest = checkpoints.directory.checkpointFolders().last else { return }
-                throw ConfigError(key: "checkpoint.dir", "\(config.checkpoint.directory) already holds checkpoints (newest \(newest)); pass --resume auto to continue from them, or --resume none to train from step 0 and replace them")
+                throw TrainingError.checkpointsExist(root: config.checkpoint.directory, newest: newest)
             }
         case "none":
-            say("--resume none: starting from step 0")
+            say("not resuming: starting from step 0")
         case let resume?:
             // Rank 0 decides which checkpoint; every rank loads that one and they compare.
             let chosen = try agreed("finding the checkpoint") { () -> String? in
@@ -100,7 +117,7 @@ public final class TrainingSession {
                 let resolution = try checkpoints.directory.resolve(resume)
                 if resolution.folder == nil && !resolution.skipped.isEmpty {
                     // Damaged checkpoints are no reason to start over silently.
-                    throw TrainingError("\(config.checkpoint.directory): no intact checkpoint (\(resolution.skippedSummary)); pass --resume FOLDER to choose one, or --resume none to start over from step 0")
+                    throw TrainingError.noIntactCheckpoint(root: config.checkpoint.directory, skipped: resolution.skippedSummary)
                 }
                 for (folder, reason) in resolution.skipped {
                     FileHandle.standardError.write(Data("warning: skipped checkpoint \(folder): \(reason)\n".utf8))
@@ -185,12 +202,12 @@ public final class TrainingSession {
             }
         } while step < config.train.maxSteps && !summary.stoppedBySignal
 
-        if summary.stoppedBySignal {
-            say("stopped by signal after step \(step); resume with --resume auto")
-        } else if let last = summary.lastMetrics {
+        // A stopped run: the command line says how to resume it.
+        if !summary.stoppedBySignal, let last = summary.lastMetrics {
             let exits = last.exitLosses.keys.sorted { Int($0)! < Int($1)! }.map { "L\($0) \(String(format: "%.4f", last.exitLosses[$0]!))" }
             say("done: step \(step), per-exit loss \(exits.joined(separator: ", ")); metrics in \(config.log.directory)/metrics.jsonl")
         }
+        return summary
     }
 
     /// The training set, and the held-out set when validation during training is on.
@@ -228,15 +245,8 @@ public final class TrainingSession {
     static func readInitialModel(_ path: String) throws -> LlamaModel {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw TrainingError("--init-from \(path): does not exist; give an HF model folder or a .gguf file")
+            throw TrainingError.initialWeightsMissing(path: path)
         }
         return isDirectory.boolValue ? try ModelFiles.readHF(URL(fileURLWithPath: path)) : try ModelFiles.readGGUF(URL(fileURLWithPath: path))
     }
-}
-
-/// A failure already agreed across ranks: print it where `printHere`, then exit 1.
-public struct SessionFailure: Error, CustomStringConvertible {
-    public let message: String
-    public let printHere: Bool
-    public var description: String { message }
 }

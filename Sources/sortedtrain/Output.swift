@@ -1,5 +1,6 @@
 // Output: how commands print machine-readable results and progress.
 import Foundation
+import SortedFormats
 
 /// One JSON object on one line, keys sorted (for --json).
 func printJSON<T: Encodable>(_ value: T) throws {
@@ -56,11 +57,11 @@ func readPromptsFile(_ file: String) throws -> [(instruction: String, input: Str
     var prompts: [(String, String)] = []
     for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
         guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let text = (object["instruction"] ?? object["prompt"]) as? String else {
+        guard let object = (try? JSONParser.parse(String(line)))?.object,
+              let text = (object["instruction"] ?? object["prompt"])?.string else {
             throw CommandLineError("\(file):\(n + 1): not a JSON object with a string \"instruction\" or \"prompt\"")
         }
-        prompts.append((text, object["input"] as? String ?? ""))
+        prompts.append((text, object["input"]?.string ?? ""))
     }
     guard !prompts.isEmpty else { throw CommandLineError("--prompts-file \(file): holds no prompts") }
     return prompts

@@ -29,7 +29,8 @@ struct SortedTrain: ParsableCommand {
             try command.run()
         } catch {
             if exitCode(for: error) == .success || error is ExitCode { exit(withError: error) }
-            let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+            let text = ErrorMessages.isLibraryError(error) ? ErrorMessages.line(for: error) : self.message(for: error)
+            let message = text.split(separator: "\n").first.map(String.init) ?? "\(error)"
             FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
             Foundation.exit(1)
         }

@@ -2,6 +2,7 @@
 // line per input line), or with --decode turns such arrays back into text.
 import ArgumentParser
 import Foundation
+import SortedFormats
 import SortedData
 
 struct TokenizeCommand: ParsableCommand {

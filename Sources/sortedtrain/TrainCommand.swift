@@ -49,21 +49,17 @@ struct TrainCommand: ParsableCommand {
         options.initFrom = initFrom
         options.quiet = quiet
         do {
-            try TrainingSession(options: options, communicator: communicator).run()
-        } catch let failure as SessionFailure {
-            // Every rank knows; one says why.
-            if failure.printHere { printError(failure.message) }
-            finish(communicator, code: 1)
-        } catch let error as TrainingError where error.onEveryRank {
-            if communicator.rank == 0 { printError(error.message) }
-            finish(communicator, code: 1)
-        } catch {
-            // This rank alone failed (a timeout, a bad batch): the others may be waiting in
-            // a collective, so end the whole job. Rank 0 reports first; the others give it a
+            let summary = try TrainingSession(options: options, communicator: communicator).run()
+            if summary.stoppedBySignal && communicator.rank == 0 && !quiet {
+                print(ErrorMessages.stopped(atStep: summary.finalStep))
+                fflush(stdout)
+            }
+        } catch let failure as JobFailure {
+            if failure.reportsHere { printError(ErrorMessages.line(for: failure, training: true)) }
+            guard failure.reach == .thisRank else { finish(communicator, code: 1); return }
+            // This rank alone failed (a timeout, a bad batch): the others may be waiting in a
+            // collective, so end the whole job. Rank 0 reports first; the others give it a
             // moment so its diagnosis is the line the user sees.
-            // Communicator errors already say which rank saw what.
-            let prefix = communicator.size > 1 && !(error is CommunicatorError) ? "rank \(communicator.rank): " : ""
-            printError(prefix + "\(error)")
             if communicator.size > 1 {
                 if communicator.rank != 0 { sleep(2) }
                 communicator.abort(code: 1)

@@ -3,6 +3,7 @@
 // a fixed function of (seed, epoch).
 import XCTest
 @testable import SortedData
+import SortedFormats
 import SortedKit
 
 final class SamplerTests: XCTestCase {

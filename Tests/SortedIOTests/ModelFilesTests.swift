@@ -111,7 +111,7 @@ final class ModelFilesTests: XCTestCase {
         let cases: [(String, Data, String)] = [
             ("length 2^63", file(header: header, length: 1 << 63), "header length"),
             ("length one too long", file(header: header, length: UInt64(headerLength + 1)), "JSON"),
-            ("shape overflow", file(header: header.replacingOccurrences(of: "[2,2]", with: "[4611686018427387904,4]")), "wrong byte size"),
+            ("shape overflow", file(header: header.replacingOccurrences(of: "[2,2]", with: "[4000000000000000,4000000000]")), "wrong byte size"),
             ("offsets reversed", file(header: header.replacingOccurrences(of: "[0,16]", with: "[16,0]")), "wrong byte size"),
             ("overlap", file(header: header.replacingOccurrences(of: "[16,24]", with: "[8,16]")), "overlap"),
             ("gap", file(header: header, payload: Data(payload) + Data(count: 4)), "cover"),

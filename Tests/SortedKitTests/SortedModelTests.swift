@@ -2,6 +2,7 @@
 // case, whole-model finite differences, sampling policies and config validation.
 import Foundation
 import XCTest
+import SortedFormats
 @testable import SortedKit
 
 func smallConfig(tied: Bool = false, kvHeads: Int = 2) -> LlamaConfig {

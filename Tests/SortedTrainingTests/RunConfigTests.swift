@@ -44,7 +44,8 @@ final class RunConfigTests: XCTestCase {
         try assertConfigError("{\(model), \(train)}", overrides: ["train.accumulation_steps=1000000000000000"],
                               key: "train.accumulation_steps", mentions: "more than can be counted")
         XCTAssertThrowsError(try RunConfig.load(path: try write("{\(model), \(train)}"), overrides: ["train..max_steps=3"])) {
-            XCTAssertEqual(($0 as? ConfigError)?.key, "--set train..max_steps=3")
+            XCTAssertEqual(($0 as? ConfigError)?.problem,
+                           .malformedOverride("train..max_steps=3", expected: "an override names a section and a key: section.key=value"))
         }
     }
 
@@ -117,7 +118,8 @@ final class RunConfigTests: XCTestCase {
             XCTAssertTrue("\($0)".hasPrefix("\(broken):1:") && "\($0)".contains("is not valid JSON"), "\($0)")
         }
         XCTAssertThrowsError(try RunConfig.load(path: try write("{\(model)}", name: "ok.json"), overrides: ["optim.lr"])) {
-            XCTAssertEqual(($0 as? ConfigError)?.key, "--set optim.lr")
+            XCTAssertEqual(($0 as? ConfigError)?.problem,
+                           .malformedOverride("optim.lr", expected: "an override must look like section.key=value"))
         }
     }
 

@@ -17,9 +17,9 @@ final class TrainerTests: XCTestCase {
         let before = t.model.parameters.array()
         XCTAssertThrowsError(try t.run()) { error in
             let e = error as! TrainingError
-            XCTAssertTrue(e.onEveryRank)
-            XCTAssertTrue(e.message.hasPrefix("step 1: the loss is nan"), e.message)
-            XCTAssertTrue(e.message.contains("train.on_nonfinite"), e.message)
+            XCTAssertTrue(e.isRaisedOnEveryRank)
+            guard case .nonFinite(step: 1, quantity: "loss", let value) = e, value.isNaN else { return XCTFail("\(e)") }
+            XCTAssertTrue("\(e)".contains("train.on_nonfinite"), "\(e)")
         }
         let after = t.model.parameters.array()
         XCTAssertTrue(zip(before, after).allSatisfy { $0 == $1 || ($0.isNaN && $1.isNaN) }, "no update was applied")

@@ -2,6 +2,7 @@
 // (instruction/input/output), chat JSONL (messages with role/content), JSONL with a "text"
 // field, plain text files — with errors that name the file and line.
 import Foundation
+import SortedFormats
 
 public struct ChatMessage: Equatable {
     public enum Role: String { case system, user, assistant }

@@ -373,7 +373,7 @@ public struct JSONParser {
 
 extension String {
     /// The bytes as a String, or nil when they are not valid UTF-8.
-    init?(validatingUTF8Bytes bytes: UnsafeRawBufferPointer) {
+    public init?(validatingUTF8Bytes bytes: UnsafeRawBufferPointer) {
         if bytes.isEmpty { self = ""; return }
         guard let s = String(validating: bytes.assumingMemoryBound(to: UInt8.self), as: UTF8.self) else { return nil }
         self = s
@@ -381,7 +381,7 @@ extension String {
 }
 
 /// The 1-based line of the first invalid UTF-8 sequence in `bytes`, or nil when valid.
-func firstInvalidUTF8Line(_ bytes: UnsafeRawBufferPointer) -> Int? {
+public func firstInvalidUTF8Line(_ bytes: UnsafeRawBufferPointer) -> Int? {
     if String(validating: bytes.assumingMemoryBound(to: UInt8.self), as: UTF8.self) != nil { return nil }
     var line = 1
     var lineStart = 0

@@ -1,8 +1,9 @@
 // The one JSON path for configs: Decodable types from the strict parser's values, and where
 // each value starts.
 import Foundation
+import SortedFormats
 import XCTest
-@testable import SortedData
+@testable import SortedFormats
 
 final class JSONValueDecoderTests: XCTestCase {
     struct Shape: Codable, Equatable {
