@@ -1,7 +1,6 @@
 // JSON: a small strict JSON reader over UTF-8 bytes that knows line numbers, so a bad
 // dataset line or tokenizer file is reported as `file:line: what is wrong`.
 import Foundation
-import SortedFormats
 
 /// A parsed JSON value. Numbers keep their Double value; ids and counts fit exactly.
 public enum JSONValue: Equatable {

@@ -8,7 +8,7 @@ import SortedFormats
 import SortedKit
 
 public enum CheckpointNames {
-    public static let index = "checkpoint.h5"
+    public static let index = ModelPath.checkpointIndexName
     /// 3: every shard carries the run id and step, the run state holds every dataset's
     /// digest and is digested itself, so shards and index prove they belong together.
     public static let formatVersion = 3

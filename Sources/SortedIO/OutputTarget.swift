@@ -62,8 +62,7 @@ public enum OutputTarget {
     static func enclosingCheckpoint(of url: URL) -> String? {
         var folder = url.standardizedFileURL
         while folder.path != "/" {
-            let fm = FileManager.default
-            if fm.fileExists(atPath: folder.appendingPathComponent("checkpoint.h5").path) { return folder.path }
+            if ModelPath.classify(folder.path) == .checkpoint { return folder.path }
             folder.deleteLastPathComponent()
             if looksLikeCheckpointRoot(folder) && url.standardizedFileURL.path != folder.path { return folder.path }
         }
@@ -75,6 +74,6 @@ public enum OutputTarget {
         let fm = FileManager.default
         if fm.fileExists(atPath: folder.appendingPathComponent("latest").path) { return true }
         let entries = (try? fm.contentsOfDirectory(atPath: folder.path)) ?? []
-        return entries.contains { $0.hasPrefix("step-") && fm.fileExists(atPath: folder.appendingPathComponent($0).appendingPathComponent("checkpoint.h5").path) }
+        return entries.contains { $0.hasPrefix("step-") && ModelPath.classify(folder.appendingPathComponent($0).path) == .checkpoint }
     }
 }

@@ -2,6 +2,7 @@
 // layers plus the shared final norm and head — as an HF directory or an HDF5 file.
 import Foundation
 import SortedData
+import SortedFormats
 import SortedIO
 import SortedKit
 
@@ -13,8 +14,7 @@ public enum ModelExporter {
     /// A checkpoint folder, or a checkpoints root whose newest intact checkpoint is meant
     /// (a warning on stderr names each newer one that is damaged).
     public static func resolveCheckpoint(_ path: String) throws -> String {
-        let index = (path as NSString).appendingPathComponent(CheckpointNames.index)
-        if FileManager.default.fileExists(atPath: index) { return path }
+        if ModelPath.classify(path) == .checkpoint { return path }
         let resolution = CheckpointDirectory(root: path).newestIntact()
         if let found = resolution.folder {
             // A damaged newer checkpoint is passed over, loudly: the user asked for the newest.
@@ -68,13 +68,11 @@ public enum ModelExporter {
         if spec == "byte" {
             return ["the built-in byte tokenizer has no tokenizer.json: ids are UTF-8 bytes, BOS 256, EOS 257, PAD 258"]
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: spec, isDirectory: &isDirectory) else {
-            return ["the run's tokenizer \(spec) is no longer there; copy its tokenizer.json by hand"]
-        }
+        let kind = ModelPath.classify(spec)
+        if kind == .missing { return ["the run's tokenizer \(spec) is no longer there; copy its tokenizer.json by hand"] }
         let source = URL(fileURLWithPath: spec)
-        let folder = isDirectory.boolValue ? source : source.deletingLastPathComponent()
-        let json = isDirectory.boolValue ? source.appendingPathComponent("tokenizer.json") : source
+        let folder = kind.isFolder ? source : source.deletingLastPathComponent()
+        let json = kind.isFolder ? source.appendingPathComponent("tokenizer.json") : source
         guard json.pathExtension == "json", FileManager.default.fileExists(atPath: json.path) else {
             return ["the run's tokenizer \(spec) is not a tokenizer.json (a GGUF keeps its vocabulary inside); no tokenizer files were written"]
         }

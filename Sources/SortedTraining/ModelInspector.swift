@@ -28,15 +28,13 @@ public struct Inspection: Codable, Sendable {
 
 public enum ModelInspector {
     public static func inspect(_ path: String) throws -> Inspection {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw TrainingError.notFound(path: path)
-        }
-        if isDirectory.boolValue, FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json")) {
+        let kind = ModelPath.classify(path)
+        if kind == .missing { throw TrainingError.notFound(path: path) }
+        if kind == .hfFolder {
             let model = try ModelFiles.readHF(URL(fileURLWithPath: path))
             return Inspection(kind: "hf", path: path, config: model.config, tensors: tensors(model.layout))
         }
-        if !isDirectory.boolValue {
+        if !kind.isFolder {
             let model = try ModelFiles.readHDF5(URL(fileURLWithPath: path))
             return Inspection(kind: "hdf5", path: path, config: model.config, tensors: tensors(model.layout))
         }

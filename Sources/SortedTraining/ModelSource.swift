@@ -13,10 +13,8 @@ import SortedKit
 public enum ModelSource {
     /// path: a checkpoint folder or checkpoints root, an HF directory, an HDF5 model file or a .gguf file.
     public static func load(_ path: String, tokenizer tokenizerSpec: String?, template templateName: String?) throws -> LoadedModel {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw TrainingError.notFound(path: path)
-        }
+        let kind = ModelPath.classify(path)
+        if kind == .missing { throw TrainingError.notFound(path: path) }
         func template(_ fallback: String?, chatTemplate: String? = nil) throws -> PromptTemplate {
             if let name = templateName ?? fallback {
                 guard let t = PromptTemplate(rawValue: name) else {
@@ -31,8 +29,8 @@ public enum ModelSource {
             return t
         }
         let url = URL(fileURLWithPath: path)
-        let isHF = isDirectory.boolValue && FileManager.default.fileExists(atPath: url.appendingPathComponent("config.json").path)
-        if !isDirectory.boolValue && GGUFFile.isGGUF(url) {
+        let isHF = kind == .hfFolder
+        if kind == .gguf {
             let file = try GGUFFile(contentsOf: url)
             let model = try ModelFiles.readGGUF(url)
             let chat = file.metadata["tokenizer.chat_template"]?.string
@@ -41,7 +39,7 @@ public enum ModelSource {
                                exits: [model.config.numHiddenLayers], window: min(model.config.maxPositionEmbeddings, 2048),
                                validation: [], description: "GGUF model \(path)")
         }
-        if isHF || !isDirectory.boolValue {
+        if isHF || kind == .file {
             let model = isHF ? try ModelFiles.readHF(url) : try ModelFiles.readHDF5(url)
             let hasTokenizer = isHF && FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path)
             guard let spec = tokenizerSpec ?? (hasTokenizer ? path : nil) else {

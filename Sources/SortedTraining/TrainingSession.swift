@@ -4,6 +4,7 @@
 import Foundation
 import SortedData
 import SortedDistributed
+import SortedFormats
 import SortedIO
 import SortedInference
 import SortedKit
@@ -243,10 +244,9 @@ public final class TrainingSession {
 
     /// An HF directory (config.json + safetensors) or a llama GGUF file.
     static func readInitialModel(_ path: String) throws -> LlamaModel {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw TrainingError.initialWeightsMissing(path: path)
-        }
-        return isDirectory.boolValue ? try ModelFiles.readHF(URL(fileURLWithPath: path)) : try ModelFiles.readGGUF(URL(fileURLWithPath: path))
+        let kind = ModelPath.classify(path)
+        if kind == .missing { throw TrainingError.initialWeightsMissing(path: path) }
+        // Any folder is read as HF (its error names the missing config.json), any file as GGUF.
+        return kind.isFolder ? try ModelFiles.readHF(URL(fileURLWithPath: path)) : try ModelFiles.readGGUF(URL(fileURLWithPath: path))
     }
 }

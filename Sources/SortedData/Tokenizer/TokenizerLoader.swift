@@ -7,12 +7,12 @@ public enum TokenizerLoader {
     /// - Parameter spec: "byte", a path to tokenizer.json, a model directory, or a .gguf file.
     public static func load(_ spec: String) throws -> Tokenizer {
         if spec == "byte" { return ByteTokenizer() }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: spec, isDirectory: &isDirectory) else {
+        let kind = ModelPath.classify(spec)
+        if kind == .missing {
             throw DataError(file: spec, "does not exist; give a tokenizer.json, a model directory, a .gguf file, or \"byte\"")
         }
         var url = URL(fileURLWithPath: spec)
-        if isDirectory.boolValue {
+        if kind.isFolder {
             let json = url.appendingPathComponent("tokenizer.json")
             if FileManager.default.fileExists(atPath: json.path) {
                 url = json
