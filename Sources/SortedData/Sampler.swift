@@ -23,8 +23,17 @@ public func epochOrder(count: Int, seed: UInt64, epoch: Int, shuffle: Bool = tru
     return order
 }
 
-public struct SamplerError: Error, CustomStringConvertible {
-    public let description: String
+public enum SamplerError: Error, Equatable, CustomStringConvertible {
+    case emptyDataset
+    case nonPositive(microBatchSize: Int, worldSize: Int, accumulationSteps: Int)
+
+    public var description: String {
+        switch self {
+        case .emptyDataset: return "the dataset is empty: there is nothing to train on"
+        case .nonPositive(let b, let w, let a):
+            return "micro-batch size (\(b)), world size (\(w)) and accumulation steps (\(a)) must all be positive"
+        }
+    }
 }
 
 /// Which examples each rank trains at each step. Pure: no communication, no hidden state
@@ -40,9 +49,9 @@ public final class ShardedSampler {
 
     public init(datasetSize: Int, microBatchSize: Int, worldSize: Int, accumulationSteps: Int = 1,
                 seed: UInt64, shuffle: Bool = true) throws {
-        guard datasetSize > 0 else { throw SamplerError(description: "the dataset is empty: there is nothing to train on") }
+        guard datasetSize > 0 else { throw SamplerError.emptyDataset }
         guard microBatchSize > 0, worldSize > 0, accumulationSteps > 0 else {
-            throw SamplerError(description: "micro-batch size (\(microBatchSize)), world size (\(worldSize)) and accumulation steps (\(accumulationSteps)) must all be positive")
+            throw SamplerError.nonPositive(microBatchSize: microBatchSize, worldSize: worldSize, accumulationSteps: accumulationSteps)
         }
         self.datasetSize = datasetSize
         self.microBatchSize = microBatchSize

@@ -37,9 +37,9 @@ public enum TokenizerBenchmark {
         var corpus = ""
         for f in files {
             guard let data = FileManager.default.contents(atPath: f) else {
-                throw DataError(file: f, "cannot be read; give the text to encode with --text FILE")
+                throw DataError(file: f, .unreadable("no such readable file"))
             }
-            guard let s = String(validating: data, as: UTF8.self) else { throw DataError(file: f, "is not valid UTF-8") }
+            guard let s = String(validating: data, as: UTF8.self) else { throw DataError(file: f, .notUTF8) }
             corpus += s
             if !corpus.hasSuffix("\n") { corpus += "\n" }
         }

@@ -2,10 +2,33 @@
 // (blocking and non-blocking), broadcast, barrier, abort. MPI and single-process versions.
 import Foundation
 
-public struct CommunicatorError: Error, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
+/// A collective that failed: MPI refused, or peers did not arrive in time. `seenBy` is the
+/// rank that reports it; the text names the ranks to blame.
+public enum CommunicatorError: Error, Equatable, CustomStringConvertible {
+    /// An MPI call returned an error (MPI's own text).
+    case mpi(call: String, message: String)
+    /// `ranks` never announced `collective` within `seconds`.
+    case peersBehind(ranks: [Int], collective: String, seconds: Double, seenBy: Int)
+    /// `ranks` stopped saying they wait during `collective` (their last `quietSeconds`).
+    case peersSilent(ranks: [Int], collective: String, seconds: Double, quietSeconds: Double, seenBy: Int)
+    /// `collective` did not complete within `seconds`, and no peer can be blamed.
+    case timedOut(collective: String, seconds: Double, seenBy: Int)
+
+    public var description: String {
+        func names(_ ranks: [Int]) -> String {
+            ranks.count == 1 ? "rank \(ranks[0])" : "ranks " + ranks.map(String.init).joined(separator: ", ")
+        }
+        func s(_ v: Double) -> String { String(format: "%g", v) }
+        switch self {
+        case .mpi(let call, let message): return "\(call) failed: \(message)"
+        case .peersBehind(let ranks, let what, let seconds, let rank):
+            return "\(names(ranks)) did not reach \(what) within \(s(seconds)) s (distributed.timeout_s): dead or stuck (seen from rank \(rank))"
+        case .peersSilent(let ranks, let what, let seconds, let quiet, let rank):
+            return "\(names(ranks)) went silent during \(what): the others waited \(s(seconds)) s (distributed.timeout_s) and heard nothing from it for the last \(s(quiet)) s; dead or stuck (seen from rank \(rank))"
+        case .timedOut(let what, let seconds, let rank):
+            return "\(what) did not complete within \(s(seconds)) s (distributed.timeout_s): a peer rank is dead or stuck (seen from rank \(rank))"
+        }
+    }
 }
 
 /// A reduction started with `startAllReduceSum`; finished by `wait` or polled by `test`.

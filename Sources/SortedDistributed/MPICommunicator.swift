@@ -59,7 +59,7 @@ public final class MPICommunicator: Communicator {
         var length: Int32 = 0
         var text = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
         MPI_Error_string(code, &text, &length)
-        throw CommunicatorError("\(what) failed: \(String(cString: text))")
+        throw CommunicatorError.mpi(call: what, message: String(cString: text))
     }
 
     /// Announces the collective to the peers, then posts it. On a timeout the caller ends
@@ -196,19 +196,15 @@ final class MPIPendingReduction: PendingReduction {
     /// Names the ranks to blame: those that never announced this collective, else those
     /// that went silent while everyone else kept announcing that it was waiting.
     private func timeoutError(_ timeout: Double) -> CommunicatorError {
-        let seconds = String(format: "%g", timeout)
-        func names(_ ranks: [Int]) -> String {
-            ranks.count == 1 ? "rank \(ranks[0])" : "ranks " + ranks.map(String.init).joined(separator: ", ")
-        }
         let behind = (try? progress.peers(behind: sequence)) ?? []
         if !behind.isEmpty {
-            return CommunicatorError("\(names(behind)) did not reach \(what) within \(seconds) s (distributed.timeout_s): dead or stuck (seen from rank \(rank))")
+            return .peersBehind(ranks: behind, collective: what, seconds: timeout, seenBy: rank)
         }
         let quiet = min(timeout / 2, 4 * PeerProgress.tickSeconds)
         let silent = (try? progress.silentPeers(for: quiet)) ?? []
         if !silent.isEmpty {
-            return CommunicatorError("\(names(silent)) went silent during \(what): the others waited \(seconds) s (distributed.timeout_s) and heard nothing from it for the last \(String(format: "%g", quiet)) s; dead or stuck (seen from rank \(rank))")
+            return .peersSilent(ranks: silent, collective: what, seconds: timeout, quietSeconds: quiet, seenBy: rank)
         }
-        return CommunicatorError("\(what) did not complete within \(seconds) s (distributed.timeout_s): a peer rank is dead or stuck (seen from rank \(rank))")
+        return .timedOut(collective: what, seconds: timeout, seenBy: rank)
     }
 }

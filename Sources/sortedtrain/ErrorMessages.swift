@@ -2,6 +2,7 @@
 // The library says what is wrong in its own terms; here the flag that is the remedy is
 // added where the command line has one.
 import Foundation
+import SortedIO
 import SortedKit
 import SortedTraining
 
@@ -13,6 +14,9 @@ enum ErrorMessages {
             return (failure.rankLabel.map { "\($0): " } ?? "") + line(for: failure.error, training: training)
         case let error as TrainingError:
             return line(for: error, training: training)
+        case let error as OutputTargetError:
+            guard case .exists = error else { return "\(error)" }
+            return "\(error); pass --overwrite to replace it, or name a new path"
         case let error as ConfigError:
             guard case .malformedOverride(let override, _) = error.problem else { return "\(error)" }
             return "--set \(override): \(error.message)"
@@ -39,7 +43,7 @@ enum ErrorMessages {
     /// Whether `line(for:)` words `error` differently from its description (for any other
     /// error, ArgumentParser's message is the one to print).
     static func isLibraryError(_ error: Error) -> Bool {
-        error is JobFailure || error is TrainingError || error is ConfigError
+        error is JobFailure || error is TrainingError || error is ConfigError || error is OutputTargetError
     }
 
     /// The line a stopped run ends with.

@@ -46,7 +46,7 @@ struct TokenizeCommand: ParsableCommand {
         let data: Data
         if let file {
             do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-                throw DataError(file: file, "cannot be read: \(error.localizedDescription)")
+                throw DataError(file: file, .unreadable(error.localizedDescription))
             }
         } else {
             data = FileHandle.standardInput.readDataToEndOfFile()
@@ -58,7 +58,7 @@ struct TokenizeCommand: ParsableCommand {
         for raw in lines {
             lineNumber += 1
             guard let line = String(validating: raw, as: UTF8.self) else {
-                throw DataError(file: name, line: lineNumber, "is not valid UTF-8")
+                throw DataError(file: name, line: lineNumber, .notUTF8)
             }
             if decode {
                 let ids: [Int32]

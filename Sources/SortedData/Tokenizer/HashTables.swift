@@ -88,15 +88,19 @@ final class ByteStringTable {
     private var arenaCount = 0
     private var arenaCapacity: Int
 
+    /// `size` empty slots (a power of two).
+    private static func slots(_ size: Int) -> (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<Int32>,
+                                               UnsafeMutablePointer<Int32>, UnsafeMutablePointer<UInt64>) {
+        let offsets = UnsafeMutablePointer<Int32>.allocate(capacity: size)
+        offsets.initialize(repeating: -1, count: size)
+        return (.allocate(capacity: size), offsets, .allocate(capacity: size), .allocate(capacity: size))
+    }
+
     init(capacity: Int = 1024) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
         mask = size - 1
-        hashes = .allocate(capacity: size)
-        keyOffsets = .allocate(capacity: size)
-        keyOffsets.initialize(repeating: -1, count: size)
-        keyLengths = .allocate(capacity: size)
-        payloads = .allocate(capacity: size)
+        (hashes, keyOffsets, keyLengths, payloads) = Self.slots(size)
         arenaCapacity = max(1024, capacity * 8)
         arena = .allocate(capacity: arenaCapacity)
     }
@@ -160,11 +164,7 @@ final class ByteStringTable {
         let (oh, oo, ol, op) = (hashes, keyOffsets, keyLengths, payloads)
         let size = oldSize * 2
         mask = size - 1
-        hashes = .allocate(capacity: size)
-        keyOffsets = .allocate(capacity: size)
-        keyOffsets.initialize(repeating: -1, count: size)
-        keyLengths = .allocate(capacity: size)
-        payloads = .allocate(capacity: size)
+        (hashes, keyOffsets, keyLengths, payloads) = Self.slots(size)
         for s in 0..<oldSize where oo[s] >= 0 {
             var i = Int(truncatingIfNeeded: oh[s]) & mask
             while keyOffsets[i] >= 0 { i = (i + 1) & mask }

@@ -9,7 +9,7 @@ extension BPETokenizer {
     public static func load(tokenizerJSON url: URL) throws -> BPETokenizer {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw DataError(file: url.path, "cannot be read: \(error.localizedDescription)")
+            throw DataError(file: url.path, .unreadable(error.localizedDescription))
         }
         let root: JSONValue
         do { root = try JSONParser.parse(data) } catch let e as JSONSyntaxError { throw e.inFile(url.path) }
