@@ -37,6 +37,11 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Replace an existing --out (never a checkpoint).")
     var overwrite = false
 
+    func validate() throws {
+        guard depth >= 1 else { throw CommandLineError("--depth \(depth) is not a depth (a whole number ≥ 1)") }
+        guard !out.isEmpty, !checkpoint.isEmpty else { throw CommandLineError("name the checkpoint and a non-empty --out") }
+    }
+
     func run() throws {
         try OutputTarget.check(URL(fileURLWithPath: out), directory: format == .hf, overwrite: overwrite, flag: "--out")
         let (model, state, notes) = try ModelExporter.export(checkpoint: checkpoint, depth: depth, format: format,

@@ -14,6 +14,10 @@ struct InspectCommand: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    func validate() throws {
+        guard !path.isEmpty else { throw CommandLineError("name a checkpoint, an HF directory or a model file to inspect") }
+    }
+
     func run() throws {
         let inspection = try ModelInspector.inspect(path)
         if json {

@@ -35,6 +35,12 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "No progress output.")
     var quiet = false
 
+    func validate() throws {
+        guard !config.isEmpty else { throw CommandLineError("--config is empty; name a run config, e.g. configs/demo.json") }
+        if let resume, resume.isEmpty { throw CommandLineError("--resume is empty; give auto, a checkpoint folder or none") }
+        if let initFrom, initFrom.isEmpty { throw CommandLineError("--init-from is empty; give an HF model folder or a .gguf file") }
+    }
+
     func run() throws {
         let communicator: Communicator
         do {
