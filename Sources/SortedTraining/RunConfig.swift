@@ -107,9 +107,9 @@ public struct RunConfig: Sendable {
             var config = try parse(root, source: path, initialModel: initialModel)
             config.json = JSONValue.object(root).serialized
             return config
-        } catch var error as ConfigError {
+        } catch var error as ConfigError where error.file == nil {
             // Located where the value is written: the key's, else its section's (not for a
-            // value that came from --set).
+            // value that came from an override). An error of another file (model.path) names it.
             error.file = path
             if let key = error.key, !overridden.contains(key),
                let position = document.positions[key] ?? document.positions[String(key.prefix { $0 != "." })] {
@@ -140,7 +140,7 @@ public struct RunConfig: Sendable {
             var config = try parse(root, source: source, initialModel: root["model"] == nil ? model : nil)
             config.json = json
             return config
-        } catch var error as ConfigError {
+        } catch var error as ConfigError where error.file == nil {
             error.file = source
             throw error
         }

@@ -78,6 +78,10 @@ final class RunConfigTests: XCTestCase {
         let shape = try error("{\"model\": {\"hidden_size\": 16, \"intermediate_size\": 32, \"num_hidden_layers\": 4,\n \"num_attention_heads\": 3, \"vocab_size\": 50}}")
         XCTAssertEqual(shape?.key, "model.hidden_size")
         XCTAssertEqual(shape?.line, 1)
+        // An error in the file model.path names keeps that file's name.
+        let elsewhere = try error(#"{"model": {"path": "/nonexistent/config.json"}}"#)
+        XCTAssertEqual(elsewhere?.file, "/nonexistent/config.json")
+        XCTAssertNil(elsewhere?.line)
     }
 
     func testDefaultsAndOverrides() throws {
