@@ -135,6 +135,58 @@ final class SortedModelTests: XCTestCase {
         XCTAssertEqual(sum.activeExits(step: 0).map(\.weight), [1, 1])
     }
 
+    /// Expected values from torchtune's loss-scale functions and curricula, evaluated in
+    /// Python (numpy) on layer ids 1, 3, 5, 7 of 8 and the recipe's get-then-step order.
+    func testScalesAreTorchtunes() throws {
+        let expected: [(ExitScale, [Double])] = [
+            (.uniform, [0.25, 0.25, 0.25, 0.25]), (.linear, [0.1, 0.2, 0.3, 0.4]), (.sum, [0.05, 0.15, 0.3, 0.5]),
+            (.sqrt, [0.16270045344786255, 0.2300931878702196, 0.2818054517861928, 0.3254009068957251]),
+            (.inverse, [0.48, 0.24, 0.16, 0.12]),
+            (.inverseSqrt, [0.3591364427276414, 0.2539478140239294, 0.20734752188460842, 0.1795682213638207]),
+        ]
+        for (scale, weights) in expected {
+            for reduction in [LossReduction.mean, .sum] {
+                let objective = try SortedObjective(exits: [2, 4, 6, 8], numLayers: 8, reduction: reduction, scale: scale)
+                let got = objective.activeExits(step: 7)
+                XCTAssertEqual(got.map(\.depth), [2, 4, 6, 8])
+                for (g, w) in zip(got, weights) { XCTAssertEqual(g.weight, w, accuracy: 1e-12, "\(scale) \(reduction)") }
+            }
+        }
+        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, weights: [1, 2], scale: .linear))
+    }
+
+    func testCurriculaAreTorchtunes() throws {
+        let rotational = try SortedObjective(exits: [2, 4], numLayers: 4, scale: .uniform, curriculum: .rotational)
+        XCTAssertEqual((0..<4).map { rotational.activeExits(step: $0).map(\.depth) }, [[2, 4], [1, 3, 4], [2, 4], [1, 3, 4]])
+        let single = try SortedObjective(exits: [2, 4], numLayers: 4, curriculum: .rotational)
+        XCTAssertEqual(single.activeExits(step: 1).map(\.weight), [1.0 / 3, 1.0 / 3, 1.0 / 3])
+        let one = try SortedObjective(exits: [2], numLayers: 4, curriculum: .rotational)
+        XCTAssertEqual((0..<4).map { one.activeExits(step: $0).map(\.depth) }, [[2, 4], [3, 4], [4], [1, 4]])
+        let gradual = try SortedObjective(exits: [2, 4, 6, 8], numLayers: 8, curriculum: .gradual, totalSteps: 100)
+        let expected: [Int: [Int]] = [0: [8], 1: [8], 19: [8], 20: [6, 8], 32: [6, 8], 33: [4, 6, 8], 44: [4, 6, 8],
+                                      45: [2, 4, 6, 8], 59: [2, 4, 6, 8]]
+        for (step, depths) in expected { XCTAssertEqual(gradual.activeExits(step: step).map(\.depth), depths, "step \(step)") }
+        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, sampling: .random, curriculum: .gradual))
+        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, weights: [1, 2], curriculum: .rotational))
+    }
+
+    func testWarmupRampsToTheTarget() throws {
+        let warmup = ExitWarmup(start: [0, 1], steps: [10, 0], shape: .linear)
+        let linear = try SortedObjective(exits: [2, 4], numLayers: 4, reduction: .sum, weights: [2, 1], warmup: warmup)
+        XCTAssertEqual([0, 5, 10, 50].map { linear.activeExits(step: $0)[0].weight }, [0, 1, 2, 2])
+        XCTAssertEqual([0, 5, 10].map { linear.activeExits(step: $0)[1].weight }, [1, 1, 1], "the full model does not ramp")
+        var cosine = warmup
+        cosine.shape = .cosine
+        let c = try SortedObjective(exits: [2, 4], numLayers: 4, reduction: .sum, weights: [2, 1], warmup: cosine)
+        XCTAssertEqual(c.activeExits(step: 2)[0].weight, 2 * (1 - cos(Double.pi * 0.2)) / 2, accuracy: 1e-12)
+        XCTAssertEqual(c.activeExits(step: 5)[0].weight, 1, accuracy: 1e-12)
+        // mean: the ramped weights are normalised, so at step 0 the full model carries the loss alone.
+        let mean = try SortedObjective(exits: [2, 4], numLayers: 4, warmup: warmup)
+        XCTAssertEqual(mean.activeExits(step: 0).map(\.weight), [0, 1])
+        XCTAssertEqual(mean.activeExits(step: 5).map(\.weight), [0.5 / 1.5, 1 / 1.5])
+        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, warmup: ExitWarmup(start: [0], steps: [1], shape: .linear)))
+    }
+
     func testBadExitSetsAreRejectedByKey() {
         let cases: [([Int], [Double]?, String)] = [
             ([], nil, "is empty"), ([0, 2], nil, "outside 1...4"), ([2, 5], nil, "outside 1...4"),
