@@ -135,24 +135,28 @@ final class SortedModelTests: XCTestCase {
         XCTAssertEqual(sum.activeExits(step: 0).map(\.weight), [1, 1])
     }
 
-    /// Expected values from torchtune's loss-scale functions and curricula, evaluated in
-    /// Python (numpy) on layer ids 1, 3, 5, 7 of 8 and the recipe's get-then-step order.
-    func testScalesAreTorchtunes() throws {
-        let expected: [(ExitScale, [Double])] = [
-            (.uniform, [0.25, 0.25, 0.25, 0.25]), (.linear, [0.1, 0.2, 0.3, 0.4]), (.sum, [0.05, 0.15, 0.3, 0.5]),
-            (.sqrt, [0.16270045344786255, 0.2300931878702196, 0.2818054517861928, 0.3254009068957251]),
-            (.inverse, [0.48, 0.24, 0.16, 0.12]),
-            (.inverseSqrt, [0.3591364427276414, 0.2539478140239294, 0.20734752188460842, 0.1795682213638207]),
-        ]
-        for (scale, weights) in expected {
-            for reduction in [LossReduction.mean, .sum] {
-                let objective = try SortedObjective(exits: [2, 4, 6, 8], numLayers: 8, reduction: reduction, scale: scale)
-                let got = objective.activeExits(step: 7)
-                XCTAssertEqual(got.map(\.depth), [2, 4, 6, 8])
-                for (g, w) in zip(got, weights) { XCTAssertEqual(g.weight, w, accuracy: 1e-12, "\(scale) \(reduction)") }
+    /// Every (curriculum, step, scale) of Tests/Fixtures/exit-schedules.json, which
+    /// scripts/make_schedule_fixture.py made by running torchtune's own curricula and scales.
+    func testSchedulesMatchTorchtunesCode() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/exit-schedules.json")
+        let fixture = try JSONParser.parse(Data(contentsOf: url))
+        let exits = fixture["exits"]!.array!.compactMap(\.int), layers = fixture["layers"]!.int!, total = fixture["max_steps"]!.int!
+        let cases = fixture["cases"]!.array!
+        XCTAssertEqual(cases.count, 45)
+        for c in cases {
+            let curriculum = ExitCurriculum(rawValue: c["curriculum"]!.string!)!, step = c["step"]!.int!
+            for (name, weights) in c["weights"]!.object! {
+                let objective = try SortedObjective(exits: exits, numLayers: layers, scale: ExitScale(rawValue: name)!,
+                                                    curriculum: curriculum, totalSteps: total)
+                let got = objective.activeExits(step: step)
+                XCTAssertEqual(got.map(\.depth), c["depths"]!.array!.compactMap(\.int), "\(curriculum) step \(step)")
+                // Some of torchtune's scales compute in float32 (torch.ones, torch.Tensor).
+                for (g, w) in zip(got, weights.array!.compactMap(\.double)) {
+                    XCTAssertEqual(g.weight, w, accuracy: 2e-7, "\(curriculum) step \(step) \(name)")
+                }
             }
         }
-        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, weights: [1, 2], scale: .linear))
     }
 
     func testCurriculaAreTorchtunes() throws {
@@ -168,6 +172,10 @@ final class SortedModelTests: XCTestCase {
         for (step, depths) in expected { XCTAssertEqual(gradual.activeExits(step: step).map(\.depth), depths, "step \(step)") }
         XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, sampling: .random, curriculum: .gradual))
         XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, weights: [1, 2], curriculum: .rotational))
+        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, weights: [1, 2], scale: .linear))
+        // With reduction sum a scale's weights still sum to 1, as torchtune's do.
+        let summed = try SortedObjective(exits: [2, 4], numLayers: 4, reduction: .sum, scale: .linear)
+        XCTAssertEqual(summed.activeExits(step: 0).map(\.weight), [1.0 / 3, 2.0 / 3])
     }
 
     func testWarmupRampsToTheTarget() throws {
