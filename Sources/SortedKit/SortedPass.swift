@@ -32,6 +32,8 @@ public final class SortedPass {
     private let inverseRMSFinal: FloatBuffer // [N]
     private let dNormedFinal: FloatBuffer  // [N, D]
     private var exitGradients: [Int: FloatBuffer] = [:]  // depth → dh_e [N, D]
+    /// depth → the exit's normed rows, 1/RMS and d normed, when all tails run together (distillation).
+    private var exitScratch: [Int: (normed: FloatBuffer, inverseRMS: FloatBuffer, dNormed: FloatBuffer)] = [:]
     private let dResidual: FloatBuffer     // [N, D]
     private let dNormed: FloatBuffer       // [N, D]
     private let dQKV: FloatBuffer          // [N, (H+2Hkv)·Dh]
@@ -100,12 +102,14 @@ public final class SortedPass {
     }
 
     /// Forward over `exits`, and with `computeGradients` the backward, adding into
-    /// model.gradients the gradient of Σ_e weight_e · NLL_e / lossNormalizer.
+    /// model.gradients the gradient of Σ_e weight_e · NLL_e / lossNormalizer (plus, with
+    /// `distillation`, α·τ²·Σ_{e ≠ deepest} KL_e / lossNormalizer, the deepest exit detached).
     /// lossNormalizer is the number of labelled tokens the loss is averaged over (across
-    /// all ranks and micro-batches in data-parallel training). Returns each exit's local NLL.
+    /// all ranks and micro-batches in data-parallel training). Returns each exit's local NLL
+    /// (and Σ KL).
     @discardableResult
     public func run(_ batch: TokenBatch, exits: [WeightedExit], lossNormalizer: Double,
-                    computeGradients: Bool = true,
+                    computeGradients: Bool = true, distillation: Distillation? = nil,
                     onGradientsReady: ((GradientBucket) -> Void)? = nil) -> [ExitLoss] {
         precondition(batch.batchSize == batchSize && batch.sequenceLength == sequenceLength,
                      "SortedPass: batch shape differs from the pass's (B, T)")
@@ -123,7 +127,29 @@ public final class SortedPass {
         }
         var losses: [ExitLoss] = []
         var nextExit = 0
-        for l in 0..<maxDepth {
+        // Distilling, every tail waits for the teacher's logits: the layers first, then all heads.
+        let distilling = distillation.map { $0.weight > 0 } == true && depthOrder.count > 1
+        if distilling, let d = distillation {
+            for l in 0..<maxDepth { layerForward(l) }
+            let tails = depthOrder.map { exit -> ExitTail in
+                let scratch = self.exitScratch(depth: exit.depth)
+                return ExitTail(hidden: residual.pointer + exit.depth * N * D, normed: scratch.normed.pointer,
+                                inverseRMS: scratch.inverseRMS.pointer, dNormed: scratch.dNormed.pointer,
+                                dHidden: exitGradient(depth: exit.depth).pointer,
+                                gradientScale: computeGradients ? Float(exit.weight / lossNormalizer) : nil)
+            }
+            let results = batch.targets.withUnsafeBufferPointer { targets in
+                head.runDistilled(tails, targets: targets.baseAddress!, labelled: labelled, normWeight: P + layout.finalNorm,
+                                  headWeight: P + layout.head, eps: Float(c.rmsNormEps), rows: N, temperature: d.temperature,
+                                  klScale: computeGradients ? Float(d.weight * d.temperature / lossNormalizer) : nil,
+                                  dNormWeight: G + layout.finalNorm, dHeadWeight: G + layout.head)
+            }
+            losses = zip(depthOrder, results).map {
+                ExitLoss(depth: $0.depth, negativeLogLikelihood: $1.nll, tokens: labelled.count, klDivergence: $1.kl)
+            }
+            nextExit = depthOrder.count
+        }
+        for l in 0..<(distilling ? 0 : maxDepth) {
             layerForward(l)
             while nextExit < depthOrder.count && depthOrder[nextExit].depth == l + 1 {
                 let exit = depthOrder[nextExit]
@@ -195,6 +221,14 @@ public final class SortedPass {
                             logits: o.baseAddress!)
         }
         return out
+    }
+
+    private func exitScratch(depth: Int) -> (normed: FloatBuffer, inverseRMS: FloatBuffer, dNormed: FloatBuffer) {
+        if let scratch = exitScratch[depth] { return scratch }
+        let D = config.hiddenSize
+        let scratch = (FloatBuffer(count: rows * D), FloatBuffer(count: rows), FloatBuffer(count: rows * D))
+        exitScratch[depth] = scratch
+        return scratch
     }
 
     private func exitGradient(depth: Int) -> FloatBuffer {

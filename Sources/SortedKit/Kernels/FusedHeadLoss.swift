@@ -2,16 +2,19 @@
 // and backward in one pass, chunked over tokens so no [tokens, V] logits tensor exists.
 import Foundation
 
-/// Loss of one exit on the local batch: Σ −log p(target) over `tokens` labelled tokens.
+/// Loss of one exit on the local batch: Σ −log p(target) over `tokens` labelled tokens, and
+/// with self-distillation Σ KL(p_teacher ‖ q_exit) at the temperature over the same tokens.
 public struct ExitLoss: Sendable, Equatable {
     public let depth: Int
     public var negativeLogLikelihood: Double
     public var tokens: Int
+    public var klDivergence: Double
 
-    public init(depth: Int, negativeLogLikelihood: Double, tokens: Int) {
+    public init(depth: Int, negativeLogLikelihood: Double, tokens: Int, klDivergence: Double = 0) {
         self.depth = depth
         self.negativeLogLikelihood = negativeLogLikelihood
         self.tokens = tokens
+        self.klDivergence = klDivergence
     }
     /// Mean cross-entropy over the labelled tokens (0 when there are none).
     public var mean: Double { tokens > 0 ? negativeLogLikelihood / Double(tokens) : 0 }
@@ -21,9 +24,13 @@ final class FusedHeadLoss {
     let vocab: Int          // V
     let dim: Int            // D
     let chunkRows: Int      // tokens per head GEMM
-    private let logits: FloatBuffer     // [chunkRows, V]
-    private let gathered: FloatBuffer   // [chunkRows, D]
-    private let dGathered: FloatBuffer  // [chunkRows, D]
+    let logits: FloatBuffer     // [chunkRows, V]
+    let gathered: FloatBuffer   // [chunkRows, D]
+    let dGathered: FloatBuffer  // [chunkRows, D]
+    /// The teacher's softened probabilities of one chunk, and per-worker rows, for
+    /// self-distillation only (allocated on first use).
+    lazy var teacherProbabilities = FloatBuffer(count: chunkRows * vocab)
+    lazy var workerRows = FloatBuffer(count: 2 * vocab)
 
     init(vocab: Int, dim: Int, chunkRows: Int) {
         self.vocab = vocab
