@@ -106,12 +106,14 @@ public struct SortedObjective: Sendable, Equatable {
     public let warmup: ExitWarmup?
     /// The run's length, which the gradual curriculum is a fraction of.
     public let totalSteps: Int
+    /// Self-distillation of every exit from the step's deepest one.
+    public var distillation: Distillation?
 
     /// exits: sorted, unique, within 1...numLayers. weights: one per exit, positive.
     public init(exits: [Int], numLayers: Int, reduction: LossReduction = .mean,
                 weights: [Double]? = nil, sampling: ExitSampling = .all, seed: UInt64 = 0,
                 scale: ExitScale? = nil, curriculum: ExitCurriculum = .none, warmup: ExitWarmup? = nil,
-                totalSteps: Int = 0) throws {
+                totalSteps: Int = 0, distillation: Distillation? = nil) throws {
         if exits.isEmpty { throw ConfigError(key: "sorted.exits", "is empty; give at least one depth, e.g. [\(numLayers)]") }
         for (i, e) in exits.enumerated() {
             if e < 1 || e > numLayers {
@@ -150,6 +152,13 @@ public struct SortedObjective: Sendable, Equatable {
                 throw ConfigError(key: "sorted.warmup_steps", "must be ≥ 0, got \(bad)")
             }
         }
+        if let d = distillation {
+            if !(d.weight >= 0 && d.weight.isFinite) { throw ConfigError(key: "sorted.distill.weight", "must be a number ≥ 0, got \(d.weight)") }
+            if !(d.temperature > 0 && d.temperature.isFinite) {
+                throw ConfigError(key: "sorted.distill.temperature", "must be a positive number, got \(d.temperature)")
+            }
+        }
+        self.distillation = distillation
         self.exits = exits
         self.weights = weights ?? Array(repeating: 1, count: exits.count)
         self.reduction = reduction

@@ -57,9 +57,9 @@ public struct MetricsRun {
             }
             guard let step = number(object["step"]), step.isFinite else { continue }
             for (key, value) in object {
-                // A bare depth → number map is a loss only under a losses key (exit_weights is not).
+                // The trainer's other per-exit figures are not losses.
                 let named = key == "exit_losses" || key.hasSuffix("_exit_losses")
-                guard named || holdsLosses(value), let losses = perExit(value) else { continue }
+                guard !notLosses.contains(key), let losses = perExit(value) else { continue }
                 let kind = key == "exit_losses" ? "train" : named ? String(key.dropLast(12)) : key
                 for (depth, loss) in losses { values[kind, default: [:]][depth, default: [:]][step] = loss }
             }
@@ -70,11 +70,9 @@ public struct MetricsRun {
         return MetricsRun(name: name, curves: curves, warnings: warnings)
     }
 
-    /// Whether `value` says it holds losses: {"exit_losses": {…}} or {"2": {"loss": …}, …}.
-    static func holdsLosses(_ value: Any) -> Bool {
-        guard let object = value as? [String: Any] else { return false }
-        return object["exit_losses"] != nil || (!object.isEmpty && object.values.allSatisfy { ($0 as? [String: Any])?["loss"] != nil })
-    }
+    /// Per-exit figures of the training lines that are not losses: each exit's weight in the
+    /// loss, and its KL from the teacher under self-distillation.
+    static let notLosses: Set<String> = ["exit_weights", "exit_kl"]
 
     /// {"2": 1.3, "4": 1.1} (or {"2": {"loss": 1.3}, …}, or {"exit_losses": {…}}) as depth → loss.
     static func perExit(_ value: Any) -> [Int: Double]? {

@@ -219,7 +219,7 @@ public struct RunConfig: Sendable {
             shuffle: try dt.bool("shuffle", default: true))
 
         let s = try section("sorted", ["exits", "reduction", "weights", "sampling", "seed", "scale", "curriculum",
-                                       "weight_start", "warmup_steps", "warmup"])
+                                       "weight_start", "warmup_steps", "warmup", "distill"])
         let L = model.numHiddenLayers
         let exits = try s.intArray("exits") ?? [L]
         let objective = try SortedObjective(
@@ -231,7 +231,7 @@ public struct RunConfig: Sendable {
             scale: s.has("scale") ? try s.choice("scale", default: ExitScale.uniform) : nil,
             curriculum: try s.choice("curriculum", default: ExitCurriculum.none),
             warmup: try exitWarmup(s, exits: exits, numLayers: L),
-            totalSteps: train.maxSteps)
+            totalSteps: train.maxSteps, distillation: try distillation(s))
 
         let o = try section("optim", ["lr", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm",
                                       "decay_norms", "decay_embeddings"])
@@ -285,6 +285,18 @@ public struct RunConfig: Sendable {
         return RunConfig(model: model, data: data, objective: objective, optimizer: optimizer,
                          maxGradNorm: clip > 0 ? clip : nil, train: train, schedule: schedule, log: log,
                          checkpoint: checkpoint, distributed: distributed, source: source, json: "{}")
+    }
+
+    /// sorted.distill: {"weight": α, "temperature": τ, "teacher": "last"}.
+    static func distillation(_ s: ConfigSection) throws -> Distillation? {
+        guard s.has("distill") else { return nil }
+        guard let values = s.values["distill"]?.object else {
+            throw s.error("distill", .wrongType(expected: "an object {\"weight\": α, \"temperature\": τ, \"teacher\": \"last\"}",
+                                                 found: s.values["distill"]!.serialized))
+        }
+        let d = try ConfigSection(name: "sorted.distill", values: values, allowed: ["weight", "temperature", "teacher"])
+        _ = try d.choice("teacher", default: DistillationTeacher.last)
+        return Distillation(weight: try d.double("weight", default: 1), temperature: try d.double("temperature", default: 1))
     }
 
     /// sorted.weight_start / warmup_steps / warmup: one value for every exit below the last
@@ -346,6 +358,11 @@ public struct RunConfig: Sendable {
         root[path[0]] = .object(section)
         return path.joined(separator: ".")
     }
+}
+
+/// sorted.distill.teacher: which exit the others learn from (the step's deepest).
+enum DistillationTeacher: String, CaseIterable {
+    case last
 }
 
 /// train.on_nonfinite: what a step with a NaN or infinite loss or gradient does.

@@ -1,5 +1,6 @@
-// StepBenchmark: times full training steps (forward, backward, AdamW) for plain SFT and
-// for SoFT on the same model and batch, next to the sgemm peak measured in the same process.
+// StepBenchmark: times full training steps (forward, backward, AdamW) for plain SFT, for
+// SoFT and for SoFT with self-distillation on the same model and batch, next to the sgemm
+// peak measured in the same process.
 import Foundation
 import SortedDistributed
 import SortedKit
@@ -28,6 +29,12 @@ public struct StepBenchmarkResult: Codable, Sendable {
     /// Seconds per step in each phase (with --breakdown); "other" is the rest of the step.
     public var sftBreakdownSeconds: [String: Double]?
     public var softBreakdownSeconds: [String: Double]?
+    /// SoFT with self-distillation (the config's sorted.distill, else α 1, τ 2): its step, and
+    /// its step and peak memory as ratios to SoFT's without it.
+    public var distillStepSeconds: Double
+    public var distillSoFTRatio: Double
+    public var distillMemoryRatio: Double
+    public var distillation: [String: Double]
 
     enum CodingKeys: String, CodingKey {
         case sftStepSeconds = "sft_step_s", softStepSeconds = "soft_step_s", sftGFLOPS = "sft_gflops",
@@ -37,7 +44,9 @@ public struct StepBenchmarkResult: Codable, Sendable {
              softPeakRSSMiB = "soft_peak_rss_mb", sftTokensPerSecond = "sft_tokens_per_s",
              openBLASCore = "openblas_core", threads, sftExits = "sft_exits", softExits = "soft_exits", batch,
              sequenceLength = "sequence_length", parameters, timedSteps = "timed_steps",
-             sftBreakdownSeconds = "sft_breakdown_s", softBreakdownSeconds = "soft_breakdown_s"
+             sftBreakdownSeconds = "sft_breakdown_s", softBreakdownSeconds = "soft_breakdown_s",
+             distillStepSeconds = "distill_step_s", distillSoFTRatio = "distill_soft_ratio",
+             distillMemoryRatio = "distill_memory_ratio", distillation
     }
 }
 
@@ -96,7 +105,13 @@ public enum StepBenchmark {
 
         let sftObjective = SortedObjective.sft(numLayers: c.numHiddenLayers)
         let sft = try measure(sftObjective, label: "SFT")
-        let soft = try measure(config.objective, label: "SoFT")
+        var plain = config.objective
+        plain.distillation = nil
+        let soft = try measure(plain, label: "SoFT")
+        var distilledObjective = config.objective
+        let distillation = config.objective.distillation ?? Distillation(weight: 1, temperature: 2)
+        distilledObjective.distillation = distillation
+        let distilled = try measure(distilledObjective, label: "SoFT + distillation")
         let peak = max(peakBefore, sgemmPeak())
         let sftGflops = sft.flops / sft.seconds / 1e9, softGflops = soft.flops / soft.seconds / 1e9
         return StepBenchmarkResult(
@@ -109,7 +124,10 @@ public enum StepBenchmark {
             openBLASCore: BLAS.coreName, threads: BLAS.threads,
             sftExits: sftObjective.exits, softExits: config.objective.exits,
             batch: B, sequenceLength: T, parameters: sft.params, timedSteps: steps,
-            sftBreakdownSeconds: sft.phases, softBreakdownSeconds: soft.phases)
+            sftBreakdownSeconds: sft.phases, softBreakdownSeconds: soft.phases,
+            distillStepSeconds: distilled.seconds, distillSoFTRatio: distilled.seconds / soft.seconds,
+            distillMemoryRatio: distilled.rss / soft.rss,
+            distillation: ["weight": distillation.weight, "temperature": distillation.temperature])
     }
 
     /// The same batch at every cursor, so every timed step does identical work.

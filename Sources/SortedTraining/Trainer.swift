@@ -13,6 +13,9 @@ public struct StepMetrics: Codable, Sendable {
     public var exitLosses: [String: Double]
     /// Each exit's factor in `loss` this step (the objective's weights, schedule and curriculum).
     public var exitWeights: [String: Double]
+    /// With self-distillation: each exit's mean KL(teacher ‖ exit) at the temperature (the
+    /// deepest exit, the teacher, has none); `loss` includes α·τ²·Σ of them.
+    public var exitKL: [String: Double]?
     public var loss: Double
     public var gradientNorm: Double
     public var lr: Double
@@ -27,7 +30,7 @@ public struct StepMetrics: Codable, Sendable {
     public var peakRSSMiB: Double
 
     enum CodingKeys: String, CodingKey {
-        case step, exitLosses = "exit_losses", exitWeights = "exit_weights", loss, gradientNorm = "grad_norm", lr, tokens,
+        case step, exitLosses = "exit_losses", exitWeights = "exit_weights", exitKL = "exit_kl", loss, gradientNorm = "grad_norm", lr, tokens,
              lossTokens = "loss_tokens", stepSeconds = "step_s", computeSeconds = "compute_s",
              exposedCommunicationSeconds = "exposed_comm_s", skipped, peakRSSMiB = "peak_rss_mb"
     }
@@ -146,7 +149,8 @@ public final class Trainer {
 
         let exits = config.objective.activeExits(step: step)
         StepProfiler.measure("zero gradients") { model.zeroGradients() }
-        var nll = [Double](repeating: 0, count: exits.count)
+        var nll = [Double](repeating: 0, count: exits.count), kl = nll
+        let distillation = config.objective.distillation
         var syncError: Error?
         for (i, batch) in batches.enumerated() {
             let last = i == batches.count - 1
@@ -154,8 +158,11 @@ public final class Trainer {
                 guard syncError == nil else { return }
                 do { try self.sync!.bucketReady(bucket) } catch { syncError = error }
             } : nil
-            let losses = pass.run(batch, exits: exits, lossNormalizer: normalizer, onGradientsReady: hook)
-            for (j, loss) in losses.enumerated() { nll[j] += loss.negativeLogLikelihood }
+            let losses = pass.run(batch, exits: exits, lossNormalizer: normalizer, distillation: distillation, onGradientsReady: hook)
+            for (j, loss) in losses.enumerated() {
+                nll[j] += loss.negativeLogLikelihood
+                kl[j] += loss.klDivergence
+            }
         }
         if let error = syncError { throw error }
         var gradients = model.gradients
@@ -164,11 +171,13 @@ public final class Trainer {
             gradients = sync.reduced
         }
 
-        // Per-exit losses over the global batch, and the stop votes of all ranks.
-        var totals = nll + [stopRequested() ? 1 : 0]
+        // Per-exit losses (and KL) over the global batch, and the stop votes of all ranks.
+        var totals = nll + (distillation != nil ? kl : []) + [stopRequested() ? 1 : 0]
         exposed += try timed { try communicator.allReduceSum(&totals) }
         let exitLosses = exits.indices.map { totals[$0] / normalizer }
-        let loss = zip(exits, exitLosses).map { $0.weight * $1 }.reduce(0, +)
+        let exitKL = distillation != nil ? exits.indices.map { totals[exits.count + $0] / normalizer } : []
+        let distilled = distillation.map { d in d.weight * d.temperature * d.temperature * exitKL.reduce(0, +) } ?? 0
+        let loss = zip(exits, exitLosses).map { $0.weight * $1 }.reduce(0, +) + distilled
 
         let norm = StepProfiler.measure("gradient norm") { gradientNorm(gradients) }
         // Clipping is applied inside the AdamW pass (one pass over the gradients fewer).
@@ -190,15 +199,17 @@ public final class Trainer {
         }
         state.sampleCursor += globalBatchSize
         let seconds = (ContinuousClock.now - start).seconds
-        var byDepth: [String: Double] = [:], weights: [String: Double] = [:]
-        for (exit, value) in zip(exits, exitLosses) {
-            byDepth[String(exit.depth)] = value
+        var byDepth: [String: Double] = [:], weights: [String: Double] = [:], divergences: [String: Double] = [:]
+        for (i, exit) in exits.enumerated() {
+            byDepth[String(exit.depth)] = exitLosses[i]
             weights[String(exit.depth)] = exit.weight
+            if !exitKL.isEmpty && i < exits.count - 1 { divergences[String(exit.depth)] = exitKL[i] }
         }
-        let metrics = StepMetrics(step: step + 1, exitLosses: byDepth, exitWeights: weights, loss: loss, gradientNorm: norm, lr: lr,
+        let metrics = StepMetrics(step: step + 1, exitLosses: byDepth, exitWeights: weights,
+                                  exitKL: distillation != nil ? divergences : nil, loss: loss, gradientNorm: norm, lr: lr,
                                   tokens: globalBatchSize * config.train.sequenceLength, lossTokens: Int(counts[0]), stepSeconds: seconds, computeSeconds: seconds - exposed,
                                   exposedCommunicationSeconds: exposed, skipped: skipped, peakRSSMiB: ProcessMemory.peakMiB())
-        return (metrics, totals[exits.count] > 0)
+        return (metrics, totals[totals.count - 1] > 0)
     }
 
     private func timed(_ body: () throws -> Void) throws -> Double {

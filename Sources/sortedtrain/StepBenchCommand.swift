@@ -12,7 +12,9 @@ struct StepBenchCommand: ParsableCommand {
         Runs SFT (the last exit only) and SoFT (the config's exits) on the same model and a
         random batch of micro_batch_size × sequence_length tokens, and reports the median step
         time, achieved GFLOP/s as a fraction of the sgemm peak measured in the same process,
-        the SoFT/SFT time ratio next to the FLOP ratio, and peak memory of each.
+        the SoFT/SFT time ratio next to the FLOP ratio, and peak memory of each; and SoFT with
+        self-distillation from the last exit (the config's sorted.distill, else α 1, τ 2) as
+        ratios of time and memory to SoFT without it.
 
         Under mpirun (e.g. launch/bench-mpi 2) it instead measures data-parallel SoFT
         training: exposed communication / step time, and the bucketed gradient all-reduce's
@@ -70,6 +72,7 @@ struct StepBenchCommand: ParsableCommand {
         }
         print("")
         print("SoFT/SFT time \(fmt(r.softSFTRatio, 3)) vs FLOP ratio \(fmt(r.flopRatio, 3)) → overhead \(fmt(r.softSFTRatio / r.flopRatio, 3))×; memory \(fmt(r.softPeakRSSMiB / r.sftPeakRSSMiB, 3))×")
+        print("SoFT + distillation (α \(fmt(r.distillation["weight"] ?? 0, 2)), τ \(fmt(r.distillation["temperature"] ?? 0, 2))): \(fmt(r.distillStepSeconds, 3)) s per step = \(fmt(r.distillSoFTRatio, 3))× SoFT's; memory \(fmt(r.distillMemoryRatio, 3))×")
     }
 
     private func runDataParallel(_ runConfig: RunConfig, _ communicator: MPICommunicator) throws {

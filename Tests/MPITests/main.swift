@@ -166,6 +166,10 @@ check("… also with exit weights by depth, a gradual curriculum and warm-ups, a
         && dataParallelEqualsSingleProcess(sorted: #"{"exits": [1, 3], "scale": "inverse", "curriculum": "rotational", "reduction": "sum"}"#)
 }
 
+check("… also with self-distillation from the last exit") {
+    try dataParallelEqualsSingleProcess(sorted: #"{"exits": [1, 2, 4], "distill": {"weight": 0.5, "temperature": 2}}"#)
+}
+
 /// A folder every rank agrees on: rank 0 picks it and broadcasts the name.
 func sharedTemporaryFolder() throws -> String {
     var name = [UInt8](repeating: 0, count: 36)

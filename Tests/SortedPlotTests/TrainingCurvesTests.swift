@@ -33,7 +33,7 @@ final class TrainingCurvesTests: XCTestCase {
                     "{\"step\":20,\"eval\":{\"2\":{\"loss\":2.1,\"ppl\":8.2},\"4\":{\"loss\":1.6}}}",
                     "{\"step\":20,\"val_exit_losses\":{\"2\":2.0}}",
                     "{\"step\":30,\"lr_by_group\":{\"embed\":0.1}}",
-                    "{\"step\":40,\"exit_weights\":{\"2\":0.25,\"4\":0.75}}"].joined(separator: "\n")
+                    "{\"step\":40,\"exit_weights\":{\"2\":0.25,\"4\":0.75},\"exit_kl\":{\"2\":0.3}}"].joined(separator: "\n")
         let r = try run(text)
         XCTAssertEqual(r.curves.keys.sorted(), ["eval", "train", "val", "validation"])
         XCTAssertEqual(r.curves["validation"]![4]!.map(\.y), [1.7])

@@ -54,12 +54,14 @@ final class CheckpointTests: XCTestCase {
     /// steps) across the save at step 3: the resumed run trains the same exits with the same
     /// weights, bit for bit.
     func testResumeAcrossScheduleBoundariesIsBitExact() throws {
-        let config = try config(exits: #"[1, 2, 3], "scale": "linear", "curriculum": "gradual", "weight_start": 0, "warmup_steps": 4, "warmup": "cosine""#)
+        let config = try config(exits: #"[1, 2, 3], "scale": "linear", "curriculum": "gradual", "weight_start": 0, "warmup_steps": 4, "warmup": "cosine", "distill": {"weight": 0.5, "temperature": 2}"#)
         let straight = try trainer(config)
-        var straightLines: [[String: Double]] = [], straightLosses: [Double] = []
-        straight.onStep = { straightLines.append($0.exitWeights); straightLosses.append($0.loss) }
+        var straightLines: [[String: Double]] = [], straightLosses: [Double] = [], straightKL: [[String: Double]] = []
+        straight.onStep = { straightLines.append($0.exitWeights); straightLosses.append($0.loss); straightKL.append($0.exitKL ?? [:]) }
         _ = try straight.run()
         XCTAssertEqual(straightLines.map { $0.keys.sorted() }, [["3"], ["3"], ["3"], ["2", "3"], ["1", "2", "3"], ["1", "2", "3"]])
+        XCTAssertEqual(straightKL.map { $0.keys.sorted() }, [[], [], [], ["2"], ["1", "2"], ["1", "2"]], "every exit but the teacher")
+        XCTAssertTrue(straightKL.last!.values.allSatisfy { $0 > 0 })
 
         let first = try trainer(config)
         var lines: [[String: Double]] = [], losses: [Double] = []

@@ -91,6 +91,8 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(config.objective.curriculum, .gradual)
         XCTAssertEqual(config.objective.totalSteps, 40)
         XCTAssertEqual(config.objective.warmup, ExitWarmup(start: [0.2, 1], steps: [10, 0], shape: .cosine), "the full model does not ramp")
+        let distilled = try RunConfig.load(path: try write(base + #"{"exits": [2, 4], "distill": {"weight": 0.5, "temperature": 2, "teacher": "last"}}}"#))
+        XCTAssertEqual(distilled.objective.distillation, Distillation(weight: 0.5, temperature: 2))
         let perExit = try RunConfig.load(path: try write(base + #"{"exits": [2, 4], "weight_start": [0, 0.5], "warmup_steps": [5, 8]}}"#))
         XCTAssertEqual(perExit.objective.warmup, ExitWarmup(start: [0, 0.5], steps: [5, 8], shape: .linear))
         for (sorted, key, mentions) in [(#"{"exits": [2, 4], "weight_start": 0}"#, "sorted.warmup_steps", "needs both"),
@@ -99,7 +101,11 @@ final class RunConfigTests: XCTestCase {
                                         (#"{"exits": [2, 4], "scale": "linear", "weights": [1, 2]}"#, "sorted.scale", "keep one"),
                                         (#"{"exits": [2, 4], "scale": "cubic"}"#, "sorted.scale", "inverse_sqrt"),
                                         (#"{"exits": [2, 4], "curriculum": "gradual", "sampling": "random"}"#, "sorted.curriculum", "keep one"),
-                                        (#"{"exits": [2, 4], "curriculum": "rotational", "weights": [1, 2]}"#, "sorted.curriculum", "sorted.scale")] {
+                                        (#"{"exits": [2, 4], "curriculum": "rotational", "weights": [1, 2]}"#, "sorted.curriculum", "sorted.scale"),
+                                        (#"{"exits": [2, 4], "distill": {"weight": 1, "temperature": 0}}"#, "sorted.distill.temperature", "positive"),
+                                        (#"{"exits": [2, 4], "distill": {"weight": 1, "teacher": "first"}}"#, "sorted.distill.teacher", "last"),
+                                        (#"{"exits": [2, 4], "distill": {"alpha": 1}}"#, "sorted.distill.alpha", "unknown key"),
+                                        (#"{"exits": [2, 4], "distill": 0.5}"#, "sorted.distill", "an object")] {
             try assertConfigError(base + sorted + "}", key: key, mentions: mentions)
         }
     }
