@@ -1,5 +1,5 @@
 // ModelExporter: takes one depth k out of a checkpoint as a standalone model — the first k
-// layers plus the shared final norm and head — as an HF directory or an HDF5 file.
+// layers plus the shared final norm and head — as an HF directory, an HDF5 file or a GGUF file.
 import Foundation
 import SortedData
 import SortedFormats
@@ -7,7 +7,7 @@ import SortedIO
 import SortedKit
 
 public enum ExportFormat: String, CaseIterable, Sendable {
-    case hf, hdf5
+    case hf, hdf5, gguf
 }
 
 public enum ModelExporter {
@@ -28,12 +28,12 @@ public enum ModelExporter {
     }
 
     /// Writes depth `depth` of the checkpoint at `checkpoint` to `output` (a folder for hf,
-    /// a .h5 file for hdf5). The depth must be one of the run's exits unless `force`. An HF
+    /// a .h5 file for hdf5, a .gguf file for gguf, its tensors in `dtype`). The depth must be one of the run's exits unless `force`. An HF
     /// export also gets the run's tokenizer files and its BOS/EOS ids; `notes` says what
     /// could not be included.
     @discardableResult
     public static func export(checkpoint: String, depth: Int, format: ExportFormat, output: URL,
-                              force: Bool) throws -> (model: LlamaModel, state: CheckpointState, notes: [String]) {
+                              force: Bool, dtype: GGUFDType = .f32) throws -> (model: LlamaModel, state: CheckpointState, notes: [String]) {
         let folder = try resolveCheckpoint(checkpoint)
         let (full, state) = try CheckpointFiles.readModel(directory: folder)
         guard depth >= 1 && depth <= full.config.numHiddenLayers else {
@@ -58,6 +58,9 @@ public enum ModelExporter {
             notes += try copyTokenizerFiles(spec, to: output)
         case .hdf5:
             try ModelFiles.writeHDF5(sub, to: output)
+        case .gguf:
+            let spec = try RunConfig.decode(stored: state.config, source: folder, model: full.config).data.tokenizer
+            notes += try writeGGUF(sub, name: "sortedtrain depth \(depth) of step \(state.step)", tokenizer: spec, dtype: dtype, to: output)
         }
         return (sub, state, notes)
     }
