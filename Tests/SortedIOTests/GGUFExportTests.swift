@@ -93,4 +93,51 @@ final class GGUFExportTests: XCTestCase {
             XCTAssertTrue(q8.notes.allSatisfy { $0.contains("ffn_down.weight") && $0.contains("F16") })
         }
     }
+
+    /// scripts/check_gguf.py (when python3 has the gguf package): llama.cpp's required keys,
+    /// names, shapes and types, and a numpy forward pass with llama.cpp's RoPE on the tensors
+    /// as stored, against sortedtrain's logits of the same file (same dequantised weights, so
+    /// within 1e-4 of the logit range in every dtype). transformers is left to inference.sh.
+    func testCheckGGUFScriptAgrees() throws {
+        let probe = Process()
+        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        probe.arguments = ["python3", "-c", "import gguf"]
+        probe.standardError = FileHandle.nullDevice
+        probe.standardOutput = FileHandle.nullDevice
+        try probe.run()
+        probe.waitUntilExit()
+        guard probe.terminationStatus == 0 else { throw XCTSkip("python3 has no gguf package (pip install gguf)") }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/check_gguf.py")
+        let directory = try makeTemporaryDirectory("gguf-check")
+        for (i, dtype) in [(0, GGUFDType.q8_0), (1, .f32)] {
+            let m = try model(configs[i], seed: 9)
+            let url = directory.appendingPathComponent("\(dtype.rawValue).gguf")
+            var (writer, _) = ModelFiles.ggufWriter(m, name: "check", dtype: dtype)
+            writer.set("tokenizer.ggml.model", .string("gpt2"))
+            writer.set("tokenizer.ggml.pre", .string("gpt-2"))
+            writer.set("tokenizer.ggml.tokens", .array((0..<m.config.vocabSize).map { .string("t\($0)") }))
+            writer.set("tokenizer.ggml.token_type", .array((0..<m.config.vocabSize).map { _ in .int32(1) }))
+            writer.set("tokenizer.ggml.merges", .array([]))
+            try writer.write(to: url)
+            let tokens: [Int32] = (0..<10).map { Int32(($0 * 11 + 2) % m.config.vocabSize) }
+            let rows = try logits(try ModelFiles.readGGUF(url), tokens)
+            let V = m.config.vocabSize
+            let expected: [String: Any] = ["input_ids": tokens.map(Int.init), "tolerance": 1e-4,
+                                           "logits": (0..<tokens.count).map { Array(rows[($0 * V)..<(($0 + 1) * V)]).map(Double.init) }]
+            let json = directory.appendingPathComponent("\(dtype.rawValue).json")
+            try JSONSerialization.data(withJSONObject: expected).write(to: json)
+            let check = Process()
+            check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            check.arguments = ["python3", script.path, url.path, "--expected", json.path, "--no-transformers"]
+            let pipe = Pipe()
+            check.standardOutput = pipe
+            check.standardError = pipe
+            try check.run()
+            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            check.waitUntilExit()
+            print(output.split(separator: "\n").filter { $0.contains("logits") || $0.contains("FAIL") || $0.contains("check_gguf") }.joined(separator: "\n"))
+            XCTAssertEqual(check.terminationStatus, 0, "check_gguf.py on \(dtype.rawValue): \(output)")
+        }
+    }
 }
