@@ -15,7 +15,7 @@ With the `gguf` package (pip install gguf; it brings numpy):
 The numpy logits are compared with --expected (JSON {"input_ids": [...], "logits": [[...]],
 "tolerance": r}, e.g. written by sortedtrain's tests), else with --hf (an HF export of the same
 depth, run through transformers), each within r of the reference's logit range (max |Δ| /
-(max − min)). With `transformers` (and torch) installed and without --no-transformers,
+(max − min)). With `transformers` (with torch and accelerate) installed and without --no-transformers,
 AutoModelForCausalLM.from_pretrained(dir, gguf_file=...) must load the file and agree with the
 numpy logits (same weights: within 1e-4 of the range).
 
@@ -191,6 +191,7 @@ def main() -> int:
         try:
             import torch
             from transformers import AutoModelForCausalLM
+            import accelerate  # noqa: F401  (transformers needs it to load a GGUF)
             have_transformers = True
         except ImportError as error:
             print(f"skipped: transformers load ({error})")

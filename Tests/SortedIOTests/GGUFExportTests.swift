@@ -99,14 +99,7 @@ final class GGUFExportTests: XCTestCase {
     /// as stored, against sortedtrain's logits of the same file (same dequantised weights, so
     /// within 1e-4 of the logit range in every dtype). transformers is left to inference.sh.
     func testCheckGGUFScriptAgrees() throws {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = ["python3", "-c", "import gguf"]
-        probe.standardError = FileHandle.nullDevice
-        probe.standardOutput = FileHandle.nullDevice
-        try probe.run()
-        probe.waitUntilExit()
-        guard probe.terminationStatus == 0 else { throw XCTSkip("python3 has no gguf package (pip install gguf)") }
+        guard try python3Imports("gguf") else { throw XCTSkip("python3 has no gguf package (pip install gguf)") }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("scripts/check_gguf.py")
         let directory = try makeTemporaryDirectory("gguf-check")
@@ -127,17 +120,9 @@ final class GGUFExportTests: XCTestCase {
                                            "logits": (0..<tokens.count).map { Array(rows[($0 * V)..<(($0 + 1) * V)]).map(Double.init) }]
             let json = directory.appendingPathComponent("\(dtype.rawValue).json")
             try JSONSerialization.data(withJSONObject: expected).write(to: json)
-            let check = Process()
-            check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            check.arguments = ["python3", script.path, url.path, "--expected", json.path, "--no-transformers"]
-            let pipe = Pipe()
-            check.standardOutput = pipe
-            check.standardError = pipe
-            try check.run()
-            let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            check.waitUntilExit()
+            let (status, output) = try runPython3([script.path, url.path, "--expected", json.path, "--no-transformers"])
             print(output.split(separator: "\n").filter { $0.contains("logits") || $0.contains("FAIL") || $0.contains("check_gguf") }.joined(separator: "\n"))
-            XCTAssertEqual(check.terminationStatus, 0, "check_gguf.py on \(dtype.rawValue): \(output)")
+            XCTAssertEqual(status, 0, "check_gguf.py on \(dtype.rawValue): \(output)")
         }
     }
 }
