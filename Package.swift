@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "SortedIOTests", dependencies: ["SortedIO", "SortedFormats", "SortedKit", "SortedTestSupport"]),
         .testTarget(name: "SortedDataTests", dependencies: ["SortedData", "SortedFormats", "SortedKit", "SortedTestSupport"]),
         .testTarget(name: "SortedTrainingTests", dependencies: ["SortedTraining", "SortedIO", "SortedDistributed", "SortedKit",
-                                                                "SortedTestSupport"]),
+                                                                "SortedData", "SortedFormats", "SortedInference", "SortedTestSupport"]),
         .testTarget(name: "SortedInferenceTests", dependencies: ["SortedInference", "SortedKit", "SortedData", "SortedTestSupport"]),
         .testTarget(name: "SortedPlotTests", dependencies: ["SortedPlot", "SortedTestSupport"]),
     ],

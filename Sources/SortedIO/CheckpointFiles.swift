@@ -82,10 +82,13 @@ public struct CheckpointState: Codable, Equatable, Sendable {
     public var runID: String
     /// Dataset path → XXH64 of its bytes (hex), for every weight and moment dataset.
     public var digests: [String: String]
+    /// The weights the run started from (an HF folder or a GGUF file), when it did not start
+    /// from random ones: an export's model card names its base model and license from there.
+    public var initialWeights: String?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion, step, optimizerSteps, sampleCursor, worldSize, exits, config, modelConfig, trainSeed,
-             sortedSeed, shards, tensors, runID, digests
+             sortedSeed, shards, tensors, runID, digests, initialWeights
     }
 
     /// The run's position at the save (its three counters are stored flat, as before).
@@ -110,11 +113,12 @@ public struct CheckpointState: Codable, Equatable, Sendable {
         tensors = try c.decode([String].self, forKey: .tensors)
         runID = try c.decodeIfPresent(String.self, forKey: .runID) ?? ""
         digests = try c.decodeIfPresent([String: String].self, forKey: .digests) ?? [:]
+        initialWeights = try c.decodeIfPresent(String.self, forKey: .initialWeights)
     }
 
     public init(training: TrainingState, worldSize: Int, exits: [Int], config: String,
                 modelConfig: String, trainSeed: UInt64, sortedSeed: UInt64, shards: [String], tensors: [String],
-                runID: String, digests: [String: String]) {
+                runID: String, digests: [String: String], initialWeights: String? = nil) {
         formatVersion = CheckpointNames.formatVersion
         step = training.step
         optimizerSteps = training.optimizerSteps
@@ -129,6 +133,7 @@ public struct CheckpointState: Codable, Equatable, Sendable {
         self.tensors = tensors
         self.runID = runID
         self.digests = digests
+        self.initialWeights = initialWeights
     }
 }
 

@@ -7,6 +7,9 @@ import SortedFormats
 import SortedKit
 
 extension ModelFiles {
+    /// The model shape a llama GGUF file's metadata give (no tensor is read).
+    public static func ggufConfig(_ file: GGUFFile) throws -> LlamaConfig { try GGUFLlama.config(of: file) }
+
     /// Reads a GGUF file of architecture "llama" (F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors)
     /// as a float32 model. Embeddings are tied when the file has no `output.weight`.
     /// Every problem — another architecture, a missing key or tensor, a wrong shape, a tensor

@@ -27,6 +27,20 @@ public struct ExitReport: Codable, Sendable, Equatable {
     /// Generated tokens per second at this depth (batched greedy decoding).
     public var generationTokensPerSecond: Double?
 
+    public init(depth: Int, loss: Double, perplexity: Double, lossTokens: Int, accuracy: Double, agreement: Double,
+                klFromDeepest: Double, exactMatch: Double?, answered: Int, generationTokensPerSecond: Double?) {
+        self.depth = depth
+        self.loss = loss
+        self.perplexity = perplexity
+        self.lossTokens = lossTokens
+        self.accuracy = accuracy
+        self.agreement = agreement
+        self.klFromDeepest = klFromDeepest
+        self.exactMatch = exactMatch
+        self.answered = answered
+        self.generationTokensPerSecond = generationTokensPerSecond
+    }
+
     enum CodingKeys: String, CodingKey {
         case depth, loss, perplexity, accuracy, agreement, answered
         case lossTokens = "loss_tokens"

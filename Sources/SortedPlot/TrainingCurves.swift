@@ -57,8 +57,10 @@ public struct MetricsRun {
             }
             guard let step = number(object["step"]), step.isFinite else { continue }
             for (key, value) in object {
-                guard let losses = perExit(value) else { continue }
-                let kind = key == "exit_losses" ? "train" : key.hasSuffix("_exit_losses") ? String(key.dropLast(12)) : key
+                // A bare depth → number map is a loss only under a losses key (exit_weights is not).
+                let named = key == "exit_losses" || key.hasSuffix("_exit_losses")
+                guard named || holdsLosses(value), let losses = perExit(value) else { continue }
+                let kind = key == "exit_losses" ? "train" : named ? String(key.dropLast(12)) : key
                 for (depth, loss) in losses { values[kind, default: [:]][depth, default: [:]][step] = loss }
             }
         }
@@ -66,6 +68,12 @@ public struct MetricsRun {
             byDepth.mapValues { bySteps in bySteps.sorted { $0.key < $1.key }.map { (x: $0.key, y: $0.value) } }
         }
         return MetricsRun(name: name, curves: curves, warnings: warnings)
+    }
+
+    /// Whether `value` says it holds losses: {"exit_losses": {…}} or {"2": {"loss": …}, …}.
+    static func holdsLosses(_ value: Any) -> Bool {
+        guard let object = value as? [String: Any] else { return false }
+        return object["exit_losses"] != nil || (!object.isEmpty && object.values.allSatisfy { ($0 as? [String: Any])?["loss"] != nil })
     }
 
     /// {"2": 1.3, "4": 1.1} (or {"2": {"loss": 1.3}, …}, or {"exit_losses": {…}}) as depth → loss.

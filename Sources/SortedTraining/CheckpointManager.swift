@@ -12,6 +12,8 @@ public final class CheckpointManager {
     public let directory: CheckpointDirectory
     /// Written into every shard and the run state; a resumed run takes the checkpoint's.
     public var runID: String
+    /// The weights the run started from (kept over resumes), for the run state.
+    public var initialWeights: String?
     private let communicator: Communicator
     private let fileManager = FileManager.default
 
@@ -62,7 +64,7 @@ public final class CheckpointManager {
                 shards: (0..<world).map { CheckpointNames.shard(rank: $0, of: world) },
                 tensors: layout.tensors.map(\.name), runID: runID,
                 // Every rank holds the same weights and moments, so rank 0 can digest them all.
-                digests: CheckpointFiles.digests(layout: layout, buffers: buffers))
+                digests: CheckpointFiles.digests(layout: layout, buffers: buffers), initialWeights: initialWeights)
             try CheckpointFiles.writeIndex(at: (temporary as NSString).appendingPathComponent(CheckpointNames.index),
                                            state: state, plan: plan, layout: layout)
             // A checkpoint of this step already there (a resumed run saving the same step

@@ -4,6 +4,7 @@ import Foundation
 import SortedData
 import SortedFormats
 import SortedIO
+import SortedInference
 import SortedKit
 
 public enum ExportFormat: String, CaseIterable, Sendable {
@@ -28,12 +29,14 @@ public enum ModelExporter {
     }
 
     /// Writes depth `depth` of the checkpoint at `checkpoint` to `output` (a folder for hf,
-    /// a .h5 file for hdf5, a .gguf file for gguf, its tensors in `dtype`). The depth must be one of the run's exits unless `force`. An HF
-    /// export also gets the run's tokenizer files and its BOS/EOS ids; `notes` says what
-    /// could not be included.
+    /// a .h5 file for hdf5, a .gguf file for gguf with its tensors in `dtype`). The depth must be one of the run's exits unless `force`. An HF
+    /// export also gets the run's tokenizer files, its BOS/EOS ids, the exits it keeps (in
+    /// config.json's "sortedtrain" key, which transformers ignores), generation_config.json
+    /// and a README.md model card (with `evaluation`'s per-exit table when given); `notes`
+    /// says what could not be included.
     @discardableResult
-    public static func export(checkpoint: String, depth: Int, format: ExportFormat, output: URL,
-                              force: Bool, dtype: GGUFDType = .f32) throws -> (model: LlamaModel, state: CheckpointState, notes: [String]) {
+    public static func export(checkpoint: String, depth: Int, format: ExportFormat, output: URL, force: Bool,
+                              evaluation: EvaluationReport? = nil, dtype: GGUFDType = .f32) throws -> (model: LlamaModel, state: CheckpointState, notes: [String]) {
         let folder = try resolveCheckpoint(checkpoint)
         let (full, state) = try CheckpointFiles.readModel(directory: folder)
         guard depth >= 1 && depth <= full.config.numHiddenLayers else {
@@ -46,16 +49,29 @@ public enum ModelExporter {
         var notes: [String] = []
         switch format {
         case .hf:
-            let spec = try RunConfig.decode(stored: state.config, source: folder, model: full.config).data.tokenizer
-            var extra: [String: Any] = [:]
-            if let tokenizer = try? TokenizerLoader.load(spec) {
+            let run = try RunConfig.decode(stored: state.config, source: folder, model: full.config)
+            let spec = run.data.tokenizer
+            let card = ModelCard(depth: depth, trainedLayers: full.config.numHiddenLayers, exits: state.exits, steps: state.step,
+                                 tokens: state.sampleCursor * run.train.sequenceLength, dataFiles: run.data.train,
+                                 template: run.data.template, base: state.initialWeights.flatMap(ModelCard.baseModel(at:)),
+                                 evaluation: evaluation)
+            var extra: [String: Any] = ["sortedtrain": ["exits": card.exportedExits, "trained_layers": full.config.numHiddenLayers,
+                                                        "step": state.step]]
+            let tokenizer = try? TokenizerLoader.load(spec)
+            if let tokenizer {
                 extra["bos_token_id"] = tokenizer.bosID.map { Int($0) } ?? NSNull()
                 extra["eos_token_id"] = tokenizer.eosID.map { Int($0) } ?? NSNull()
             } else {
-                notes.append("the run's tokenizer \(spec) could not be read; config.json has no bos/eos ids")
+                notes.append("the run's tokenizer \(spec) could not be read; config.json has no bos/eos ids and there is no generation_config.json")
             }
             try ModelFiles.writeHF(sub, to: output, extraConfig: extra)
             notes += try copyTokenizerFiles(spec, to: output)
+            try write(Data(card.markdown(modelName: output.lastPathComponent).utf8), to: output.appendingPathComponent("README.md"))
+            if let tokenizer {
+                let generation = try JSONSerialization.data(withJSONObject: ModelCard.generationConfig(tokenizer: tokenizer, template: run.data.template),
+                                                            options: [.prettyPrinted, .sortedKeys])
+                try write(generation, to: output.appendingPathComponent("generation_config.json"))
+            }
         case .hdf5:
             try ModelFiles.writeHDF5(sub, to: output)
         case .gguf:
@@ -63,6 +79,22 @@ public enum ModelExporter {
             notes += try writeGGUF(sub, name: "sortedtrain depth \(depth) of step \(state.step)", tokenizer: spec, dtype: dtype, to: output)
         }
         return (sub, state, notes)
+    }
+
+    private static func write(_ data: Data, to url: URL) throws {
+        do { try data.write(to: url, options: .atomic) } catch {
+            throw FileFailure(path: url.path, "cannot be written", reason: error.localizedDescription)
+        }
+    }
+
+    /// An `eval --json` report, for the model card.
+    public static func readEvaluation(_ path: String) throws -> EvaluationReport {
+        guard ModelPath.classify(path) == .file, let data = FileManager.default.contents(atPath: path) else {
+            throw FileFailure(path: path, "cannot be read", remedy: "give the JSON file `sortedtrain eval --json` wrote")
+        }
+        do { return try JSONValueDecoder.decode(EvaluationReport.self, from: data) } catch {
+            throw DataError(file: path, "is not a report of `sortedtrain eval --json` (\(error))")
+        }
     }
 
     /// The HF tokenizer files the run used, next to the model: tokenizer.json and, when they

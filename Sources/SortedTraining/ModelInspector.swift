@@ -1,6 +1,8 @@
-// ModelInspector: a readable summary of a checkpoint, an HF directory or an HDF5 model:
-// run state where there is one, the model config, every tensor with shape and size.
+// ModelInspector: a readable summary of a checkpoint, an HF directory, an HDF5 model or a
+// GGUF file: run state where there is one, the model config, the exits it keeps, its dtype,
+// tokenizer and chat template, every tensor with shape and size.
 import Foundation
+import SortedData
 import SortedFormats
 import SortedIO
 import SortedKit
@@ -9,6 +11,8 @@ public struct InspectedTensor: Codable, Sendable {
     public let name: String
     public let shape: [Int]
     public let bytes: Int
+    /// Stored type, where it is not float32 everywhere (GGUF).
+    public var type: String?
 }
 
 public struct Inspection: Codable, Sendable {
@@ -19,10 +23,17 @@ public struct Inspection: Codable, Sendable {
     public var exits: [Int]?
     public var worldSize: Int?
     public var dataCursor: Int?
+    /// How the weights are stored: float32, or a GGUF's file type (F16, Q8_0, …).
+    public var dtype: String?
+    /// What the tokenizer is ("tokenizer.json, 49152 tokens", "gpt2 BPE in the GGUF, …"), if any.
+    public var tokenizer: String?
+    /// The model's own chat template, when it ships one.
+    public var chatTemplate: String?
     public var tensors: [InspectedTensor]
 
     enum CodingKeys: String, CodingKey {
-        case kind, path, config, step, exits, worldSize = "world_size", dataCursor = "data_cursor", tensors
+        case kind, path, config, step, exits, worldSize = "world_size", dataCursor = "data_cursor", dtype, tokenizer,
+             chatTemplate = "chat_template", tensors
     }
 }
 
@@ -30,10 +41,8 @@ public enum ModelInspector {
     public static func inspect(_ path: String) throws -> Inspection {
         let kind = ModelPath.classify(path)
         if kind == .missing { throw TrainingError.notFound(path: path) }
-        if kind == .hfFolder {
-            let model = try ModelFiles.readHF(URL(fileURLWithPath: path))
-            return Inspection(kind: "hf", path: path, config: model.config, tensors: tensors(model.layout))
-        }
+        if kind == .hfFolder { return try inspectHF(URL(fileURLWithPath: path)) }
+        if kind == .gguf { return try inspectGGUF(URL(fileURLWithPath: path)) }
         if !kind.isFolder {
             let model = try ModelFiles.readHDF5(URL(fileURLWithPath: path))
             return Inspection(kind: "hdf5", path: path, config: model.config, tensors: tensors(model.layout))
@@ -46,6 +55,41 @@ public enum ModelInspector {
                           tensors: tensors(ParameterLayout(config: config)))
     }
 
+    /// An HF export: its exits (config.json's "sortedtrain" key), dtype, tokenizer files and template.
+    static func inspectHF(_ folder: URL) throws -> Inspection {
+        let model = try ModelFiles.readHF(folder)
+        let config = (try? Data(contentsOf: folder.appendingPathComponent("config.json"))).flatMap { try? JSONParser.parse($0) }
+        var inspection = Inspection(kind: "hf", path: folder.path, config: model.config, tensors: tensors(model.layout))
+        inspection.exits = config?["sortedtrain"]?["exits"]?.array?.compactMap(\.int)
+        inspection.dtype = config?["torch_dtype"]?.string
+        let tokenizerFile = folder.appendingPathComponent("tokenizer.json")
+        if let tokenizer = try? TokenizerLoader.load(tokenizerFile.path) {
+            inspection.tokenizer = "tokenizer.json, \(tokenizer.vocabularySize) tokens"
+        }
+        inspection.chatTemplate = ChatTemplateFile.text(inFolder: folder).map(describeTemplate)
+        return inspection
+    }
+
+    /// A GGUF file: its depth and shape from the llama metadata, tensor types, tokenizer, template.
+    static func inspectGGUF(_ url: URL) throws -> Inspection {
+        let file = try GGUFFile(contentsOf: url)
+        var inspection = Inspection(kind: "gguf", path: url.path, config: try ModelFiles.ggufConfig(file),
+                                    tensors: file.tensors.map { InspectedTensor(name: $0.name, shape: $0.shape, bytes: $0.byteCount, type: "\($0.type)") })
+        inspection.exits = file.metadata["sortedtrain.exits"]?.ints
+        let types = Set(file.tensors.map { "\($0.type)" }).sorted()
+        inspection.dtype = types.joined(separator: ", ")
+        if let model = file.metadata["tokenizer.ggml.model"]?.string, let count = file.metadata["tokenizer.ggml.tokens"]?.array?.count {
+            inspection.tokenizer = "\(model) tokenizer in the file, \(count) tokens"
+        }
+        inspection.chatTemplate = file.metadata["tokenizer.chat_template"]?.string.map(describeTemplate)
+        return inspection
+    }
+
+    /// "ChatML (412 characters)" or "412 characters" for a Jinja chat template.
+    static func describeTemplate(_ text: String) -> String {
+        (PromptTemplate(chatTemplate: text) == .chatml ? "ChatML, " : "") + "\(text.count) characters"
+    }
+
     static func tensors(_ layout: ParameterLayout) -> [InspectedTensor] {
         layout.tensors.map { InspectedTensor(name: $0.name, shape: $0.shape, bytes: $0.count * 4) }
     }
@@ -55,13 +99,19 @@ public enum ModelInspector {
         var lines = ["\(i.kind) \(i.path)"]
         if let step = i.step {
             lines.append("step \(step), exits \(i.exits ?? []), saved by \(i.worldSize ?? 0) rank(s), data cursor \(i.dataCursor ?? 0)")
+        } else if let exits = i.exits {
+            lines.append("depth \(i.config.numHiddenLayers), exits \(exits)")
         }
+        if let dtype = i.dtype { lines.append("dtype: \(dtype)") }
+        lines.append("tokenizer: \(i.tokenizer ?? "none in the model")")
+        if let template = i.chatTemplate { lines.append("chat template: \(template)") }
         lines.append("model: \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), intermediate \(c.intermediateSize), heads \(c.numAttentionHeads)/\(c.numKeyValueHeads) kv, head_dim \(c.headDim), vocab \(c.vocabSize), rope_theta \(c.ropeTheta), tied \(c.tieWordEmbeddings)")
         let total = i.tensors.reduce(0) { $0 + $1.bytes }
-        lines.append("tensors: \(i.tensors.count), \(total / 4) parameters, \(String(format: "%.1f", Double(total) / 1_048_576)) MiB (float32)")
+        let parameters = ParameterLayout(config: c).count
+        lines.append("tensors: \(i.tensors.count), \(parameters) parameters, \(String(format: "%.1f", Double(total) / 1_048_576)) MiB\(i.kind == "gguf" ? "" : " (float32)")")
         let width = i.tensors.map(\.name.count).max() ?? 0
         for t in i.tensors {
-            lines.append("  " + t.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  \(t.shape)  \(t.bytes) B")
+            lines.append("  " + t.name.padding(toLength: width, withPad: " ", startingAt: 0) + "  \(t.shape)  \(t.bytes) B" + (t.type.map { "  \($0)" } ?? ""))
         }
         return lines.joined(separator: "\n")
     }

@@ -46,7 +46,7 @@ public enum ModelSource {
                 throw TrainingError.tokenizerRequired(path: path)
             }
             return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec),
-                               template: try template(nil, chatTemplate: isHF ? hfChatTemplate(url) : nil),
+                               template: try template(nil, chatTemplate: isHF ? ChatTemplateFile.text(inFolder: url) : nil),
                                exits: [model.config.numHiddenLayers],
                                window: min(model.config.maxPositionEmbeddings, 2048),
                                validation: [], description: "\(isHF ? "HF model" : "HDF5 model") \(path)")
@@ -58,16 +58,5 @@ public enum ModelSource {
                            template: try template(run.data.template.rawValue), exits: state.exits,
                            window: run.train.sequenceLength, validation: run.data.validation,
                            description: "checkpoint \(folder) (step \(state.step))")
-    }
-
-
-    /// An HF folder's chat template: chat_template.jinja, or tokenizer_config.json's chat_template.
-    private static func hfChatTemplate(_ folder: URL) -> String? {
-        if let text = try? String(contentsOf: folder.appendingPathComponent("chat_template.jinja"), encoding: .utf8) {
-            return text
-        }
-        guard let data = try? Data(contentsOf: folder.appendingPathComponent("tokenizer_config.json")),
-              let object = try? JSONParser.parse(data) else { return nil }
-        return object["chat_template"]?.string
     }
 }

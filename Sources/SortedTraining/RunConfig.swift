@@ -218,14 +218,20 @@ public struct RunConfig: Sendable {
             systemPrompt: dt.has("system_prompt") ? try dt.string("system_prompt", allowEmpty: true) : nil,
             shuffle: try dt.bool("shuffle", default: true))
 
-        let s = try section("sorted", ["exits", "reduction", "weights", "sampling", "seed"])
+        let s = try section("sorted", ["exits", "reduction", "weights", "sampling", "seed", "scale", "curriculum",
+                                       "weight_start", "warmup_steps", "warmup"])
         let L = model.numHiddenLayers
+        let exits = try s.intArray("exits") ?? [L]
         let objective = try SortedObjective(
-            exits: try s.intArray("exits") ?? [L], numLayers: L,
+            exits: exits, numLayers: L,
             reduction: try s.choice("reduction", default: LossReduction.mean),
             weights: try s.doubleArray("weights"),
             sampling: try s.choice("sampling", default: ExitSampling.all),
-            seed: UInt64(try s.int("seed", default: Int(train.seed), min: 0)))
+            seed: UInt64(try s.int("seed", default: Int(train.seed), min: 0)),
+            scale: s.has("scale") ? try s.choice("scale", default: ExitScale.uniform) : nil,
+            curriculum: try s.choice("curriculum", default: ExitCurriculum.none),
+            warmup: try exitWarmup(s, exits: exits, numLayers: L),
+            totalSteps: train.maxSteps)
 
         let o = try section("optim", ["lr", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm",
                                       "decay_norms", "decay_embeddings"])
@@ -279,6 +285,22 @@ public struct RunConfig: Sendable {
         return RunConfig(model: model, data: data, objective: objective, optimizer: optimizer,
                          maxGradNorm: clip > 0 ? clip : nil, train: train, schedule: schedule, log: log,
                          checkpoint: checkpoint, distributed: distributed, source: source, json: "{}")
+    }
+
+    /// sorted.weight_start / warmup_steps / warmup: one value for every exit below the last
+    /// layer (the full model keeps its weight from step 0), or one per exit.
+    static func exitWarmup(_ s: ConfigSection, exits: [Int], numLayers: Int) throws -> ExitWarmup? {
+        guard s.has("weight_start") || s.has("warmup_steps") else {
+            if s.has("warmup") { throw s.error("warmup", .invalid("shapes a warm-up that sorted.weight_start and sorted.warmup_steps set; give them")) }
+            return nil
+        }
+        guard s.has("weight_start"), s.has("warmup_steps") else {
+            throw s.error(s.has("weight_start") ? "warmup_steps" : "weight_start", .missing(hint: "a warm-up needs both sorted.weight_start and sorted.warmup_steps"))
+        }
+        let early = exits.map { $0 < numLayers }
+        let start = try s.values["weight_start"]!.double.map { v in early.map { $0 ? v : 1 } } ?? (s.doubleArray("weight_start") ?? [])
+        let steps = try s.values["warmup_steps"]!.int.map { n in early.map { $0 ? n : 0 } } ?? (s.intArray("warmup_steps") ?? [])
+        return ExitWarmup(start: start, steps: steps, shape: try s.choice("warmup", default: WarmupShape.linear))
     }
 
     /// `model` is either HF config keys inline or {"path": "dir/config.json"}. Paths in a run

@@ -11,6 +11,8 @@ public struct StepMetrics: Codable, Sendable {
     public var step: Int
     /// Mean cross-entropy of each exit over the global batch, keyed by depth.
     public var exitLosses: [String: Double]
+    /// Each exit's factor in `loss` this step (the objective's weights, schedule and curriculum).
+    public var exitWeights: [String: Double]
     public var loss: Double
     public var gradientNorm: Double
     public var lr: Double
@@ -25,7 +27,7 @@ public struct StepMetrics: Codable, Sendable {
     public var peakRSSMiB: Double
 
     enum CodingKeys: String, CodingKey {
-        case step, exitLosses = "exit_losses", loss, gradientNorm = "grad_norm", lr, tokens,
+        case step, exitLosses = "exit_losses", exitWeights = "exit_weights", loss, gradientNorm = "grad_norm", lr, tokens,
              lossTokens = "loss_tokens", stepSeconds = "step_s", computeSeconds = "compute_s",
              exposedCommunicationSeconds = "exposed_comm_s", skipped, peakRSSMiB = "peak_rss_mb"
     }
@@ -188,9 +190,12 @@ public final class Trainer {
         }
         state.sampleCursor += globalBatchSize
         let seconds = (ContinuousClock.now - start).seconds
-        var byDepth: [String: Double] = [:]
-        for (exit, value) in zip(exits, exitLosses) { byDepth[String(exit.depth)] = value }
-        let metrics = StepMetrics(step: step + 1, exitLosses: byDepth, loss: loss, gradientNorm: norm, lr: lr,
+        var byDepth: [String: Double] = [:], weights: [String: Double] = [:]
+        for (exit, value) in zip(exits, exitLosses) {
+            byDepth[String(exit.depth)] = value
+            weights[String(exit.depth)] = exit.weight
+        }
+        let metrics = StepMetrics(step: step + 1, exitLosses: byDepth, exitWeights: weights, loss: loss, gradientNorm: norm, lr: lr,
                                   tokens: globalBatchSize * config.train.sequenceLength, lossTokens: Int(counts[0]), stepSeconds: seconds, computeSeconds: seconds - exposed,
                                   exposedCommunicationSeconds: exposed, skipped: skipped, peakRSSMiB: ProcessMemory.peakMiB())
         return (metrics, totals[exits.count] > 0)

@@ -98,6 +98,7 @@ public final class TrainingSession {
 
         let checkpoints = CheckpointManager(root: config.checkpoint.directory, keep: config.checkpoint.keep,
                                             communicator: communicator)
+        checkpoints.initialWeights = options.initFrom
         try agreed("checking checkpoint.dir") {
             guard rank == 0, let foreign = checkpoints.directory.foreignEntries().first else { return }
             throw ConfigError(key: "checkpoint.dir", "\(config.checkpoint.directory)/\(foreign) is not a checkpoint folder; move it out of checkpoint.dir (train saves step-XXXXXXXX folders there)")
@@ -132,6 +133,7 @@ public final class TrainingSession {
                 }
                 try trainer.verifyIdentical("the state loaded from \(folder)", trainer.stateFingerprint())
                 if !state.runID.isEmpty { checkpoints.runID = state.runID }   // format 2 had none: a new one
+                checkpoints.initialWeights = options.initFrom ?? state.initialWeights
                 say("resumed from \(folder) at step \(state.step) (saved by \(state.worldSize) rank(s), now \(communicator.size))")
             } else {
                 say("no checkpoint in \(config.checkpoint.directory) yet: starting from step 0")

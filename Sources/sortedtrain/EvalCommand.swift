@@ -10,17 +10,6 @@ import SortedKit
 import SortedPlot
 import SortedTraining
 
-/// `eval --json` output.
-struct EvalResult: Codable {
-    let model: String
-    let exits: [ExitReport]
-    var compared: EvalComparison?
-}
-
-struct EvalComparison: Codable {
-    let model: String
-    let exits: [ExitReport]
-}
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -93,10 +82,10 @@ struct EvalCommand: ParsableCommand {
                 throw CommandLineError("--exits: \(error)")
             }
         }
-        var result = EvalResult(model: loaded.description, exits: try evaluate(loaded))
+        var result = EvaluationReport(model: loaded.description, exits: try evaluate(loaded))
         if let compare {
             let other = try served.load(compare)
-            result.compared = EvalComparison(model: other.description, exits: try evaluate(other))
+            result.compared = EvaluationReport.Compared(model: other.description, exits: try evaluate(other))
         }
         guard rank0 else { return }
         if let json {
@@ -109,7 +98,7 @@ struct EvalCommand: ParsableCommand {
         if let svg { try EvalChart.svg(result).write(toFile: svg, atomically: true, encoding: .utf8) }
     }
 
-    private func printTable(_ result: EvalResult) {
+    private func printTable(_ result: EvaluationReport) {
         func em(_ r: ExitReport) -> String { r.exactMatch.map { String(format: "%.1f%%", 100 * $0) } ?? "-" }
         func speed(_ r: ExitReport) -> String { r.generationTokensPerSecond.map { String(format: "%.0f", $0) } ?? "-" }
         func cell(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
@@ -134,7 +123,7 @@ struct EvalCommand: ParsableCommand {
 }
 
 enum EvalChart {
-    static func svg(_ result: EvalResult) -> String {
+    static func svg(_ result: EvaluationReport) -> String {
         var runs = [(name: result.model, reports: result.exits)]
         if let other = result.compared { runs.append((other.model, other.exits)) }
         return EvaluationChart.svg(runs)

@@ -14,9 +14,11 @@ struct ExportCommand: ParsableCommand {
         discussion: """
         The exit-k sub-model is the first k decoder layers plus the shared final norm and LM
         head. --format hf writes model.safetensors, config.json (num_hidden_layers = k, the
-        tokenizer's BOS/EOS ids) and the run's tokenizer.json (with tokenizer_config.json and
-        special_tokens_map.json when they sit beside it), which transformers loads as
-        LlamaForCausalLM; --format hdf5 writes one .h5 file with the checkpoint's per-layer
+        tokenizer's BOS/EOS ids, the exits up to k under "sortedtrain"), generation_config.json,
+        a README.md model card (base model and license from the run's initial weights, the
+        run's exits, steps, tokens and data, and --eval's per-exit table) and the run's
+        tokenizer.json (with tokenizer_config.json and special_tokens_map.json when they sit
+        beside it), which transformers loads as LlamaForCausalLM; --format hdf5 writes one .h5 file with the checkpoint's per-layer
         layout and no optimizer state; --format gguf writes one llama-architecture GGUF v3 file
         (llama.block_count = k, the run's tokenizer and chat template as metadata) for llama.cpp.
         """)
@@ -42,6 +44,9 @@ struct ExportCommand: ParsableCommand {
     @Flag(help: "Replace an existing --out (never a checkpoint).")
     var overwrite = false
 
+    @Option(name: .customLong("eval"), help: "A report of `sortedtrain eval --json`: its per-exit table goes into the HF model card (README.md).")
+    var evaluation: String?
+
     func validate() throws {
         guard depth >= 1 else { throw CommandLineError("--depth \(depth) is not a depth (a whole number ≥ 1)") }
         guard !out.isEmpty, !checkpoint.isEmpty else { throw CommandLineError("name the checkpoint and a non-empty --out") }
@@ -55,8 +60,11 @@ struct ExportCommand: ParsableCommand {
 
     func run() throws {
         try OutputTarget.check(URL(fileURLWithPath: out), directory: format == .hf, overwrite: overwrite, flag: "--out")
+        let report = try evaluation.map(ModelExporter.readEvaluation)
+        if report != nil && format != .hf { throw CommandLineError("--eval goes into an HF model card: use it with --format hf") }
         let (model, state, notes) = try ModelExporter.export(checkpoint: checkpoint, depth: depth, format: format,
-                                                             output: URL(fileURLWithPath: out), force: force, dtype: dtype ?? .f32)
+                                                             output: URL(fileURLWithPath: out), force: force, evaluation: report,
+                                                             dtype: dtype ?? .f32)
         print("exported depth \(depth) of step \(state.step) (\(model.layout.count) parameters) as \(format == .gguf ? "gguf \((dtype ?? .f32).rawValue)" : format.rawValue) to \(out)")
         for note in notes { print("note: \(note)") }
     }

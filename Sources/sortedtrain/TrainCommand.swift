@@ -15,6 +15,13 @@ struct TrainCommand: ParsableCommand {
         line per step to <log.dir>/metrics.jsonl, checkpoints to <checkpoint.dir>. SIGINT,
         SIGTERM or SIGUSR1 (the one to send to mpirun) finishes the current step, saves a
         checkpoint and exits; --resume auto continues from it, on any number of ranks.
+
+        The sorted section: exits (ascending depths), reduction (mean or sum), weights (one per
+        exit) or scale (uniform, linear, sum, sqrt, inverse, inverse_sqrt: torchtune's loss
+        scales by depth, normalised to sum 1 over the step's exits), sampling (all or random) or
+        curriculum (none, rotational, gradual: torchtune's; the last layer always trains),
+        weight_start and warmup_steps (a number for every exit below the last layer, or one per
+        exit) with warmup (linear or cosine): each exit's weight ramps to its target, as EE-LLM's.
         """)
 
     @Option(help: "Run config JSON (sections model, data, sorted, optim, schedule, train, log, checkpoint, distributed).")

@@ -106,11 +106,13 @@ check("a collective a peer never joins times out and names that rank") {
     }
 }
 
-check("data-parallel training equals single-process training on the same global batch") {
+/// Trains 10 steps with `sorted` as the config's sorted section, data-parallel and on one
+/// process with the same global batch; true when weights and per-exit losses agree.
+func dataParallelEqualsSingleProcess(sorted: String) throws -> Bool {
     let model = try LlamaModel(config: LlamaConfig(hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 4,
                                                     numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 40, rmsNormEps: 1e-5,
                                                     maxPositionEmbeddings: 32))
-    let runJSON = #"{"model": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 40, "max_position_embeddings": 32}, "sorted": {"exits": [1, 2, 4]}, "optim": {"lr": 0.01, "weight_decay": 0.1, "max_grad_norm": 1.0}, "schedule": {"type": "cosine", "warmup_steps": 2}, "train": {"micro_batch_size": 2, "sequence_length": 12, "max_steps": 10, "seed": 5}, "distributed": {"timeout_s": 60}}"#
+    let runJSON = #"{"model": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 40, "max_position_embeddings": 32}, "sorted": \#(sorted), "optim": {"lr": 0.01, "weight_decay": 0.1, "max_grad_norm": 1.0}, "schedule": {"type": "cosine", "warmup_steps": 2}, "train": {"micro_batch_size": 2, "sequence_length": 12, "max_steps": 10, "seed": 5}, "distributed": {"timeout_s": 60}}"#
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("mpi-check-\(ProcessInfo.processInfo.processIdentifier).json").path
     try Data(runJSON.utf8).write(to: URL(fileURLWithPath: path))
     defer { try? FileManager.default.removeItem(atPath: path) }
@@ -153,6 +155,15 @@ check("data-parallel training equals single-process training on the same global 
         print("rank \(dataParallel.rank): worst relative parameter difference \(worst) (\(worstName)), losses agree \(lossesAgree), loss fell \(fell)")
     }
     return worst <= 1e-5 && lossesAgree && distributedLosses.count == 10 && fell
+}
+
+check("data-parallel training equals single-process training on the same global batch") {
+    try dataParallelEqualsSingleProcess(sorted: #"{"exits": [1, 2, 4]}"#)
+}
+
+check("… also with exit weights by depth, a gradual curriculum and warm-ups, and with a rotational curriculum") {
+    try dataParallelEqualsSingleProcess(sorted: #"{"exits": [1, 2, 4], "scale": "sqrt", "curriculum": "gradual", "weight_start": 0.1, "warmup_steps": 4}"#)
+        && dataParallelEqualsSingleProcess(sorted: #"{"exits": [1, 3], "scale": "inverse", "curriculum": "rotational", "reduction": "sum"}"#)
 }
 
 /// A folder every rank agrees on: rank 0 picks it and broadcasts the name.

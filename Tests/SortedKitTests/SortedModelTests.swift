@@ -135,6 +135,66 @@ final class SortedModelTests: XCTestCase {
         XCTAssertEqual(sum.activeExits(step: 0).map(\.weight), [1, 1])
     }
 
+    /// Every (curriculum, step, scale) of Tests/Fixtures/exit-schedules.json, which
+    /// scripts/make_schedule_fixture.py made by running torchtune's own curricula and scales.
+    func testSchedulesMatchTorchtunesCode() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/exit-schedules.json")
+        let fixture = try JSONParser.parse(Data(contentsOf: url))
+        let exits = fixture["exits"]!.array!.compactMap(\.int), layers = fixture["layers"]!.int!, total = fixture["max_steps"]!.int!
+        let cases = fixture["cases"]!.array!
+        XCTAssertEqual(cases.count, 45)
+        for c in cases {
+            let curriculum = ExitCurriculum(rawValue: c["curriculum"]!.string!)!, step = c["step"]!.int!
+            for (name, weights) in c["weights"]!.object! {
+                let objective = try SortedObjective(exits: exits, numLayers: layers, scale: ExitScale(rawValue: name)!,
+                                                    curriculum: curriculum, totalSteps: total)
+                let got = objective.activeExits(step: step)
+                XCTAssertEqual(got.map(\.depth), c["depths"]!.array!.compactMap(\.int), "\(curriculum) step \(step)")
+                // Some of torchtune's scales compute in float32 (torch.ones, torch.Tensor).
+                for (g, w) in zip(got, weights.array!.compactMap(\.double)) {
+                    XCTAssertEqual(g.weight, w, accuracy: 2e-7, "\(curriculum) step \(step) \(name)")
+                }
+            }
+        }
+    }
+
+    func testCurriculaAreTorchtunes() throws {
+        let rotational = try SortedObjective(exits: [2, 4], numLayers: 4, scale: .uniform, curriculum: .rotational)
+        XCTAssertEqual((0..<4).map { rotational.activeExits(step: $0).map(\.depth) }, [[2, 4], [1, 3, 4], [2, 4], [1, 3, 4]])
+        let single = try SortedObjective(exits: [2, 4], numLayers: 4, curriculum: .rotational)
+        XCTAssertEqual(single.activeExits(step: 1).map(\.weight), [1.0 / 3, 1.0 / 3, 1.0 / 3])
+        let one = try SortedObjective(exits: [2], numLayers: 4, curriculum: .rotational)
+        XCTAssertEqual((0..<4).map { one.activeExits(step: $0).map(\.depth) }, [[2, 4], [3, 4], [4], [1, 4]])
+        let gradual = try SortedObjective(exits: [2, 4, 6, 8], numLayers: 8, curriculum: .gradual, totalSteps: 100)
+        let expected: [Int: [Int]] = [0: [8], 1: [8], 19: [8], 20: [6, 8], 32: [6, 8], 33: [4, 6, 8], 44: [4, 6, 8],
+                                      45: [2, 4, 6, 8], 59: [2, 4, 6, 8]]
+        for (step, depths) in expected { XCTAssertEqual(gradual.activeExits(step: step).map(\.depth), depths, "step \(step)") }
+        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, sampling: .random, curriculum: .gradual))
+        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, weights: [1, 2], curriculum: .rotational))
+        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, weights: [1, 2], scale: .linear))
+        // With reduction sum a scale's weights still sum to 1, as torchtune's do.
+        let summed = try SortedObjective(exits: [2, 4], numLayers: 4, reduction: .sum, scale: .linear)
+        XCTAssertEqual(summed.activeExits(step: 0).map(\.weight), [1.0 / 3, 2.0 / 3])
+    }
+
+    func testWarmupRampsToTheTarget() throws {
+        let warmup = ExitWarmup(start: [0, 1], steps: [10, 0], shape: .linear)
+        let linear = try SortedObjective(exits: [2, 4], numLayers: 4, reduction: .sum, weights: [2, 1], warmup: warmup)
+        XCTAssertEqual([0, 5, 10, 50].map { linear.activeExits(step: $0)[0].weight }, [0, 1, 2, 2])
+        XCTAssertEqual([0, 5, 10].map { linear.activeExits(step: $0)[1].weight }, [1, 1, 1], "the full model does not ramp")
+        var cosine = warmup
+        cosine.shape = .cosine
+        let c = try SortedObjective(exits: [2, 4], numLayers: 4, reduction: .sum, weights: [2, 1], warmup: cosine)
+        XCTAssertEqual(c.activeExits(step: 2)[0].weight, 2 * (1 - cos(Double.pi * 0.2)) / 2, accuracy: 1e-12)
+        XCTAssertEqual(c.activeExits(step: 5)[0].weight, 1, accuracy: 1e-12)
+        // mean: the ramped weights are normalised, so at step 0 the full model carries the loss alone.
+        let mean = try SortedObjective(exits: [2, 4], numLayers: 4, warmup: warmup)
+        XCTAssertEqual(mean.activeExits(step: 0).map(\.weight), [0, 1])
+        XCTAssertEqual(mean.activeExits(step: 5).map(\.weight), [0.5 / 1.5, 1 / 1.5])
+        XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, warmup: ExitWarmup(start: [0], steps: [1], shape: .linear)))
+    }
+
     func testBadExitSetsAreRejectedByKey() {
         let cases: [([Int], [Double]?, String)] = [
             ([], nil, "is empty"), ([0, 2], nil, "outside 1...4"), ([2, 5], nil, "outside 1...4"),

@@ -32,7 +32,8 @@ final class TrainingCurvesTests: XCTestCase {
                     "{\"step\":10,\"validation\":{\"exit_losses\":{\"2\":2.2,\"4\":1.7},\"loss\":1.9}}",
                     "{\"step\":20,\"eval\":{\"2\":{\"loss\":2.1,\"ppl\":8.2},\"4\":{\"loss\":1.6}}}",
                     "{\"step\":20,\"val_exit_losses\":{\"2\":2.0}}",
-                    "{\"step\":30,\"lr_by_group\":{\"embed\":0.1}}"].joined(separator: "\n")
+                    "{\"step\":30,\"lr_by_group\":{\"embed\":0.1}}",
+                    "{\"step\":40,\"exit_weights\":{\"2\":0.25,\"4\":0.75}}"].joined(separator: "\n")
         let r = try run(text)
         XCTAssertEqual(r.curves.keys.sorted(), ["eval", "train", "val", "validation"])
         XCTAssertEqual(r.curves["validation"]![4]!.map(\.y), [1.7])

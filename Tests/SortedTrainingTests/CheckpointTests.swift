@@ -50,6 +50,31 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
+    /// Exits join (gradual: depth 2 at step 3, depth 1 at step 4 of 6) and weights ramp (4
+    /// steps) across the save at step 3: the resumed run trains the same exits with the same
+    /// weights, bit for bit.
+    func testResumeAcrossScheduleBoundariesIsBitExact() throws {
+        let config = try config(exits: #"[1, 2, 3], "scale": "linear", "curriculum": "gradual", "weight_start": 0, "warmup_steps": 4, "warmup": "cosine""#)
+        let straight = try trainer(config)
+        var straightLines: [[String: Double]] = [], straightLosses: [Double] = []
+        straight.onStep = { straightLines.append($0.exitWeights); straightLosses.append($0.loss) }
+        _ = try straight.run()
+        XCTAssertEqual(straightLines.map { $0.keys.sorted() }, [["3"], ["3"], ["3"], ["2", "3"], ["1", "2", "3"], ["1", "2", "3"]])
+
+        let first = try trainer(config)
+        var lines: [[String: Double]] = [], losses: [Double] = []
+        first.onStep = { lines.append($0.exitWeights); losses.append($0.loss) }
+        _ = try first.run(until: 3)
+        let saved = try CheckpointManager(root: config.checkpoint.directory, keep: 2, communicator: SingleProcessCommunicator()).save(first)
+        let resumed = try trainer(config)
+        _ = try CheckpointManager.load(saved, into: resumed, allowExitChange: false)
+        resumed.onStep = { lines.append($0.exitWeights); losses.append($0.loss) }
+        _ = try resumed.run()
+        XCTAssertEqual(lines, straightLines)
+        XCTAssertEqual(losses, straightLosses)
+        XCTAssertTrue(resumed.model.parameters.array() == straight.model.parameters.array(), "final parameters, bit for bit")
+    }
+
     func testCheckpointLayoutIsOneTreeWithHFNames() throws {
         let config = try config()
         let t = try trainer(config)

@@ -84,6 +84,26 @@ final class RunConfigTests: XCTestCase {
         XCTAssertNil(elsewhere?.line)
     }
 
+    func testExitSchedulesAreReadAndCheckedByKey() throws {
+        let base = "{\(model), \"train\": {\"sequence_length\": 8, \"max_steps\": 40}, \"sorted\": "
+        let config = try RunConfig.load(path: try write(base + #"{"exits": [2, 4], "scale": "inverse_sqrt", "curriculum": "gradual", "weight_start": 0.2, "warmup_steps": 10, "warmup": "cosine"}}"#))
+        XCTAssertEqual(config.objective.scale, .inverseSqrt)
+        XCTAssertEqual(config.objective.curriculum, .gradual)
+        XCTAssertEqual(config.objective.totalSteps, 40)
+        XCTAssertEqual(config.objective.warmup, ExitWarmup(start: [0.2, 1], steps: [10, 0], shape: .cosine), "the full model does not ramp")
+        let perExit = try RunConfig.load(path: try write(base + #"{"exits": [2, 4], "weight_start": [0, 0.5], "warmup_steps": [5, 8]}}"#))
+        XCTAssertEqual(perExit.objective.warmup, ExitWarmup(start: [0, 0.5], steps: [5, 8], shape: .linear))
+        for (sorted, key, mentions) in [(#"{"exits": [2, 4], "weight_start": 0}"#, "sorted.warmup_steps", "needs both"),
+                                        (#"{"exits": [2, 4], "warmup": "cosine"}"#, "sorted.warmup", "weight_start"),
+                                        (#"{"exits": [2, 4], "weight_start": [0], "warmup_steps": 3}"#, "sorted.weight_start", "one value per exit"),
+                                        (#"{"exits": [2, 4], "scale": "linear", "weights": [1, 2]}"#, "sorted.scale", "keep one"),
+                                        (#"{"exits": [2, 4], "scale": "cubic"}"#, "sorted.scale", "inverse_sqrt"),
+                                        (#"{"exits": [2, 4], "curriculum": "gradual", "sampling": "random"}"#, "sorted.curriculum", "keep one"),
+                                        (#"{"exits": [2, 4], "curriculum": "rotational", "weights": [1, 2]}"#, "sorted.curriculum", "sorted.scale")] {
+            try assertConfigError(base + sorted + "}", key: key, mentions: mentions)
+        }
+    }
+
     func testDefaultsAndOverrides() throws {
         let path = try write("{\(model), \"sorted\": {\"exits\": [2, 4]}, \"train\": {\"sequence_length\": 32}}")
         let config = try RunConfig.load(path: path, overrides: ["optim.lr=0.01", "train.micro_batch_size=3", "sorted.sampling=random"])
