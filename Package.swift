@@ -26,7 +26,7 @@ let package = Package(
         // The one funnel for MPI.
         .target(name: "SortedDistributed", dependencies: ["CMPI"]),
         // Container formats in pure Swift: JSON (the one strict reader, with positions, and a
-        // Decoder over it), safetensors (read and write), GGUF (read).
+        // Decoder over it), safetensors (read and write), GGUF (read and write).
         .target(name: "SortedFormats", dependencies: ["SortedKit"]),
         // Model and checkpoint files: HDF5 (the one place that imports CHDF5), HF directories,
         // GGUF models, export — over SortedFormats' containers.
@@ -55,7 +55,7 @@ let package = Package(
         .executableTarget(name: "sortedtrain-mpi-tests", dependencies: ["SortedDistributed", "SortedTraining", "SortedKit"],
                           path: "Tests/MPITests"),
 
-        // What the XCTest targets share: temporary directories.
+        // What the XCTest targets share: temporary directories, running python3.
         .target(name: "SortedTestSupport", path: "Tests/SortedTestSupport"),
 
         .testTarget(name: "SortedKitTests", dependencies: ["SortedKit", "SortedFormats"]),

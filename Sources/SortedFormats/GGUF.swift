@@ -1,6 +1,7 @@
 // GGUF: reads llama.cpp's model format: a header, typed metadata key/values (the tokenizer
 // lives there), a tensor directory, and tensor data dequantised to Float (F32, F16, BF16,
 // Q8_0, Q4_0, Q4_1). Layout per ggml's gguf.md; every length and offset is bounds-checked.
+// GGUFWriter (GGUFWriter.swift) writes the same layout.
 import Foundation
 import SortedKit
 
@@ -84,6 +85,7 @@ public struct GGUFFile {
     /// ggml tensor types (the ones sortedtrain dequantises, and names for the rest).
     public struct TensorType: Equatable, CustomStringConvertible {
         public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
         public static let f32 = TensorType(rawValue: 0)
         public static let f16 = TensorType(rawValue: 1)
         public static let q4_0 = TensorType(rawValue: 2)

@@ -1,6 +1,7 @@
 // GGUFModel: a llama-architecture GGUF file (llama.cpp's format) as a LlamaModel: the config
 // from `llama.*` metadata, every tensor dequantised to Float and renamed to its HF place,
-// and llama.cpp's row permutation of attn_q / attn_k undone so RoPE sees HF's rotate-half layout.
+// and llama.cpp's row permutation of attn_q / attn_k undone so RoPE sees HF's rotate-half layout;
+// and the way back: a LlamaModel as the GGUF file llama.cpp's converter would write.
 import Foundation
 import SortedFormats
 import SortedKit
@@ -57,6 +58,82 @@ extension ModelFiles {
             }
         }
         return model
+    }
+}
+
+/// The tensor precision of a GGUF export.
+public enum GGUFDType: String, CaseIterable, Sendable {
+    /// Every tensor float32 (llama.cpp's ALL_F32).
+    case f32
+    /// Matrices float16, norms float32 (MOSTLY_F16).
+    case f16
+    /// Matrices Q8_0 (8-bit, one f16 scale per 32 values), norms float32 (MOSTLY_Q8_0).
+    case q8_0
+
+    /// llama.cpp's `general.file_type` (enum llama_ftype).
+    public var fileType: UInt32 {
+        switch self {
+        case .f32: return 0
+        case .f16: return 1
+        case .q8_0: return 7
+        }
+    }
+
+    var matrixType: GGUFFile.TensorType {
+        switch self {
+        case .f32: return .f32
+        case .f16: return .f16
+        case .q8_0: return .q8_0
+        }
+    }
+}
+
+extension ModelFiles {
+    /// A GGUF writer holding `model` as llama.cpp's converter writes a llama model: `llama.*`
+    /// metadata, llama.cpp tensor names, attn_q / attn_k rows permuted to ggml's RoPE layout,
+    /// no output.weight when embeddings are tied. Norms (1-D) stay F32 in every dtype; a matrix
+    /// whose rows are not a multiple of 32 long is written F16 under q8_0 (as the converter
+    /// falls back), and each such fallback is one line of `notes`.
+    public static func ggufWriter(_ model: LlamaModel, name: String, dtype: GGUFDType) -> (writer: GGUFWriter, notes: [String]) {
+        let c = model.config
+        var w = GGUFWriter()
+        w.set("general.architecture", .string("llama"))
+        w.set("general.name", .string(name))
+        w.set("general.file_type", .uint32(dtype.fileType))
+        w.set("llama.block_count", .uint32(UInt32(c.numHiddenLayers)))
+        w.set("llama.context_length", .uint32(UInt32(c.maxPositionEmbeddings)))
+        w.set("llama.embedding_length", .uint32(UInt32(c.hiddenSize)))
+        w.set("llama.feed_forward_length", .uint32(UInt32(c.intermediateSize)))
+        w.set("llama.attention.head_count", .uint32(UInt32(c.numAttentionHeads)))
+        w.set("llama.attention.head_count_kv", .uint32(UInt32(c.numKeyValueHeads)))
+        w.set("llama.rope.freq_base", .float32(Float(c.ropeTheta)))
+        w.set("llama.attention.layer_norm_rms_epsilon", .float32(Float(c.rmsNormEps)))
+        w.set("llama.rope.dimension_count", .uint32(UInt32(c.headDim)))
+        if c.headDim * c.numAttentionHeads != c.hiddenSize {
+            w.set("llama.attention.key_length", .uint32(UInt32(c.headDim)))
+            w.set("llama.attention.value_length", .uint32(UInt32(c.headDim)))
+        }
+        w.set("llama.vocab_size", .uint32(UInt32(c.vocabSize)))
+
+        var notes: [String] = []
+        for spec in model.layout.tensors {
+            let ggufName = GGUFLlama.ggufName(forHF: spec.name)
+            let source = UnsafeBufferPointer(start: model.parameters.pointer + spec.offset, count: spec.count)
+            var type = spec.shape.count == 1 ? .f32 : dtype.matrixType
+            if type == .q8_0 && spec.shape.last! % 32 != 0 {
+                type = .f16
+                notes.append("\(ggufName) rows are \(spec.shape.last!) long, not a multiple of 32: written F16 instead of Q8_0")
+            }
+            let columns = spec.shape.count == 2 ? spec.shape[1] : 1
+            if ggufName.hasSuffix(".attn_q.weight") || ggufName.hasSuffix(".attn_k.weight") {
+                let heads = ggufName.hasSuffix(".attn_q.weight") ? c.numAttentionHeads : c.numKeyValueHeads
+                let permuted = GGUFLlama.permuteRows(source, heads: heads, columns: columns)
+                w.addTensor(ggufName, shape: spec.shape, values: permuted, type: type)
+            } else {
+                w.addTensor(ggufName, shape: spec.shape, values: source, type: type)
+            }
+        }
+        return (w, notes)
     }
 }
 
@@ -172,6 +249,27 @@ enum GGUFLlama {
         ]
         guard let suffix = suffixes[parts[3]] else { return name }
         return "blk.\(parts[2]).\(suffix)"
+    }
+
+    /// llama.cpp's `LlamaModel.permute` of q/k rows (the inverse of `unpermuteRows`):
+    /// GGUF row h·Dh + 2d + j  =  HF row h·Dh + j·Dh/2 + d.
+    static func permuteRows(_ values: UnsafeBufferPointer<Float>, heads: Int, columns: Int) -> [Float] {
+        let rows = values.count / columns
+        precondition(heads > 0 && rows % (2 * heads) == 0 && rows * columns == values.count,
+                     "permuteRows: \(rows) rows do not split into \(heads) heads of even size")
+        let headDim = rows / heads, half = headDim / 2
+        var out = [Float](repeating: 0, count: values.count)
+        out.withUnsafeMutableBufferPointer { destination in
+            for h in 0..<heads {
+                for j in 0..<2 {
+                    for d in 0..<half {
+                        let from = h * headDim + j * half + d, to = h * headDim + 2 * d + j
+                        (destination.baseAddress! + to * columns).update(from: values.baseAddress! + from * columns, count: columns)
+                    }
+                }
+            }
+        }
+        return out
     }
 
     /// Undoes llama.cpp's `LlamaModel.permute` of q/k rows (convert_hf_to_gguf.py):

@@ -1,5 +1,5 @@
 // ModelExporter: takes one depth k out of a checkpoint as a standalone model — the first k
-// layers plus the shared final norm and head — as an HF directory or an HDF5 file.
+// layers plus the shared final norm and head — as an HF directory, an HDF5 file or a GGUF file.
 import Foundation
 import SortedData
 import SortedFormats
@@ -8,7 +8,7 @@ import SortedInference
 import SortedKit
 
 public enum ExportFormat: String, CaseIterable, Sendable {
-    case hf, hdf5
+    case hf, hdf5, gguf
 }
 
 public enum ModelExporter {
@@ -29,14 +29,14 @@ public enum ModelExporter {
     }
 
     /// Writes depth `depth` of the checkpoint at `checkpoint` to `output` (a folder for hf,
-    /// a .h5 file for hdf5). The depth must be one of the run's exits unless `force`. An HF
+    /// a .h5 file for hdf5, a .gguf file for gguf with its tensors in `dtype`). The depth must be one of the run's exits unless `force`. An HF
     /// export also gets the run's tokenizer files, its BOS/EOS ids, the exits it keeps (in
     /// config.json's "sortedtrain" key, which transformers ignores), generation_config.json
     /// and a README.md model card (with `evaluation`'s per-exit table when given); `notes`
     /// says what could not be included.
     @discardableResult
     public static func export(checkpoint: String, depth: Int, format: ExportFormat, output: URL, force: Bool,
-                              evaluation: EvaluationReport? = nil) throws -> (model: LlamaModel, state: CheckpointState, notes: [String]) {
+                              evaluation: EvaluationReport? = nil, dtype: GGUFDType = .f32) throws -> (model: LlamaModel, state: CheckpointState, notes: [String]) {
         let folder = try resolveCheckpoint(checkpoint)
         let (full, state) = try CheckpointFiles.readModel(directory: folder)
         guard depth >= 1 && depth <= full.config.numHiddenLayers else {
@@ -74,6 +74,9 @@ public enum ModelExporter {
             }
         case .hdf5:
             try ModelFiles.writeHDF5(sub, to: output)
+        case .gguf:
+            let spec = try RunConfig.decode(stored: state.config, source: folder, model: full.config).data.tokenizer
+            notes += try writeGGUF(sub, name: "sortedtrain depth \(depth) of step \(state.step)", tokenizer: spec, dtype: dtype, to: output)
         }
         return (sub, state, notes)
     }

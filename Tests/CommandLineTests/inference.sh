@@ -3,7 +3,7 @@
 # steps (exits 2 and 4), then `generate` at a fixed depth, with early exit and
 # self-speculatively (whose greedy output must equal full-depth greedy byte for byte),
 # `generate --prompts-file`, `eval` (JSON, SVG, and the same numbers under mpirun -np 2),
-# `bench generate`, and bad arguments (one line, exit 1). With the SmolLM2 GGUF in
+# `bench generate`, GGUF export (scripts/check_gguf.py when python3 has gguf), and bad arguments (one line, exit 1). With the SmolLM2 GGUF in
 # vendor-data/, also self-speculative = full greedy on the real model. Run by launch/test
 # after the release build; prints "inference: N passed, M failed, K skipped".
 set -uo pipefail
@@ -121,6 +121,26 @@ assert all(d['fraction_of_bandwidth_limit'] > 0 for d in r['depths'])
 s = {x['strategy'].split()[0]: x for x in r['strategies']}
 assert s['self-speculative']['identical_to_full_depth'] and 'early' in s" "$work/bench.json"
 
+# GGUF export (llama.cpp's format): generating from the f32 file prints what depth 2 of the
+# checkpoint prints; scripts/check_gguf.py checks llama.cpp's requirements with gguf-py, a numpy
+# llama.cpp-style forward against the HF export of the same depth and, with transformers,
+# transformers' load of the file (skipped when python3 has no gguf package).
+"$bin" export "$ckpt" --depth 2 --format hf --out "$work/d2-hf" > /dev/null 2>&1
+for dtype in f32 f16 q8_0; do
+    if ! "$bin" export "$ckpt" --depth 2 --format gguf --dtype $dtype --out "$work/d2-$dtype.gguf" > "$work/gguf-$dtype.out" 2>&1; then
+        fail "export --format gguf --dtype $dtype" "$(tail -2 "$work/gguf-$dtype.out")"; continue
+    fi
+    if [ $dtype = f32 ]; then
+        "$bin" generate "$work/d2-$dtype.gguf" --prompt "$q" --max-new-tokens 24 > "$work/gguf-d2.txt" 2>&1
+        check "generate from the f32 GGUF of depth 2 prints the checkpoint's depth-2 answer" cmp "$work/gguf-d2.txt" "$work/d2.txt"
+    fi
+    if python3 -c 'import gguf' 2>/dev/null; then
+        check "check_gguf.py on the $dtype export" python3 scripts/check_gguf.py "$work/d2-$dtype.gguf" --hf "$work/d2-hf"
+    else
+        skip "check_gguf.py on the $dtype export" "python3 has no gguf package (pip install gguf)"
+    fi
+done
+
 # Bad arguments: one line on stderr, exit 1, no backtrace.
 bad() {  # NAME ARGS...
     local name=$1; shift
@@ -139,6 +159,8 @@ bad "generate --depth with --draft-depth" generate "$ckpt" --prompt hi --depth 2
 bad "eval --exits 4,2" eval "$ckpt" --exits 4,2
 bad "eval --exits empty" eval "$ckpt" --exits ""
 bad "generate on a missing model" generate "$work/nothing" --prompt hi
+bad "export --format hf --dtype q8_0" export "$ckpt" --depth 2 --format hf --dtype q8_0 --out "$work/hf-q8"
+bad "export --format gguf onto an existing non-.gguf file" export "$ckpt" --depth 2 --format gguf --out "$work/run.json" --overwrite
 
 # The real model: self-speculative greedy equals full-depth greedy on SmolLM2 (GGUF).
 gguf=vendor-data/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -623,7 +623,7 @@ def surface_cli(s, fx, n):
     values = ["-1", "0", "-0", "1e309", "nan", "inf", "", " ", "abc", "99999999999999999999", "4,2", ",", "2,,3", "1,1",
               "/nonexistent/x", fx["work"], fx["config_path"], fx["train"], "-", "é", "1000000000", "3",
               "9223372036854775807", "-9223372036854775808", "0.0001", "1e-400", "2", "1,2"]
-    models = [fx["checkpoints"], fx["hf"], fx["gguf"], fx["h5"], fx["train"], "/nonexistent", fx["work"]]
+    models = [fx["checkpoints"], fx["hf"], fx["gguf"], fx["h5"], fx["exported_gguf"], fx["train"], "/nonexistent", fx["work"]]
     data = os.path.join(fx["work"], "data", "validation.jsonl")
 
     def out(d):
@@ -637,6 +637,8 @@ def surface_cli(s, fx, n):
         "eval": lambda d: ["eval", fx["checkpoints"], "--data", data, "--limit", "2", "--max-new-tokens", "2"],
         "inspect": lambda d: ["inspect", fx["checkpoints"], "--json"],
         "export": lambda d: ["export", fx["checkpoints"], "--depth", "2", "--out", out(d)],
+        "export-gguf": lambda d: ["export", fx["checkpoints"], "--depth", "2", "--format", "gguf", "--dtype", "q8_0",
+                                  "--out", out(d) + ".gguf"],
         "tokenize": lambda d: ["tokenize", "--tokenizer", "byte", fx["corpus"]],
         "plot": lambda d: ["plot", os.path.join(fx["work"], "run"), "-o", out(d) + ".svg"],
         "prepare": lambda d: ["prepare", "--tokenizer", "byte", fx["train"], "--output", out(d)],
@@ -646,7 +648,7 @@ def surface_cli(s, fx, n):
         "generate": ["--depth", "--temperature", "--top-k", "--top-p", "--seed", "--batch-size", "--confidence",
                      "--draft-confidence", "--max-draft", "--prompts-file", "--template", "--tokenizer"],
         "eval": ["--exits", "--batch-size", "--compare", "--json", "--svg", "--template", "--tokenizer"],
-        "inspect": [], "export": ["--format", "--force"], "tokenize": ["--decode", "--add-special"],
+        "inspect": [], "export": ["--format", "--force", "--dtype"], "tokenize": ["--decode", "--add-special"],
         "plot": ["--smooth", "--exits", "--title"], "prepare": ["--max-length", "--truncation", "--format", "--template"],
         "synth": ["--seed", "--hard-fraction"],
     }
@@ -668,7 +670,8 @@ def surface_cli(s, fx, n):
                 flag = s.pick(extra_flags[base])
                 argv += [flag] if flag in without_value else [flag, s.pick(values)]
         s.check("cli", " ".join(a if len(a) < 30 else "…" + a[-25:] for a in argv), argv,
-                [fx["checkpoints"], fx["hf"], fx["gguf"], fx["h5"], fx["train"], fx["config_path"], fx["corpus"], data], d,
+                [fx["checkpoints"], fx["hf"], fx["gguf"], fx["h5"], fx["exported_gguf"], fx["train"], fx["config_path"], fx["corpus"],
+                 data], d,
                 skip_hash=("latest",))
 
 
@@ -695,6 +698,8 @@ def setup(binary, work):
     run("export", fx["checkpoints"], "--depth", "2", "--out", fx["hf"])
     fx["h5"] = os.path.join(work, "model.h5")
     run("export", fx["checkpoints"], "--depth", "1", "--format", "hdf5", "--out", fx["h5"])
+    fx["exported_gguf"] = os.path.join(work, "export.gguf")
+    run("export", fx["checkpoints"], "--depth", "2", "--format", "gguf", "--dtype", "f16", "--out", fx["exported_gguf"])
     meta, tensors = tiny_gguf_parts(random.Random(5))
     fx["gguf"] = os.path.join(work, "tiny.gguf")
     write(fx["gguf"], gguf_bytes(meta, tensors))

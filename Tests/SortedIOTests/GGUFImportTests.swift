@@ -1,5 +1,5 @@
 // GGUFImportTests: ModelFiles.readGGUF — the q/k un-permutation, config and tensor mapping and
-// its errors on tiny GGUF files written here, and the real SmolLM2 GGUF against transformers
+// its errors on tiny GGUF files written here (with SortedFormats' GGUFWriter), and the real SmolLM2 GGUF against transformers
 // (Tests/Fixtures/smollm2-gguf-reference.safetensors, made by scripts/make_gguf_fixture.py).
 import Foundation
 import SortedFormats
@@ -28,91 +28,6 @@ private func llamaCppPermute(_ w: [Float], heads: Int, columns: Int) -> [Float] 
         }
     }
     return out
-}
-
-/// Writes GGUF v3 files for tests (layout per ggml's gguf.md, alignment 32).
-private struct GGUFWriter {
-    var metadata: [(String, GGUFFile.Value)] = []
-    /// name, HF-order shape, ggml type, raw bytes.
-    var tensors: [(name: String, shape: [Int], type: UInt32, bytes: [UInt8])] = []
-
-    mutating func set(_ key: String, _ value: GGUFFile.Value) {
-        metadata.removeAll { $0.0 == key }
-        metadata.append((key, value))
-    }
-
-    mutating func addF32(_ name: String, shape: [Int], _ values: [Float]) {
-        precondition(values.count == shape.reduce(1, *))
-        var bytes: [UInt8] = []
-        for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
-        tensors.append((name, shape, 0, bytes))
-    }
-
-    mutating func remove(_ name: String) { tensors.removeAll { $0.name == name } }
-
-    func data() -> Data {
-        var out = Data()
-        func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-        func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-        func string(_ s: String) { u64(UInt64(s.utf8.count)); out.append(contentsOf: Array(s.utf8)) }
-        func typeID(_ v: GGUFFile.Value) -> UInt32 {
-            switch v {
-            case .uint8: return 0
-            case .int8: return 1
-            case .uint16: return 2
-            case .int16: return 3
-            case .uint32: return 4
-            case .int32: return 5
-            case .float32: return 6
-            case .bool: return 7
-            case .string: return 8
-            case .array: return 9
-            case .uint64: return 10
-            case .int64: return 11
-            case .float64: return 12
-            }
-        }
-        func value(_ v: GGUFFile.Value) {
-            switch v {
-            case .uint8(let x): out.append(x)
-            case .int8(let x): out.append(UInt8(bitPattern: x))
-            case .uint16(let x): withUnsafeBytes(of: x.littleEndian) { out.append(contentsOf: $0) }
-            case .int16(let x): withUnsafeBytes(of: x.littleEndian) { out.append(contentsOf: $0) }
-            case .uint32(let x): u32(x)
-            case .int32(let x): u32(UInt32(bitPattern: x))
-            case .float32(let x): u32(x.bitPattern)
-            case .bool(let x): out.append(x ? 1 : 0)
-            case .string(let x): string(x)
-            case .array(let items):
-                u32(items.first.map(typeID) ?? 8)
-                u64(UInt64(items.count))
-                items.forEach(value)
-            case .uint64(let x): u64(x)
-            case .int64(let x): u64(UInt64(bitPattern: x))
-            case .float64(let x): u64(x.bitPattern)
-            }
-        }
-        out.append(contentsOf: Array("GGUF".utf8))
-        u32(3)
-        u64(UInt64(tensors.count))
-        u64(UInt64(metadata.count))
-        for (key, v) in metadata { string(key); u32(typeID(v)); value(v) }
-        var offset = 0
-        for t in tensors {
-            string(t.name)
-            u32(UInt32(t.shape.count))
-            for d in t.shape.reversed() { u64(UInt64(d)) }
-            u32(t.type)
-            u64(UInt64(offset))
-            offset += (t.bytes.count + 31) / 32 * 32
-        }
-        out.append(contentsOf: [UInt8](repeating: 0, count: (32 - out.count % 32) % 32))
-        for t in tensors {
-            out.append(contentsOf: t.bytes)
-            out.append(contentsOf: [UInt8](repeating: 0, count: (32 - t.bytes.count % 32) % 32))
-        }
-        return out
-    }
 }
 
 /// A tiny GQA llama (D 8, F 32, L 2, H 2, Hkv 1, Dh 4, V 10) with random HF weights, and
@@ -148,7 +63,7 @@ private struct TinyLlama {
             var stored = values
             if name.hasSuffix("attn_q.weight") { stored = llamaCppPermute(values, heads: 2, columns: spec.shape[1]) }
             if name.hasSuffix("attn_k.weight") { stored = llamaCppPermute(values, heads: 1, columns: spec.shape[1]) }
-            gguf.addF32(name, shape: spec.shape, stored)
+            gguf.addTensor(name, shape: spec.shape, values: stored, type: .f32)
         }
     }
 }
@@ -224,13 +139,13 @@ final class GGUFImportTests: XCTestCase {
         var tiny = TinyLlama(tied: false)
         // Without key_length, Dh = D / H = 4; without head_count_kv, Hkv = H — so k has 8 rows,
         // and the file's 4-row attn_k is then a shape error naming the tensor.
-        tiny.gguf.metadata.removeAll { ["llama.attention.key_length", "llama.rope.freq_base", "llama.context_length", "tokenizer.ggml.tokens"].contains($0.0) }
+        for key in ["llama.attention.key_length", "llama.rope.freq_base", "llama.context_length", "tokenizer.ggml.tokens"] { tiny.gguf.removeValue(forKey: key) }
         let model = try ModelFiles.readGGUF(try write(tiny.gguf, "defaults.gguf"))
         XCTAssertEqual(model.config.headDim, 4)
         XCTAssertEqual(model.config.ropeTheta, 10000)
         XCTAssertEqual(model.config.maxPositionEmbeddings, 2048)
         XCTAssertEqual(model.config.vocabSize, 10, "from token_embd.weight")
-        tiny.gguf.metadata.removeAll { $0.0 == "llama.attention.head_count_kv" }
+        tiny.gguf.removeValue(forKey: "llama.attention.head_count_kv")
         assertImportFails(try write(tiny.gguf, "mha.gguf"), mentioning: ["'blk.0.attn_k.weight'", "[4, 8]", "[8, 8]"])
     }
 
@@ -238,26 +153,26 @@ final class GGUFImportTests: XCTestCase {
         var tiny = TinyLlama(tied: false)
         tiny.gguf.set("general.architecture", .string("qwen2"))
         assertImportFails(try write(tiny.gguf), mentioning: ["architecture 'qwen2'", "only 'llama'"])
-        tiny.gguf.metadata.removeAll { $0.0 == "general.architecture" }
+        tiny.gguf.removeValue(forKey: "general.architecture")
         assertImportFails(try write(tiny.gguf), mentioning: ["general.architecture"])
     }
 
     func testMissingTensorIsOneClearError() throws {
         var tiny = TinyLlama(tied: false)
-        tiny.gguf.remove("blk.1.ffn_down.weight")
+        tiny.gguf.removeTensor("blk.1.ffn_down.weight")
         assertImportFails(try write(tiny.gguf), mentioning: ["'blk.1.ffn_down.weight'", "model.layers.1.mlp.down_proj.weight"])
     }
 
     func testWrongShapeIsOneClearError() throws {
         var tiny = TinyLlama(tied: false)
-        tiny.gguf.remove("blk.0.ffn_gate.weight")
-        tiny.gguf.addF32("blk.0.ffn_gate.weight", shape: [16, 8], [Float](repeating: 0, count: 128))
+        tiny.gguf.removeTensor("blk.0.ffn_gate.weight")
+        tiny.gguf.addTensor("blk.0.ffn_gate.weight", shape: [16, 8], values: [Float](repeating: 0, count: 128), type: .f32)
         assertImportFails(try write(tiny.gguf), mentioning: ["'blk.0.ffn_gate.weight'", "[16, 8]", "[32, 8]"])
     }
 
     func testMissingOrBadMetadataIsOneClearError() throws {
         var tiny = TinyLlama(tied: false)
-        tiny.gguf.metadata.removeAll { $0.0 == "llama.block_count" }
+        tiny.gguf.removeValue(forKey: "llama.block_count")
         assertImportFails(try write(tiny.gguf, "a.gguf"), mentioning: ["llama.block_count"])
         tiny = TinyLlama(tied: false)
         tiny.gguf.set("llama.feed_forward_length", .string("32"))
@@ -273,14 +188,14 @@ final class GGUFImportTests: XCTestCase {
     func testUnsupportedTensorTypeNamesTheType() throws {
         var tiny = TinyLlama(tied: false)
         // ffn_down is [D 8, F 32]: one Q5_0 block (32 values, 22 bytes) per row.
-        tiny.gguf.remove("blk.0.ffn_down.weight")
-        tiny.gguf.tensors.append(("blk.0.ffn_down.weight", [8, 32], 6, [UInt8](repeating: 0, count: 8 * 22)))
+        tiny.gguf.removeTensor("blk.0.ffn_down.weight")
+        tiny.gguf.addTensor("blk.0.ffn_down.weight", shape: [8, 32], type: .init(rawValue: 6), bytes: [UInt8](repeating: 0, count: 8 * 22))
         assertImportFails(try write(tiny.gguf), mentioning: ["'blk.0.ffn_down.weight'", "Q5_0"])
     }
 
     func testUnexpectedTensorIsRefused() throws {
         var tiny = TinyLlama(tied: false)
-        tiny.gguf.addF32("blk.0.attn_q.bias", shape: [8], [Float](repeating: 0, count: 8))
+        tiny.gguf.addTensor("blk.0.attn_q.bias", shape: [8], values: [Float](repeating: 0, count: 8), type: .f32)
         assertImportFails(try write(tiny.gguf), mentioning: ["'blk.0.attn_q.bias'"])
     }
 

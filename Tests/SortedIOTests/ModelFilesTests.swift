@@ -126,14 +126,7 @@ final class ModelFilesTests: XCTestCase {
 
     /// Runs scripts/check_hf_export.py when python3 has torch and transformers.
     func checkWithTransformers(_ hf: URL, logits: [Float], vocab: Int) throws {
-        let probe = Process()
-        probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        probe.arguments = ["python3", "-c", "import torch, transformers, safetensors"]
-        probe.standardError = FileHandle.nullDevice
-        probe.standardOutput = FileHandle.nullDevice
-        try probe.run()
-        probe.waitUntilExit()
-        guard probe.terminationStatus == 0 else {
+        guard try python3Imports("torch, transformers, safetensors") else {
             print("ModelFilesTests: transformers check skipped: python3 has no torch/transformers/safetensors")
             return
         }
@@ -141,17 +134,9 @@ final class ModelFilesTests: XCTestCase {
         try writeExpected(ids: batch.tokens, logits: logits, vocab: vocab, to: expected)
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("scripts/check_hf_export.py")
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        check.arguments = ["python3", script.path, hf.path, expected.path]
-        let pipe = Pipe()
-        check.standardOutput = pipe
-        check.standardError = pipe
-        try check.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        check.waitUntilExit()
+        let (status, output) = try runPython3([script.path, hf.path, expected.path])
         print(output.trimmingCharacters(in: .whitespacesAndNewlines))
-        XCTAssertEqual(check.terminationStatus, 0, "transformers disagrees with the export: \(output)")
+        XCTAssertEqual(status, 0, "transformers disagrees with the export: \(output)")
     }
 
     /// input_ids (I64) and logits (F32) as safetensors, for the Python side.

@@ -6,10 +6,10 @@ import SortedKit
 
 /// A 16-wide model of `layers` layers, writing under `directory`.
 func smallRunConfig(in directory: URL, exits: String = "[1, 2, 3]", layers: Int = 3, maxSteps: Int = 6,
-                    tied: Bool = false, extra: String = "") throws -> RunConfig {
+                    tied: Bool = false, extra: String = "", vocab: Int = 30) throws -> RunConfig {
     let json = """
     {"model": {"hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": \(layers), "num_attention_heads": 4,
-               "num_key_value_heads": 2, "vocab_size": 30, "max_position_embeddings": 16, "tie_word_embeddings": \(tied)},
+               "num_key_value_heads": 2, "vocab_size": \(vocab), "max_position_embeddings": 16, "tie_word_embeddings": \(tied)},
      "sorted": {"exits": \(exits)}, "optim": {"lr": 0.01, "weight_decay": 0.1},
      "schedule": {"type": "cosine", "warmup_steps": 1},
      "train": {"micro_batch_size": 2, "sequence_length": 8, "max_steps": \(maxSteps), "seed": 3\(extra)},

@@ -17,6 +17,10 @@ final class BPEModel {
     let ignoreMerges: Bool
     let unknownID: Int32?
     let fuseUnknown: Bool
+    /// The merge rules and ranks as given (kept to write the tokenizer back, e.g. to GGUF).
+    let mergeIDs: [(Int32, Int32, Int32)]
+    let mergeRanks: [Int32]?
+    let byteFallback: Bool
 
     private let vocab: ByteStringTable          // model bytes → id
     private let merges: PairTable               // (a, b) → rank, merged id
@@ -48,6 +52,9 @@ final class BPEModel {
         self.unknownID = unknownID
         self.fuseUnknown = fuseUnknown
         self.ignoreMerges = ignoreMerges
+        self.mergeIDs = mergeIDs
+        self.mergeRanks = ranks
+        self.byteFallback = byteFallback
         let vocab = ByteStringTable(capacity: max(16, tokens.count))
         for (id, bytes) in modelBytes.enumerated() {
             guard let bytes, !bytes.isEmpty else { continue }

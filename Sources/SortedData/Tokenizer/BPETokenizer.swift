@@ -61,16 +61,16 @@ public final class BPETokenizer: Tokenizer {
         var lossless: Bool
     }
 
-    private let model: BPEModel
-    private let added: [AddedToken]
+    let model: BPEModel
+    let added: [AddedToken]
     private let addedBytes: [[UInt8]]           // UTF-8 of each added token
     private let addedByFirstByte: [[Int]]       // [256] → indices into `added`, longest first
-    private let normalizers: [NormalizerStep]
-    private let preTokenizers: [PreTokenizerStep]
+    let normalizers: [NormalizerStep]
+    let preTokenizers: [PreTokenizerStep]
     private let decoders: [DecoderStep]
-    private let prefixIDs: [Int32]
-    private let suffixIDs: [Int32]
-    private let idToToken: [String]
+    let prefixIDs: [Int32]
+    let suffixIDs: [Int32]
+    let idToToken: [String]
     private let specialIDs: Set<Int32>
     private let tokenToID: [String: Int32]
     private let lock = NSLock()
