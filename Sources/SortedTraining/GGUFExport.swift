@@ -8,9 +8,12 @@ import SortedIO
 import SortedKit
 
 extension ModelExporter {
-    /// Writes `model` to `output` with the tokenizer `spec`; returns notes on what changed form.
-    static func writeGGUF(_ model: LlamaModel, name: String, tokenizer spec: String, dtype: GGUFDType, to output: URL) throws -> [String] {
+    /// Writes `model` to `output` with the tokenizer `spec`, and the trained exits it keeps
+    /// (as sortedtrain.exits, which llama.cpp ignores); returns notes on what changed form.
+    static func writeGGUF(_ model: LlamaModel, name: String, tokenizer spec: String, dtype: GGUFDType, exits: [Int],
+                          to output: URL) throws -> [String] {
         var (writer, notes) = ModelFiles.ggufWriter(model, name: name, dtype: dtype)
+        writer.set("sortedtrain.exits", .array(exits.map { .uint32(UInt32($0)) }))
         // llama.cpp cannot load a GGUF without its vocabulary, so an unreadable tokenizer is an error.
         let tokenizer = try TokenizerLoader.load(spec)
         let (metadata, tokenizerNotes) = try GGUFTokenizerMetadata.metadata(
@@ -27,10 +30,6 @@ extension ModelExporter {
         guard spec != "byte", kind != .missing else { return nil }
         let url = URL(fileURLWithPath: spec)
         if kind == .gguf { return (try? GGUFFile(contentsOf: url))?.metadata["tokenizer.chat_template"]?.string }
-        let folder = kind.isFolder ? url : url.deletingLastPathComponent()
-        if let text = try? String(contentsOf: folder.appendingPathComponent("chat_template.jinja"), encoding: .utf8) { return text }
-        guard let data = try? Data(contentsOf: folder.appendingPathComponent("tokenizer_config.json")),
-              let config = try? JSONParser.parse(data) else { return nil }
-        return config["chat_template"]?.string
+        return ChatTemplateFile.text(inFolder: kind.isFolder ? url : url.deletingLastPathComponent())
     }
 }

@@ -76,7 +76,8 @@ public enum ModelExporter {
             try ModelFiles.writeHDF5(sub, to: output)
         case .gguf:
             let spec = try RunConfig.decode(stored: state.config, source: folder, model: full.config).data.tokenizer
-            notes += try writeGGUF(sub, name: "sortedtrain depth \(depth) of step \(state.step)", tokenizer: spec, dtype: dtype, to: output)
+            notes += try writeGGUF(sub, name: "sortedtrain depth \(depth) of step \(state.step)", tokenizer: spec, dtype: dtype,
+                                   exits: state.exits.filter { $0 <= depth }, to: output)
         }
         return (sub, state, notes)
     }

@@ -60,6 +60,14 @@ final class GGUFExportCommandTests: XCTestCase {
         let file = try GGUFFile(contentsOf: out)
         XCTAssertEqual(file.metadata["tokenizer.chat_template"]?.string, template)
         XCTAssertEqual(file.metadata["llama.block_count"]?.int, 2)
+        // inspect reads back the depth, the exits it keeps, the dtype, tokenizer and template.
+        let inspection = try ModelInspector.inspect(out.path)
+        XCTAssertEqual(inspection.kind, "gguf")
+        XCTAssertEqual(inspection.config.numHiddenLayers, 2)
+        XCTAssertEqual(inspection.exits, [2])
+        XCTAssertEqual(inspection.dtype, "F32")
+        XCTAssertEqual(inspection.chatTemplate, "ChatML, \(template.count) characters")
+        XCTAssertNotNil(inspection.tokenizer)
         let original = try TokenizerLoader.load(tokenizerFolder.path)
         let fromGGUF = try BPETokenizer.load(gguf: out)
         for s in ["Hello, world!  123 <|im_start|>x", "naïve café — 42", "\n\n  \t a"] {
