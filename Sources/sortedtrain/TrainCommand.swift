@@ -21,7 +21,9 @@ struct TrainCommand: ParsableCommand {
         scales by depth, normalised to sum 1 over the step's exits), sampling (all or random) or
         curriculum (none, rotational, gradual: torchtune's; the last layer always trains),
         weight_start and warmup_steps (a number for every exit below the last layer, or one per
-        exit) with warmup (linear or cosine): each exit's weight ramps to its target, as EE-LLM's.
+        exit) with warmup (linear or cosine): each exit's weight ramps to its target, as EE-LLM's;
+        distill {"weight": α, "temperature": τ, "teacher": "last"}: every exit but the deepest
+        also learns α·τ²·KL(softmax(z_deepest/τ) ‖ softmax(z_exit/τ)), the teacher detached.
         """)
 
     @Option(help: "Run config JSON (sections model, data, sorted, optim, schedule, train, log, checkpoint, distributed).")

@@ -77,6 +77,42 @@ final class GoldenPyTorchTests: XCTestCase {
         }
     }
 
+    /// scripts/make_distill_fixture.py: the same start weights and batch, torchtune's linear
+    /// exit weights and self-distillation from exit 4 (α 0.5, τ 2, the teacher detached).
+    func testWeightedDistilledLossAndGradientsMatchPyTorch() throws {
+        for name in Self.fixtures {
+            let fixture = try GoldenFixture(name)
+            let reference = try SafetensorsFile(contentsOf: fixturesDirectory.appendingPathComponent(
+                name.replacingOccurrences(of: "golden-", with: "golden-distill-")))
+            let distillation = Distillation(weight: Double(reference.metadata["alpha"]!)!,
+                                            temperature: Double(reference.metadata["temperature"]!)!)
+            let model = try fixture.makeModel()
+            let objective = try SortedObjective(exits: fixture.exits, numLayers: fixture.config.numHiddenLayers,
+                                                scale: ExitScale(rawValue: reference.metadata["scale"]!)!, distillation: distillation)
+            let exits = objective.activeExits(step: 0)
+            let n = Double(fixture.batch.labelledCount)
+            let pass = try SortedPass(model: model, batchSize: fixture.batch.batchSize,
+                                      sequenceLength: fixture.batch.sequenceLength, headChunkRows: 5)
+            let losses = pass.run(fixture.batch, exits: exits, lossNormalizer: n, distillation: distillation)
+            var total = 0.0
+            for (exit, loss) in zip(exits, losses) {
+                let expected = try reference.doubles("distill.loss.exit_\(loss.depth)")[0]
+                XCTAssertEqual(loss.mean, expected, accuracy: 1e-5 * expected, "\(name) exit \(loss.depth) loss")
+                if exit.depth < fixture.config.numHiddenLayers {
+                    let kl = try reference.doubles("distill.kl.exit_\(loss.depth)")[0]
+                    XCTAssertEqual(loss.klDivergence / n, kl, accuracy: 1e-5 * kl, "\(name) exit \(loss.depth) KL")
+                }
+                total += exit.weight * loss.mean + distillation.weight * distillation.temperature * distillation.temperature * loss.klDivergence / n
+            }
+            let expectedTotal = try reference.doubles("distill.loss.total")[0]
+            XCTAssertEqual(total, expectedTotal, accuracy: 1e-5 * expectedTotal, "\(name) total")
+            for tensor in model.layout.tensors {
+                assertClose(model.gradients.array(offset: tensor.offset, count: tensor.count),
+                            try reference.floats("distill.grad." + tensor.name), atol: 1e-6, rtol: 1e-4, "\(name) grad \(tensor.name)")
+            }
+        }
+    }
+
     func testThreeAdamWStepsWithClippingMatchPyTorch() throws {
         for name in Self.fixtures {
             let fixture = try GoldenFixture(name)
