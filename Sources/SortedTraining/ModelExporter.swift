@@ -99,7 +99,7 @@ public enum ModelExporter {
     }
 
     /// The HF tokenizer files the run used, next to the model: tokenizer.json and, when they
-    /// sit beside it, tokenizer_config.json and special_tokens_map.json.
+    /// sit beside it, tokenizer_config.json, special_tokens_map.json and chat_template.jinja.
     static func copyTokenizerFiles(_ spec: String, to output: URL) throws -> [String] {
         if spec == "byte" {
             return ["the built-in byte tokenizer has no tokenizer.json: ids are UTF-8 bytes, BOS 256, EOS 257, PAD 258"]
@@ -113,7 +113,7 @@ public enum ModelExporter {
             return ["the run's tokenizer \(spec) is not a tokenizer.json (a GGUF keeps its vocabulary inside); no tokenizer files were written"]
         }
         var copies = [(json, "tokenizer.json")]
-        for name in ["tokenizer_config.json", "special_tokens_map.json"] {
+        for name in ["tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"] {
             let file = folder.appendingPathComponent(name)
             if FileManager.default.fileExists(atPath: file.path) { copies.append((file, name)) }
         }

@@ -15,8 +15,19 @@ final class ModelCardTests: XCTestCase {
 
     override func setUpWithError() throws { directory = try makeTemporaryDirectory("sortedtrain-card") }
 
-    let tokenizer = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/tokenizers/bytelevel.json").path
+    let chatTemplate = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+
+    /// bytelevel.json in a folder of its own, beside a chat_template.jinja.
+    var tokenizer: String {
+        let folder = directory.appendingPathComponent("tokenizer")
+        if !FileManager.default.fileExists(atPath: folder.path) {
+            try! FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try! FileManager.default.copyItem(at: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("Fixtures/tokenizers/bytelevel.json"), to: folder.appendingPathComponent("tokenizer.json"))
+            try! Data(chatTemplate.utf8).write(to: folder.appendingPathComponent("chat_template.jinja"))
+        }
+        return folder.appendingPathComponent("tokenizer.json").path
+    }
 
     /// A saved run of 3 layers with exits 1…3, a ChatML template and `bytelevel.json`, started
     /// from an HF folder whose README names its base model and license.
@@ -71,6 +82,8 @@ final class ModelCardTests: XCTestCase {
         XCTAssertEqual(config["sortedtrain"]?["exits"]?.array?.compactMap(\.int), [1, 2])
         XCTAssertEqual(config["num_hidden_layers"]?.int, 2)
 
+        XCTAssertEqual(try String(contentsOf: out.appendingPathComponent("chat_template.jinja"), encoding: .utf8), chatTemplate,
+                       "the model's own chat template travels with the tokenizer")
         let inspection = try ModelInspector.inspect(out.path)
         XCTAssertEqual(inspection.exits, [1, 2])
         XCTAssertEqual(inspection.dtype, "float32")
