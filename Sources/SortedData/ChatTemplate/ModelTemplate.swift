@@ -1,0 +1,65 @@
+// ModelTemplate: records and prompts written with the model's own chat template (template
+// `model`). The loss mask comes from rendering the conversation prefix by prefix: the text up
+// to an assistant turn, with the generation prompt, is context; what the turn then adds — its
+// content and the template's end-of-turn — is trained; whitespace the template writes after
+// the end-of-turn is context again.
+
+extension PromptTemplate {
+    func modelSegments(_ messages: [ChatMessage], chatTemplate: ChatTemplate?, tokenizer: Tokenizer) throws -> [Segment] {
+        guard let chatTemplate else { throw TemplateError.noModelTemplate }
+        // The template's text is encoded with special tokens read; a message's must not hold
+        // any, or data could write the template's control tokens.
+        if let bad = messages.first(where: {
+            tokenizer.encode($0.content, addSpecialTokens: false, parseSpecial: true) != tokenizer.encode($0.content, addSpecialTokens: false, parseSpecial: false)
+        }) {
+            throw TemplateError.controlTokenInMessage(role: bad.role.rawValue)
+        }
+        let values = messages.map(JinjaValue.init)
+        func render(_ count: Int, _ addGenerationPrompt: Bool) throws -> [UInt8] {
+            do {
+                return Array(try chatTemplate.render(Array(values.prefix(count)), addGenerationPrompt: addGenerationPrompt,
+                                                     bosToken: tokenizer.bosID.flatMap(tokenizer.token(forID:)),
+                                                     eosToken: tokenizer.eosID.flatMap(tokenizer.token(forID:))).utf8)
+            } catch let error as ChatTemplateError {
+                throw TemplateError.modelTemplate(error)
+            }
+        }
+        var out: [Segment] = []
+        var done: [UInt8] = []  // the rendering covered by `out` (compared as bytes: exact, no Unicode folding)
+        func take(_ text: [UInt8], trained: Bool) throws {
+            guard text.starts(with: done) else { throw TemplateError.modelTemplateNotIncremental }
+            let piece = text[done.count...]
+            if !piece.isEmpty { out.append(.markup(String(decoding: piece, as: UTF8.self), trained: trained)) }
+            done = text
+        }
+        for (i, m) in messages.enumerated() where m.role == .assistant {
+            try take(try render(i, true), trained: false)
+            var turn = try render(i + 1, false)
+            while let last = turn.last, last == 0x20 || last == 0x0A || last == 0x09 || last == 0x0D { turn.removeLast() }
+            try take(turn, trained: true)
+        }
+        // After the last assistant turn: nothing but the template's trailing whitespace is dropped.
+        let whole = try render(messages.count, false)
+        guard whole.starts(with: done) else { throw TemplateError.modelTemplateNotIncremental }
+        if whole[done.count...].contains(where: { !($0 == 0x20 || $0 == 0x0A || $0 == 0x09 || $0 == 0x0D) }) {
+            try take(whole, trained: false)
+        }
+        return out
+    }
+
+    /// The token that ends an assistant turn under the model's template (e.g. <|im_end|>,
+    /// <|eot_id|>): the last token the template writes after a reply, when it is a special
+    /// token; nil when there is none.
+    public static func endOfTurnToken(_ chatTemplate: ChatTemplate, tokenizer: Tokenizer) -> Int32? {
+        let reply = "x"
+        guard let segments = try? PromptTemplate.model.modelSegments([ChatMessage(role: .user, content: "y"), ChatMessage(role: .assistant, content: reply)],
+                                                                      chatTemplate: chatTemplate, tokenizer: tokenizer),
+              case .markup(let trained)? = segments.last(where: \.trained)?.content,
+              let end = trained.range(of: reply, options: .backwards)?.upperBound,
+              let id = tokenizer.encode(String(trained[end...]), addSpecialTokens: false, parseSpecial: true).last,
+              let text = tokenizer.token(forID: id),
+              tokenizer.encode(text, addSpecialTokens: false, parseSpecial: true) == [id],
+              tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false) != [id] else { return nil }
+        return id
+    }
+}
