@@ -67,6 +67,7 @@ final class ChatTemplateRenderingTests: XCTestCase {
                        "True False True True False")
         XCTAssertEqual(try render("{{ [1, 'a', none, true] }} {{ {'k': [1.5]} | tojson }} {{ {'k': 1} | tojson(indent=2) }}"),
                        "[1, 'a', None, True] {\"k\": [1.5]} {\n  \"k\": 1\n}")
+        XCTAssertEqual(try render("{{ ['\\x07\\'', \"\\\\\"] }} {{ '\\b\\x7f' | tojson }}"), "[\"\\x07'\", '\\\\'] \"\\b\u{7F}\"")  // Python's repr and json.dumps
         XCTAssertEqual(try render("{{ foo | default('d') }} {{ '' | default('e', true) }} {{ 'Ab' | upper }}{{ 'Ab' | lower }} {{ ['a','b'] | join('-') }}"),
                        "d e ABab a-b")
         XCTAssertEqual(try render("{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% set leak = 1 %}{% endfor %}{{ ns.n }}{{ leak }}"),
@@ -76,6 +77,11 @@ final class ChatTemplateRenderingTests: XCTestCase {
         XCTAssertEqual(try render("{{ ' a b '.strip().split(' ') }} {{ 'abc'.startswith('ab') }} {{ 'x' if false else 'y' }} {{ 'abc'[::-1] }}"),
                        "['a', 'b'] True y cba")
         XCTAssertEqual(try render("{% if false %}1{% elif not none and (0 or 'z') %}2{% else %}3{% endif %}"), "2")
+        XCTAssertEqual(try render("{{ [1, 2] | first }}{{ 'ab' | last }}{{ 1 | string }}{{ [] | count }}{{ x | d('-') }} {{ x is undefined }} {{ {} is mapping }} {{ true is boolean }} {{ 1.5 is number }}"),
+                       "1b10- True True True True")
+        XCTAssertEqual(try render("{{ {'a': 1}.get('a') }}{{ {'a': 1}.get('b', 2) }} {{ {'a': 1}.keys() }}{{ {'a': 1}.values() }} {{ 'xax'.replace('x', 'y') }} {{ 'ab'.endswith('b') }} {{ '..a..'.lstrip('.') }}{{ ' a '.rstrip() }}| {{ 'a'.upper() }}{{ 'B'.lower() }}"),
+                       "12 ['a'][1] yay True a.. a| Ab")
+        XCTAssertEqual(try render("{{ strftime_now('%Y') }}"), String(Calendar.current.component(.year, from: Date())))
     }
 
     func testUnsupportedSyntaxIsRefusedWithItsPosition() {

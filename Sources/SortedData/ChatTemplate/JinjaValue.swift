@@ -111,6 +111,7 @@ public indirect enum JinjaValue: Equatable {
                 case "\r": out += "\\r"
                 case "\t": out += "\\t"
                 case _ where Character(c) == quote: out += "\\" + String(quote)
+                case _ where c.value < 0x20 || c.value == 0x7F: out += String(format: "\\x%02x", c.value)
                 default: out.unicodeScalars.append(c)
                 }
             }
@@ -145,6 +146,8 @@ public indirect enum JinjaValue: Equatable {
         }
     }
 
+    /// json.dumps' escaping, which differs from SortedFormats' jsonQuoted: \b and \f by
+    /// name, DEL written as is.
     private static func jsonQuoted(_ s: String) -> String {
         var out = "\""
         for c in s.unicodeScalars {
