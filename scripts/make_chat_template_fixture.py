@@ -10,10 +10,14 @@ lstrip_blocks, its tojson, raise_exception).
   python3 scripts/make_chat_template_fixture.py
 
 Templates (Tests/Fixtures/chat-templates/*.jinja): smollm2 (SmolLM2-Instruct, from its GGUF),
-llama2 (Llama-2-chat), llama3 (Meta-Llama-3-Instruct), qwen2.5 (Qwen2.5-Instruct), mistral
-(Mistral-Instruct, whitespace-controlled), blocks (written here: indented tags without
-whitespace control, and the rest of the supported subset). A case the template refuses
-(raise_exception) records the message instead of the text.
+llama2 (Llama-2-chat), llama3 (Meta-Llama-3-Instruct), mistral (Mistral-Instruct,
+whitespace-controlled), blocks (written here: indented tags without whitespace control, and
+the rest of the supported subset); and as llama.cpp keeps copies of the hub's
+(models/templates): qwen2.5 (Qwen2.5-7B-Instruct), llama3.1 (Llama-3.1-8B-Instruct: namespace,
+tools, date_string), mistral-nemo (Mistral-Nemo-Instruct-2407: selectattr, loop filters),
+phi3.5 (Phi-3.5-mini-instruct), gemma2 (gemma-2-2b-it: refuses system turns),
+deepseek-r1-distill-llama (DeepSeek-R1-Distill-Llama-8B: split, namespace). A case the
+template refuses (raise_exception) records the message instead of the text.
 """
 import json
 import pathlib
@@ -33,6 +37,11 @@ TOKENS = {
     "qwen2.5": (None, "<|im_end|>"),
     "mistral": ("<s>", "</s>"),
     "blocks": ("<s>", "</s>"),
+    "llama3.1": ("<|begin_of_text|>", "<|eot_id|>"),
+    "mistral-nemo": ("<s>", "</s>"),
+    "phi3.5": ("<s>", "<|endoftext|>"),
+    "gemma2": ("<bos>", "<eos>"),
+    "deepseek-r1-distill-llama": ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"),
 }
 
 

@@ -24,7 +24,7 @@ final class ChatTemplateRenderingTests: XCTestCase {
     func testEveryFixtureCaseRendersAsTransformersDoes() throws {
         let fixture = try loadJSON(chatTemplateFixtures.appendingPathComponent("expected.json"))
         let cases = fixture["cases"]!.array!
-        XCTAssertEqual(cases.count, 6 * 8 * 2)
+        XCTAssertEqual(cases.count, 11 * 8 * 2)
         var templates: [String: ChatTemplate] = [:]
         for c in cases {
             let name = c["template"]!.string!, conversation = c["conversation"]!.string!
@@ -79,8 +79,14 @@ final class ChatTemplateRenderingTests: XCTestCase {
         XCTAssertEqual(try render("{% if false %}1{% elif not none and (0 or 'z') %}2{% else %}3{% endif %}"), "2")
         XCTAssertEqual(try render("{{ [1, 2] | first }}{{ 'ab' | last }}{{ 1 | string }}{{ [] | count }}{{ x | d('-') }} {{ x is undefined }} {{ {} is mapping }} {{ true is boolean }} {{ 1.5 is number }}"),
                        "1b10- True True True True")
-        XCTAssertEqual(try render("{{ {'a': 1}.get('a') }}{{ {'a': 1}.get('b', 2) }} {{ {'a': 1}.keys() }}{{ {'a': 1}.values() }} {{ 'xax'.replace('x', 'y') }} {{ 'ab'.endswith('b') }} {{ '..a..'.lstrip('.') }}{{ ' a '.rstrip() }}| {{ 'a'.upper() }}{{ 'B'.lower() }}"),
-                       "12 ['a'][1] yay True a.. a| Ab")
+        XCTAssertEqual(try render("{{ {'a': 1}.get('a') }}{{ {'a': 1}.get('b', 2) }} {{ {'a': 1}.items() }} {{ 'xax'.replace('x', 'y') }} {{ 'ab'.endswith('b') }} {{ '..a..'.lstrip('.') }}{{ ' a '.rstrip() }}| {{ 'a'.upper() }}{{ 'B'.lower() }}"),
+                       "12 dict_items([('a', 1)]) yay True a.. a| Ab")
+        XCTAssertEqual(try render("{% for m in messages if m.role != 'system' %}{{ loop.index }}/{{ loop.length }} {{ m.role }}{% endfor %}", messages),
+                       "1/1 user")
+        XCTAssertEqual(try render("{{ messages | selectattr('role', 'equalto', 'user') | list | length }}{{ messages | rejectattr('role', 'eq', 'user') | list | length }} {{ [0, 1, 2] | select | list }} {{ [1, 2] | reject('equalto', 1) | list }} {{ {'a': 1} | items | list }} {{ 'yes' if [] | select else 'no' }}", messages),
+                       "11 [1, 2] [2] [('a', 1)] yes")
+        XCTAssertEqual(try render("{{ 3 is equalto 3 }} {{ 'ab' is iterable }} {{ 1 is iterable }} {{ true is true }} {{ 0 is false }} {{ x is equalto(1) }}"),
+                       "True True False True False False")
         XCTAssertEqual(try render("{{ strftime_now('%Y') }}"), String(Calendar.current.component(.year, from: Date())))
     }
 
@@ -88,7 +94,8 @@ final class ChatTemplateRenderingTests: XCTestCase {
         let refused: [(String, ChatTemplateError)] = [
             ("{% macro f() %}{% endmacro %}", .unsupported("{% macro %}", TemplatePosition(line: 1, column: 4))),
             ("a\n{{ x | wordwrap }}", .unsupported("the filter 'wordwrap'", TemplatePosition(line: 2, column: 6))),
-            ("{% for m in messages if m %}{% endfor %}", .unsupported("a loop filter (for … if …)", TemplatePosition(line: 1, column: 22))),
+            ("{% for m in messages recursive %}{% endfor %}", .unsupported("recursive loops", TemplatePosition(line: 1, column: 22))),
+            ("{% for m in messages %}{% break %}{% endfor %}", .unsupported("{% break %}", TemplatePosition(line: 1, column: 27))),
             ("{{ x is divisibleby }}", .unsupported("the test 'divisibleby'", TemplatePosition(line: 1, column: 6))),
             ("{{ cycler() }}", .unsupported("the function 'cycler'", TemplatePosition(line: 1, column: 4))),
             ("{{ 'a'.title() }}", .unsupported("the method 'title'", TemplatePosition(line: 1, column: 7))),
@@ -103,6 +110,10 @@ final class ChatTemplateRenderingTests: XCTestCase {
             XCTAssertEqual($0 as? ChatTemplateError, .invalid("undefined has no attribute or item 'role'", TemplatePosition(line: 1, column: 18)))
         }
         XCTAssertThrowsError(try render("{{ 'a' + 1 }}"))
+        XCTAssertThrowsError(try render("{{ [1] | select | length }}"))
+        XCTAssertThrowsError(try render("{{ [1] | select }}")) {
+            XCTAssertEqual($0 as? ChatTemplateError, .unsupported("printing a generator (Python prints its address)", TemplatePosition(line: 1, column: 8)))
+        }
         XCTAssertThrowsError(try render("{{ raise_exception('no') }}")) {
             XCTAssertEqual(($0 as? ChatTemplateError)?.description, "chat template, line 1, column 4: the template refuses the conversation: no")
         }

@@ -14,7 +14,7 @@ struct Expr {
         case slice(Expr, Expr?, Expr?, Expr?)
         case call(Expr, [Expr], [(String, Expr)])
         case filter(Expr, String, [Expr], [(String, Expr)])
-        case test(Expr, String, negated: Bool)
+        case test(Expr, String, [Expr], negated: Bool)
         case negate(Expr)
         case not(Expr)
         case binary(String, Expr, Expr)
@@ -31,14 +31,17 @@ indirect enum Statement {
     case text(String)
     case output(Expr)
     case `if`([(Expr, [Statement])], otherwise: [Statement])
-    case `for`(targets: [String], over: Expr, body: [Statement], otherwise: [Statement], at: TemplatePosition)
+    /// `for targets in over if filter`: the loop sees (and `loop` counts) only the items that pass.
+    case `for`(targets: [String], over: Expr, filter: Expr?, body: [Statement], otherwise: [Statement], at: TemplatePosition)
     /// `set name = …` or `set namespace.attribute = …`.
     case set(name: String, attribute: String?, Expr, at: TemplatePosition)
 }
 
 struct JinjaParser {
-    static let filters: Set<String> = ["trim", "length", "count", "upper", "lower", "tojson", "default", "d", "join", "first", "last", "string"]
-    static let tests: Set<String> = ["defined", "undefined", "none", "string", "number", "mapping", "boolean"]
+    static let filters: Set<String> = ["trim", "length", "count", "upper", "lower", "tojson", "default", "d", "join", "first", "last", "string",
+                                       "list", "items", "select", "reject", "selectattr", "rejectattr"]
+    static let tests: Set<String> = ["defined", "undefined", "none", "string", "number", "mapping", "boolean", "iterable",
+                                     "equalto", "eq", "true", "false"]
 
     private let tokens: [LocatedToken]
     private var i = 0
@@ -119,7 +122,8 @@ struct JinjaParser {
             guard isName("in") else { throw ChatTemplateError.syntax("expected 'in'", current.at) }
             i += 1
             let over = try expression(conditional: false)
-            if isName("if") { throw ChatTemplateError.unsupported("a loop filter (for … if …)", current.at) }
+            var filter: Expr?
+            if isName("if") { i += 1; filter = try expression(conditional: false) }
             if isName("recursive") { throw ChatTemplateError.unsupported("recursive loops", current.at) }
             try expect(.blockEnd, "%}")
             let (body, stop) = try statements(until: ["else", "endfor"])
@@ -129,7 +133,7 @@ struct JinjaParser {
                 (otherwise, _) = try statements(until: ["endfor"])
                 try expect(.blockEnd, "%}")
             }
-            return .for(targets: targets, over: over, body: body, otherwise: otherwise, at: at)
+            return .for(targets: targets, over: over, filter: filter, body: body, otherwise: otherwise, at: at)
         case "set":
             let name = try identifier()
             var attribute: String?
@@ -227,12 +231,34 @@ struct JinjaParser {
                 let at = next().at
                 let negated = isName("not")
                 if negated { i += 1 }
-                let name = try identifier()
+                // "none", "true", "false" are values as arguments, names as tests.
+                let name: String
+                switch current.token {
+                case .name(let n): name = n; i += 1
+                default: throw ChatTemplateError.syntax("expected a test name", current.at)
+                }
                 guard Self.tests.contains(name) else { throw ChatTemplateError.unsupported("the test '\(name)'", at) }
-                value = Expr(kind: .test(value, name, negated: negated), at: at)
+                var args: [Expr] = []
+                if isOp("(") {
+                    let (positional, kwargs) = try arguments()
+                    guard kwargs.isEmpty else { throw ChatTemplateError.unsupported("keyword arguments to a test", at) }
+                    args = positional
+                } else if startsTestArgument {
+                    // `x is equalto 3`: one argument without parentheses, as Jinja reads it.
+                    args = [try postfix(try primary())]
+                }
+                value = Expr(kind: .test(value, name, args, negated: negated), at: at)
             } else {
                 return value
             }
+        }
+    }
+
+    private var startsTestArgument: Bool {
+        switch current.token {
+        case .string, .int, .double: return true
+        case .name(let n): return !["and", "or", "else", "if", "in", "is", "not"].contains(n)
+        default: return false
         }
     }
 

@@ -6,7 +6,7 @@ import Foundation
 struct JinjaRenderer {
     static let functions: Set<String> = ["raise_exception", "strftime_now", "namespace", "range"]
     static let methods: Set<String> = ["strip", "lstrip", "rstrip", "startswith", "endswith", "split", "replace", "upper", "lower",
-                                       "get", "items", "keys", "values"]
+                                       "get", "items"]
 
     /// Innermost last: a loop body gets its own scope, so what it sets does not leak out.
     private var scopes: [[String: JinjaValue]]
@@ -29,26 +29,32 @@ struct JinjaRenderer {
         for statement in statements {
             switch statement {
             case .text(let text): out += text
-            case .output(let e): out += try eval(e).text
+            case .output(let e): out += try str(try eval(e), at: e.at)
             case .if(let branches, let otherwise):
                 if let taken = try branches.first(where: { try eval($0.0).isTrue }) {
                     try run(taken.1)
                 } else {
                     try run(otherwise)
                 }
-            case .for(let targets, let over, let body, let otherwise, let at):
-                let items = try iterate(try eval(over), at: over.at)
+            case .for(let targets, let over, let filter, let body, let otherwise, let at):
+                func bind(_ item: JinjaValue) throws -> [String: JinjaValue] {
+                    if targets.count == 1 { return [targets[0]: item] }
+                    guard let parts = item.elements, parts.count == targets.count else {
+                        throw ChatTemplateError.invalid("cannot unpack \(item.typeName) into \(targets.count) names", at)
+                    }
+                    return Dictionary(uniqueKeysWithValues: zip(targets, parts))
+                }
+                var items = try iterate(try eval(over), at: over.at)
+                if let filter {
+                    items = try items.filter { item in
+                        scopes.append(try bind(item))
+                        defer { scopes.removeLast() }
+                        return try eval(filter).isTrue
+                    }
+                }
                 if items.isEmpty { try run(otherwise) }
                 for (index, item) in items.enumerated() {
-                    var scope: [String: JinjaValue] = [:]
-                    if targets.count == 1 {
-                        scope[targets[0]] = item
-                    } else {
-                        guard case .array(let parts) = item, parts.count == targets.count else {
-                            throw ChatTemplateError.invalid("cannot unpack \(item.typeName) into \(targets.count) names", at)
-                        }
-                        for (t, v) in zip(targets, parts) { scope[t] = v }
-                    }
+                    var scope = try bind(item)
                     var loop = JinjaObject([
                         ("index", .int(index + 1)), ("index0", .int(index)),
                         ("revindex", .int(items.count - index)), ("revindex0", .int(items.count - index - 1)),
@@ -76,10 +82,16 @@ struct JinjaRenderer {
         }
     }
 
+    /// str(value), refused for what Python would print with a memory address.
+    private func str(_ value: JinjaValue, at: TemplatePosition) throws -> String {
+        guard let text = value.text else { throw ChatTemplateError.unsupported("printing a \(value.typeName) (Python prints its address)", at) }
+        return text
+    }
+
     private func iterate(_ value: JinjaValue, at: TemplatePosition) throws -> [JinjaValue] {
         switch value {
         case .undefined: return []
-        case .array(let a): return a
+        case .array(let a), .tuple(let a), .generator(let a), .dictItems(let a): return a
         case .object(let o): return o.keys.map { .string($0) }
         case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
         default: throw ChatTemplateError.invalid("cannot loop over \(value.typeName)", at)
@@ -108,8 +120,8 @@ struct JinjaRenderer {
             return try call(callee, try args.map(eval), try kwargs.map { ($0.0, try eval($0.1)) }, at: e.at)
         case .filter(let base, let name, let args, let kwargs):
             return try filter(name, try eval(base), try args.map(eval), try kwargs.map { ($0.0, try eval($0.1)) }, at: e.at)
-        case .test(let base, let name, let negated):
-            return .bool(test(name, try eval(base)) != negated)
+        case .test(let base, let name, let args, let negated):
+            return .bool(try test(name, try eval(base), try args.map(eval), at: e.at) != negated)
         case .negate(let inner):
             switch try eval(inner) {
             case .int(let i): return .int(-i)
@@ -145,7 +157,7 @@ struct JinjaRenderer {
         switch (base, key) {
         case (.object(let o), .string(let k)): return o[k] ?? .undefined
         case (.namespace(let ns), .string(let k)): return ns.attributes[k] ?? .undefined
-        case (.array(let a), _) where key.integer != nil:
+        case (.array(let a), _) where key.integer != nil, (.tuple(let a), _) where key.integer != nil:
             let i = key.integer! < 0 ? a.count + key.integer! : key.integer!
             return a.indices.contains(i) ? a[i] : .undefined
         case (.string(let s), _) where key.integer != nil:
@@ -153,7 +165,7 @@ struct JinjaRenderer {
             let i = key.integer! < 0 ? scalars.count + key.integer! : key.integer!
             return scalars.indices.contains(i) ? .string(String(scalars[i])) : .undefined
         case (.undefined, _), (.none, _):
-            throw ChatTemplateError.invalid("\(base.typeName) has no attribute or item \(key.repr)", at)
+            throw ChatTemplateError.invalid("\(base.typeName) has no attribute or item \(key.repr ?? key.typeName)", at)
         default:
             return .undefined
         }
@@ -196,13 +208,13 @@ struct JinjaRenderer {
         }
         guard case .name(let name) = callee.kind else { throw ChatTemplateError.unsupported("calling this value", at) }
         switch (name, args.count) {
-        case ("raise_exception", 1): throw ChatTemplateError.raised(args[0].text, at)
+        case ("raise_exception", 1): throw ChatTemplateError.raised(try str(args[0], at: at), at)
         case ("strftime_now", 1):
             var now = time(nil)
             var parts = tm()
             localtime_r(&now, &parts)
             var buffer = [Int8](repeating: 0, count: 256)
-            let n = strftime(&buffer, buffer.count, args[0].text, &parts)
+            let n = strftime(&buffer, buffer.count, try str(args[0], at: at), &parts)
             return .string(String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
         case ("namespace", 0): return .namespace(JinjaNamespace(JinjaObject(kwargs)))
         case ("range", 1...3) where args.allSatisfy({ $0.integer != nil }):
@@ -240,9 +252,7 @@ struct JinjaRenderer {
         case (.object(let o), "get") where args.count == 1 || args.count == 2:
             guard case .string(let key) = args[0] else { return args.count == 2 ? args[1] : .none }
             return o[key] ?? (args.count == 2 ? args[1] : .none)
-        case (.object(let o), "items") where args.isEmpty: return .array(o.pairs.map { .array([.string($0.0), $0.1]) })
-        case (.object(let o), "keys") where args.isEmpty: return .array(o.keys.map { .string($0) })
-        case (.object(let o), "values") where args.isEmpty: return .array(o.pairs.map(\.1))
+        case (.object(let o), "items") where args.isEmpty: return .dictItems(o.pairs.map { .tuple([.string($0.0), $0.1]) })
         default:
             throw ChatTemplateError.invalid("\(base.typeName) has no method \(name)() taking \(args.count) arguments", at)
         }
@@ -264,24 +274,25 @@ struct JinjaRenderer {
         switch name {
         case "trim":
             guard kwargs.isEmpty, args.count <= 1 else { throw bad() }
-            return .string(Self.strip(value.text, args.first.map(\.text), leading: true, trailing: true))
+            return .string(Self.strip(try str(value, at: at), try args.first.map { try str($0, at: at) }, leading: true, trailing: true))
         case "length", "count":
             guard args.isEmpty, kwargs.isEmpty else { throw bad() }
             switch value {
             case .undefined: return .int(0)
             case .string(let s): return .int(s.unicodeScalars.count)
-            case .array(let a): return .int(a.count)
+            case .array(let a), .tuple(let a), .dictItems(let a): return .int(a.count)
             case .object(let o): return .int(o.keys.count)
             default: throw ChatTemplateError.invalid("\(value.typeName) has no length", at)
             }
         case "upper", "lower", "string", "first", "last":
             guard args.isEmpty, kwargs.isEmpty else { throw bad() }
             switch (name, value) {
-            case ("upper", _): return .string(value.text.uppercased())
-            case ("lower", _): return .string(value.text.lowercased())
-            case ("string", _): return .string(value.text)
-            case ("first", .array(let a)): return a.first ?? .undefined
-            case ("last", .array(let a)): return a.last ?? .undefined
+            case ("upper", _): return .string(try str(value, at: at).uppercased())
+            case ("lower", _): return .string(try str(value, at: at).lowercased())
+            case ("string", _): return .string(try str(value, at: at))
+            case ("first", .array(let a)), ("first", .tuple(let a)), ("first", .generator(let a)), ("first", .dictItems(let a)):
+                return a.first ?? .undefined
+            case ("last", .array(let a)), ("last", .tuple(let a)), ("last", .dictItems(let a)): return a.last ?? .undefined
             case ("first", .string(let s)): return s.unicodeScalars.first.map { .string(String($0)) } ?? .undefined
             case ("last", .string(let s)): return s.unicodeScalars.last.map { .string(String($0)) } ?? .undefined
             default: throw ChatTemplateError.invalid("\(value.typeName) has no \(name) item", at)
@@ -310,27 +321,65 @@ struct JinjaRenderer {
             }
             guard args.count <= 2 else { throw bad() }
             return value == .undefined || (boolean && !value.isTrue) ? fallback : value
+        case "list":
+            guard args.isEmpty, kwargs.isEmpty else { throw bad() }
+            return .array(try iterate(value, at: at))
+        case "items":
+            guard args.isEmpty, kwargs.isEmpty, case .object(let o) = value else { throw bad() }
+            return .generator(o.pairs.map { .tuple([.string($0.0), $0.1]) })
+        case "select", "reject", "selectattr", "rejectattr":
+            // select(test, args…), selectattr(attribute, test, args…): a test given by name; none means truth.
+            guard kwargs.isEmpty else { throw bad() }
+            let byAttribute = name.hasSuffix("attr")
+            var rest = args[...]
+            var attribute: String?
+            if byAttribute {
+                guard case .string(let a)? = rest.popFirst() else { throw bad() }
+                attribute = a
+            }
+            var testName: String?
+            if let first = rest.popFirst() {
+                guard case .string(let t) = first, JinjaParser.tests.contains(t) else {
+                    throw ChatTemplateError.unsupported("the test \(first.repr ?? first.typeName) in \(name)", at)
+                }
+                testName = t
+            }
+            let keep = name.hasPrefix("select")
+            return .generator(try iterate(value, at: at).filter { item in
+                let tested = try attribute.map { try member(item, .string($0), at: at) } ?? item
+                let passes = try testName.map { try test($0, tested, Array(rest), at: at) } ?? tested.isTrue
+                return passes == keep
+            })
         case "join":
             guard kwargs.isEmpty, args.count <= 1 else { throw ChatTemplateError.unsupported("join arguments other than the separator", at) }
             let items = try iterate(value, at: at)
-            return .string(items.map(\.text).joined(separator: args.first?.text ?? ""))
+            return .string(try items.map { try str($0, at: at) }.joined(separator: try args.first.map { try str($0, at: at) } ?? ""))
         default:
             throw ChatTemplateError.unsupported("the filter '\(name)'", at)
         }
     }
 
-    private func test(_ name: String, _ value: JinjaValue) -> Bool {
+    private func test(_ name: String, _ value: JinjaValue, _ args: [JinjaValue], at: TemplatePosition) throws -> Bool {
+        guard args.count == (["equalto", "eq"].contains(name) ? 1 : 0) else {
+            throw ChatTemplateError.invalid("the test \(name) does not take \(args.count) arguments", at)
+        }
         switch (name, value) {
         case ("defined", _): return value != .undefined
         case ("undefined", _): return value == .undefined
+        case ("equalto", _), ("eq", _): return value == args[0]
         case ("none", .none), ("string", .string), ("mapping", .object), ("boolean", .bool),
-             ("number", .int), ("number", .double), ("number", .bool): return true
+             ("number", .int), ("number", .double), ("number", .bool),
+             ("iterable", .string), ("iterable", .array), ("iterable", .tuple), ("iterable", .generator), ("iterable", .dictItems),
+             ("iterable", .object), ("iterable", .undefined): return true
+        case ("true", .bool(let b)): return b
+        case ("false", .bool(let b)): return !b
         default: return false
         }
     }
 
     private func arithmetic(_ op: String, _ a: JinjaValue, _ b: JinjaValue, at: TemplatePosition) throws -> JinjaValue {
-        if op == "~" { return .string(a.text + b.text) }
+        if op == "~" { return .string(try str(a, at: at) + str(b, at: at)) }
+        if case .tuple(let x) = a, case .tuple(let y) = b, op == "+" { return .tuple(x + y) }
         switch (op, a, b) {
         case ("+", .string(let x), .string(let y)): return .string(x + y)
         case ("+", .array(let x), .array(let y)): return .array(x + y)
@@ -380,7 +429,7 @@ struct JinjaRenderer {
             case .string(let s):
                 guard case .string(let needle) = a else { throw ChatTemplateError.invalid("'in <string>' needs a string, not \(a.typeName)", at) }
                 found = needle.isEmpty || s.range(of: needle) != nil
-            case .array(let items): found = items.contains(a)
+            case .array(let items), .tuple(let items), .generator(let items), .dictItems(let items): found = items.contains(a)
             case .object(let o): found = a.stringValue.map { o[$0] != nil } ?? false
             case .undefined: found = false
             default: throw ChatTemplateError.invalid("cannot look for a value in \(b.typeName)", at)
@@ -405,4 +454,12 @@ struct JinjaRenderer {
 
 extension JinjaValue {
     var stringValue: String? { if case .string(let s) = self { return s }; return nil }
+
+    /// A list's or tuple's items, for unpacking in a loop.
+    var elements: [JinjaValue]? {
+        switch self {
+        case .array(let a), .tuple(let a): return a
+        default: return nil
+        }
+    }
 }

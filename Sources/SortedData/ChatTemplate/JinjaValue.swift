@@ -13,6 +13,13 @@ public indirect enum JinjaValue: Equatable {
     case double(Double)
     case string(String)
     case array([JinjaValue])
+    /// A tuple (the pairs of items()): prints as (a, b), is not equal to a list.
+    case tuple([JinjaValue])
+    /// What select, reject and the items filter give in Jinja: a generator, which can be
+    /// looped over or made a list, but has no length, is always true and cannot be printed.
+    case generator([JinjaValue])
+    /// A dict's items() view.
+    case dictItems([JinjaValue])
     /// A dict; keys keep their order (tojson writes them in it).
     case object(JinjaObject)
     /// `namespace(...)`: the one mutable value, so `set ns.x` inside a loop is seen after it.
@@ -27,7 +34,7 @@ public indirect enum JinjaValue: Equatable {
         switch (a, b) {
         case (.undefined, .undefined), (.none, .none): return true
         case (.string(let x), .string(let y)): return x == y
-        case (.array(let x), .array(let y)): return x == y
+        case (.array(let x), .array(let y)), (.tuple(let x), .tuple(let y)), (.dictItems(let x), .dictItems(let y)): return x == y
         case (.object(let x), .object(let y)): return x == y
         case (.namespace(let x), .namespace(let y)): return x === y
         default:
@@ -62,9 +69,9 @@ public indirect enum JinjaValue: Equatable {
         case .int(let i): return i != 0
         case .double(let d): return d != 0
         case .string(let s): return !s.isEmpty
-        case .array(let a): return !a.isEmpty
+        case .array(let a), .tuple(let a), .dictItems(let a): return !a.isEmpty
         case .object(let o): return !o.keys.isEmpty
-        case .namespace: return true
+        case .namespace, .generator: return true
         }
     }
 
@@ -78,13 +85,17 @@ public indirect enum JinjaValue: Equatable {
         case .double: return "float"
         case .string: return "str"
         case .array: return "list"
+        case .tuple: return "tuple"
+        case .generator: return "generator"
+        case .dictItems: return "dict_items"
         case .object: return "dict"
         case .namespace: return "namespace"
         }
     }
 
-    /// What `{{ value }}` prints: Python's str(), with undefined as nothing.
-    var text: String {
+    /// What `{{ value }}` prints: Python's str(), with undefined as nothing; nil for what
+    /// Python prints with a memory address (a generator).
+    var text: String? {
         switch self {
         case .undefined: return ""
         case .string(let s): return s
@@ -92,8 +103,12 @@ public indirect enum JinjaValue: Equatable {
         }
     }
 
-    /// Python's repr() (how lists and dicts print).
-    var repr: String {
+    /// Python's repr() (how lists and dicts print); nil for a generator, in any depth.
+    var repr: String? {
+        func join(_ items: [JinjaValue]) -> String? {
+            let parts = items.compactMap(\.repr)
+            return parts.count == items.count ? parts.joined(separator: ", ") : nil
+        }
         switch self {
         case .undefined: return ""
         case .none: return "None"
@@ -116,9 +131,14 @@ public indirect enum JinjaValue: Equatable {
                 }
             }
             return out + String(quote)
-        case .array(let a): return "[" + a.map(\.repr).joined(separator: ", ") + "]"
-        case .object(let o): return "{" + o.pairs.map { JinjaValue.string($0.0).repr + ": " + $0.1.repr }.joined(separator: ", ") + "}"
-        case .namespace(let n): return "<Namespace " + JinjaValue.object(n.attributes).repr + ">"
+        case .array(let a): return join(a).map { "[" + $0 + "]" }
+        case .tuple(let a): return join(a).map { "(" + $0 + (a.count == 1 ? ",)" : ")") }
+        case .dictItems(let a): return join(a).map { "dict_items([" + $0 + "])" }
+        case .generator: return nil
+        case .object(let o):
+            let parts = o.pairs.compactMap { k, v in v.repr.map { JinjaValue.string(k).repr! + ": " + $0 } }
+            return parts.count == o.pairs.count ? "{" + parts.joined(separator: ", ") + "}" : nil
+        case .namespace(let n): return JinjaValue.object(n.attributes).repr.map { "<Namespace " + $0 + ">" }
         }
     }
 
@@ -136,13 +156,13 @@ public indirect enum JinjaValue: Equatable {
         case .bool(let b): return b ? "true" : "false"
         case .int, .double: return repr
         case .string(let s): return Self.jsonQuoted(s)
-        case .array(let a):
+        case .array(let a), .tuple(let a):
             let items = a.compactMap { $0.json(indent: indent, depth: depth + 1) }
             return items.count == a.count ? list(items, "[", "]") : nil
         case .object(let o):
             let items = o.pairs.compactMap { k, v in v.json(indent: indent, depth: depth + 1).map { Self.jsonQuoted(k) + ": " + $0 } }
             return items.count == o.pairs.count ? list(items, "{", "}") : nil
-        case .undefined, .namespace: return nil
+        case .undefined, .namespace, .generator, .dictItems: return nil
         }
     }
 
