@@ -84,6 +84,23 @@ final class ModelTemplateTests: XCTestCase {
         XCTAssertEqual(tokens.filter { $0 == chatML.id(forToken: "<|im_end|>") }.count, 5)
     }
 
+    func testTokensAreTheWholeRenderingEncodedAtOnce() throws {
+        // SentencePiece-style: encoding " Bonjour" on its own would not give the tokens it has
+        // after "[/INST]"; the example's tokens are HF's tokenization of the whole text.
+        let t = try TokenizerLoader.load(tokenizerFixtures.appendingPathComponent("spm-legacy.json").path)
+        let template = try fixtureTemplate("llama2")
+        guard case .chat(let messages) = try conversation("system-multi-turn") else { return XCTFail() }
+        let (tokens, labels) = try ExampleBuilder(tokenizer: t, template: .model, maxLength: 4096, chatTemplate: template).encode(.chat(messages))
+        let rendered = try template.render(messages.map(JinjaValue.init), addGenerationPrompt: false, bosToken: "<s>", eosToken: "</s>")
+        XCTAssertEqual(tokens, t.encode(rendered, addSpecialTokens: false, parseSpecial: true))
+        let pieces = runs(tokens, labels, t)
+        XCTAssertEqual(pieces.map(\.0), [false, true, false, true])
+        XCTAssertEqual(tokens.filter { $0 == t.bosID }.count, 2, "the template's <s> is the BOS token")
+        let trained = zip(tokens, labels).filter { $0.1 != ignoreIndex }.map(\.0)
+        XCTAssertEqual(trained.filter { $0 == t.eosID }.count, 2, "each reply's </s> is trained")
+        XCTAssertEqual(t.decode(trained, skipSpecialTokens: true).split(separator: " ").joined(separator: " "), "Bonjour ! De rien.")
+    }
+
     func testInstructionRecordsAndTheSystemPrompt() throws {
         let builder = ExampleBuilder(tokenizer: chatML, template: .model, maxLength: 4096, systemPrompt: "Be brief.",
                                      chatTemplate: try fixtureTemplate("smollm2"))

@@ -2,7 +2,9 @@
 // `model`). The loss mask comes from rendering the conversation prefix by prefix: the text up
 // to an assistant turn, with the generation prompt, is context; what the turn then adds — its
 // content and the template's end-of-turn — is trained; whitespace the template writes after
-// the end-of-turn is context again.
+// the end-of-turn is context again. The tokens are those of the whole text encoded at once
+// (as HF's apply_chat_template tokenizes it), each boundary where the encoding of the text
+// before it stops agreeing with them.
 
 extension PromptTemplate {
     func modelSegments(_ messages: [ChatMessage], chatTemplate: ChatTemplate?, tokenizer: Tokenizer) throws -> [Segment] {
@@ -24,12 +26,11 @@ extension PromptTemplate {
                 throw TemplateError.modelTemplate(error)
             }
         }
-        var out: [Segment] = []
-        var done: [UInt8] = []  // the rendering covered by `out` (compared as bytes: exact, no Unicode folding)
+        var ends: [(end: Int, trained: Bool)] = []  // where each piece of the rendering ends, in bytes
+        var done: [UInt8] = []  // the rendering so far (compared as bytes: exact, no Unicode folding)
         func take(_ text: [UInt8], trained: Bool) throws {
             guard text.starts(with: done) else { throw TemplateError.modelTemplateNotIncremental }
-            let piece = text[done.count...]
-            if !piece.isEmpty { out.append(.markup(String(decoding: piece, as: UTF8.self), trained: trained)) }
+            if text.count > done.count { ends.append((text.count, trained)) }
             done = text
         }
         for (i, m) in messages.enumerated() where m.role == .assistant {
@@ -44,6 +45,19 @@ extension PromptTemplate {
         if whole[done.count...].contains(where: { !($0 == 0x20 || $0 == 0x0A || $0 == 0x09 || $0 == 0x0D) }) {
             try take(whole, trained: false)
         }
+        func encode(_ bytes: ArraySlice<UInt8>) -> [Int32] {
+            tokenizer.encode(String(decoding: bytes, as: UTF8.self), addSpecialTokens: false, parseSpecial: true)
+        }
+        let tokens = encode(done[...])
+        var out: [Segment] = []
+        var start = 0
+        for (k, piece) in ends.enumerated() {
+            // A token that spans a boundary (a merge across it) goes to the later piece.
+            let end = k == ends.count - 1 ? tokens.count
+                : max(start, zip(encode(done[..<piece.end]), tokens).prefix { $0 == $1 }.count)
+            out.append(.ids(Array(tokens[start..<end]), trained: piece.trained))
+            start = end
+        }
         return out
     }
 
@@ -51,12 +65,10 @@ extension PromptTemplate {
     /// <|eot_id|>): the last token the template writes after a reply, when it is a special
     /// token; nil when there is none.
     public static func endOfTurnToken(_ chatTemplate: ChatTemplate, tokenizer: Tokenizer) -> Int32? {
-        let reply = "x"
-        guard let segments = try? PromptTemplate.model.modelSegments([ChatMessage(role: .user, content: "y"), ChatMessage(role: .assistant, content: reply)],
+        guard let segments = try? PromptTemplate.model.modelSegments([ChatMessage(role: .user, content: "y"), ChatMessage(role: .assistant, content: "x")],
                                                                       chatTemplate: chatTemplate, tokenizer: tokenizer),
-              case .markup(let trained)? = segments.last(where: \.trained)?.content,
-              let end = trained.range(of: reply, options: .backwards)?.upperBound,
-              let id = tokenizer.encode(String(trained[end...]), addSpecialTokens: false, parseSpecial: true).last,
+              case .ids(let trained)? = segments.last(where: \.trained)?.content,
+              let id = trained.last,
               let text = tokenizer.token(forID: id),
               tokenizer.encode(text, addSpecialTokens: false, parseSpecial: true) == [id],
               tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false) != [id] else { return nil }

@@ -32,13 +32,13 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
 
     /// A piece of an example: text to encode or a token id, and whether it carries loss.
     struct Segment {
-        /// markup: a chat template's rendering, where special tokens written as text are tokens.
-        enum Content { case text(String), markup(String), token(Int32) }
+        /// ids: tokens already encoded (a chat template's rendering, encoded whole).
+        enum Content { case text(String), token(Int32), ids([Int32]) }
         let content: Content
         let trained: Bool
         static func text(_ s: String, trained: Bool) -> Segment { Segment(content: .text(s), trained: trained) }
         static func token(_ id: Int32, trained: Bool) -> Segment { Segment(content: .token(id), trained: trained) }
-        static func markup(_ s: String, trained: Bool) -> Segment { Segment(content: .markup(s), trained: trained) }
+        static func ids(_ ids: [Int32], trained: Bool) -> Segment { Segment(content: .ids(ids), trained: trained) }
     }
 
     /// A record's conversation for the chat templates: an instruction is one user turn (its
@@ -132,7 +132,7 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
             let ids: [Int32]
             switch s.content {
             case .text(let text): ids = tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false)
-            case .markup(let text): ids = tokenizer.encode(text, addSpecialTokens: false, parseSpecial: true)
+            case .ids(let encoded): ids = encoded
             case .token(let id): ids = [id]
             }
             tokens += ids
