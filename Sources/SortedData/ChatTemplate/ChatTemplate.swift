@@ -5,11 +5,9 @@
 /// A parsed chat template. Parsing refuses what the renderer does not support, so a template
 /// that parses renders as transformers does or fails with an error; it is never approximated.
 public struct ChatTemplate {
-    public let source: String
     private let statements: [Statement]
 
     public init(_ source: String) throws {
-        self.source = source
         statements = try JinjaParser.parse(source)
     }
 

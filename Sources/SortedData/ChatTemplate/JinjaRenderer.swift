@@ -61,8 +61,8 @@ struct JinjaRenderer {
                         ("first", .bool(index == 0)), ("last", .bool(index == items.count - 1)),
                         ("length", .int(items.count)), ("depth", .int(1)), ("depth0", .int(0)),
                     ])
-                    if index > 0 { loop["previtem"] = items[index - 1] }
-                    if index + 1 < items.count { loop["nextitem"] = items[index + 1] }
+                    if index > 0 { loop.set("previtem", items[index - 1]) }
+                    if index + 1 < items.count { loop.set("nextitem", items[index + 1]) }
                     scope["loop"] = .object(loop)
                     scopes.append(scope)
                     defer { scopes.removeLast() }
@@ -74,7 +74,7 @@ struct JinjaRenderer {
                     guard case .namespace(let ns) = lookup(name) else {
                         throw ChatTemplateError.invalid("'\(name)' is not a namespace; only a namespace's attributes can be set", at)
                     }
-                    ns.attributes[attribute] = value
+                    ns.attributes.set(attribute, value)
                 } else {
                     scopes[scopes.count - 1][name] = value
                 }
@@ -107,7 +107,7 @@ struct JinjaRenderer {
             var o = JinjaObject()
             for (k, v) in pairs {
                 guard case .string(let key) = try eval(k) else { throw ChatTemplateError.unsupported("dict keys that are not strings", k.at) }
-                o[key] = try eval(v)
+                o.set(key, try eval(v))
             }
             return .object(o)
         case .attribute(let base, let name):

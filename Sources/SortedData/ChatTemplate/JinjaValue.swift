@@ -193,16 +193,15 @@ public struct JinjaObject: Equatable {
     private var values: [String: JinjaValue] = [:]
 
     public init(_ pairs: [(String, JinjaValue)] = []) {
-        for (k, v) in pairs { self[k] = v }
+        for (k, v) in pairs { set(k, v) }
     }
 
-    public subscript(key: String) -> JinjaValue? {
-        get { values[key] }
-        set {
-            if values[key] == nil, newValue != nil { keys.append(key) }
-            if newValue == nil { keys.removeAll { $0 == key } }
-            values[key] = newValue
-        }
+    public subscript(key: String) -> JinjaValue? { values[key] }
+
+    /// Sets a key; a new one goes last.
+    public mutating func set(_ key: String, _ value: JinjaValue) {
+        if values[key] == nil { keys.append(key) }
+        values[key] = value
     }
 
     var pairs: [(String, JinjaValue)] { keys.map { ($0, values[$0]!) } }

@@ -6,8 +6,13 @@
 // (as HF's apply_chat_template tokenizes it), each boundary where the encoding of the text
 // before it stops agreeing with them.
 
-extension PromptTemplate {
-    func modelSegments(_ messages: [ChatMessage], chatTemplate: ChatTemplate?, tokenizer: Tokenizer) throws -> [Segment] {
+/// A conversation, its model template and tokenizer: renderings of its first turns, and their tokens.
+private struct ModelRendering {
+    let messages: [JinjaValue]
+    let chatTemplate: ChatTemplate
+    let tokenizer: Tokenizer
+
+    init(_ messages: [ChatMessage], chatTemplate: ChatTemplate?, tokenizer: Tokenizer) throws {
         guard let chatTemplate else { throw TemplateError.noModelTemplate }
         // The template's text is encoded with special tokens read; a message's must not hold
         // any, or data could write the template's control tokens.
@@ -16,18 +21,40 @@ extension PromptTemplate {
         }) {
             throw TemplateError.controlTokenInMessage(role: bad.role.rawValue)
         }
-        let values = messages.map(JinjaValue.init)
-        func render(_ count: Int, _ addGenerationPrompt: Bool) throws -> [UInt8] {
-            do {
-                return Array(try chatTemplate.render(Array(values.prefix(count)), addGenerationPrompt: addGenerationPrompt,
-                                                     bosToken: tokenizer.bosID.flatMap(tokenizer.token(forID:)),
-                                                     eosToken: tokenizer.eosID.flatMap(tokenizer.token(forID:))).utf8)
-            } catch let error as ChatTemplateError {
-                throw TemplateError.modelTemplate(error)
-            }
+        self.messages = messages.map(JinjaValue.init)
+        self.chatTemplate = chatTemplate
+        self.tokenizer = tokenizer
+    }
+
+    /// The first `count` messages as UTF-8 (compared as bytes: exact, no Unicode folding).
+    func render(_ count: Int, _ addGenerationPrompt: Bool) throws -> [UInt8] {
+        do {
+            return Array(try chatTemplate.render(Array(messages.prefix(count)), addGenerationPrompt: addGenerationPrompt,
+                                                 bosToken: tokenizer.bosID.flatMap(tokenizer.token(forID:)),
+                                                 eosToken: tokenizer.eosID.flatMap(tokenizer.token(forID:))).utf8)
+        } catch let error as ChatTemplateError {
+            throw TemplateError.modelTemplate(error)
         }
+    }
+
+    /// As HF encodes a rendered chat: special tokens read, none added.
+    func encode(_ bytes: ArraySlice<UInt8>) -> [Int32] {
+        tokenizer.encode(String(decoding: bytes, as: UTF8.self), addSpecialTokens: false, parseSpecial: true)
+    }
+}
+
+extension PromptTemplate {
+    /// The tokens generation continues from: the conversation and the generation prompt.
+    func modelPrompt(_ messages: [ChatMessage], chatTemplate: ChatTemplate?, tokenizer: Tokenizer) throws -> [Int32] {
+        let rendering = try ModelRendering(messages, chatTemplate: chatTemplate, tokenizer: tokenizer)
+        return rendering.encode(try rendering.render(messages.count, true)[...])
+    }
+
+    func modelSegments(_ messages: [ChatMessage], chatTemplate: ChatTemplate?, tokenizer: Tokenizer) throws -> [Segment] {
+        let rendering = try ModelRendering(messages, chatTemplate: chatTemplate, tokenizer: tokenizer)
+        let render = rendering.render
         var ends: [(end: Int, trained: Bool)] = []  // where each piece of the rendering ends, in bytes
-        var done: [UInt8] = []  // the rendering so far (compared as bytes: exact, no Unicode folding)
+        var done: [UInt8] = []  // the rendering so far
         func take(_ text: [UInt8], trained: Bool) throws {
             guard text.starts(with: done) else { throw TemplateError.modelTemplateNotIncremental }
             if text.count > done.count { ends.append((text.count, trained)) }
@@ -45,16 +72,13 @@ extension PromptTemplate {
         if whole[done.count...].contains(where: { !($0 == 0x20 || $0 == 0x0A || $0 == 0x09 || $0 == 0x0D) }) {
             try take(whole, trained: false)
         }
-        func encode(_ bytes: ArraySlice<UInt8>) -> [Int32] {
-            tokenizer.encode(String(decoding: bytes, as: UTF8.self), addSpecialTokens: false, parseSpecial: true)
-        }
-        let tokens = encode(done[...])
+        let tokens = rendering.encode(done[...])
         var out: [Segment] = []
         var start = 0
         for (k, piece) in ends.enumerated() {
             // A token that spans a boundary (a merge across it) goes to the later piece.
             let end = k == ends.count - 1 ? tokens.count
-                : max(start, zip(encode(done[..<piece.end]), tokens).prefix { $0 == $1 }.count)
+                : max(start, zip(rendering.encode(done[..<piece.end]), tokens).prefix { $0 == $1 }.count)
             out.append(.ids(Array(tokens[start..<end]), trained: piece.trained))
             start = end
         }

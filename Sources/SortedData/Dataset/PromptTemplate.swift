@@ -23,6 +23,11 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
     /// generation continues from (for evaluation).
     /// chatTemplate: the model's own, for template `model`.
     public func prompt(instruction: String, input: String = "", tokenizer: Tokenizer, chatTemplate: ChatTemplate? = nil) throws -> [Int32] {
+        if self == .model {
+            // Encoded whole, as HF's apply_chat_template(add_generation_prompt=True) does.
+            let user = Self.conversation(.instruction(instruction: instruction, input: input, output: ""), systemPrompt: nil).dropLast()
+            return try modelPrompt(Array(user), chatTemplate: chatTemplate, tokenizer: tokenizer)
+        }
         var segments = try self.segments(for: .instruction(instruction: instruction, input: input, output: "x"), tokenizer: tokenizer,
                                          chatTemplate: chatTemplate)
         // Drop the response and what follows it.
