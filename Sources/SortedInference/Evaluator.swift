@@ -94,7 +94,8 @@ public enum Evaluator {
         }
         func say(_ line: String) { if communicator.rank == 0 { progress(line) } }
 
-        let builder = ExampleBuilder(tokenizer: loaded.tokenizer, template: loaded.template, maxLength: loaded.window)
+        let builder = ExampleBuilder(tokenizer: loaded.tokenizer, template: loaded.template, maxLength: loaded.window,
+                                     chatTemplate: loaded.chatTemplate)
         let dataset = try DatasetLoader.load(files, builder: builder)
         var reports = try heldOut(loaded.model, dataset: dataset, exits: exits, communicator: communicator)
         say("loss on \(dataset.count) examples of \(files.joined(separator: ", "))")
@@ -106,7 +107,7 @@ public enum Evaluator {
             for sourced in try RecordReader.read(URL(fileURLWithPath: file)).records {
                 guard questions.count < settings.answerLimit,
                       case .instruction(let instruction, let input, let output) = sourced.record, !output.isEmpty else { continue }
-                questions.append((try loaded.template.prompt(instruction: instruction, input: input, tokenizer: loaded.tokenizer), output))
+                questions.append((try loaded.prompt(instruction: instruction, input: input), output))
             }
         }
         guard !questions.isEmpty else { return reports }

@@ -7,6 +7,8 @@ public struct LoadedModel {
     public let model: LlamaModel
     public let tokenizer: Tokenizer
     public let template: PromptTemplate
+    /// The model's own chat template, for template `model`.
+    public let chatTemplate: ChatTemplate?
     /// The exits the model was trained with (the last layer when nothing says otherwise).
     public let exits: [Int]
     /// Token window: the training sequence length for a checkpoint.
@@ -15,11 +17,12 @@ public struct LoadedModel {
     public let validation: [String]
     public let description: String
 
-    public init(model: LlamaModel, tokenizer: Tokenizer, template: PromptTemplate, exits: [Int], window: Int,
-                validation: [String], description: String) {
+    public init(model: LlamaModel, tokenizer: Tokenizer, template: PromptTemplate, chatTemplate: ChatTemplate? = nil,
+                exits: [Int], window: Int, validation: [String], description: String) {
         self.model = model
         self.tokenizer = tokenizer
         self.template = template
+        self.chatTemplate = chatTemplate
         self.exits = exits
         self.window = window
         self.validation = validation
@@ -32,11 +35,17 @@ public struct LoadedModel {
         return "the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(model.config.vocabSize) embeddings: give the tokenizer the model was trained with"
     }
 
-    /// EOS, and the end-of-turn token of a ChatML template.
+    /// EOS, and the end-of-turn token of a ChatML template or of the model's own.
     public var stopTokens: Set<Int32> {
         var stop = Set<Int32>()
         if let eos = tokenizer.eosID { stop.insert(eos) }
         if template == .chatml, let end = tokenizer.id(forToken: "<|im_end|>") { stop.insert(end) }
+        if template == .model, let chatTemplate, let end = PromptTemplate.endOfTurnToken(chatTemplate, tokenizer: tokenizer) { stop.insert(end) }
         return stop
+    }
+
+    /// The tokens generation continues from for an instruction, in the model's template.
+    public func prompt(instruction: String, input: String = "") throws -> [Int32] {
+        try template.prompt(instruction: instruction, input: input, tokenizer: tokenizer, chatTemplate: chatTemplate)
     }
 }

@@ -17,19 +17,9 @@ extension ModelExporter {
         // llama.cpp cannot load a GGUF without its vocabulary, so an unreadable tokenizer is an error.
         let tokenizer = try TokenizerLoader.load(spec)
         let (metadata, tokenizerNotes) = try GGUFTokenizerMetadata.metadata(
-            of: tokenizer, source: spec, vocabularySize: model.config.vocabSize, chatTemplate: chatTemplate(spec))
+            of: tokenizer, source: spec, vocabularySize: model.config.vocabSize, chatTemplate: TokenizerLoader.chatTemplate(spec))
         for (key, value) in metadata { writer.set(key, value) }
         try writer.write(to: output)
         return notes + tokenizerNotes
-    }
-
-    /// The chat template beside the run's tokenizer: chat_template.jinja, else
-    /// tokenizer_config.json's "chat_template" string, else a GGUF tokenizer's own.
-    static func chatTemplate(_ spec: String) -> String? {
-        let kind = ModelPath.classify(spec)
-        guard spec != "byte", kind != .missing else { return nil }
-        let url = URL(fileURLWithPath: spec)
-        if kind == .gguf { return (try? GGUFFile(contentsOf: url))?.metadata["tokenizer.chat_template"]?.string }
-        return ChatTemplateFile.text(inFolder: kind.isFolder ? url : url.deletingLastPathComponent())
     }
 }

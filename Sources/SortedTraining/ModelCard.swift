@@ -87,14 +87,14 @@ public struct ModelCard {
     }
 
     /// generation_config.json: BOS, EOS (and the template's end of turn, which generation must
-    /// also stop at), PAD.
-    public static func generationConfig(tokenizer: Tokenizer, template: PromptTemplate) -> [String: Any] {
+    /// also stop at: ChatML's <|im_end|>, or the model's own template's), PAD.
+    public static func generationConfig(tokenizer: Tokenizer, template: PromptTemplate, chatTemplate: ChatTemplate? = nil) -> [String: Any] {
         var config: [String: Any] = [:]
         if let bos = tokenizer.bosID { config["bos_token_id"] = Int(bos) }
         var stops = tokenizer.eosID.map { [Int($0)] } ?? []
-        if template == .chatml, let end = tokenizer.id(forToken: "<|im_end|>"), !stops.contains(Int(end)) {
-            stops.append(Int(end))
-        }
+        let end = template == .chatml ? tokenizer.id(forToken: "<|im_end|>")
+            : template == .model ? chatTemplate.flatMap { PromptTemplate.endOfTurnToken($0, tokenizer: tokenizer) } : nil
+        if let end, !stops.contains(Int(end)) { stops.append(Int(end)) }
         if stops.count == 1 { config["eos_token_id"] = stops[0] } else if !stops.isEmpty { config["eos_token_id"] = stops }
         if let pad = tokenizer.padID ?? tokenizer.eosID { config["pad_token_id"] = Int(pad) }
         return config

@@ -68,8 +68,10 @@ public enum ModelExporter {
             notes += try copyTokenizerFiles(spec, to: output)
             try write(Data(card.markdown(modelName: output.lastPathComponent).utf8), to: output.appendingPathComponent("README.md"))
             if let tokenizer {
-                let generation = try JSONSerialization.data(withJSONObject: ModelCard.generationConfig(tokenizer: tokenizer, template: run.data.template),
-                                                            options: [.prettyPrinted, .sortedKeys])
+                let chatTemplate = TokenizerLoader.chatTemplate(spec).flatMap { try? ChatTemplate($0) }
+                let generation = try JSONSerialization.data(
+                    withJSONObject: ModelCard.generationConfig(tokenizer: tokenizer, template: run.data.template, chatTemplate: chatTemplate),
+                    options: [.prettyPrinted, .sortedKeys])
                 try write(generation, to: output.appendingPathComponent("generation_config.json"))
             }
         case .hdf5:

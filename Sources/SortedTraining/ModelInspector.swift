@@ -85,9 +85,14 @@ public enum ModelInspector {
         return inspection
     }
 
-    /// "ChatML (412 characters)" or "412 characters" for a Jinja chat template.
+    /// "412 characters" for a Jinja chat template sortedtrain renders (template "model"), and why not otherwise.
     static func describeTemplate(_ text: String) -> String {
-        (PromptTemplate(chatTemplate: text) == .chatml ? "ChatML, " : "") + "\(text.count) characters"
+        do {
+            _ = try ChatTemplate(text)
+            return "\(text.count) characters"
+        } catch {
+            return "\(text.count) characters, not renderable by sortedtrain (\(error))"
+        }
     }
 
     static func tensors(_ layout: ParameterLayout) -> [InspectedTensor] {

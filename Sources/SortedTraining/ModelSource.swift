@@ -1,8 +1,8 @@
 // ModelSource: a model to evaluate or generate with, and what is needed to talk to it —
 // from a checkpoint (its run config names tokenizer, template, exits and data), an exported
 // HF directory or HDF5 file, or a llama GGUF file (which carries its tokenizer). The prompt
-// template is the user's choice, else the run's, else the one the model's own chat
-// template names (ChatML), else none.
+// template is the user's choice, else the run's, else `model` (the model's own chat template)
+// when the tokenizer comes with one, else none.
 import Foundation
 import SortedData
 import SortedFormats
@@ -15,29 +15,31 @@ public enum ModelSource {
     public static func load(_ path: String, tokenizer tokenizerSpec: String?, template templateName: String?) throws -> LoadedModel {
         let kind = ModelPath.classify(path)
         if kind == .missing { throw TrainingError.notFound(path: path) }
-        func template(_ fallback: String?, chatTemplate: String? = nil) throws -> PromptTemplate {
+        func load(_ model: LlamaModel, tokenizer spec: String, fallback: String?, exits: [Int], window: Int,
+                  validation: [String], description: String) throws -> LoadedModel {
+            let own = TokenizerLoader.chatTemplate(spec)
+            var template = own == nil ? PromptTemplate.none : .model
             if let name = templateName ?? fallback {
-                guard let t = PromptTemplate(rawValue: name) else {
-                    throw TrainingError.unknownTemplate(name)
+                guard let t = PromptTemplate(rawValue: name) else { throw TrainingError.unknownTemplate(name) }
+                template = t
+            }
+            var chatTemplate: ChatTemplate?
+            if template == .model {
+                guard let own else { throw TrainingError.noChatTemplate(path: spec) }
+                do { chatTemplate = try ChatTemplate(own) } catch let error as ChatTemplateError {
+                    throw TrainingError.chatTemplateUnusable(path: spec, error)
                 }
-                return t
             }
-            guard let chat = chatTemplate else { return .none }
-            guard let t = PromptTemplate(chatTemplate: chat) else {
-                throw TrainingError.chatTemplateNotRenderable(path: path)
-            }
-            return t
+            return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec), template: template, chatTemplate: chatTemplate,
+                               exits: exits, window: window, validation: validation, description: description)
         }
         let url = URL(fileURLWithPath: path)
         let isHF = kind == .hfFolder
         if kind == .gguf {
-            let file = try GGUFFile(contentsOf: url)
             let model = try ModelFiles.readGGUF(url)
-            let chat = file.metadata["tokenizer.chat_template"]?.string
-            return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(tokenizerSpec ?? path),
-                               template: try template(nil, chatTemplate: chat),
-                               exits: [model.config.numHiddenLayers], window: min(model.config.maxPositionEmbeddings, 2048),
-                               validation: [], description: "GGUF model \(path)")
+            return try load(model, tokenizer: tokenizerSpec ?? path, fallback: nil,
+                            exits: [model.config.numHiddenLayers], window: min(model.config.maxPositionEmbeddings, 2048),
+                            validation: [], description: "GGUF model \(path)")
         }
         if isHF || kind == .file {
             let model = isHF ? try ModelFiles.readHF(url) : try ModelFiles.readHDF5(url)
@@ -45,18 +47,15 @@ public enum ModelSource {
             guard let spec = tokenizerSpec ?? (hasTokenizer ? path : nil) else {
                 throw TrainingError.tokenizerRequired(path: path)
             }
-            return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec),
-                               template: try template(nil, chatTemplate: isHF ? ChatTemplateFile.text(inFolder: url) : nil),
-                               exits: [model.config.numHiddenLayers],
-                               window: min(model.config.maxPositionEmbeddings, 2048),
-                               validation: [], description: "\(isHF ? "HF model" : "HDF5 model") \(path)")
+            return try load(model, tokenizer: spec, fallback: nil, exits: [model.config.numHiddenLayers],
+                            window: min(model.config.maxPositionEmbeddings, 2048),
+                            validation: [], description: "\(isHF ? "HF model" : "HDF5 model") \(path)")
         }
         let folder = try ModelExporter.resolveCheckpoint(path)
         let (model, state) = try CheckpointFiles.readModel(directory: folder)
         let run = try RunConfig.decode(stored: state.config, source: folder, model: model.config)
-        return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(tokenizerSpec ?? run.data.tokenizer),
-                           template: try template(run.data.template.rawValue), exits: state.exits,
-                           window: run.train.sequenceLength, validation: run.data.validation,
-                           description: "checkpoint \(folder) (step \(state.step))")
+        return try load(model, tokenizer: tokenizerSpec ?? run.data.tokenizer, fallback: run.data.template.rawValue,
+                        exits: state.exits, window: run.train.sequenceLength, validation: run.data.validation,
+                        description: "checkpoint \(folder) (step \(state.step))")
     }
 }

@@ -103,6 +103,14 @@ public struct RunConfig: Sendable {
             throw ConfigError(file: path, key: nil, .invalid("must hold a JSON object at the top level"))
         }
         let overridden = Set(try overrides.map { try apply(override: $0, to: &root) })
+        // data.template defaults to the tokenizer's own chat template when it comes with one.
+        // The choice is written into the stored config: there a missing key means alpaca, the
+        // default of runs from before this one.
+        if var data = root["data"]?.object, data["template"] == nil,
+           TokenizerLoader.chatTemplate(data["tokenizer"]?.string ?? "byte") != nil {
+            data["template"] = .string(PromptTemplate.model.rawValue)
+            root["data"] = .object(data)
+        }
         do {
             var config = try parse(root, source: path, initialModel: initialModel)
             config.json = JSONValue.object(root).serialized

@@ -2,6 +2,7 @@
 // context. The text says what is wrong in the run's own terms (config keys, folders); the
 // command line adds its flags where they are the remedy (sortedtrain's ErrorMessages).
 import Foundation
+import SortedData
 
 public enum TrainingError: Error, Equatable, CustomStringConvertible {
     /// A NaN or infinite loss or gradient norm at `step` (1-based): every rank sees it after
@@ -27,8 +28,10 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case depthOutsideModel(depth: Int, layers: Int)
     case depthNotAnExit(depth: Int, exits: [Int])
     case unknownTemplate(String)
-    /// A model whose own chat template is not the one sortedtrain renders (ChatML).
-    case chatTemplateNotRenderable(path: String)
+    /// Template `model`, and the tokenizer (at path) comes with no chat template.
+    case noChatTemplate(path: String)
+    /// The tokenizer's chat template (at path) cannot be rendered.
+    case chatTemplateUnusable(path: String, ChatTemplateError)
     /// A model file that carries no tokenizer, and none was named.
     case tokenizerRequired(path: String)
 
@@ -61,9 +64,11 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case .depthOutsideModel(let depth, let layers):
             return "depth \(depth) is outside 1...\(layers) (the checkpoint's model has \(layers) layers)"
         case .depthNotAnExit(let depth, let exits): return "depth \(depth) was not trained as an exit (exits: \(exits)); pick one of them"
-        case .unknownTemplate(let name): return "template '\(name)' is not one of alpaca, chatml, none"
-        case .chatTemplateNotRenderable(let path):
-            return "\(path): its chat template is not ChatML, the one model template sortedtrain renders; name a template (alpaca, chatml or none)"
+        case .unknownTemplate(let name): return "template '\(name)' is not one of \(PromptTemplate.allCases.map(\.rawValue).joined(separator: ", "))"
+        case .noChatTemplate(let path):
+            return "\(path): has no chat template for the model template; name another (alpaca, chatml or none)"
+        case .chatTemplateUnusable(let path, let error):
+            return "\(path): \(error); name another template (alpaca, chatml or none)"
         case .tokenizerRequired(let path):
             return "a tokenizer is required for \(path): the one the model was trained with (tokenizer.json, .gguf or byte)"
         }

@@ -222,10 +222,19 @@ public final class TrainingSession {
         if tokenizer.vocabularySize > config.model.vocabSize {
             throw ConfigError(key: "model.vocab_size", "\(config.model.vocabSize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids (\(config.data.tokenizer))")
         }
+        var chatTemplate: ChatTemplate?
+        if config.data.template == .model {
+            guard let text = TokenizerLoader.chatTemplate(config.data.tokenizer) else {
+                throw ConfigError(key: "data.template", "is model, but the tokenizer \(config.data.tokenizer) comes with no chat template; name another (alpaca, chatml or none)")
+            }
+            do { chatTemplate = try ChatTemplate(text) } catch let error as ChatTemplateError {
+                throw ConfigError(key: "data.template", "is model, but the tokenizer's \(error); name another (alpaca, chatml or none)")
+            }
+        }
         let builder = ExampleBuilder(tokenizer: tokenizer, template: config.data.template,
                                      maxLength: config.train.sequenceLength,
                                      truncation: config.data.truncation,
-                                     systemPrompt: config.data.systemPrompt)
+                                     systemPrompt: config.data.systemPrompt, chatTemplate: chatTemplate)
         var skipped = 0
         let dataset = try DatasetLoader.load(config.data.train, builder: builder, format: config.data.format,
                                              policy: config.data.onBadRecord) { warning in

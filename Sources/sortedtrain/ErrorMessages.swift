@@ -36,6 +36,7 @@ enum ErrorMessages {
         case .depthOutsideModel: return "--\(error)"                     // "--depth 9 is outside 1...4 …"
         case .depthNotAnExit: return "--\(error), or pass --force"
         case .tokenizerRequired: return "\(error); pass it with --tokenizer"
+        case .noChatTemplate, .chatTemplateUnusable: return "\(error) with --template"
         default: return "\(error)"
         }
     }

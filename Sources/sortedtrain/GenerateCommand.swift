@@ -15,7 +15,8 @@ struct GenerateCommand: ParsableCommand {
         discussion: """
         MODEL is a checkpoint (or checkpoints folder), an exported HF directory or HDF5 \
         file, or a llama GGUF file. The prompt is wrapped in the model's template (the \
-        run's; else the one the model's chat template names; --raw for none) and \
+        run's; else the model's own chat template when its tokenizer comes with one, \
+        else none; --raw for none) and \
         generation stops at EOS or the template's end-of-turn token.
 
         Depth, one of:
@@ -178,7 +179,7 @@ struct GenerateCommand: ParsableCommand {
     private func readPrompts(_ loaded: LoadedModel) throws -> [(text: String, ids: [Int32])] {
         func encode(_ instruction: String, _ input: String) throws -> [Int32] {
             raw ? loaded.tokenizer.encode(instruction + (input.isEmpty ? "" : "\n\n" + input), addSpecialTokens: true)
-                : try loaded.template.prompt(instruction: instruction, input: input, tokenizer: loaded.tokenizer)
+                : try loaded.prompt(instruction: instruction, input: input)
         }
         guard let file = promptsFile else { return [(prompt!, try encode(prompt!, input))] }
         return try readPromptsFile(file).map { ($0.instruction, try encode($0.instruction, $0.input)) }

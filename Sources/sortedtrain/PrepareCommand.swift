@@ -61,7 +61,8 @@ struct PrepareCommand: ParsableCommand {
         try OutputTarget.check(URL(fileURLWithPath: output), directory: false, overwrite: overwrite, flag: "--output")
         let t = try tokenizer.load()
         let builder = ExampleBuilder(tokenizer: t, template: template.promptTemplate, maxLength: maxLength,
-                                     truncation: TruncationPolicy(rawValue: truncation)!, systemPrompt: systemPrompt)
+                                     truncation: TruncationPolicy(rawValue: truncation)!, systemPrompt: systemPrompt,
+                                     chatTemplate: try template.chatTemplate(tokenizer: tokenizer.tokenizer))
         var warnings = 0
         let dataset = try DatasetLoader.load(inputs, builder: builder, format: RecordFormat(rawValue: format)!,
                                              policy: BadRecordPolicy(rawValue: onBadRecord)!) { line in

@@ -13,7 +13,7 @@ struct ServedModelOptions: ParsableArguments {
     @Option(help: "Tokenizer override: tokenizer.json, model folder, .gguf or byte.")
     var tokenizer: String?
 
-    @Option(help: "Template override: alpaca, chatml or none (default: the run's, else the model's chat template, else none).")
+    @Option(help: "Template override: alpaca, chatml, none or model (default: the run's, else model when the tokenizer comes with a chat template, else none).")
     var template: String?
 
     /// `path` (default: MODEL) with these options, checked to fit its tokenizer.

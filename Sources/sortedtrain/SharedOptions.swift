@@ -27,11 +27,20 @@ struct TokenizerOptions<Help: TokenizerOptionHelp>: ParsableArguments {
 
 /// --template: the prompt template examples are rendered with (default alpaca).
 struct TemplateOptions: ParsableArguments {
-    @Option(help: "Prompt template: alpaca, chatml or none.")
+    @Option(help: "Prompt template: alpaca, chatml, none, or model (the tokenizer's own chat template).")
     var template: String = "alpaca"
 
     /// The template --template names (once `check` passed).
     var promptTemplate: PromptTemplate { PromptTemplate(rawValue: template)! }
+
+    /// The tokenizer's own chat template, for template model (nil for the others).
+    func chatTemplate(tokenizer spec: String) throws -> ChatTemplate? {
+        guard promptTemplate == .model else { return nil }
+        guard let text = TokenizerLoader.chatTemplate(spec) else {
+            throw CommandLineError("--template model: the tokenizer \(spec) comes with no chat template; pick alpaca, chatml or none")
+        }
+        return try ChatTemplate(text)
+    }
 
     /// The command's `validate()` calls this. It is not this group's own `validate()`:
     /// ArgumentParser runs that while it decodes the command, before it reports a missing

@@ -66,7 +66,7 @@ final class GGUFExportCommandTests: XCTestCase {
         XCTAssertEqual(inspection.config.numHiddenLayers, 2)
         XCTAssertEqual(inspection.exits, [2])
         XCTAssertEqual(inspection.dtype, "F32")
-        XCTAssertEqual(inspection.chatTemplate, "ChatML, \(template.count) characters")
+        XCTAssertEqual(inspection.chatTemplate, "\(template.count) characters")
         XCTAssertNotNil(inspection.tokenizer)
         let original = try TokenizerLoader.load(tokenizerFolder.path)
         let fromGGUF = try BPETokenizer.load(gguf: out)

@@ -70,7 +70,7 @@ final class RunConfigTests: XCTestCase {
         guard case .unknownKey(section: "optim", let known)? = unknown?.problem else { return XCTFail("\(unknown!)") }
         XCTAssertTrue(known.contains("lr"))
         XCTAssertEqual(try error("{\(model), \"train\": {\"sequence_length\": 8}, \"data\": {\"template\": \"llama\"}}")?.problem,
-                       .notOneOf(value: "llama", choices: ["alpaca", "chatml", "none"]))
+                       .notOneOf(value: "llama", choices: ["alpaca", "chatml", "none", "model"]))
         XCTAssertEqual(try error("{\(model), \"train\": {\"sequence_length\": 8, \"seed\": true}}")?.problem, .wrongType(expected: "an integer", found: "true"))
         XCTAssertEqual(try error("{\(model), \"train\": {\"sequence_length\": 8}, \"sorted\": {\"exits\": [1, 2.5]}}")?.problem,
                        .wrongType(expected: "an array of integers", found: "[1, 2.5]"))
@@ -121,6 +121,23 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(config.maxGradNorm, 1.0)
         let sft = try RunConfig.load(path: try write("{\(model), \"train\": {\"sequence_length\": 32}}"))
         XCTAssertEqual(sft.objective.exits, [4], "no exits given means plain SFT")
+    }
+
+    func testTemplateDefaultsToTheTokenizersOwnChatTemplate() throws {
+        let folder = directory.appendingPathComponent("tokenizer")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/tokenizers/bytelevel.json"), to: folder.appendingPathComponent("tokenizer.json"))
+        let data = #""train": {"sequence_length": 32}, "data": {"tokenizer": "\#(folder.path)"}"#
+        XCTAssertEqual(try RunConfig.load(path: try write("{\(model), \(data)}")).data.template, .alpaca, "no chat template: alpaca")
+        try Data("{{ messages[0].content }}".utf8).write(to: folder.appendingPathComponent("chat_template.jinja"))
+        let config = try RunConfig.load(path: try write("{\(model), \(data)}"))
+        XCTAssertEqual(config.data.template, .model)
+        XCTAssertEqual(try RunConfig.load(path: try write("{\(model), \(data)}"), overrides: ["data.template=chatml"]).data.template, .chatml)
+        // The stored config says what was chosen; a stored config without the key is from
+        // before the model default, when the default was alpaca.
+        XCTAssertEqual(try RunConfig.decode(stored: config.json, source: "checkpoint").data.template, .model)
+        XCTAssertEqual(try RunConfig.decode(stored: "{\(model), \(data)}", source: "checkpoint").data.template, .alpaca)
     }
 
     func testModelFromConfigJSONPath() throws {

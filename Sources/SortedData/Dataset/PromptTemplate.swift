@@ -12,21 +12,24 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
     case chatml
     /// No template: the prompt text, a newline, the response, EOS.
     case none
-
-    /// The built-in template that renders what a model's own (Jinja) chat template does,
-    /// when there is one: ChatML's turn markers name it. nil for any other template.
-    public init?(chatTemplate: String) {
-        guard chatTemplate.contains("<|im_start|>") && chatTemplate.contains("<|im_end|>") else { return nil }
-        self = .chatml
-    }
+    /// The model's own chat template (a ChatTemplate), as transformers renders it; each
+    /// assistant turn's content and the template's end-of-turn are trained.
+    case model
 
     static let alpacaWithInput = "Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
     static let alpacaWithoutInput = "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
 
     /// The prompt a model trained with this template expects for an instruction: what
     /// generation continues from (for evaluation).
-    public func prompt(instruction: String, input: String = "", tokenizer: Tokenizer) throws -> [Int32] {
-        var segments = try self.segments(for: .instruction(instruction: instruction, input: input, output: "x"), tokenizer: tokenizer)
+    /// chatTemplate: the model's own, for template `model`.
+    public func prompt(instruction: String, input: String = "", tokenizer: Tokenizer, chatTemplate: ChatTemplate? = nil) throws -> [Int32] {
+        if self == .model {
+            // Encoded whole, as HF's apply_chat_template(add_generation_prompt=True) does.
+            let user = Self.conversation(.instruction(instruction: instruction, input: input, output: ""), systemPrompt: nil).dropLast()
+            return try modelPrompt(Array(user), chatTemplate: chatTemplate, tokenizer: tokenizer)
+        }
+        var segments = try self.segments(for: .instruction(instruction: instruction, input: input, output: "x"), tokenizer: tokenizer,
+                                         chatTemplate: chatTemplate)
         // Drop the response and what follows it.
         if let firstTrained = segments.firstIndex(where: \.trained) { segments.removeSubrange(firstTrained...) }
         return Self.encode(segments, tokenizer: tokenizer).tokens
@@ -34,14 +37,33 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
 
     /// A piece of an example: text to encode or a token id, and whether it carries loss.
     struct Segment {
-        enum Content { case text(String), token(Int32) }
+        /// ids: tokens already encoded (a chat template's rendering, encoded whole).
+        enum Content { case text(String), token(Int32), ids([Int32]) }
         let content: Content
         let trained: Bool
         static func text(_ s: String, trained: Bool) -> Segment { Segment(content: .text(s), trained: trained) }
         static func token(_ id: Int32, trained: Bool) -> Segment { Segment(content: .token(id), trained: trained) }
+        static func ids(_ ids: [Int32], trained: Bool) -> Segment { Segment(content: .ids(ids), trained: trained) }
     }
 
-    func segments(for record: Record, tokenizer: Tokenizer, systemPrompt: String? = nil) throws -> [Segment] {
+    /// A record's conversation for the chat templates: an instruction is one user turn (its
+    /// input after a blank line) and the reply; systemPrompt is added when there is no system turn.
+    private static func conversation(_ record: Record, systemPrompt: String?) -> [ChatMessage] {
+        var messages: [ChatMessage]
+        switch record {
+        case .instruction(let instruction, let input, let output):
+            messages = [ChatMessage(role: .user, content: input.isEmpty ? instruction : instruction + "\n\n" + input),
+                        ChatMessage(role: .assistant, content: output)]
+        case .chat(let m): messages = m
+        case .text: messages = []
+        }
+        if let systemPrompt, messages.first?.role != .system {
+            messages.insert(ChatMessage(role: .system, content: systemPrompt), at: 0)
+        }
+        return messages
+    }
+
+    func segments(for record: Record, tokenizer: Tokenizer, systemPrompt: String? = nil, chatTemplate: ChatTemplate? = nil) throws -> [Segment] {
         var out: [Segment] = []
         if tokenizer.addsBOS, let bos = tokenizer.bosID { out.append(.token(bos, trained: false)) }
         func eos() throws -> Segment {
@@ -75,18 +97,7 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
             guard let start = tokenizer.id(forToken: "<|im_start|>"), let end = tokenizer.id(forToken: "<|im_end|>") else {
                 throw TemplateError.chatMLTokensMissing
             }
-            var messages: [ChatMessage]
-            if case .instruction(let instruction, let input, let output) = record {
-                messages = [ChatMessage(role: .user, content: input.isEmpty ? instruction : instruction + "\n\n" + input),
-                            ChatMessage(role: .assistant, content: output)]
-            } else if case .chat(let m) = record {
-                messages = m
-            } else {
-                messages = []
-            }
-            if let systemPrompt, messages.first?.role != .system {
-                messages.insert(ChatMessage(role: .system, content: systemPrompt), at: 0)
-            }
+            let messages = Self.conversation(record, systemPrompt: systemPrompt)
             for m in messages {
                 let trained = m.role == .assistant
                 out.append(.token(start, trained: false))
@@ -101,6 +112,10 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
             out.append(.text(input.isEmpty ? instruction + "\n" : instruction + "\n" + input + "\n", trained: false))
             out.append(.text(output, trained: true))
             out.append(try eos())
+
+        case (.model, _):
+            // Without the BOS above: the template writes it where the model has one.
+            return try modelSegments(Self.conversation(record, systemPrompt: systemPrompt), chatTemplate: chatTemplate, tokenizer: tokenizer)
 
         case (.none, .chat(let messages)):
             for (i, m) in messages.enumerated() {
@@ -122,6 +137,7 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
             let ids: [Int32]
             switch s.content {
             case .text(let text): ids = tokenizer.encode(text, addSpecialTokens: false, parseSpecial: false)
+            case .ids(let encoded): ids = encoded
             case .token(let id): ids = [id]
             }
             tokens += ids
@@ -142,6 +158,15 @@ public enum TemplateError: Error, Equatable, CustomStringConvertible {
     case alpacaNeedsOneExchange
     /// ChatML's <|im_start|> and <|im_end|> are not tokens of this tokenizer.
     case chatMLTokensMissing
+    /// Template `model`, and the tokenizer comes with no chat template.
+    case noModelTemplate
+    /// The model's chat template failed on this conversation (or refused it).
+    case modelTemplate(ChatTemplateError)
+    /// The model's chat template does not render a conversation's start as the start of the
+    /// whole, so context and reply cannot be told apart.
+    case modelTemplateNotIncremental
+    /// A message holds text the tokenizer reads as a special token (e.g. <|im_end|>).
+    case controlTokenInMessage(role: String)
 
     public var description: String {
         switch self {
@@ -150,6 +175,13 @@ public enum TemplateError: Error, Equatable, CustomStringConvertible {
             return "the alpaca template takes one user turn and one assistant reply; use the chatml template for conversations"
         case .chatMLTokensMissing:
             return "the chatml template needs <|im_start|> and <|im_end|> tokens, which this tokenizer lacks; use the alpaca or none template"
+        case .noModelTemplate:
+            return "the model template renders with the tokenizer's own chat template, and this tokenizer has none; use the alpaca, chatml or none template"
+        case .modelTemplate(let error): return error.description
+        case .modelTemplateNotIncremental:
+            return "the model's chat template does not render a conversation's beginning as the beginning of the whole, so the replies cannot be told apart from their context; use the alpaca, chatml or none template"
+        case .controlTokenInMessage(let role):
+            return "a \(role) message holds text the tokenizer reads as a special token (such as an end-of-turn marker); the model template would let it act as one"
         }
     }
 }
@@ -203,21 +235,25 @@ public struct ExampleBuilder {
     public var template: PromptTemplate
     public var maxLength: Int
     public var truncation: TruncationPolicy
-    /// For chatml: a system message added to conversations that have none.
+    /// For chatml and model: a system message added to conversations that have none.
     public var systemPrompt: String?
+    /// For model: the tokenizer's own chat template.
+    public var chatTemplate: ChatTemplate?
 
     public init(tokenizer: Tokenizer, template: PromptTemplate, maxLength: Int, truncation: TruncationPolicy = .truncate,
-                systemPrompt: String? = nil) {
+                systemPrompt: String? = nil, chatTemplate: ChatTemplate? = nil) {
         self.tokenizer = tokenizer
         self.template = template
         self.maxLength = maxLength
         self.truncation = truncation
         self.systemPrompt = systemPrompt
+        self.chatTemplate = chatTemplate
     }
 
     /// The ids and labels of one record, before any length limit.
     public func encode(_ record: Record) throws -> (tokens: [Int32], labels: [Int32]) {
-        PromptTemplate.encode(try template.segments(for: record, tokenizer: tokenizer, systemPrompt: systemPrompt), tokenizer: tokenizer)
+        PromptTemplate.encode(try template.segments(for: record, tokenizer: tokenizer, systemPrompt: systemPrompt, chatTemplate: chatTemplate),
+                              tokenizer: tokenizer)
     }
 
     /// Tokenizes records into examples of at most maxLength tokens. Instruction and chat

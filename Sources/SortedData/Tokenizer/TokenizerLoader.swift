@@ -28,4 +28,23 @@ public enum TokenizerLoader {
         return try BPETokenizer.load(tokenizerJSON: url)
     }
 
+    /// The chat template that comes with a tokenizer spec, or nil: a GGUF's
+    /// tokenizer.chat_template; else, in the tokenizer's folder, chat_template.jinja or
+    /// tokenizer_config.json's chat_template (its "default" one when it lists several).
+    public static func chatTemplate(_ spec: String) -> String? {
+        guard spec != "byte" else { return nil }
+        let kind = ModelPath.classify(spec)
+        let url = URL(fileURLWithPath: spec)
+        if kind == .gguf {
+            return (try? GGUFFile(contentsOf: url))?.metadata["tokenizer.chat_template"]?.string
+        }
+        let folder = kind.isFolder ? url : url.deletingLastPathComponent()
+        if !kind.isFolder || FileManager.default.fileExists(atPath: folder.appendingPathComponent("tokenizer.json").path) {
+            return ChatTemplateFile.text(inFolder: folder)
+        }
+        // A folder with one .gguf and no tokenizer.json: the tokenizer is that GGUF's.
+        let ggufs = ((try? FileManager.default.contentsOfDirectory(atPath: spec)) ?? []).filter { $0.hasSuffix(".gguf") }
+        return ggufs.count == 1 ? chatTemplate(folder.appendingPathComponent(ggufs[0]).path) : nil
+    }
+
 }
