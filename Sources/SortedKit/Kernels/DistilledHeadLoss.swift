@@ -66,15 +66,8 @@ extension FusedHeadLoss {
                 totals[i].nll += chunk.nll
                 totals[i].kl += chunk.kl
                 if backward {
-                    StepProfiler.measure("head") {
-                        BLAS.gemm(transposeA: true, transposeB: false, m: V, n: D, k: C,
-                                  a: lg, lda: V, b: xc, ldb: D, beta: 1, c: dHeadWeight, ldc: D)
-                        BLAS.gemm(transposeA: false, transposeB: false, m: C, n: D, k: V,
-                                  a: lg, lda: V, b: headWeight, ldb: D, beta: 0, c: dGathered.pointer, ldc: D)
-                    }
-                    for r in 0..<C {
-                        (exit.dNormed + Int(labelled[start + r]) * D).update(from: dGathered.pointer + r * D, count: D)
-                    }
+                    headBackward(rows: C, start: start, labelled: labelled, headWeight: headWeight,
+                                 dHeadWeight: dHeadWeight, dNormed: exit.dNormed)
                 }
             }
             start += C

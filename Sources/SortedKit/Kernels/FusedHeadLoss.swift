@@ -74,16 +74,8 @@ final class FusedHeadLoss {
                                     targets: targets, gradientScale: gradientScale)
             }
             if backward {
-                // dW_head += dlogitsᵀ·x ; dx = dlogits·W_head
-                StepProfiler.measure("head") {
-                    BLAS.gemm(transposeA: true, transposeB: false, m: V, n: D, k: C,
-                              a: lg, lda: V, b: xc, ldb: D, beta: 1, c: dHeadWeight, ldc: D)
-                    BLAS.gemm(transposeA: false, transposeB: false, m: C, n: D, k: V,
-                              a: lg, lda: V, b: headWeight, ldb: D, beta: 0, c: dGathered.pointer, ldc: D)
-                }
-                for r in 0..<C {
-                    (dNormed + Int(labelled[start + r]) * D).update(from: dGathered.pointer + r * D, count: D)
-                }
+                headBackward(rows: C, start: start, labelled: labelled, headWeight: headWeight,
+                             dHeadWeight: dHeadWeight, dNormed: dNormed)
             }
             start += C
         }
@@ -94,6 +86,23 @@ final class FusedHeadLoss {
             }
         }
         return nll
+    }
+
+    /// The head's backward for one chunk whose logits rows hold d loss / d logits and whose
+    /// gathered rows hold the normed inputs: dW_head += dlogitsᵀ·x; dx = dlogits·W_head,
+    /// scattered back to the chunk's rows of dNormed.
+    func headBackward(rows C: Int, start: Int, labelled: [Int32], headWeight: UnsafePointer<Float>,
+                      dHeadWeight: UnsafeMutablePointer<Float>, dNormed: UnsafeMutablePointer<Float>) {
+        let D = dim, V = vocab, lg = logits.pointer, xc = gathered.pointer
+        StepProfiler.measure("head") {
+            BLAS.gemm(transposeA: true, transposeB: false, m: V, n: D, k: C,
+                      a: lg, lda: V, b: xc, ldb: D, beta: 1, c: dHeadWeight, ldc: D)
+            BLAS.gemm(transposeA: false, transposeB: false, m: C, n: D, k: V,
+                      a: lg, lda: V, b: headWeight, ldb: D, beta: 0, c: dGathered.pointer, ldc: D)
+        }
+        for r in 0..<C {
+            (dNormed + Int(labelled[start + r]) * D).update(from: dGathered.pointer + r * D, count: D)
+        }
     }
 
     /// Per row: NLL of its target; with a gradient scale the row becomes
