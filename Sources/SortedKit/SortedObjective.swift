@@ -217,9 +217,11 @@ public struct SortedObjective: Sendable, Equatable {
             // torchtune's recipe reads the mask before each step and updates it after, from the
             // steps done before: step 0 trains the last layer only, step s the exits whose layer
             // index i (0-based) has (s − 1)/max_steps ≥ ½·(L − i)/L.
+            // The last layer trains from step 0, also when it is not one of the exits.
             let L = Double(numLayers)
             let done = step == 0 ? -1 : Double(step - 1) / Double(max(totalSteps, 1))
-            return exits.filter { $0 == numLayers || done >= 0.5 * (L - Double($0 - 1)) / L }
+            let joined = exits.filter { $0 < numLayers && done >= 0.5 * (L - Double($0 - 1)) / L }
+            return joined + [numLayers]
         }
     }
 }

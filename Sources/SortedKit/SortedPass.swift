@@ -125,11 +125,10 @@ public final class SortedPass {
             Embedding.forward(tokens: tokens.baseAddress!, table: P + layout.embedding,
                               out: residual.pointer, rows: N, dim: D)
         }
-        var losses: [ExitLoss] = []
-        var nextExit = 0
-        // Distilling, every tail waits for the teacher's logits: the layers first, then all heads.
-        let distilling = distillation.map { $0.weight > 0 } == true && depthOrder.count > 1
-        if distilling, let d = distillation {
+        // Distilling, every tail waits for the teacher's logits: the layers first, then all heads;
+        // otherwise each exit's tail runs as soon as the forward reaches it.
+        let losses: [ExitLoss]
+        if let d = distillation, d.weight > 0, depthOrder.count > 1 {
             for l in 0..<maxDepth { layerForward(l) }
             let tails = depthOrder.map { exit -> ExitTail in
                 let scratch = self.exitScratch(depth: exit.depth)
@@ -147,25 +146,28 @@ public final class SortedPass {
             losses = zip(depthOrder, results).map {
                 ExitLoss(depth: $0.depth, negativeLogLikelihood: $1.nll, tokens: labelled.count, klDivergence: $1.kl)
             }
-            nextExit = depthOrder.count
-        }
-        for l in 0..<(distilling ? 0 : maxDepth) {
-            layerForward(l)
-            while nextExit < depthOrder.count && depthOrder[nextExit].depth == l + 1 {
-                let exit = depthOrder[nextExit]
-                let scale = computeGradients ? Float(exit.weight / lossNormalizer) : nil
-                let dh = exitGradient(depth: exit.depth)
-                let nll = batch.targets.withUnsafeBufferPointer { targets in
-                    head.run(hidden: residual.pointer + (l + 1) * N * D, targets: targets.baseAddress!,
-                             labelled: labelled, normWeight: P + layout.finalNorm, headWeight: P + layout.head,
-                             eps: Float(c.rmsNormEps), normed: normedFinal.pointer,
-                             inverseRMS: inverseRMSFinal.pointer, rows: N, gradientScale: scale,
-                             dNormed: dNormedFinal.pointer, dHidden: dh.pointer,
-                             dNormWeight: G + layout.finalNorm, dHeadWeight: G + layout.head)
+        } else {
+            var perExit: [ExitLoss] = []
+            var nextExit = 0
+            for l in 0..<maxDepth {
+                layerForward(l)
+                while nextExit < depthOrder.count && depthOrder[nextExit].depth == l + 1 {
+                    let exit = depthOrder[nextExit]
+                    let scale = computeGradients ? Float(exit.weight / lossNormalizer) : nil
+                    let dh = exitGradient(depth: exit.depth)
+                    let nll = batch.targets.withUnsafeBufferPointer { targets in
+                        head.run(hidden: residual.pointer + (l + 1) * N * D, targets: targets.baseAddress!,
+                                 labelled: labelled, normWeight: P + layout.finalNorm, headWeight: P + layout.head,
+                                 eps: Float(c.rmsNormEps), normed: normedFinal.pointer,
+                                 inverseRMS: inverseRMSFinal.pointer, rows: N, gradientScale: scale,
+                                 dNormed: dNormedFinal.pointer, dHidden: dh.pointer,
+                                 dNormWeight: G + layout.finalNorm, dHeadWeight: G + layout.head)
+                    }
+                    perExit.append(ExitLoss(depth: exit.depth, negativeLogLikelihood: nll, tokens: labelled.count))
+                    nextExit += 1
                 }
-                losses.append(ExitLoss(depth: exit.depth, negativeLogLikelihood: nll, tokens: labelled.count))
-                nextExit += 1
             }
+            losses = perExit
         }
         guard computeGradients else { return losses }
 

@@ -28,6 +28,10 @@ public struct ModelCard {
         public var name: String
         public var license: String?
         public var path: String
+
+        var isRepositoryID: Bool {
+            name.split(separator: "/").count == 2 && !name.contains(where: \.isWhitespace)
+        }
     }
 
     /// The exits that remain early exits of a depth-`depth` export.
@@ -36,7 +40,8 @@ public struct ModelCard {
     /// README.md: front matter, then what the model is and how to use its exits.
     public func markdown(modelName: String) -> String {
         var front = ["---"]
-        if let base { front.append("base_model: \(yamlQuoted(base.name))") }
+        // The hub links base_model to a repository: only an id like "Org/Name" goes there.
+        if let base, base.isRepositoryID { front.append("base_model: \(yamlQuoted(base.name))") }
         front.append("library_name: transformers")
         front.append("pipeline_tag: text-generation")
         front.append("tags:")

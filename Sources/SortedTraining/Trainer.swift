@@ -30,8 +30,8 @@ public struct StepMetrics: Codable, Sendable {
     public var peakRSSMiB: Double
 
     enum CodingKeys: String, CodingKey {
-        case step, exitLosses = "exit_losses", exitWeights = "exit_weights", exitKL = "exit_kl", loss, gradientNorm = "grad_norm", lr, tokens,
-             lossTokens = "loss_tokens", stepSeconds = "step_s", computeSeconds = "compute_s",
+        case step, exitLosses = "exit_losses", exitWeights = "exit_weights", exitKL = "exit_kl", loss,
+             gradientNorm = "grad_norm", lr, tokens, lossTokens = "loss_tokens", stepSeconds = "step_s", computeSeconds = "compute_s",
              exposedCommunicationSeconds = "exposed_comm_s", skipped, peakRSSMiB = "peak_rss_mb"
     }
 }

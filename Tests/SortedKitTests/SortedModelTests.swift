@@ -170,6 +170,10 @@ final class SortedModelTests: XCTestCase {
         let expected: [Int: [Int]] = [0: [8], 1: [8], 19: [8], 20: [6, 8], 32: [6, 8], 33: [4, 6, 8], 44: [4, 6, 8],
                                       45: [2, 4, 6, 8], 59: [2, 4, 6, 8]]
         for (step, depths) in expected { XCTAssertEqual(gradual.activeExits(step: step).map(\.depth), depths, "step \(step)") }
+        // Exits below the last layer only: the last layer still trains (the first step has no other exit).
+        let shallow = try SortedObjective(exits: [2, 4], numLayers: 8, curriculum: .gradual, totalSteps: 100)
+        XCTAssertEqual(shallow.activeExits(step: 0).map(\.depth), [8])
+        XCTAssertEqual(shallow.activeExits(step: 99).map(\.depth), [2, 4, 8])
         XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, sampling: .random, curriculum: .gradual))
         XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, weights: [1, 2], curriculum: .rotational))
         XCTAssertThrowsError(try SortedObjective(exits: [2, 4], numLayers: 4, weights: [1, 2], scale: .linear))

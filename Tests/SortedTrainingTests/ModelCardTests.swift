@@ -100,6 +100,13 @@ final class ModelCardTests: XCTestCase {
         XCTAssertTrue(text.contains("assistant_early_exit=2"), text)
         XCTAssertFalse(text.contains("## Evaluation"), text)
         XCTAssertTrue(text.contains("- Data: synthetic"), text)
+        // A GGUF's descriptive name is not a hub id: it goes into the text, not base_model.
+        var named = card
+        named.base = ModelCard.BaseModel(name: "HuggingFaceTB/Smollm2 135M", license: "apache-2.0", path: "m.gguf")
+        let withName = named.markdown(modelName: "m")
+        XCTAssertNil(ModelCard.frontMatter(withName)["base_model"])
+        XCTAssertEqual(ModelCard.frontMatter(withName)["license"], "apache-2.0")
+        XCTAssertTrue(withName.contains("- Base model: HuggingFaceTB/Smollm2 135M (from `m.gguf`)"), withName)
         let plain = ModelCard.generationConfig(tokenizer: ByteTokenizer(), template: .alpaca)
         XCTAssertEqual(plain["eos_token_id"] as? Int, 257)
         XCTAssertEqual(plain["pad_token_id"] as? Int, 258)
