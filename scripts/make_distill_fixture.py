@@ -4,7 +4,7 @@ transformers on the start weights and batch of the golden fixtures (make_golden_
 
     python3 scripts/make_distill_fixture.py --fixtures Tests/Fixtures
 
-For golden-gqa-tied and golden-mha-untied it writes golden-distill-<name>.safetensors with the
+For golden-gqa-tied, golden-mha-untied and golden-gqa-long it writes golden-distill-<name>.safetensors with the
 loss and every parameter's gradient (F32, computed in float64 with make_golden_fixture's
 float64-faithful HF model) of
 
@@ -79,7 +79,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fixtures", default="Tests/Fixtures")
     args = ap.parse_args()
-    for name in ("golden-gqa-tied", "golden-mha-untied"):
+    for name in ("golden-gqa-tied", "golden-mha-untied", "golden-gqa-long"):
         make(args.fixtures, name)
     return 0
 

@@ -24,8 +24,9 @@ What is computed
   and an untied lm_head ~ N(0, 0.5^2), RMSNorm weights = 1 + 0.1 N(0, 1)). The model
   is then converted with ``model.double()`` and *everything* below is computed in
   float64, so the stored F32 weights are exactly the starting point.
-* Batch B=2, T=12, ``labels`` = ``input_ids`` (HF convention, unshifted) with -100 on
-  row 0 positions 0..3 and row 1 positions 0..2 and 10..11.
+* Batch B=2, T=12 (``golden-gqa-long``: T=520, past the Swift attention's query and key
+  tiles, with three query heads per KV head), ``labels`` = ``input_ids`` (HF convention,
+  unshifted) with -100 on row 0 positions 0..3 and row 1 positions 0..2 and the last two.
 * Sorted loss: exits {1,2,3,4}. The exit-k model is embedding -> first k decoder
   layers -> the shared final norm -> the shared lm_head -> HF causal-LM cross-entropy
   (mean over non-ignored shifted targets). ``loss.total`` = mean of the four exit
@@ -94,7 +95,7 @@ from transformers.models.llama import modeling_llama
 # Fixed settings
 # --------------------------------------------------------------------------------------
 
-B, T = 2, 12
+B, T = 2, 12   # the batch of a fixture that names none
 EXITS = [1, 2, 3, 4]
 IGNORE = -100
 ADAMW = {"lr": 1e-2, "beta1": 0.9, "beta2": 0.95, "eps": 1e-8, "weight_decay": 0.1}
@@ -137,6 +138,24 @@ FIXTURES = {
             "max_position_embeddings": 64,
         },
         "max_grad_norm": 3.25,  # see above
+    },
+    "golden-gqa-long": {
+        "seed": 3003,
+        "batch": (2, 520),
+        "config": {
+            "hidden_size": 48,
+            "intermediate_size": 64,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 6,
+            "num_key_value_heads": 2,
+            "head_dim": 8,
+            "vocab_size": 64,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 10000.0,
+            "tie_word_embeddings": True,
+            "max_position_embeddings": 1024,
+        },
+        "max_grad_norm": 2.566,  # see above
     },
 }
 
@@ -396,13 +415,14 @@ def reference_sorted_loss(P: dict[str, torch.Tensor], c: dict, input_ids, labels
 # --------------------------------------------------------------------------------------
 
 
-def make_batch(c: dict, seed: int):
+def make_batch(c: dict, seed: int, batch: tuple[int, int]):
+    b, t = batch
     g = torch.Generator().manual_seed(seed + 7)
-    input_ids = torch.randint(0, c["vocab_size"], (B, T), generator=g, dtype=torch.int64)
+    input_ids = torch.randint(0, c["vocab_size"], (b, t), generator=g, dtype=torch.int64)
     labels = input_ids.clone()
     labels[0, 0:4] = IGNORE          # prompt
     labels[1, 0:3] = IGNORE          # prompt
-    labels[1, 10:12] = IGNORE        # padding
+    labels[1, t - 2:t] = IGNORE      # padding
     return input_ids, labels
 
 
@@ -444,7 +464,7 @@ def generate(name: str, spec: dict, out_dir: str, max_norm_override: float | Non
           == (c["num_key_value_heads"] * c["head_dim"], c["hidden_size"]), "k_proj shape")
     del m32
 
-    input_ids, labels = make_batch(c, seed)
+    input_ids, labels = make_batch(c, seed, spec.get("batch", (B, T)))
 
     with float64_eager_attention():
         model = build_model(c, start)

@@ -3,6 +3,8 @@
 // norm, head and cross-entropy with its backward right there (FusedHeadLoss) and keeps
 // dh_e. The backward walks the layers down and adds dh_e when it reaches depth e, so the
 // layer code never knows about exits. Every backward accumulates (+=) into the gradients.
+// With `recompute`, only each layer's input is kept: the backward runs the layer's forward
+// again into one layer's worth of buffers just before its backward.
 
 public final class SortedPass {
     public let model: LlamaModel
@@ -10,16 +12,19 @@ public final class SortedPass {
     public let sequenceLength: Int   // T
     private var config: LlamaConfig { model.config }
     private let rows: Int            // N = B·T
+    /// Whether the backward recomputes each layer's activations from its saved input.
+    public let recompute: Bool
     private let rope: RotaryEmbedding
     private let attention: CausalAttention
     private let head: FusedHeadLoss
 
-    // Saved activations, L blocks each (shapes per layer).
+    // Saved activations: the residual stream at every depth, and the rest for L layers, or
+    // for one layer at a time when recomputing (shapes per layer).
     private let residual: FloatBuffer      // [(L+1), N, D]: input of layer l at block l
     private let normed1: FloatBuffer       // [L, N, D]
     private let inverseRMS1: FloatBuffer   // [L, N]
     private let qkv: FloatBuffer           // [L, N, (H+2Hkv)·Dh], q and k after RoPE
-    private let probs: FloatBuffer         // [L, B, H, T, T]
+    private let logSumExp: FloatBuffer     // [L, B, H, T]: attention's softmax normalisers
     private let attended: FloatBuffer      // [L, N, H·Dh]
     private let mid: FloatBuffer           // [L, N, D]: residual after attention
     private let normed2: FloatBuffer       // [L, N, D]
@@ -40,29 +45,35 @@ public final class SortedPass {
     private let dAttended: FloatBuffer     // [N, H·Dh]
     private let dGateUp: FloatBuffer       // [N, 2F]
     private let dActivated: FloatBuffer    // [N, F]
-    private let dScores: FloatBuffer       // [workers, T, T]
+    private let attentionScratch: FloatBuffer
 
     /// The bytes the buffers below take for one micro-batch (nil when the sizes overflow),
     /// so a run config can be refused before anything is allocated.
-    public static func bytesNeeded(config c: LlamaConfig, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 512) -> Int? {
+    public static func bytesNeeded(config c: LlamaConfig, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 512,
+                                   recompute: Bool = false) -> Int? {
         // In Double: the sizes may come from a hostile config, and a product must not trap.
         let B = Double(batchSize), T = Double(sequenceLength), N = B * T
         let L = Double(c.numHiddenLayers), D = Double(c.hiddenSize), F = Double(c.intermediateSize)
-        let qkv = Double(c.qkvWidth), q = Double(c.queryWidth)
-        // Per token: saved per layer (residual, two normed inputs, mid, qkv, attended, gate|up,
-        // activation, two RMS factors) and the single-layer backward scratch.
-        let perLayerToken = 4 * D + qkv + q + 3 * F + 2
+        let qkv = Double(c.qkvWidth), q = Double(c.queryWidth), H = Double(c.numAttentionHeads)
+        let kv = Double(2 * c.numKeyValueHeads * c.headDim), workers = Double(Parallel.workers)
+        // Per token: the residual stream at every depth; saved per layer (two normed inputs,
+        // mid, qkv, attended, gate|up, activation, two RMS factors, a log-sum-exp per head),
+        // for every layer or for one when recomputing; the single-layer backward scratch.
+        let perLayerToken = 3 * D + qkv + q + 3 * F + 2 + H
+        let savedLayers = recompute ? 1 : L
         let scratchToken = 4 * D + 1 + qkv + q + 3 * F
-        let floats = N * (L * perLayerToken + D + scratchToken)
-            + L * B * Double(c.numAttentionHeads) * T * T          // attention probabilities
+        let tile = Double(CausalAttention.defaultQueryTile), keyTile = Double(CausalAttention.defaultKeyTile)
+        let attentionScratch = workers * (2 * tile * keyTile + 2 * tile) + (workers - 1) * N * kv
+        let floats = N * ((L + 1) * D + savedLayers * perLayerToken + scratchToken)
             + min(Double(headChunkRows), N) * 2 * Double(c.vocabSize)   // head chunk logits and gradient
-            + Double(Parallel.workers) * T * T                    // attention backward scratch
+            + attentionScratch
         let bytes = 4 * floats
         return bytes < 9e18 ? Int(bytes) : nil
     }
 
     /// headChunkRows: tokens per head GEMM in the fused loss (memory ≈ chunk·V floats).
-    public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 512) throws {
+    public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 512,
+                recompute: Bool = false) throws {
         let c = model.config
         guard batchSize > 0 else { throw ConfigError(key: "batch_size", "must be positive, got \(batchSize)") }
         guard sequenceLength > 0 && sequenceLength <= c.maxPositionEmbeddings else {
@@ -72,17 +83,19 @@ public final class SortedPass {
         self.model = model
         self.batchSize = batchSize
         self.sequenceLength = sequenceLength
-        let N = batchSize * sequenceLength, L = c.numHiddenLayers, D = c.hiddenSize, F = c.intermediateSize
+        self.recompute = recompute
+        let N = batchSize * sequenceLength, D = c.hiddenSize, F = c.intermediateSize
+        let L = recompute ? 1 : c.numHiddenLayers
         rows = N
         rope = RotaryEmbedding(headDim: c.headDim, maxLength: sequenceLength, theta: c.ropeTheta)
         attention = CausalAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads,
                                     headDim: c.headDim, sequenceLength: sequenceLength)
         head = FusedHeadLoss(vocab: c.vocabSize, dim: D, chunkRows: min(headChunkRows, N))
-        residual = FloatBuffer(count: (L + 1) * N * D)
+        residual = FloatBuffer(count: (c.numHiddenLayers + 1) * N * D)
         normed1 = FloatBuffer(count: L * N * D)
         inverseRMS1 = FloatBuffer(count: L * N)
         qkv = FloatBuffer(count: L * N * c.qkvWidth)
-        probs = FloatBuffer(count: L * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength)
+        logSumExp = FloatBuffer(count: L * attention.savedCount(batch: batchSize))
         attended = FloatBuffer(count: L * N * c.queryWidth)
         mid = FloatBuffer(count: L * N * D)
         normed2 = FloatBuffer(count: L * N * D)
@@ -98,7 +111,7 @@ public final class SortedPass {
         dAttended = FloatBuffer(count: N * c.queryWidth)
         dGateUp = FloatBuffer(count: N * 2 * F)
         dActivated = FloatBuffer(count: N * F)
-        dScores = FloatBuffer(count: attention.backwardScratchCount)
+        attentionScratch = FloatBuffer(count: attention.scratchCount(batch: batchSize))
     }
 
     /// Forward over `exits`, and with `computeGradients` the backward, adding into
@@ -183,6 +196,7 @@ public final class SortedPass {
                 if depthOrder.contains(where: { $0.depth == l + 1 }) {
                     addInPlace(dResidual.pointer, exitGradient(depth: l + 1).pointer, N * D)
                 }
+                if recompute { layerForward(l) }
                 layerBackward(l)
             case .embedding:
                 batch.tokens.withUnsafeBufferPointer { tokens in
@@ -249,7 +263,7 @@ public final class SortedPass {
         let normed1: UnsafeMutablePointer<Float>     // [N, D]
         let inverseRMS1: UnsafeMutablePointer<Float> // [N]
         let qkv: UnsafeMutablePointer<Float>         // [N, (H+2Hkv)·Dh]
-        let probs: UnsafeMutablePointer<Float>       // [B, H, T, T]
+        let logSumExp: UnsafeMutablePointer<Float>   // [B, H, T]
         let attended: UnsafeMutablePointer<Float>    // [N, H·Dh]
         let mid: UnsafeMutablePointer<Float>         // [N, D]
         let normed2: UnsafeMutablePointer<Float>     // [N, D]
@@ -258,16 +272,18 @@ public final class SortedPass {
         let activated: UnsafeMutablePointer<Float>   // [N, F]
     }
 
+    /// Layer l's slices: its own block of every buffer, or the one block when recomputing.
     private func activations(_ l: Int) -> LayerActivations {
         let c = config, N = rows, D = c.hiddenSize, F = c.intermediateSize
+        let block = recompute ? 0 : l
         return LayerActivations(
             input: residual.pointer + l * N * D, output: residual.pointer + (l + 1) * N * D,
-            normed1: normed1.pointer + l * N * D, inverseRMS1: inverseRMS1.pointer + l * N,
-            qkv: qkv.pointer + l * N * c.qkvWidth,
-            probs: probs.pointer + l * batchSize * c.numAttentionHeads * sequenceLength * sequenceLength,
-            attended: attended.pointer + l * N * c.queryWidth, mid: mid.pointer + l * N * D,
-            normed2: normed2.pointer + l * N * D, inverseRMS2: inverseRMS2.pointer + l * N,
-            gateUp: gateUp.pointer + l * N * 2 * F, activated: activated.pointer + l * N * F)
+            normed1: normed1.pointer + block * N * D, inverseRMS1: inverseRMS1.pointer + block * N,
+            qkv: qkv.pointer + block * N * c.qkvWidth,
+            logSumExp: logSumExp.pointer + block * attention.savedCount(batch: batchSize),
+            attended: attended.pointer + block * N * c.queryWidth, mid: mid.pointer + block * N * D,
+            normed2: normed2.pointer + block * N * D, inverseRMS2: inverseRMS2.pointer + block * N,
+            gateUp: gateUp.pointer + block * N * 2 * F, activated: activated.pointer + block * N * F)
     }
 
     /// residual[l] → residual[l+1], saving what the backward needs.
@@ -296,8 +312,8 @@ public final class SortedPass {
             }
         }
         StepProfiler.measure("attention") {
-            attention.forward(qkv: qkvL, probs: a.probs,
-                              out: att, batch: batchSize)
+            attention.forward(qkv: qkvL, logSumExp: a.logSumExp, out: att,
+                              scratch: attentionScratch.pointer, batch: batchSize)
         }
         StepProfiler.measure("projections") {
             h1.update(from: x, count: N * D)
@@ -360,9 +376,8 @@ public final class SortedPass {
                       a: dr, lda: D, b: att, ldb: A, beta: 1, c: G + w.output, ldc: A)
         }
         StepProfiler.measure("attention") {
-            attention.backward(dOut: dAttended.pointer, qkv: qkvL,
-                               probs: a.probs,
-                               dQKV: dQKV.pointer, scratch: dScores.pointer, batch: batchSize)
+            attention.backward(dOut: dAttended.pointer, qkv: qkvL, out: att, logSumExp: a.logSumExp,
+                               dQKV: dQKV.pointer, scratch: attentionScratch.pointer, batch: batchSize)
         }
         StepProfiler.measure("rope") {
             for b in 0..<batchSize {

@@ -1,12 +1,15 @@
-// Floating-point operations of a training step, counted from the shapes the kernels run
-// (attention scores are computed for the full T×T square, so that is what is counted).
+// Floating-point operations of a training step: the useful work, as model-FLOP
+// utilisation counts it. Attention counts the T(T+1)/2 query–key pairs causality leaves
+// (the tiled kernel skips the tiles above the diagonal); work done twice, the attention
+// backward's recomputed scores or `train.recompute`'s second forward, is not counted.
 
 public enum StepFLOPs {
     /// Forward FLOPs of one decoder layer on B sequences of T tokens.
     public static func layerForward(_ c: LlamaConfig, batch B: Int, sequence T: Int) -> Double {
         let N = Double(B * T), D = Double(c.hiddenSize), F = Double(c.intermediateSize)
         let projections = 2 * N * D * Double(c.qkvWidth) + 2 * N * Double(c.queryWidth) * D + 6 * N * D * F
-        let attention = 4 * Double(B * c.numAttentionHeads) * Double(T * T) * Double(c.headDim)
+        let pairs = Double(T) * Double(T + 1) / 2
+        let attention = 4 * Double(B * c.numAttentionHeads) * pairs * Double(c.headDim)
         return projections + attention
     }
 

@@ -14,6 +14,9 @@ public struct TrainSettings: Equatable, Sendable {
     public var seed: UInt64
     /// On a NaN/Inf loss or gradient: skip the update (true) or stop with an error (false).
     public var skipNonFiniteSteps: Bool
+    /// train.recompute: keep every layer's activations, or only each layer's input and run
+    /// the layer again in the backward (about a third more compute, a fraction of the memory).
+    public var recompute: ActivationRecompute
 }
 
 public struct DataSettings: Equatable, Sendable {
@@ -176,14 +179,15 @@ public struct RunConfig: Sendable {
         }
 
         let t = try section("train", ["micro_batch_size", "sequence_length", "accumulation_steps", "max_steps", "seed",
-                                      "on_nonfinite"])
+                                      "on_nonfinite", "recompute"])
         let train = TrainSettings(
             microBatchSize: try t.int("micro_batch_size", default: 4, min: 1),
             sequenceLength: try t.int("sequence_length", default: 256, min: 2),
             accumulationSteps: try t.int("accumulation_steps", default: 1, min: 1),
             maxSteps: try t.int("max_steps", default: 100, min: 0),
             seed: UInt64(try t.int("seed", default: 1234, min: 0)),
-            skipNonFiniteSteps: try t.choice("on_nonfinite", default: NonFiniteStepPolicy.stop) == .skip)
+            skipNonFiniteSteps: try t.choice("on_nonfinite", default: NonFiniteStepPolicy.stop) == .skip,
+            recompute: try t.choice("recompute", default: ActivationRecompute.none))
         if train.sequenceLength > model.maxPositionEmbeddings {
             throw ConfigError(key: "train.sequence_length",
                               "\(train.sequenceLength) exceeds the model's max_position_embeddings \(model.maxPositionEmbeddings)")
@@ -196,7 +200,8 @@ public struct RunConfig: Sendable {
                               "\(train.microBatchSize) × \(train.accumulationSteps) sequences per step for \(train.maxSteps) steps is more than can be counted; lower them")
         }
         // Parameters, gradients and both AdamW moments (16 bytes a parameter) and one micro-batch's activations.
-        let activations = SortedPass.bytesNeeded(config: model, batchSize: train.microBatchSize, sequenceLength: train.sequenceLength)
+        let activations = SortedPass.bytesNeeded(config: model, batchSize: train.microBatchSize, sequenceLength: train.sequenceLength,
+                                                 recompute: train.recompute == .layers)
         try MemoryBudget.check(bytes: activations.flatMap { a in
             model.parameterCount.flatMap { p in (16 * p).addingReportingOverflow(a).overflow ? nil : 16 * p + a } },
                                for: "training (parameters, gradients, AdamW moments and micro-batch \(train.microBatchSize) × \(train.sequenceLength) tokens of activations)",
@@ -371,6 +376,11 @@ public struct RunConfig: Sendable {
 /// sorted.distill.teacher: which exit the others learn from (the step's deepest).
 enum DistillationTeacher: String, CaseIterable {
     case last
+}
+
+/// train.recompute: which activations the backward recomputes instead of keeping.
+public enum ActivationRecompute: String, CaseIterable, Sendable {
+    case none, layers
 }
 
 /// train.on_nonfinite: what a step with a NaN or infinite loss or gradient does.

@@ -71,7 +71,8 @@ public final class Trainer {
         self.communicator = communicator
         self.data = data
         pass = try SortedPass(model: model, batchSize: config.train.microBatchSize,
-                              sequenceLength: config.train.sequenceLength)
+                              sequenceLength: config.train.sequenceLength,
+                              recompute: config.train.recompute == .layers)
         optimizer = try AdamW(layout: model.layout, settings: config.optimizer)
         sync = communicator.size > 1
             ? GradientSync(communicator: communicator, model: model, timeout: config.distributed.timeoutSeconds) : nil

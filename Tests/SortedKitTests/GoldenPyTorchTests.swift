@@ -48,7 +48,8 @@ struct GoldenFixture {
 }
 
 final class GoldenPyTorchTests: XCTestCase {
-    static let fixtures = ["golden-gqa-tied.safetensors", "golden-mha-untied.safetensors"]
+    /// golden-gqa-long: T 520, past the attention's query and key tiles, three query heads per KV head.
+    static let fixtures = ["golden-gqa-tied.safetensors", "golden-mha-untied.safetensors", "golden-gqa-long.safetensors"]
 
     func testSortedLossLogitsAndGradientsMatchPyTorch() throws {
         for name in Self.fixtures {

@@ -1,5 +1,6 @@
 // Finite-difference checks of every kernel's backward: for a random cotangent dy the
 // scalar Σ dy·y(x) must change as the backward's gradients say.
+import Foundation
 import XCTest
 @testable import SortedKit
 
@@ -61,29 +62,73 @@ final class KernelGradientTests: XCTestCase {
     }
 
     func testCausalGroupedQueryAttentionBackward() {
-        let B = 2, T = 6, H = 4, Hkv = 2, Dh = 8
-        let attention = CausalAttention(heads: H, kvHeads: Hkv, headDim: Dh, sequenceLength: T)
+        // Tiles of 2 queries and 4 keys, so rows straddle several tiles and the diagonal.
+        let B = 2, T = 7, H = 4, Hkv = 2, Dh = 8
+        let attention = CausalAttention(heads: H, kvHeads: Hkv, headDim: Dh, sequenceLength: T, queryTile: 2, keyTile: 4)
         let W = attention.qkvWidth, A = attention.outWidth
         let qkvBuf = buffer(randomArray(B * T * W, seed: 8)), qkv = qkvBuf.pointer
         let dOut = randomArray(B * T * A, seed: 9)
-        var probs = [Float](repeating: 0, count: B * H * T * T), out = [Float](repeating: 0, count: B * T * A)
+        var lse = [Float](repeating: 0, count: attention.savedCount(batch: B)), out = [Float](repeating: 0, count: B * T * A)
+        var scratch = [Float](repeating: 0, count: attention.scratchCount(batch: B))
         func loss() -> Double {
-            attention.forward(qkv: qkv, probs: &probs, out: &out, batch: B)
+            attention.forward(qkv: qkv, logSumExp: &lse, out: &out, scratch: &scratch, batch: B)
             return weightedSum(out, dOut)
         }
         _ = loss()
-        // causality: row i of every probability matrix sums to 1 and is 0 past i
-        for m in 0..<(B * H) {
-            for i in 0..<T {
-                let row = probs[(m * T + i) * T..<((m * T + i) * T + T)]
-                XCTAssertEqual(row.reduce(0, +), 1, accuracy: 1e-5)
-                for j in (i + 1)..<T { XCTAssertEqual(row[row.startIndex + j], 0) }
-            }
-        }
-        var dqkv = [Float](repeating: 3, count: B * T * W), scratch = [Float](repeating: 0, count: attention.backwardScratchCount)
-        attention.backward(dOut: dOut, qkv: qkv, probs: probs, dQKV: &dqkv, scratch: &scratch, batch: B)
+        var dqkv = [Float](repeating: 3, count: B * T * W)
+        attention.backward(dOut: dOut, qkv: qkv, out: out, logSumExp: lse, dQKV: &dqkv, scratch: &scratch, batch: B)
         checkFiniteDifferences(qkvBuf, indices: sampleIndices(B * T * W, count: 120, seed: 10),
                                    analytic: dqkv, what: "dqkv", loss: loss)
+    }
+
+    /// The tiled online softmax against attention written out in Double: every row's softmax
+    /// over its visible keys, and the textbook backward; for tilings that do and do not
+    /// divide T, a group of three query heads per key/value head, and T past one key tile.
+    func testTiledAttentionMatchesPlainAttention() {
+        let B = 2, H = 6, Hkv = 2, Dh = 16
+        for (T, queryTile, keyTile) in [(37, 4, 8), (37, 8, 8), (37, 64, 256), (300, 16, 64), (300, 64, 256)] {
+            let attention = CausalAttention(heads: H, kvHeads: Hkv, headDim: Dh, sequenceLength: T,
+                                            queryTile: queryTile, keyTile: keyTile)
+            let W = attention.qkvWidth, A = attention.outWidth
+            let qkv = randomArray(B * T * W, seed: 21), dOut = randomArray(B * T * A, seed: 22)
+            var lse = [Float](repeating: 0, count: attention.savedCount(batch: B)), out = [Float](repeating: 0, count: B * T * A)
+            var scratch = [Float](repeating: 0, count: attention.scratchCount(batch: B))
+            var dqkv = [Float](repeating: 0, count: B * T * W)
+            attention.forward(qkv: qkv, logSumExp: &lse, out: &out, scratch: &scratch, batch: B)
+            attention.backward(dOut: dOut, qkv: qkv, out: out, logSumExp: lse, dQKV: &dqkv, scratch: &scratch, batch: B)
+
+            var refOut = [Double](repeating: 0, count: B * T * A), refLSE = [Double](repeating: 0, count: B * H * T)
+            var refD = [Double](repeating: 0, count: B * T * W)
+            let scale = 1 / Double(Dh).squareRoot()
+            func x(_ b: Int, _ t: Int, _ column: Int) -> Double { Double(qkv[(b * T + t) * W + column]) }
+            for b in 0..<B {
+                for h in 0..<H {
+                    let g = h / (H / Hkv), qc = h * Dh, kc = (H + g) * Dh, vc = (H + Hkv + g) * Dh
+                    for i in 0..<T {
+                        let scores = (0...i).map { j in scale * (0..<Dh).reduce(0.0) { $0 + x(b, i, qc + $1) * x(b, j, kc + $1) } }
+                        let m = scores.max()!, sum = scores.reduce(0.0) { $0 + Foundation.exp($1 - m) }
+                        let p = scores.map { Foundation.exp($0 - m) / sum }
+                        refLSE[(b * H + h) * T + i] = m + Foundation.log(sum)
+                        let dO = (0..<Dh).map { Double(dOut[(b * T + i) * A + h * Dh + $0]) }
+                        let dP = (0...i).map { j in (0..<Dh).reduce(0.0) { $0 + dO[$1] * x(b, j, vc + $1) } }
+                        let rowDot = zip(p, dP).reduce(0.0) { $0 + $1.0 * $1.1 }
+                        for j in 0...i {
+                            let dS = p[j] * (dP[j] - rowDot)
+                            for d in 0..<Dh {
+                                refOut[(b * T + i) * A + h * Dh + d] += p[j] * x(b, j, vc + d)
+                                refD[(b * T + i) * W + qc + d] += scale * dS * x(b, j, kc + d)
+                                refD[(b * T + j) * W + kc + d] += scale * dS * x(b, i, qc + d)
+                                refD[(b * T + j) * W + vc + d] += p[j] * dO[d]
+                            }
+                        }
+                    }
+                }
+            }
+            let what = "T \(T), tiles \(queryTile)×\(keyTile)"
+            assertClose(out, refOut.map(Float.init), atol: 1e-5, rtol: 1e-4, "\(what): out")
+            assertClose(lse, refLSE.map(Float.init), atol: 1e-5, rtol: 1e-5, "\(what): log-sum-exp")
+            assertClose(dqkv, refD.map(Float.init), atol: 1e-5, rtol: 1e-4, "\(what): dqkv")
+        }
     }
 
     func testEmbeddingBackwardScatterAdds() {

@@ -96,6 +96,31 @@ final class SortedModelTests: XCTestCase {
         assertClose(model.gradients.array(), once.map { 2 * $0 }, atol: 1e-7, rtol: 1e-6, "twice the gradient")
     }
 
+    /// Recomputing each layer in the backward runs the same operations on the same inputs:
+    /// losses and gradients are bit-identical to keeping every layer's activations, with
+    /// and without distillation, on the long golden batch (several attention tiles).
+    func testRecomputingLayersGivesTheSameGradients() throws {
+        let fixture = try GoldenFixture("golden-gqa-long.safetensors")
+        let exits = [WeightedExit(depth: 1, weight: 0.25), WeightedExit(depth: 3, weight: 0.25),
+                     WeightedExit(depth: 4, weight: 0.5)]
+        for distillation in [nil, Distillation(weight: 0.5, temperature: 2)] {
+            var results: [(losses: [ExitLoss], gradients: [Float])] = []
+            for recompute in [false, true] {
+                let model = try fixture.makeModel()
+                let pass = try SortedPass(model: model, batchSize: fixture.batch.batchSize,
+                                          sequenceLength: fixture.batch.sequenceLength, recompute: recompute)
+                var order: [GradientBucket] = []
+                let losses = pass.run(fixture.batch, exits: exits, lossNormalizer: 100, distillation: distillation) {
+                    order.append($0)
+                }
+                XCTAssertEqual(order, [.tail, .layer(3), .layer(2), .layer(1), .layer(0), .embedding])
+                results.append((losses, model.gradients.array()))
+            }
+            XCTAssertEqual(results[0].losses, results[1].losses, "losses, distillation \(distillation != nil)")
+            XCTAssertEqual(results[0].gradients, results[1].gradients, "gradients, distillation \(distillation != nil)")
+        }
+    }
+
     func testLayersAboveTheDeepestExitGetNoGradientAndReadyOrder() throws {
         let model = try LlamaModel(config: smallConfig())
         model.initializeRandomly(seed: 9, std: 0.3)

@@ -72,6 +72,9 @@ final class RunConfigTests: XCTestCase {
         XCTAssertEqual(try error("{\(model), \"train\": {\"sequence_length\": 8}, \"data\": {\"template\": \"llama\"}}")?.problem,
                        .notOneOf(value: "llama", choices: ["alpaca", "chatml", "none", "model"]))
         XCTAssertEqual(try error("{\(model), \"train\": {\"sequence_length\": 8, \"seed\": true}}")?.problem, .wrongType(expected: "an integer", found: "true"))
+        let recompute = try error("{\(model), \"train\": {\"sequence_length\": 8, \"recompute\": \"all\"}}")
+        XCTAssertEqual(recompute?.key, "train.recompute")
+        XCTAssertEqual(recompute?.problem, .notOneOf(value: "all", choices: ["none", "layers"]))
         XCTAssertEqual(try error("{\(model), \"train\": {\"sequence_length\": 8}, \"sorted\": {\"exits\": [1, 2.5]}}")?.problem,
                        .wrongType(expected: "an array of integers", found: "[1, 2.5]"))
         // A model key is located too, and named once ("model.hidden_size").
