@@ -54,7 +54,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Multi-rank checks, launched by launch/test under mpirun.
-        .executableTarget(name: "sortedtrain-mpi-tests", dependencies: ["SortedDistributed", "SortedTraining", "SortedKit"],
+        .executableTarget(name: "sortedtrain-mpi-tests", dependencies: ["SortedDistributed", "SortedIO", "SortedTraining", "SortedKit"],
                           path: "Tests/MPITests"),
 
         // What the XCTest targets share: temporary directories, running python3.

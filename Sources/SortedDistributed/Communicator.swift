@@ -1,5 +1,6 @@
 // Communicator: what training needs from the process group — rank, size, sum-reductions
-// (blocking and non-blocking), broadcast, barrier, abort. MPI and single-process versions.
+// (blocking and non-blocking, whole or scattered), all-gather, broadcast, barrier, abort.
+// MPI and single-process versions.
 import Foundation
 
 /// A collective that failed: MPI refused, or peers did not arrive in time. `seenBy` is the
@@ -55,6 +56,13 @@ public protocol Communicator: AnyObject {
     /// Starts Σ over ranks of `input` into `output` (out-of-place, non-blocking). Both
     /// buffers must stay valid and untouched until the reduction completes.
     func startAllReduceSum(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, count: Int) throws -> PendingReduction
+    /// Starts Σ over ranks of `input` (Σ counts floats), scattered: rank r receives the sum of
+    /// the `counts[r]` floats after those of ranks 0..<r, into `output` (non-blocking; counts
+    /// of 0 allowed). Both buffers must stay valid and untouched until it completes.
+    func startReduceScatterSum(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, counts: [Int]) throws -> PendingReduction
+    /// In place: rank r's `counts[r]` floats, after those of ranks 0..<r in `buffer`, are
+    /// copied to every rank (blocking).
+    func allGather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws
     /// Copies rank `root`'s bytes to every rank.
     func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws
     func barrier() throws
@@ -75,6 +83,11 @@ public final class SingleProcessCommunicator: Communicator {
         if UnsafePointer(output) != input { output.update(from: input, count: count) }
         return CompletedReduction()
     }
+    public func startReduceScatterSum(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>, counts: [Int]) throws -> PendingReduction {
+        precondition(counts.count == 1, "one count per rank")
+        return try startAllReduceSum(input: input, output: output, count: counts[0])
+    }
+    public func allGather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {}
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws {}
     public func barrier() throws {}
     public func abort(code: Int32) -> Never { exit(code) }

@@ -64,12 +64,14 @@ public final class MPICommunicator: Communicator {
 
     /// Announces the collective to the peers, then posts it. On a timeout the caller ends
     /// the job (MPI_Abort), so buffers of an unfinished request are never reused.
-    private func pending(_ what: String, _ post: (inout MPI_Request?) -> Int32, _ call: String) throws -> MPIPendingReduction {
+    /// `arguments` are the count arrays the request reads until it completes (MPI requires them kept).
+    private func pending(_ what: String, _ post: (inout MPI_Request?) -> Int32, _ call: String,
+                         arguments: CountArrays? = nil) throws -> MPIPendingReduction {
         let sequence = try progress.enter()
         var request = cmpi_request_null()
         try Self.check(post(&request), call)
         return MPIPendingReduction(request: request, sequence: sequence, progress: progress, rank: rank, what: what,
-                                   stopRequested: stopRequested)
+                                   stopRequested: stopRequested, arguments: arguments)
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
@@ -106,6 +108,26 @@ public final class MPICommunicator: Communicator {
         }, "MPI_Iallreduce")
     }
 
+    public func startReduceScatterSum(input: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>,
+                                      counts: [Int]) throws -> PendingReduction {
+        precondition(counts.count == size, "one count per rank")
+        precondition(counts.reduce(0, +) < Int(Int32.max), "one non-blocking reduce-scatter holds < 2^31 floats")
+        let arguments = CountArrays(counts)
+        return try pending("a gradient reduce-scatter", {
+            MPI_Ireduce_scatter(input, output, arguments.counts, cmpi_float(), cmpi_op_sum(), comm, &$0)
+        }, "MPI_Ireduce_scatter", arguments: arguments)
+    }
+
+    public func allGather(_ buffer: UnsafeMutablePointer<Float>, counts: [Int]) throws {
+        precondition(counts.count == size, "one count per rank")
+        precondition(counts.reduce(0, +) < Int(Int32.max), "one all-gather holds < 2^31 floats")
+        let arguments = CountArrays(counts)
+        try pending("a parameter all-gather", {
+            MPI_Iallgatherv(cmpi_in_place(), 0, cmpi_float(), buffer, arguments.counts, arguments.displacements,
+                            cmpi_float(), comm, &$0)
+        }, "MPI_Iallgatherv", arguments: arguments).wait(timeout: timeout)
+    }
+
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int) throws {
         var offset = 0
         while offset < bytes {
@@ -127,8 +149,31 @@ public final class MPICommunicator: Communicator {
     }
 }
 
+/// Per-rank counts and displacements as MPI's 32-bit arrays, alive as long as the request.
+final class CountArrays {
+    let counts: UnsafeMutablePointer<Int32>
+    let displacements: UnsafeMutablePointer<Int32>
+
+    init(_ values: [Int]) {
+        counts = .allocate(capacity: max(values.count, 1))
+        displacements = .allocate(capacity: max(values.count, 1))
+        var offset = 0
+        for (i, value) in values.enumerated() {
+            counts[i] = Int32(value)
+            displacements[i] = Int32(offset)
+            offset += value
+        }
+    }
+
+    deinit {
+        counts.deallocate()
+        displacements.deallocate()
+    }
+}
+
 final class MPIPendingReduction: PendingReduction {
     private var request: MPI_Request?
+    private let arguments: CountArrays?
     private var done = false
     private let sequence: Int64
     private let progress: PeerProgress
@@ -137,8 +182,9 @@ final class MPIPendingReduction: PendingReduction {
     private let stopRequested: @Sendable () -> Bool
 
     init(request: MPI_Request?, sequence: Int64, progress: PeerProgress, rank: Int, what: String,
-         stopRequested: @escaping @Sendable () -> Bool) {
+         stopRequested: @escaping @Sendable () -> Bool, arguments: CountArrays? = nil) {
         self.request = request
+        self.arguments = arguments
         self.sequence = sequence
         self.progress = progress
         self.rank = rank

@@ -1,5 +1,5 @@
 // Checkpoint files: one HDF5 shard per rank holding the layer groups it owns (weights and
-// AdamW moments), and an index `checkpoint.h5` with the run state and external links to
+// AdamW moments; under ZeRO-1 the tensors whose moments it holds), and an index `checkpoint.h5` with the run state and external links to
 // every shard dataset, so h5ls/h5dump/h5py see one tree. Tensor paths follow HF names:
 // model/layers/7/self_attn.q_proj.weight, model/embed_tokens.weight, model/norm.weight,
 // lm_head.weight; moments mirror them under optimizer/exp_avg and optimizer/exp_avg_sq.
@@ -39,6 +39,14 @@ public enum CheckpointNames {
 public struct ShardPlan: Sendable {
     public let owners: [String: Int]   // tensor name → rank
     public let world: Int
+
+    /// Under ZeRO-1: each rank writes the tensors whose moments it holds.
+    public init(layout: ParameterLayout, partition: ParameterPartition) {
+        var owners: [String: Int] = [:]
+        for tensor in layout.tensors { owners[tensor.name] = partition.owner(of: tensor) }
+        self.owners = owners
+        world = partition.ranks
+    }
 
     public init(layout: ParameterLayout, world: Int) {
         var units: [[TensorSpec]] = [layout.tensors.filter { $0.role == .embedding }]
@@ -137,15 +145,32 @@ public struct CheckpointState: Codable, Equatable, Sendable {
     }
 }
 
-/// The float buffers a checkpoint holds, in the model's layout.
+/// The float buffers a checkpoint holds: the parameters in the model's layout, and the
+/// moments of `momentRange` of them (all unless ZeRO-1 sharded them; element i is parameter
+/// momentRange.lowerBound + i).
 public struct CheckpointBuffers {
     public let parameters: FloatBuffer
     public let firstMoment: FloatBuffer
     public let secondMoment: FloatBuffer
-    public init(parameters: FloatBuffer, firstMoment: FloatBuffer, secondMoment: FloatBuffer) {
+    public let momentRange: Range<Int>
+    public init(parameters: FloatBuffer, firstMoment: FloatBuffer, secondMoment: FloatBuffer, momentRange: Range<Int>? = nil) {
         self.parameters = parameters
         self.firstMoment = firstMoment
         self.secondMoment = secondMoment
+        self.momentRange = momentRange ?? 0..<parameters.count
+        precondition(firstMoment.count == self.momentRange.count && secondMoment.count == self.momentRange.count,
+                     "the moment buffers hold their range")
+    }
+
+    /// Whether the moments of `tensor` are here.
+    public func holdsMoments(of tensor: TensorSpec) -> Bool {
+        momentRange.lowerBound <= tensor.offset && tensor.range.upperBound <= momentRange.upperBound
+    }
+
+    /// Where `tensor`'s entries of `moment` start.
+    public func moment(_ moment: CheckpointNames.Moment, of tensor: TensorSpec) -> UnsafeMutablePointer<Float> {
+        precondition(holdsMoments(of: tensor), "the moments of \(tensor.name) are held here")
+        return (moment == .expAvg ? firstMoment : secondMoment).pointer + (tensor.offset - momentRange.lowerBound)
     }
 }
 
@@ -162,19 +187,25 @@ public struct ShardIdentity: Equatable, Sendable {
 public enum CheckpointFiles {
     /// The hex digests of every dataset a checkpoint of `layout` holds (weights and both
     /// moments), computed from the buffers: what the index records and loading checks.
+    /// Under ZeRO-1 the buffers lack other ranks' moments: `momentDigests` brings those.
     public static func digests(layout: ParameterLayout, buffers: CheckpointBuffers) -> [String: String] {
         var out: [String: String] = [:]
         for tensor in layout.tensors {
-            let sources: [(String, FloatBuffer)] = [
-                (CheckpointNames.datasetPath(forTensor: tensor.name), buffers.parameters),
-                (CheckpointNames.momentPath(.expAvg, forTensor: tensor.name), buffers.firstMoment),
-                (CheckpointNames.momentPath(.expAvgSq, forTensor: tensor.name), buffers.secondMoment),
-            ]
-            for (path, buffer) in sources {
-                out[path] = hex(XXH64.digest(UnsafeRawPointer(buffer.pointer + tensor.offset), count: tensor.count * 4))
+            out[CheckpointNames.datasetPath(forTensor: tensor.name)] =
+                hex(XXH64.digest(UnsafeRawPointer(buffers.parameters.pointer + tensor.offset), count: tensor.count * 4))
+            guard buffers.holdsMoments(of: tensor) else { continue }
+            for (moment, digest) in momentDigests(of: tensor, in: buffers) {
+                out[CheckpointNames.momentPath(moment, forTensor: tensor.name)] = hex(digest)
             }
         }
         return out
+    }
+
+    /// XXH64 of the two moments of a tensor the buffers hold, in `Moment.allCases` order.
+    public static func momentDigests(of tensor: TensorSpec, in buffers: CheckpointBuffers) -> [(CheckpointNames.Moment, UInt64)] {
+        CheckpointNames.Moment.allCases.map { moment in
+            (moment, XXH64.digest(UnsafeRawPointer(buffers.moment(moment, of: tensor)), count: tensor.count * 4))
+        }
     }
 
     public static func hex(_ value: UInt64) -> String {
@@ -192,10 +223,10 @@ public enum CheckpointFiles {
             for tensor in tensors {
                 try file.write(CheckpointNames.datasetPath(forTensor: tensor.name),
                                floats: buffers.parameters.pointer + tensor.offset, shape: tensor.shape)
-                try file.write(CheckpointNames.momentPath(.expAvg, forTensor: tensor.name),
-                               floats: buffers.firstMoment.pointer + tensor.offset, shape: tensor.shape)
-                try file.write(CheckpointNames.momentPath(.expAvgSq, forTensor: tensor.name),
-                               floats: buffers.secondMoment.pointer + tensor.offset, shape: tensor.shape)
+                for moment in CheckpointNames.Moment.allCases {
+                    try file.write(CheckpointNames.momentPath(moment, forTensor: tensor.name),
+                                   floats: buffers.moment(moment, of: tensor), shape: tensor.shape)
+                }
             }
             try file.flush()
         }
@@ -268,21 +299,22 @@ public enum CheckpointFiles {
         return state
     }
 
-    /// Reads every tensor's weights into `parameters` and, when given, its AdamW moments,
-    /// through the index's links; every dataset must match both its own XXH64 digest and
-    /// the one the run state recorded for it.
+    /// Reads every tensor's weights into `parameters` and, when given, the AdamW moments of
+    /// the tensors in `momentRange` (nil: all; under ZeRO-1 the owned ones, element i being
+    /// parameter momentRange.lowerBound + i), through the index's links; every dataset must
+    /// match both its own XXH64 digest and the one the run state recorded for it.
     public static func readTensors(directory: String, state: CheckpointState, layout: ParameterLayout, parameters: FloatBuffer,
-                                   moments: (first: FloatBuffer, second: FloatBuffer)?) throws {
+                                   moments: (first: FloatBuffer, second: FloatBuffer)?, momentRange: Range<Int>? = nil) throws {
         let indexPath = (directory as NSString).appendingPathComponent(CheckpointNames.index)
         let file = try HDF5File(opening: indexPath)
-        func read(_ path: String, _ tensor: TensorSpec, into buffer: FloatBuffer) throws {
+        func read(_ path: String, _ tensor: TensorSpec, into start: UnsafeMutablePointer<Float>) throws {
             let expected = state.digests[path].flatMap { UInt64($0, radix: 16) }
             if state.formatVersion >= 3 && expected == nil {
                 throw FormatError(file: indexPath, "its run state records no digest for dataset '\(path)'; the checkpoint is corrupt: resume from another checkpoint")
             }
             do {
                 try checkShape(file, path, tensor)
-                let digest = try file.read(path, into: buffer.pointer + tensor.offset, count: tensor.count)
+                let digest = try file.read(path, into: start, count: tensor.count)
                 guard expected == nil || digest == expected else {
                     throw FormatError(file: indexPath, "dataset '\(path)' is not the one this save recorded (a shard from another save?)")
                 }
@@ -290,11 +322,13 @@ public enum CheckpointFiles {
                 throw FormatError(file: error.file, error.message + "; resume from another checkpoint")
             }
         }
+        let held = moments.map { CheckpointBuffers(parameters: parameters, firstMoment: $0.first, secondMoment: $0.second,
+                                                   momentRange: momentRange) }
         for tensor in layout.tensors {
-            try read(CheckpointNames.datasetPath(forTensor: tensor.name), tensor, into: parameters)
-            guard let moments else { continue }
-            for (moment, buffer) in [(CheckpointNames.Moment.expAvg, moments.first), (.expAvgSq, moments.second)] {
-                try read(CheckpointNames.momentPath(moment, forTensor: tensor.name), tensor, into: buffer)
+            try read(CheckpointNames.datasetPath(forTensor: tensor.name), tensor, into: parameters.pointer + tensor.offset)
+            guard let held, held.holdsMoments(of: tensor) else { continue }
+            for moment in CheckpointNames.Moment.allCases {
+                try read(CheckpointNames.momentPath(moment, forTensor: tensor.name), tensor, into: held.moment(moment, of: tensor))
             }
         }
     }

@@ -1,5 +1,6 @@
-// AdamW (decoupled weight decay, bias correction) over the flat parameter buffer, and
-// global gradient-norm clipping. Matches torch.optim.AdamW's single-tensor update.
+// AdamW (decoupled weight decay, bias correction) over the flat parameter buffer or, under
+// ZeRO-1, over one rank's owned range of it, and global gradient-norm clipping. Matches
+// torch.optim.AdamW's single-tensor update.
 import Foundation
 
 public struct AdamWSettings: Codable, Equatable, Sendable {
@@ -39,19 +40,25 @@ public struct AdamWSettings: Codable, Equatable, Sendable {
 
 public final class AdamW {
     public let settings: AdamWSettings
-    /// First and second moments, in the parameter buffer's layout.
+    /// The part of the parameter buffer this optimizer updates (all of it unless sharded).
+    public let owned: Range<Int>
+    /// First and second moments of the owned range: element i is parameter owned.lowerBound + i.
     public let firstMoment: FloatBuffer
     public let secondMoment: FloatBuffer
-    /// The buffer cut into runs of tensors that do or do not take weight decay.
+    /// The owned range cut into runs of tensors that do or do not take weight decay.
     let segments: [(range: Range<Int>, decayed: Bool)]
 
-    public init(layout: ParameterLayout, settings: AdamWSettings) throws {
+    /// `owned` (whole tensors; nil: the whole buffer) is what this rank updates under ZeRO-1.
+    public init(layout: ParameterLayout, settings: AdamWSettings, owned: Range<Int>? = nil) throws {
         try settings.validate()
         self.settings = settings
-        firstMoment = FloatBuffer(count: layout.count)
-        secondMoment = FloatBuffer(count: layout.count)
+        let owned = owned ?? 0..<layout.count
+        precondition(owned.lowerBound >= 0 && owned.upperBound <= layout.count, "the owned range lies in the buffer")
+        self.owned = owned
+        firstMoment = FloatBuffer(count: owned.count)
+        secondMoment = FloatBuffer(count: owned.count)
         var runs: [(range: Range<Int>, decayed: Bool)] = []
-        for tensor in layout.tensors {
+        for tensor in layout.tensors where owned.contains(tensor.offset) {
             let decayed: Bool
             switch tensor.role {
             case .linear, .head: decayed = true
@@ -67,11 +74,16 @@ public final class AdamW {
         segments = runs
     }
 
-    /// Update number `number` (1-based, torch's `step`: it sets the bias correction) of
-    /// `parameters` from `gradients` · `gradientScale` at learning rate `lr` (the scale is
-    /// where clipping lands, without a separate pass over the gradients).
+    /// Bytes of the two moments this optimizer holds.
+    public var momentBytes: Int { 2 * owned.count * MemoryLayout<Float>.size }
+
+    /// Update number `number` (1-based, torch's `step`: it sets the bias correction) of the
+    /// owned range of `parameters` (the whole buffer) from `gradients` · `gradientScale` at
+    /// learning rate `lr` (the scale is where clipping lands, without a separate pass over
+    /// the gradients). `gradients` holds the owned range's gradients, laid out as the moments.
     public func step(_ number: Int, parameters: FloatBuffer, gradients: FloatBuffer, learningRate lr: Double, gradientScale: Float = 1) {
         precondition(number >= 1, "AdamW updates are numbered from 1")
+        precondition(gradients.count == owned.count && parameters.count >= owned.upperBound, "AdamW's buffers match its owned range")
         let s = settings
         let t = Double(number)
         let stepSize = Float(lr / (1 - pow(s.beta1, t)))
@@ -81,9 +93,10 @@ public final class AdamW {
         let p = parameters.pointer, g = gradients.pointer
         let m = firstMoment.pointer, v = secondMoment.pointer
         for (range, decayed) in segments {
+            let local = range.lowerBound - owned.lowerBound
             Parallel.forEachRange(range.count) { piece in
-                update(range.lowerBound + piece.lowerBound, range.lowerBound + piece.upperBound,
-                       p: p, g: g, m: m, v: v, decay: decayed && s.weightDecay != 0 ? decay : 1,
+                update(piece.lowerBound, piece.upperBound,
+                       p: p + range.lowerBound, g: g + local, m: m + local, v: v + local, decay: decayed && s.weightDecay != 0 ? decay : 1,
                        oneMinusB1: 1 - b1, b2: b2, oneMinusB2: 1 - b2, stepSize: stepSize,
                        correction2Sqrt: correction2Sqrt, eps: eps, scale: gradientScale)
             }
@@ -122,6 +135,11 @@ public final class AdamW {
 
 /// The global L2 norm of all gradients (double-precision sums over fixed blocks).
 public func gradientNorm(_ gradients: FloatBuffer) -> Double {
+    squaredNorm(gradients).squareRoot()
+}
+
+/// Σ g² over the buffer in Double: a rank's share of the global norm under ZeRO-1.
+public func squaredNorm(_ gradients: FloatBuffer) -> Double {
     let g = gradients.pointer
     return Parallel.sumBlocks(gradients.count) { range in
         var sum = 0.0
@@ -136,7 +154,7 @@ public func gradientNorm(_ gradients: FloatBuffer) -> Double {
             i += 1
         }
         return sum
-    }.squareRoot()
+    }
 }
 
 /// torch's clip_grad_norm_ factor for a gradient of this norm: maxNorm / (norm + 1e-6)

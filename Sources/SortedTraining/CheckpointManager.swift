@@ -46,9 +46,11 @@ public final class CheckpointManager {
             try id.withUnsafeMutableBytes { try communicator.broadcast($0.baseAddress!, bytes: 64, root: 0) }
             runID = String(decoding: id.prefix { $0 != 0 }, as: UTF8.self)
         }
-        let plan = ShardPlan(layout: layout, world: world)
+        // Under ZeRO-1 a rank holds only its owned tensors' moments: it writes those tensors.
+        let plan = trainer.partition.map { ShardPlan(layout: layout, partition: $0) } ?? ShardPlan(layout: layout, world: world)
         let buffers = CheckpointBuffers(parameters: trainer.model.parameters, firstMoment: trainer.optimizer.firstMoment,
-                                        secondMoment: trainer.optimizer.secondMoment)
+                                        secondMoment: trainer.optimizer.secondMoment, momentRange: trainer.optimizer.owned)
+        let shardedDigests = try trainer.partition.map { _ in try gatherMomentDigests(layout: layout, buffers: buffers) }
         try CheckpointFiles.writeShard(at: (temporary as NSString).appendingPathComponent(CheckpointNames.shard(rank: rank, of: world)),
                                        identity: ShardIdentity(runID: runID, step: trainer.state.step),
                                        tensors: plan.tensors(of: rank, in: layout), buffers: buffers)
@@ -63,8 +65,9 @@ public final class CheckpointManager {
                 trainSeed: trainer.config.train.seed, sortedSeed: trainer.config.objective.seed,
                 shards: (0..<world).map { CheckpointNames.shard(rank: $0, of: world) },
                 tensors: layout.tensors.map(\.name), runID: runID,
-                // Every rank holds the same weights and moments, so rank 0 can digest them all.
-                digests: CheckpointFiles.digests(layout: layout, buffers: buffers), initialWeights: initialWeights)
+                // Every rank holds the same weights (and, unless sharded, moments): rank 0 digests them.
+                digests: CheckpointFiles.digests(layout: layout, buffers: buffers).merging(shardedDigests ?? [:]) { own, _ in own },
+                initialWeights: initialWeights)
             try CheckpointFiles.writeIndex(at: (temporary as NSString).appendingPathComponent(CheckpointNames.index),
                                            state: state, plan: plan, layout: layout)
             // A checkpoint of this step already there (a resumed run saving the same step
@@ -81,7 +84,32 @@ public final class CheckpointManager {
         return final
     }
 
-    /// Loads weights, moments and position into `trainer`. Refuses a checkpoint of another
+    /// Under ZeRO-1: every tensor's moment digests, each computed by the rank holding them.
+    /// A digest travels as two 32-bit halves in a sum of doubles (exact: one rank adds it).
+    private func gatherMomentDigests(layout: ParameterLayout, buffers: CheckpointBuffers) throws -> [String: String] {
+        let moments = CheckpointNames.Moment.allCases
+        var halves = [Double](repeating: 0, count: layout.tensors.count * moments.count * 2)
+        for (t, tensor) in layout.tensors.enumerated() where buffers.holdsMoments(of: tensor) {
+            for (m, (_, digest)) in CheckpointFiles.momentDigests(of: tensor, in: buffers).enumerated() {
+                let slot = (t * moments.count + m) * 2
+                halves[slot] = Double(digest >> 32)
+                halves[slot + 1] = Double(digest & 0xffff_ffff)
+            }
+        }
+        try communicator.allReduceSum(&halves)
+        var out: [String: String] = [:]
+        for (t, tensor) in layout.tensors.enumerated() {
+            for (m, moment) in moments.enumerated() {
+                let slot = (t * moments.count + m) * 2
+                out[CheckpointNames.momentPath(moment, forTensor: tensor.name)] =
+                    CheckpointFiles.hex(UInt64(halves[slot]) << 32 | UInt64(halves[slot + 1]))
+            }
+        }
+        return out
+    }
+
+    /// Loads weights, moments (under ZeRO-1 those of the owned tensors) and position into
+    /// `trainer`, from a save at any world size and ZeRO stage. Refuses a checkpoint of another
     /// model shape, or other exits unless `allowExitChange`.
     public static func load(_ directory: String, into trainer: Trainer, allowExitChange: Bool) throws -> CheckpointState {
         let state = try CheckpointFiles.readState(directory: directory)
@@ -94,7 +122,8 @@ public final class CheckpointManager {
             throw TrainingError.checkpointExitsDiffer(folder: directory, saved: state.exits, configured: trainer.config.objective.exits)
         }
         try CheckpointFiles.readTensors(directory: directory, state: state, layout: trainer.model.layout, parameters: trainer.model.parameters,
-                                        moments: (trainer.optimizer.firstMoment, trainer.optimizer.secondMoment))
+                                        moments: (trainer.optimizer.firstMoment, trainer.optimizer.secondMoment),
+                                        momentRange: trainer.optimizer.owned)
         trainer.restore(state.training)
         return state
     }

@@ -2,7 +2,8 @@
 // Each bucket's out-of-place non-blocking all-reduce starts as soon as SortedPass reports
 // it final, and pending reductions are progressed (MPI_Test) every time another bucket
 // finishes: Open MPI has no progress thread here. The reduced sums land in `reduced`,
-// which the optimizer then reads, so no copy back is needed.
+// which the optimizer then reads, so no copy back is needed. Under ZeRO-1 each bucket is
+// reduce-scattered instead, and `reduced` holds only the sums of this rank's owned range.
 import SortedDistributed
 import SortedKit
 
@@ -10,17 +11,22 @@ public final class GradientSync {
     public let communicator: Communicator
     private let layout: ParameterLayout
     private let gradients: FloatBuffer
-    /// Σ over ranks of the gradients, valid after `finish`.
+    /// Σ over ranks of the gradients, valid after `finish`: the whole buffer, or under
+    /// ZeRO-1 the owned range (element i is parameter owned.lowerBound + i).
     public let reduced: FloatBuffer
+    /// Under ZeRO-1, who owns which range; nil: every rank gets every sum.
+    private let partition: ParameterPartition?
     private let timeout: Double
     private var pending: [PendingReduction] = []
     private var started = Set<GradientBucket>()
 
-    public init(communicator: Communicator, model: LlamaModel, timeout: Double) {
+    public init(communicator: Communicator, model: LlamaModel, timeout: Double, partition: ParameterPartition? = nil) {
+        precondition(partition == nil || partition!.ranks == communicator.size, "one owned range per rank")
         self.communicator = communicator
         layout = model.layout
         gradients = model.gradients
-        reduced = FloatBuffer(count: model.layout.count)
+        self.partition = partition
+        reduced = FloatBuffer(count: partition?.ranges[communicator.rank].count ?? model.layout.count)
         self.timeout = timeout
     }
 
@@ -28,9 +34,17 @@ public final class GradientSync {
     public func bucketReady(_ bucket: GradientBucket) throws {
         let range = layout.range(of: bucket)
         if started.insert(bucket).inserted, !range.isEmpty {
-            pending.append(try communicator.startAllReduceSum(
-                input: gradients.pointer + range.lowerBound, output: reduced.pointer + range.lowerBound,
-                count: range.count))
+            let input = UnsafePointer(gradients.pointer + range.lowerBound)
+            if let partition {
+                // This rank's part of the bucket starts where the bucket enters its range.
+                let owned = partition.ranges[communicator.rank]
+                let into = min(max(range.lowerBound, owned.lowerBound) - owned.lowerBound, reduced.count)
+                pending.append(try communicator.startReduceScatterSum(
+                    input: input, output: reduced.pointer + into, counts: partition.counts(of: range)))
+            } else {
+                pending.append(try communicator.startAllReduceSum(
+                    input: input, output: reduced.pointer + range.lowerBound, count: range.count))
+            }
         }
         for reduction in pending { _ = try reduction.test() }
     }

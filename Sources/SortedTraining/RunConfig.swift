@@ -60,6 +60,10 @@ public struct CheckpointSettings: Equatable, Sendable {
 public struct DistributedSettings: Equatable, Sendable {
     /// A collective that waits longer than this ends the job (a peer is dead or stuck).
     public var timeoutSeconds: Double
+    /// 0: every rank keeps all AdamW moments and updates every parameter. 1 (ZeRO-1): each
+    /// rank keeps the moments of its owned range only and updates it; gradients are
+    /// reduce-scattered and the parameters all-gathered.
+    public var zeroStage: Int = 0
 }
 
 public struct RunConfig: Sendable {
@@ -289,8 +293,12 @@ public struct RunConfig: Sendable {
                                             every: try ck.int("every", default: 0, min: 0),
                                             keep: try ck.int("keep", default: 3, min: 1))
 
-        let d = try section("distributed", ["timeout_s"])
-        let distributed = DistributedSettings(timeoutSeconds: try d.double("timeout_s", default: 300))
+        let d = try section("distributed", ["timeout_s", "zero_stage"])
+        let distributed = DistributedSettings(timeoutSeconds: try d.double("timeout_s", default: 300),
+                                              zeroStage: try d.int("zero_stage", default: 0))
+        if !(0...1).contains(distributed.zeroStage) {
+            throw ConfigError(key: "distributed.zero_stage", .notOneOf(value: String(distributed.zeroStage), choices: ["0", "1"]))
+        }
         if !(distributed.timeoutSeconds > 0 && distributed.timeoutSeconds <= 86_400) {
             throw ConfigError(key: "distributed.timeout_s", "must be in (0, 86400] seconds, got \(distributed.timeoutSeconds)")
         }

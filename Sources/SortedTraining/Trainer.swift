@@ -2,7 +2,9 @@
 // forward/backward on its micro-batches, and the gradients are summed across ranks bucket
 // by bucket during the last micro-step's backward (GradientSync). The loss is normalised by
 // the global count of labelled tokens, so any world size gives the same update for the
-// same global batch, up to summation order.
+// same global batch, up to summation order. Under ZeRO-1 (distributed.zero_stage 1) the
+// buckets are reduce-scattered instead, each rank updates only its owned range (and keeps
+// only its moments), and the updated parameters are all-gathered.
 import Foundation
 import SortedDistributed
 import SortedKit
@@ -50,6 +52,8 @@ public final class Trainer {
     public let communicator: Communicator
     private let pass: SortedPass
     public let optimizer: AdamW
+    /// Under ZeRO-1 on several ranks, who owns which parameters; nil: every rank owns all.
+    public let partition: ParameterPartition?
     private let sync: GradientSync?
     private let data: TrainingBatchSource
     private let schedule: LearningRateSchedule
@@ -73,9 +77,12 @@ public final class Trainer {
         pass = try SortedPass(model: model, batchSize: config.train.microBatchSize,
                               sequenceLength: config.train.sequenceLength,
                               recompute: config.train.recompute == .layers)
-        optimizer = try AdamW(layout: model.layout, settings: config.optimizer)
+        partition = config.distributed.zeroStage == 1 && communicator.size > 1
+            ? ParameterPartition(layout: model.layout, ranks: communicator.size) : nil
+        optimizer = try AdamW(layout: model.layout, settings: config.optimizer, owned: partition?.ranges[communicator.rank])
         sync = communicator.size > 1
-            ? GradientSync(communicator: communicator, model: model, timeout: config.distributed.timeoutSeconds) : nil
+            ? GradientSync(communicator: communicator, model: model, timeout: config.distributed.timeoutSeconds,
+                           partition: partition) : nil
         schedule = config.schedule
     }
 
@@ -96,9 +103,12 @@ public final class Trainer {
     }
 
     /// Weights, moments and position, for checking that a resume left every rank alike.
+    /// Under ZeRO-1 each rank holds other moments, so they are left out (their digests were
+    /// checked as they were read).
     public func stateFingerprint() -> [Int64] {
-        [Int64(checksum(model.parameters)), Int64(checksum(optimizer.firstMoment)),
-         Int64(checksum(optimizer.secondMoment)), Int64(state.step), Int64(state.sampleCursor), Int64(state.optimizerSteps)]
+        let moments = partition == nil ? [Int64(checksum(optimizer.firstMoment)), Int64(checksum(optimizer.secondMoment))] : []
+        return [Int64(checksum(model.parameters))] + moments
+            + [Int64(state.step), Int64(state.sampleCursor), Int64(state.optimizerSteps)]
     }
 
     /// The checksum ranks compare for a buffer (Communicator.checksum).
@@ -172,15 +182,18 @@ public final class Trainer {
             gradients = sync.reduced
         }
 
-        // Per-exit losses (and KL) over the global batch, and the stop votes of all ranks.
-        var totals = nll + (distillation != nil ? kl : []) + [stopRequested() ? 1 : 0]
+        // Per-exit losses (and KL) over the global batch, the stop votes of all ranks and,
+        // under ZeRO-1, the ranks' shares of the squared gradient norm.
+        let partialNorm = partition == nil ? [] : [StepProfiler.measure("gradient norm") { squaredNorm(gradients) }]
+        var totals = nll + (distillation != nil ? kl : []) + partialNorm + [stopRequested() ? 1 : 0]
         exposed += try timed { try communicator.allReduceSum(&totals) }
         let exitLosses = exits.indices.map { totals[$0] / normalizer }
         let exitKL = distillation != nil ? exits.indices.map { totals[exits.count + $0] / normalizer } : []
         let distilled = distillation.map { d in d.weight * d.temperature * d.temperature * exitKL.reduce(0, +) } ?? 0
         let loss = zip(exits, exitLosses).map { $0.weight * $1 }.reduce(0, +) + distilled
 
-        let norm = StepProfiler.measure("gradient norm") { gradientNorm(gradients) }
+        let norm = partition == nil ? StepProfiler.measure("gradient norm") { gradientNorm(gradients) }
+            : totals[totals.count - 2].squareRoot()
         // Clipping is applied inside the AdamW pass (one pass over the gradients fewer).
         let clip = config.maxGradNorm.map { clippingFactor(norm: norm, maxNorm: $0) } ?? 1
         let lr = schedule.rate(at: step)
@@ -196,6 +209,12 @@ public final class Trainer {
             StepProfiler.measure("adamw") {
                 optimizer.step(state.optimizerSteps, parameters: model.parameters, gradients: gradients, learningRate: lr,
                                gradientScale: clip)
+            }
+            if let partition {
+                // Every rank's updated range to every rank: all hold the whole model again.
+                exposed += try timed {
+                    try communicator.allGather(model.parameters.pointer, counts: partition.ranges.map(\.count))
+                }
             }
         }
         state.sampleCursor += globalBatchSize

@@ -142,6 +142,10 @@ public final class TrainingSession {
 
         let L = config.model.numHiddenLayers
         say("sortedtrain: \(model.layout.count) parameters, \(L) layers, exits \(config.objective.exits) (\(config.objective.sampling.rawValue), \(config.objective.reduction.rawValue)), \(communicator.size) rank(s) × micro-batch \(config.train.microBatchSize) × \(config.train.accumulationSteps) accumulation = \(trainer.globalBatchSize) sequences of \(config.train.sequenceLength) tokens per step")
+        if trainer.partition != nil {
+            say(String(format: "ZeRO-1: each rank keeps the AdamW moments of its share of the parameters (rank 0: %.1f MiB)",
+                       Double(trainer.optimizer.momentBytes) / 1_048_576))
+        }
         say("data: \(dataset.count) examples (\(dataset.counts)); epoch = \(String(format: "%.1f", Double(dataset.count) / Double(trainer.globalBatchSize))) steps")
 
         var metrics: MetricsLog?

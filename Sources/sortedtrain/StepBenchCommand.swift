@@ -98,6 +98,7 @@ struct StepBenchCommand: ParsableCommand {
         print("data-parallel SoFT on \(r.ranks) ranks, exits \(runConfig.objective.exits), OpenBLAS \(r.openBLASCore) × \(r.threadsPerRank) threads per rank")
         print("step \(fmt(r.stepSeconds, 3)) s, exposed communication \(fmt(r.exposedCommunicationSeconds, 3)) s = \(fmt(100 * r.exposedCommunicationFraction, 1))% of the step")
         print("gradients \(fmt(r.gradientMiB, 1)) MiB: bucketed all-reduce \(fmt(r.bucketedAllReduceGBPerSecond, 2)) GB/s, plain MPI_Allreduce \(fmt(r.plainAllReduceGBPerSecond, 2)) GB/s (ratio \(fmt(r.bucketedVsPlain, 2)))")
+        print("ZeRO-1: step \(fmt(r.zeroStepSeconds, 3)) s = \(fmt(r.zeroVsPlainStep, 3))× stage 0's, exposed communication \(fmt(r.zeroExposedCommunicationSeconds, 3)) s; optimizer moments \(fmt(r.zeroOptimizerMiBPerRank, 1)) MiB per rank (stage 0: \(fmt(r.optimizerMiBPerRank, 1)) MiB)")
     }
 
     private func fmt(_ x: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", x) }

@@ -15,6 +15,10 @@ struct TrainCommand: ParsableCommand {
         line per step to <log.dir>/metrics.jsonl, checkpoints to <checkpoint.dir>. SIGINT,
         SIGTERM or SIGUSR1 (the one to send to mpirun) finishes the current step, saves a
         checkpoint and exits; --resume auto continues from it, on any number of ranks.
+        The distributed section: timeout_s (a collective waiting longer ends the job) and
+        zero_stage (0, the default, or 1: ZeRO-1, each rank keeps and updates the AdamW moments
+        of its own share of the parameters, gradients reduce-scattered and parameters
+        all-gathered; checkpoints resume across stages and world sizes).
 
         The sorted section: exits (ascending depths), reduction (mean or sum), weights (one per
         exit) or scale (uniform, linear, sum, sqrt, inverse, inverse_sqrt: torchtune's loss

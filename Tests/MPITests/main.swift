@@ -2,6 +2,7 @@
 // Every rank runs every check; rank 0 prints one line per check and the summary line.
 import Foundation
 import SortedDistributed
+import SortedIO
 import SortedKit
 import SortedTraining
 
@@ -45,6 +46,24 @@ check("non-blocking out-of-place all-reduce leaves the input and fills the outpu
     try pending.wait(timeout: 30)
     let expected = Float(world * (world - 1) / 2) + 0.5 * Float(world)
     return (0..<n).allSatisfy { output[$0] == expected && input[$0] == Float(comm.rank) + 0.5 }
+}
+
+check("reduce-scatter sums into each rank's share (zero counts allowed); all-gather fills every share in place") {
+    // Rank 1 receives nothing, the others rank + 3 floats.
+    let counts = (0..<world).map { $0 == 1 ? 0 : $0 + 3 }
+    let total = counts.reduce(0, +), start = counts[..<comm.rank].reduce(0, +)
+    let input = UnsafeMutablePointer<Float>.allocate(capacity: total), output = UnsafeMutablePointer<Float>.allocate(capacity: total)
+    defer { input.deallocate(); output.deallocate() }
+    for i in 0..<total { input[i] = Float(comm.rank + 1) * Float(i); output[i] = -1 }
+    try comm.startReduceScatterSum(input: input, output: output, counts: counts).wait(timeout: 30)
+    let factor = Float(world * (world + 1) / 2)
+    let scattered = (0..<counts[comm.rank]).allSatisfy { output[$0] == factor * Float(start + $0) }
+        && (counts[comm.rank]..<total).allSatisfy { output[$0] == -1 }
+    for i in 0..<total { output[i] = (start..<(start + counts[comm.rank])).contains(i) ? Float(comm.rank) + 0.25 : -1 }
+    try comm.allGather(output, counts: counts)
+    var owner: [Float] = []
+    for (r, n) in counts.enumerated() { owner += [Float](repeating: Float(r) + 0.25, count: n) }
+    return scattered && (0..<total).allSatisfy { output[$0] == owner[$0] }
 }
 
 check("all-reduce of doubles") {
@@ -178,9 +197,9 @@ func sharedTemporaryFolder() throws -> String {
     return FileManager.default.temporaryDirectory.appendingPathComponent("sortedtrain-mpi-\(String(decoding: name, as: UTF8.self))").path
 }
 
-func smallRun(folder: String, maxSteps: Int, accumulation: Int = 1) throws -> RunConfig {
-    let json = #"{"model": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 40, "max_position_embeddings": 32, "tie_word_embeddings": true}, "sorted": {"exits": [2, 4]}, "optim": {"lr": 0.01, "weight_decay": 0.1}, "schedule": {"type": "linear", "warmup_steps": 2}, "train": {"micro_batch_size": 2, "sequence_length": 12, "max_steps": \#(maxSteps), "accumulation_steps": \#(accumulation), "seed": 8}, "distributed": {"timeout_s": 60}}"#
-    let path = folder + "/run-\(dataParallel.rank)-\(maxSteps)-\(accumulation).json"
+func smallRun(folder: String, maxSteps: Int, accumulation: Int = 1, zeroStage: Int = 0, maxGradNorm: Double = 0) throws -> RunConfig {
+    let json = #"{"model": {"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 40, "max_position_embeddings": 32, "tie_word_embeddings": true}, "sorted": {"exits": [2, 4]}, "optim": {"lr": 0.01, "weight_decay": 0.1, "max_grad_norm": \#(maxGradNorm)}, "schedule": {"type": "linear", "warmup_steps": 2}, "train": {"micro_batch_size": 2, "sequence_length": 12, "max_steps": \#(maxSteps), "accumulation_steps": \#(accumulation), "seed": 8}, "distributed": {"timeout_s": 60, "zero_stage": \#(zeroStage)}}"#
+    let path = folder + "/run-\(dataParallel.rank)-\(maxSteps)-\(accumulation)-\(zeroStage)-\(maxGradNorm).json"
     try Data(json.utf8).write(to: URL(fileURLWithPath: path))
     return try RunConfig.load(path: path)
 }
@@ -238,6 +257,110 @@ check("checkpoint + resume at the same world size is bit-exact; on one rank it c
     }
     if !exact || !continuedOnOne { print("rank \(dataParallel.rank): resume exact \(exact), continued on one rank \(continuedOnOne)") }
     return exact && continuedOnOne
+}
+
+/// ‖a − b‖ / ‖b‖ over each tensor's parameters, the worst one.
+func worstRelativeDifference(_ a: LlamaModel, _ b: LlamaModel) -> Double {
+    a.layout.tensors.map { tensor in
+        var difference = 0.0, norm = 0.0
+        for i in tensor.range {
+            let x = Double(a.parameters[i]), y = Double(b.parameters[i])
+            difference += (x - y) * (x - y)
+            norm += y * y
+        }
+        return (difference / norm).squareRoot()
+    }.max()!
+}
+
+/// A temporary folder every rank shares, made and (by the caller's defer) removed by rank 0.
+func makeSharedFolder() throws -> String {
+    let folder = try sharedTemporaryFolder()
+    if dataParallel.rank == 0 { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+    try dataParallel.barrier()
+    return folder
+}
+
+check("ZeRO-1 training equals stage-0 training (clipping active, accumulation 2); each rank keeps its share of the moments") {
+    let folder = try makeSharedFolder()
+    defer { if dataParallel.rank == 0 { try? FileManager.default.removeItem(atPath: folder) } }
+    var runs: [(trainer: Trainer, metrics: [StepMetrics])] = []
+    for stage in [0, 1] {
+        let trainer = try makeTrainer(try smallRun(folder: folder, maxSteps: 6, accumulation: 2, zeroStage: stage, maxGradNorm: 0.5),
+                                      dataParallel)
+        var metrics: [StepMetrics] = []
+        trainer.onStep = { metrics.append($0) }
+        _ = try trainer.run()
+        runs.append((trainer, metrics))
+    }
+    let (plain, sharded) = (runs[0], runs[1])
+    let worst = worstRelativeDifference(sharded.trainer.model, plain.trainer.model)
+    let agree = zip(sharded.metrics, plain.metrics).allSatisfy { s, p in
+        abs(s.loss - p.loss) <= 1e-5 * abs(p.loss) && abs(s.gradientNorm - p.gradientNorm) <= 1e-5 * p.gradientNorm
+    }
+    let clipped = plain.metrics.contains { $0.gradientNorm > 0.5 }
+    // Every rank holds the same weights after the all-gather (else this throws on every rank).
+    try sharded.trainer.verifyIdentical("the weights after ZeRO-1 steps", sharded.trainer.stateFingerprint())
+    var momentBytes = [Double(sharded.trainer.optimizer.momentBytes)]
+    try dataParallel.allReduceSum(&momentBytes)
+    let shared = Int(momentBytes[0]) == plain.trainer.optimizer.momentBytes
+        && sharded.trainer.optimizer.momentBytes < plain.trainer.optimizer.momentBytes
+    let ok = worst <= 1e-5 && agree && clipped && shared && sharded.metrics.count == 6
+    if !ok { print("rank \(dataParallel.rank): worst \(worst), metrics agree \(agree), clipped \(clipped), moments shared \(shared)") }
+    return ok
+}
+
+check("a ZeRO-1 checkpoint resumes bit-exactly at stage 1, and within tolerance at stage 0, on one rank, and as other ranks' shares") {
+    let folder = try makeSharedFolder()
+    defer { if dataParallel.rank == 0 { try? FileManager.default.removeItem(atPath: folder) } }
+    let full = try smallRun(folder: folder, maxSteps: 6, zeroStage: 1, maxGradNorm: 0.5)
+    var straightLosses: [Double] = []
+    let straight = try makeTrainer(full, dataParallel)
+    straight.onStep = { straightLosses.append($0.loss) }
+    _ = try straight.run()
+
+    var half = full
+    half.train.maxSteps = 3
+    let first = try makeTrainer(half, dataParallel)
+    var losses: [Double] = []
+    first.onStep = { losses.append($0.loss) }
+    _ = try first.run()
+    let saved = try CheckpointManager(root: folder + "/checkpoints", keep: 2, communicator: dataParallel).save(first)
+
+    let resumed = try makeTrainer(full, dataParallel)
+    _ = try CheckpointManager.load(saved, into: resumed, allowExitChange: false)
+    try resumed.verifyIdentical("the resumed state", resumed.stateFingerprint())
+    resumed.onStep = { losses.append($0.loss) }
+    _ = try resumed.run()
+    let exact = losses == straightLosses && resumed.model.parameters.array() == straight.model.parameters.array()
+
+    let stageZero = try makeTrainer(try smallRun(folder: folder, maxSteps: 6, maxGradNorm: 0.5), dataParallel)
+    _ = try CheckpointManager.load(saved, into: stageZero, allowExitChange: false)
+    _ = try stageZero.run()
+    let onStageZero = worstRelativeDifference(stageZero.model, straight.model) <= 1e-5
+
+    // World size → 1 (all moments on one rank), and → world + 1: each share of the moments
+    // loaded as that rank would, equal to the same slice of the whole.
+    var elsewhere = true
+    if dataParallel.rank == 0 {
+        let single = try smallRun(folder: folder, maxSteps: 6, accumulation: world, zeroStage: 1, maxGradNorm: 0.5)
+        let alone = try makeTrainer(single, SingleProcessCommunicator())
+        _ = try CheckpointManager.load(saved, into: alone, allowExitChange: false)
+        let moments = (alone.optimizer.firstMoment.array(), alone.optimizer.secondMoment.array())
+        _ = try alone.run()
+        let partition = ParameterPartition(layout: alone.model.layout, ranks: world + 1)
+        let state = try CheckpointFiles.readState(directory: saved)
+        var shares = true
+        for owned in partition.ranges {
+            let first = FloatBuffer(count: owned.count), second = FloatBuffer(count: owned.count)
+            try CheckpointFiles.readTensors(directory: saved, state: state, layout: alone.model.layout,
+                                            parameters: FloatBuffer(count: alone.model.layout.count),
+                                            moments: (first, second), momentRange: owned)
+            shares = shares && first.array() == Array(moments.0[owned]) && second.array() == Array(moments.1[owned])
+        }
+        elsewhere = shares && alone.state == straight.state && worstRelativeDifference(alone.model, straight.model) <= 1e-5
+    }
+    if !exact || !onStageZero || !elsewhere { print("rank \(dataParallel.rank): resume exact \(exact), on stage 0 \(onStageZero), on other world sizes \(elsewhere)") }
+    return exact && onStageZero && elsewhere
 }
 
 // A check passes only when it passed on every rank.

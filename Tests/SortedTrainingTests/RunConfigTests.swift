@@ -38,6 +38,8 @@ final class RunConfigTests: XCTestCase {
         }
         try assertConfigError("{\(model), \(train), \"optim\": {\"weight_decay\": 1e6}}", key: "optim.weight_decay", mentions: "wipe the weights")
         try assertConfigError("{\(model), \(train), \"log\": {\"dir\": \"\"}}", key: "log.dir", mentions: "is empty")
+        try assertConfigError("{\(model), \(train), \"distributed\": {\"zero_stage\": 2}}", key: "distributed.zero_stage", mentions: "'2' is not one of: 0, 1")
+        try assertConfigError("{\(model), \(train), \"distributed\": {\"zero_stage\": \"1\"}}", key: "distributed.zero_stage", mentions: "an integer")
         try assertConfigError("{\(model), \(train), \"data\": {\"train\": \"\"}}", key: "data.train", mentions: "is empty")
         try assertConfigError("{\(model), \(train)}", overrides: ["train.micro_batch_size=1000000000"], key: "train.micro_batch_size",
                               mentions: "this machine has")
