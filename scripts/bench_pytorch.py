@@ -20,7 +20,8 @@ Every (attention, length, mode) runs in a process of its own, so its peak RSS (V
 own and not a larger earlier run's. Progress goes to stderr; stdout gets one JSON object:
 {"torch", "transformers", "threads", "batch", "exits", "exit_weights", "steps", "warmup",
  "results": [{"attention", "sequence_length", "mode", "step_s", "tokens_per_s",
-              "peak_rss_mb", "loss"}, ...]}.
+              "peak_rss_mb", "loss"} or {"attention", "sequence_length", "mode", "error"}, ...]};
+the exit status is 1 when any measurement failed.
 Exits 2 with one line when torch or transformers is not installed (pip install torch transformers).
 """
 import argparse, json, math, os, resource, statistics, subprocess, sys, time
@@ -37,8 +38,11 @@ def model_fields(run: dict) -> dict:
     if not isinstance(model, dict):
         fail("the config has no 'model' section (HF config keys inline, or {\"path\": \"config.json\"})")
     if "path" in model:
-        with open(model["path"]) as f:
-            model = json.load(f)
+        try:
+            with open(model["path"]) as f:
+                model = json.load(f)
+        except (OSError, json.JSONDecodeError) as error:
+            fail(f"model.path {model['path']}: {error}")
     fields = dict(model)
     # transformers before 4.56 reads rope_theta only.
     if "rope_theta" not in fields and isinstance(fields.get("rope_parameters"), dict):
@@ -163,11 +167,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     args = parser.parse_args()
     try:
-        import torch, transformers
-    except ImportError as error:
-        fail(f"needs torch and transformers (pip install torch transformers): {error}", code=2)
-
-    try:
         with open(args.config) as f:
             run = json.load(f)
     except (OSError, json.JSONDecodeError) as error:
@@ -190,6 +189,10 @@ def main() -> None:
     layers = fields["num_hidden_layers"]
     exits, weights = exit_weights(run.get("sorted", {}), layers)
     attentions = ["eager", "sdpa"] if args.attention == "both" else [args.attention]
+    try:
+        import torch, transformers
+    except ImportError as error:
+        fail(f"needs torch and transformers (pip install torch transformers): {error}", code=2)
 
     results = []
     for attention in attentions:
@@ -201,16 +204,23 @@ def main() -> None:
                         "threads": args.threads}
                 child = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
                                        capture_output=True, text=True)
-                if child.returncode != 0:
-                    fail(f"{attention} length {T} {mode} failed (exit {child.returncode}): "
-                         + (child.stderr.strip().splitlines() or ["no output"])[-1])
-                result = json.loads(child.stdout.strip().splitlines()[-1])
-                print(f"{attention:5} length {T:5} {mode:4}: {result['step_s']:.3f} s per step, "
-                      f"peak RSS {result['peak_rss_mb']:.0f} MiB, loss {result['loss']:.4f}", file=sys.stderr)
+                if child.returncode == 0:
+                    result = json.loads(child.stdout.strip().splitlines()[-1])
+                    print(f"{attention:5} length {T:5} {mode:4}: {result['step_s']:.3f} s per step, "
+                          f"peak RSS {result['peak_rss_mb']:.0f} MiB, loss {result['loss']:.4f}", file=sys.stderr)
+                else:
+                    # One failed measurement (out of memory, most likely: the kernel kills it) leaves the sweep's others.
+                    last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+                    killed = " (killed by a signal: out of memory?)" if child.returncode < 0 else ""
+                    result = {"attention": attention, "sequence_length": T, "mode": mode,
+                              "error": f"exit {child.returncode}{killed}: {last}"}
+                    print(f"{attention:5} length {T:5} {mode:4}: failed, {result['error']}", file=sys.stderr)
                 results.append(result)
     print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__, "threads": args.threads,
                       "batch": batch, "exits": exits, "exit_weights": weights, "steps": args.steps,
                       "warmup": args.warmup, "results": results}))
+    if any("error" in r for r in results):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

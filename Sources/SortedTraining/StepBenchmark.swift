@@ -50,13 +50,6 @@ public struct StepBenchmarkResult: Codable, Sendable {
     }
 }
 
-/// `bench step --sequence-lengths`: one result per length, each with its own sgemm peak
-/// (measured on that length's GEMM shapes).
-public struct StepSweepResult: Codable, Sendable {
-    public var lengths: [StepBenchmarkResult]
-    public init(lengths: [StepBenchmarkResult]) { self.lengths = lengths }
-}
-
 public enum StepBenchmark {
     /// Median step time over `steps` timed steps after `warmup` untimed ones, at the config's
     /// micro_batch_size × sequence_length. `distill`: also SoFT with self-distillation.

@@ -4,6 +4,19 @@ import Foundation
 import SortedDistributed
 import SortedTraining
 
+/// `bench step --sequence-lengths` / `--pytorch` as JSON: one result per length, each with its
+/// own sgemm peak (measured on that length's GEMM shapes), and with --pytorch the ratios per
+/// length or why there are none.
+struct StepSweep: Encodable {
+    var lengths: [StepBenchmarkResult]
+    var pytorch: [PyTorchComparison]?
+    var pytorchSkipped: String?
+
+    enum CodingKeys: String, CodingKey {
+        case lengths, pytorch, pytorchSkipped = "pytorch_skipped"
+    }
+}
+
 struct StepBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "step",
@@ -19,6 +32,9 @@ struct StepBenchCommand: ParsableCommand {
         With --sequence-lengths 256,1024,2048 it measures each length in turn (peak memory
         reset before every measurement, the sgemm peak measured on each length's shapes) and
         prints one table, or with --json an object whose "lengths" holds one result per length.
+        --pytorch adds scripts/bench_pytorch.py's timings of the same config, lengths, batch,
+        steps and threads (when python3 has torch and transformers): sortedtrain's step time
+        over the better of PyTorch's eager and sdpa attention, and its peak RSS over sdpa's.
 
         Under mpirun (e.g. launch/bench-mpi 2) it instead measures data-parallel SoFT
         training: exposed communication / step time, and the bucketed gradient all-reduce's
@@ -43,6 +59,9 @@ struct StepBenchCommand: ParsableCommand {
     @Flag(help: "Leave out SoFT with self-distillation (keeps a long sweep affordable).")
     var skipDistill = false
 
+    @Flag(help: "Also run scripts/bench_pytorch.py on the same config and lengths, and print the ratios.")
+    var pytorch = false
+
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
@@ -65,8 +84,8 @@ struct StepBenchCommand: ParsableCommand {
             try runDataParallel(runConfig, communicator)
             return
         }
-        if let sequenceLengths {
-            let lengths = try parseLengths(sequenceLengths)
+        // --pytorch reports in the sweep's form, at the config's length when no lengths are given.
+        if let lengths = try sequenceLengths.map(parseLengths) ?? (pytorch ? [runConfig.train.sequenceLength] : nil) {
             let limit = runConfig.model.maxPositionEmbeddings
             if let long = lengths.first(where: { $0 > limit }) {
                 throw CommandLineError("--sequence-lengths: \(long) exceeds the model's max_position_embeddings \(limit)")
@@ -78,10 +97,18 @@ struct StepBenchCommand: ParsableCommand {
                     if !json { printProgress("length \(T): \(line)") }
                 }
             }
+            var sweep = StepSweep(lengths: results)
+            if pytorch {
+                switch PyTorchReference.compare(config: config, results: results, steps: steps, warmup: warmup,
+                                                progress: { if !json { printProgress($0) } }) {
+                case .success(let comparison): sweep.pytorch = comparison
+                case .failure(let why): sweep.pytorchSkipped = why.description
+                }
+            }
             if json {
-                try printJSON(StepSweepResult(lengths: results))
+                try printJSON(sweep)
             } else {
-                printSweep(results, source: runConfig.source)
+                printSweep(sweep, source: runConfig.source)
             }
             return
         }
@@ -130,8 +157,9 @@ struct StepBenchCommand: ParsableCommand {
         }
     }
 
-    /// One row per (length, mode): the sweep's table.
-    private func printSweep(_ results: [StepBenchmarkResult], source: String) {
+    /// One row per (length, mode): the sweep's table, and the PyTorch ratios per length.
+    private func printSweep(_ sweep: StepSweep, source: String) {
+        let results = sweep.lengths
         guard let first = results.first else { return }
         print("model \(source): \(first.parameters / 1_000_000)M parameters, batch \(first.batch), SoFT exits \(first.softExits)")
         print("OpenBLAS kernel \(first.openBLASCore), \(first.threads) threads; \(first.timedSteps) timed steps per mode (median)")
@@ -154,6 +182,20 @@ struct StepBenchCommand: ParsableCommand {
         print("")
         for r in results {
             print("length \(r.sequenceLength): SoFT/SFT time \(fmt(r.softSFTRatio, 3)) vs FLOP ratio \(fmt(r.flopRatio, 3)); memory \(fmt(r.softPeakRSSMiB / r.sftPeakRSSMiB, 3))×")
+        }
+        if let why = sweep.pytorchSkipped {
+            print("")
+            print("PyTorch comparison skipped: \(why)")
+        }
+        guard let comparison = sweep.pytorch else { return }
+        let opt = { (x: Double?, digits: Int) in x.map { fmt($0, digits) } ?? "-" }
+        print("")
+        print("against PyTorch (time: the better of eager and sdpa; memory: sdpa's)")
+        print("length  PyTorch SFT (s)  SFT ratio  PyTorch SoFT (s)  SoFT ratio  SFT RSS ratio  SoFT RSS ratio")
+        for c in comparison {
+            print("\(pad("\(c.sequenceLength)", 7)) \(pad(opt(c.pytorchSFTStepSeconds, 3) + (c.pytorchSFTAttention.map { " \($0)" } ?? ""), 16)) "
+                  + "\(pad(opt(c.sftTimeRatio, 3), 10)) \(pad(opt(c.pytorchSoFTStepSeconds, 3) + (c.pytorchSoFTAttention.map { " \($0)" } ?? ""), 17)) "
+                  + "\(pad(opt(c.softTimeRatio, 3), 11)) \(pad(opt(c.sftMemoryRatio, 3), 14)) \(opt(c.softMemoryRatio, 3))")
         }
     }
 

@@ -308,17 +308,26 @@ one_line_error "bench --sequence-lengths above max_position_embeddings" "--seque
     "$bin" bench step --config "$work/small.json" --sequence-lengths 16,256
 one_line_error "bench --batch 0" "--batch must be at least 1" "$bin" bench step --config "$work/small.json" --batch 0
 
-# scripts/bench_pytorch.py: with torch, one result per (attention, length, mode); without it, one line and exit 2.
+# scripts/bench_pytorch.py: with torch, one result per (attention, length, mode), and eager
+# attention as causal as sdpa (the same first loss); without torch, one line and exit 2.
 if python3 -c "import torch, transformers" 2>/dev/null; then
-    if python3 scripts/bench_pytorch.py "$work/small.json" --sequence-lengths 16,32 --steps 1 --warmup 0 \
+    if python3 scripts/bench_pytorch.py "$work/small.json" --attention sdpa --sequence-lengths 16,32 --steps 1 --warmup 0 \
             > "$work/torch.json" 2> "$work/torch.err" && python3 - "$work/torch.json" <<'PY'
 import json, sys
 results = json.load(open(sys.argv[1]))["results"]
 seen = sorted((r["attention"], r["sequence_length"], r["mode"]) for r in results)
-assert seen == sorted((a, t, m) for a in ("eager", "sdpa") for t in (16, 32) for m in ("sft", "soft")), seen
+assert seen == [("sdpa", t, m) for t in (16, 32) for m in ("sft", "soft")], seen
 assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in results), results
 PY
-    then pass "bench_pytorch.py: one result per attention, length and mode"; else fail "bench_pytorch.py" "$(tail -2 "$work/torch.err")"; fi
+    then pass "bench_pytorch.py: one result per length and mode"; else fail "bench_pytorch.py" "$(tail -2 "$work/torch.err")"; fi
+    if python3 scripts/bench_pytorch.py "$work/small.json" --attention both --modes soft --steps 1 --warmup 0 \
+            > "$work/both.json" 2> "$work/both.err" && python3 - "$work/both.json" <<'PY'
+import json, sys
+eager, sdpa = json.load(open(sys.argv[1]))["results"]
+assert (eager["attention"], sdpa["attention"]) == ("eager", "sdpa"), (eager, sdpa)
+assert abs(eager["loss"] - sdpa["loss"]) < 1e-4, (eager["loss"], sdpa["loss"])
+PY
+    then pass "bench_pytorch.py: eager and sdpa attention give the same loss"; else fail "bench_pytorch.py eager vs sdpa" "$(tail -2 "$work/both.err")"; fi
 else
     out=$(python3 scripts/bench_pytorch.py "$work/small.json" 2>&1); code=$?
     if [ $code -eq 2 ] && [ "$(printf '%s\n' "$out" | grep -c .)" -eq 1 ] && [[ "$out" == *"needs torch and transformers"* ]]; then
