@@ -24,7 +24,7 @@ own and not a larger earlier run's. Progress goes to stderr; stdout gets one JSO
 the exit status is 1 when any measurement failed.
 Exits 2 with one line when torch or transformers is not installed (pip install torch transformers).
 """
-import argparse, json, math, os, resource, statistics, subprocess, sys, time
+import argparse, importlib.metadata, importlib.util, json, math, os, resource, statistics, subprocess, sys, time
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -189,10 +189,10 @@ def main() -> None:
     layers = fields["num_hidden_layers"]
     exits, weights = exit_weights(run.get("sorted", {}), layers)
     attentions = ["eager", "sdpa"] if args.attention == "both" else [args.attention]
-    try:
-        import torch, transformers
-    except ImportError as error:
-        fail(f"needs torch and transformers (pip install torch transformers): {error}", code=2)
+    # Found, not imported: this process stays small; the children import them.
+    missing = [name for name in ("torch", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        fail(f"needs torch and transformers (pip install torch transformers): no module named {', '.join(missing)}", code=2)
 
     results = []
     for attention in attentions:
@@ -216,7 +216,8 @@ def main() -> None:
                               "error": f"exit {child.returncode}{killed}: {last}"}
                     print(f"{attention:5} length {T:5} {mode:4}: failed, {result['error']}", file=sys.stderr)
                 results.append(result)
-    print(json.dumps({"torch": torch.__version__, "transformers": transformers.__version__, "threads": args.threads,
+    print(json.dumps({"torch": importlib.metadata.version("torch"), "transformers": importlib.metadata.version("transformers"),
+                      "threads": args.threads,
                       "batch": batch, "exits": exits, "exit_weights": weights, "steps": args.steps,
                       "warmup": args.warmup, "results": results}))
     if any("error" in r for r in results):
