@@ -92,10 +92,16 @@ struct StepBenchCommand: ParsableCommand {
             }
             let results = try lengths.map { T in
                 let lengthConfig = try RunConfig.load(path: config, overrides: batchOverride + ["train.sequence_length=\(T)"])
-                return try StepBenchmark.run(config: lengthConfig, steps: steps, warmup: warmup, breakdown: breakdown,
-                                             distill: !skipDistill) { line in
+                let r = try StepBenchmark.run(config: lengthConfig, steps: steps, warmup: warmup, breakdown: breakdown,
+                                              distill: !skipDistill) { line in
                     if !json { printProgress("length \(T): \(line)") }
                 }
+                // Each length's figures as soon as they are known: a sweep stopped later (out of memory) keeps them.
+                if !json {
+                    printProgress("length \(T): SFT \(fmt(r.sftStepSeconds, 3)) s, peak RSS \(fmt(r.sftPeakRSSMiB, 0)) MiB; "
+                                  + "SoFT \(fmt(r.softStepSeconds, 3)) s, peak RSS \(fmt(r.softPeakRSSMiB, 0)) MiB")
+                }
+                return r
             }
             var sweep = StepSweep(lengths: results)
             if pytorch {
