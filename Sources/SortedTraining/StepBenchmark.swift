@@ -30,11 +30,11 @@ public struct StepBenchmarkResult: Codable, Sendable {
     public var sftBreakdownSeconds: [String: Double]?
     public var softBreakdownSeconds: [String: Double]?
     /// SoFT with self-distillation (the config's sorted.distill, else α 1, τ 2): its step, and
-    /// its step and peak memory as ratios to SoFT's without it.
-    public var distillStepSeconds: Double
-    public var distillSoFTRatio: Double
-    public var distillMemoryRatio: Double
-    public var distillation: [String: Double]
+    /// its step and peak memory as ratios to SoFT's without it; nil when not measured.
+    public var distillStepSeconds: Double?
+    public var distillSoFTRatio: Double?
+    public var distillMemoryRatio: Double?
+    public var distillation: [String: Double]?
 
     enum CodingKeys: String, CodingKey {
         case sftStepSeconds = "sft_step_s", softStepSeconds = "soft_step_s", sftGFLOPS = "sft_gflops",
@@ -51,8 +51,9 @@ public struct StepBenchmarkResult: Codable, Sendable {
 }
 
 public enum StepBenchmark {
-    /// Median step time over `steps` timed steps after `warmup` untimed ones.
-    public static func run(config: RunConfig, steps: Int, warmup: Int, breakdown: Bool = false,
+    /// Median step time over `steps` timed steps after `warmup` untimed ones, at the config's
+    /// micro_batch_size × sequence_length. `distill`: also SoFT with self-distillation.
+    public static func run(config: RunConfig, steps: Int, warmup: Int, breakdown: Bool = false, distill: Bool = true,
                            progress: @escaping (String) -> Void = { _ in }) throws -> StepBenchmarkResult {
         let c = config.model, B = config.train.microBatchSize, T = config.train.sequenceLength
         var rng = SplitMix64(seed: config.train.seed)
@@ -111,7 +112,7 @@ public enum StepBenchmark {
         var distilledObjective = config.objective
         let distillation = config.objective.distillation ?? Distillation(weight: 1, temperature: 2)
         distilledObjective.distillation = distillation
-        let distilled = try measure(distilledObjective, label: "SoFT + distillation")
+        let distilled = distill ? try measure(distilledObjective, label: "SoFT + distillation") : nil
         let peak = max(peakBefore, sgemmPeak())
         let sftGflops = sft.flops / sft.seconds / 1e9, softGflops = soft.flops / soft.seconds / 1e9
         return StepBenchmarkResult(
@@ -125,9 +126,9 @@ public enum StepBenchmark {
             sftExits: sftObjective.exits, softExits: config.objective.exits,
             batch: B, sequenceLength: T, parameters: sft.params, timedSteps: steps,
             sftBreakdownSeconds: sft.phases, softBreakdownSeconds: soft.phases,
-            distillStepSeconds: distilled.seconds, distillSoFTRatio: distilled.seconds / soft.seconds,
-            distillMemoryRatio: distilled.rss / soft.rss,
-            distillation: ["weight": distillation.weight, "temperature": distillation.temperature])
+            distillStepSeconds: distilled?.seconds, distillSoFTRatio: distilled.map { $0.seconds / soft.seconds },
+            distillMemoryRatio: distilled.map { $0.rss / soft.rss },
+            distillation: distill ? ["weight": distillation.weight, "temperature": distillation.temperature] : nil)
     }
 
     /// The same batch at every cursor, so every timed step does identical work.

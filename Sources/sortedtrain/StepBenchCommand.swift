@@ -4,6 +4,19 @@ import Foundation
 import SortedDistributed
 import SortedTraining
 
+/// `bench step --sequence-lengths` / `--pytorch` as JSON: one result per length, each with its
+/// own sgemm peak (measured on that length's GEMM shapes), and with --pytorch the ratios per
+/// length or why there are none.
+struct StepSweep: Encodable {
+    var lengths: [StepBenchmarkResult]
+    var pytorch: [PyTorchComparison]?
+    var pytorchSkipped: String?
+
+    enum CodingKeys: String, CodingKey {
+        case lengths, pytorch, pytorchSkipped = "pytorch_skipped"
+    }
+}
+
 struct StepBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "step",
@@ -15,6 +28,13 @@ struct StepBenchCommand: ParsableCommand {
         the SoFT/SFT time ratio next to the FLOP ratio, and peak memory of each; and SoFT with
         self-distillation from the last exit (the config's sorted.distill, else α 1, τ 2) as
         ratios of time and memory to SoFT without it.
+
+        With --sequence-lengths 256,1024,2048 it measures each length in turn (peak memory
+        reset before every measurement, the sgemm peak measured on each length's shapes) and
+        prints one table, or with --json an object whose "lengths" holds one result per length.
+        --pytorch adds scripts/bench_pytorch.py's timings of the same config, lengths, batch,
+        steps and threads (when python3 has torch and transformers): sortedtrain's step time
+        over the better of PyTorch's eager and sdpa attention, and its peak RSS over sdpa's.
 
         Under mpirun (e.g. launch/bench-mpi 2) it instead measures data-parallel SoFT
         training: exposed communication / step time, and the bucketed gradient all-reduce's
@@ -30,6 +50,18 @@ struct StepBenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Untimed warm-up steps per mode.")
     var warmup: Int = 1
 
+    @Option(help: "Sequence lengths to measure one after another, e.g. 256,1024,2048 (default: the config's train.sequence_length).")
+    var sequenceLengths: String?
+
+    @Option(parsing: .unconditional, help: "Sequences per micro-batch (default: the config's train.micro_batch_size).")
+    var batch: Int?
+
+    @Flag(help: "Leave out SoFT with self-distillation (keeps a long sweep affordable).")
+    var skipDistill = false
+
+    @Flag(help: "Also run scripts/bench_pytorch.py on the same config and lengths, and print the ratios.")
+    var pytorch = false
+
     @Flag(help: "Print one JSON object instead of a table.")
     var json = false
 
@@ -39,16 +71,55 @@ struct StepBenchCommand: ParsableCommand {
     func validate() throws {
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must be non-negative") }
+        if let batch, batch < 1 { throw CommandLineError("--batch must be at least 1, got \(batch)") }
+        if let sequenceLengths { _ = try parseLengths(sequenceLengths) }
     }
 
     func run() throws {
-        let runConfig = try RunConfig.load(path: config)
+        // --batch and each length go through the config's own checks (the memory budget among them).
+        let batchOverride = batch.map { ["train.micro_batch_size=\($0)"] } ?? []
+        let runConfig = try RunConfig.load(path: config, overrides: batchOverride)
         // Under mpirun: the data-parallel measurement.
         if let communicator = try communicatorFromEnvironment() as? MPICommunicator {
             try runDataParallel(runConfig, communicator)
             return
         }
-        let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup, breakdown: breakdown) { line in
+        // --pytorch reports in the sweep's form, at the config's length when no lengths are given.
+        if let lengths = try sequenceLengths.map(parseLengths) ?? (pytorch ? [runConfig.train.sequenceLength] : nil) {
+            let limit = runConfig.model.maxPositionEmbeddings
+            if let long = lengths.first(where: { $0 > limit }) {
+                throw CommandLineError("--sequence-lengths: \(long) exceeds the model's max_position_embeddings \(limit)")
+            }
+            let results = try lengths.map { T in
+                let lengthConfig = try RunConfig.load(path: config, overrides: batchOverride + ["train.sequence_length=\(T)"])
+                let r = try StepBenchmark.run(config: lengthConfig, steps: steps, warmup: warmup, breakdown: breakdown,
+                                              distill: !skipDistill) { line in
+                    if !json { printProgress("length \(T): \(line)") }
+                }
+                // Each length's figures as soon as they are known: a sweep stopped later (out of memory) keeps them.
+                if !json {
+                    printProgress("length \(T): SFT \(fmt(r.sftStepSeconds, 3)) s, peak RSS \(fmt(r.sftPeakRSSMiB, 0)) MiB; "
+                                  + "SoFT \(fmt(r.softStepSeconds, 3)) s, peak RSS \(fmt(r.softPeakRSSMiB, 0)) MiB")
+                }
+                return r
+            }
+            var sweep = StepSweep(lengths: results)
+            if pytorch {
+                switch PyTorchReference.compare(config: config, results: results, steps: steps, warmup: warmup,
+                                                progress: { if !json { printProgress($0) } }) {
+                case .success(let comparison): sweep.pytorch = comparison
+                case .failure(let why): sweep.pytorchSkipped = why.description
+                }
+            }
+            if json {
+                try printJSON(sweep)
+            } else {
+                printSweep(sweep, source: runConfig.source)
+            }
+            return
+        }
+        let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup, breakdown: breakdown,
+                                           distill: !skipDistill) { line in
             if !json { printProgress(line) }
         }
         if json {
@@ -63,16 +134,75 @@ struct StepBenchCommand: ParsableCommand {
         print("SFT    \(pad("\(r.sftExits)", 14)) \(pad(fmt(r.sftStepSeconds, 3), 10)) \(pad(fmt(r.sftGFLOPS, 1), 9)) \(pad(fmt(100 * r.sftPeakFraction, 1) + "%", 9)) \(fmt(r.sftPeakRSSMiB, 0))")
         print("SoFT   \(pad("\(r.softExits)", 14)) \(pad(fmt(r.softStepSeconds, 3), 10)) \(pad(fmt(r.softGFLOPS, 1), 9)) \(pad(fmt(100 * r.softPeakFraction, 1) + "%", 9)) \(fmt(r.softPeakRSSMiB, 0))")
         print("")
-        if let sft = r.sftBreakdownSeconds, let soft = r.softBreakdownSeconds {
-            print("")
-            print("phase            SFT (s/step)   SoFT (s/step)")
-            for phase in Set(sft.keys).union(soft.keys).sorted(by: { (soft[$0] ?? 0) > (soft[$1] ?? 0) }) {
-                print("\(pad(phase, 16)) \(pad(fmt(sft[phase] ?? 0, 3), 14)) \(fmt(soft[phase] ?? 0, 3))")
-            }
-        }
+        printBreakdown(r, heading: "phase")
         print("")
         print("SoFT/SFT time \(fmt(r.softSFTRatio, 3)) vs FLOP ratio \(fmt(r.flopRatio, 3)) → overhead \(fmt(r.softSFTRatio / r.flopRatio, 3))×; memory \(fmt(r.softPeakRSSMiB / r.sftPeakRSSMiB, 3))×")
-        print("SoFT + distillation (α \(fmt(r.distillation["weight"] ?? 0, 2)), τ \(fmt(r.distillation["temperature"] ?? 0, 2))): \(fmt(r.distillStepSeconds, 3)) s per step = \(fmt(r.distillSoFTRatio, 3))× SoFT's; memory \(fmt(r.distillMemoryRatio, 3))×")
+        if let seconds = r.distillStepSeconds, let ratio = r.distillSoFTRatio, let memory = r.distillMemoryRatio,
+           let d = r.distillation {
+            print("SoFT + distillation (α \(fmt(d["weight"] ?? 0, 2)), τ \(fmt(d["temperature"] ?? 0, 2))): \(fmt(seconds, 3)) s per step = \(fmt(ratio, 3))× SoFT's; memory \(fmt(memory, 3))×")
+        }
+    }
+
+    /// With --breakdown: seconds per step in each phase, SoFT's largest first.
+    private func printBreakdown(_ r: StepBenchmarkResult, heading: String) {
+        guard let sft = r.sftBreakdownSeconds, let soft = r.softBreakdownSeconds else { return }
+        print("")
+        print("\(pad(heading, 16)) SFT (s/step)   SoFT (s/step)")
+        for phase in Set(sft.keys).union(soft.keys).sorted(by: { (soft[$0] ?? 0) > (soft[$1] ?? 0) }) {
+            print("\(pad(phase, 16)) \(pad(fmt(sft[phase] ?? 0, 3), 14)) \(fmt(soft[phase] ?? 0, 3))")
+        }
+    }
+
+    /// "256,1024,2048" as sequence lengths (whole numbers ≥ 2, as train.sequence_length).
+    private func parseLengths(_ text: String) throws -> [Int] {
+        try text.split(separator: ",", omittingEmptySubsequences: false).map {
+            guard let T = Int($0.trimmingCharacters(in: .whitespaces)), T >= 2 else {
+                throw CommandLineError("--sequence-lengths: '\($0)' is not a sequence length (a whole number ≥ 2)")
+            }
+            return T
+        }
+    }
+
+    /// One row per (length, mode): the sweep's table, and the PyTorch ratios per length.
+    private func printSweep(_ sweep: StepSweep, source: String) {
+        let results = sweep.lengths
+        guard let first = results.first else { return }
+        print("model \(source): \(first.parameters / 1_000_000)M parameters, batch \(first.batch), SoFT exits \(first.softExits)")
+        print("OpenBLAS kernel \(first.openBLASCore), \(first.threads) threads; \(first.timedSteps) timed steps per mode (median)")
+        print("")
+        print("length  mode          step (s)   tokens/s   GFLOP/s   of peak   sgemm peak   peak RSS (MiB)")
+        for r in results {
+            let tokens = Double(r.batch * r.sequenceLength)
+            func row(_ mode: String, _ seconds: Double, _ gflops: Double?, _ fraction: Double?, _ rss: Double?) {
+                print("\(pad("\(r.sequenceLength)", 7)) \(pad(mode, 13)) \(pad(fmt(seconds, 3), 10)) \(pad(fmt(tokens / seconds, 0), 10)) "
+                      + "\(pad(gflops.map { fmt($0, 1) } ?? "-", 9)) \(pad(fraction.map { fmt(100 * $0, 1) + "%" } ?? "-", 9)) "
+                      + "\(pad(fmt(r.sgemmPeakGFLOPS, 1), 12)) \(rss.map { fmt($0, 0) } ?? "-")")
+            }
+            row("SFT", r.sftStepSeconds, r.sftGFLOPS, r.sftPeakFraction, r.sftPeakRSSMiB)
+            row("SoFT", r.softStepSeconds, r.softGFLOPS, r.softPeakFraction, r.softPeakRSSMiB)
+            if let seconds = r.distillStepSeconds {
+                row("SoFT+distill", seconds, nil, nil, r.distillMemoryRatio.map { $0 * r.softPeakRSSMiB })
+            }
+        }
+        for r in results { printBreakdown(r, heading: "phase at \(r.sequenceLength)") }
+        print("")
+        for r in results {
+            print("length \(r.sequenceLength): SoFT/SFT time \(fmt(r.softSFTRatio, 3)) vs FLOP ratio \(fmt(r.flopRatio, 3)); memory \(fmt(r.softPeakRSSMiB / r.sftPeakRSSMiB, 3))×")
+        }
+        if let why = sweep.pytorchSkipped {
+            print("")
+            print("PyTorch comparison skipped: \(why)")
+        }
+        guard let comparison = sweep.pytorch else { return }
+        let opt = { (x: Double?, digits: Int) in x.map { fmt($0, digits) } ?? "-" }
+        print("")
+        print("against PyTorch (time: the better of eager and sdpa; memory: sdpa's)")
+        print("length  PyTorch SFT (s)  SFT ratio  PyTorch SoFT (s)  SoFT ratio  SFT RSS ratio  SoFT RSS ratio")
+        for c in comparison {
+            print("\(pad("\(c.sequenceLength)", 7)) \(pad(opt(c.pytorchSFTStepSeconds, 3) + (c.pytorchSFTAttention.map { " \($0)" } ?? ""), 16)) "
+                  + "\(pad(opt(c.sftTimeRatio, 3), 10)) \(pad(opt(c.pytorchSoFTStepSeconds, 3) + (c.pytorchSoFTAttention.map { " \($0)" } ?? ""), 17)) "
+                  + "\(pad(opt(c.softTimeRatio, 3), 11)) \(pad(opt(c.sftMemoryRatio, 3), 14)) \(opt(c.softMemoryRatio, 3))")
+        }
     }
 
     private func runDataParallel(_ runConfig: RunConfig, _ communicator: MPICommunicator) throws {

@@ -286,5 +286,56 @@ bench_keys "bench under mpirun --json" "exposed_comm_fraction bucketed_allreduce
 progress=$("$bin" bench step --config "$work/small.json" --steps 1 --warmup 0 2>&1 >/dev/null)
 [[ "$progress" == *"SFT step 1/1"* ]] && pass "bench progress on stderr" || fail "bench progress on stderr" "$progress"
 
+# bench step --sequence-lengths: one result per length (in the order given, at --batch), each
+# with positive step times, peak RSS and peak fraction; bad lengths are one line naming the option.
+if "$bin" bench step --config "$work/small.json" --sequence-lengths 16,32 --batch 2 --steps 1 --warmup 0 --skip-distill \
+        --json > "$work/sweep.json" 2> "$work/sweep.err" && python3 - "$work/sweep.json" <<'PY'
+import json, sys
+lengths = json.load(open(sys.argv[1]))["lengths"]
+assert [r["sequence_length"] for r in lengths] == [16, 32], lengths
+for r in lengths:
+    assert r["batch"] == 2, r
+    for key in ("sft_step_s", "soft_step_s", "sft_peak_rss_mb", "soft_peak_rss_mb", "sgemm_peak_gflops", "sft_peak_fraction"):
+        assert r[key] > 0, (key, r)
+    assert "distill_step_s" not in r, r
+PY
+then pass "bench step --sequence-lengths 16,32 --json: one result per length"; else fail "bench step --sequence-lengths" "$(tail -2 "$work/sweep.err")"; fi
+one_line_error "bench --sequence-lengths 0" "--sequence-lengths: '0' is not a sequence length" \
+    "$bin" bench step --config "$work/small.json" --sequence-lengths 0
+one_line_error "bench --sequence-lengths abc" "--sequence-lengths: 'abc' is not a sequence length" \
+    "$bin" bench step --config "$work/small.json" --sequence-lengths 16,abc
+one_line_error "bench --sequence-lengths above max_position_embeddings" "--sequence-lengths: 256 exceeds the model's max_position_embeddings 128" \
+    "$bin" bench step --config "$work/small.json" --sequence-lengths 16,256
+one_line_error "bench --batch 0" "--batch must be at least 1" "$bin" bench step --config "$work/small.json" --batch 0
+
+# scripts/bench_pytorch.py: with torch, one result per (attention, length, mode), and eager
+# attention as causal as sdpa (the same first loss); without torch, one line and exit 2.
+if python3 -c "import torch, transformers" 2>/dev/null; then
+    if python3 scripts/bench_pytorch.py "$work/small.json" --attention sdpa --sequence-lengths 16,32 --steps 1 --warmup 0 \
+            > "$work/torch.json" 2> "$work/torch.err" && python3 - "$work/torch.json" <<'PY'
+import json, sys
+results = json.load(open(sys.argv[1]))["results"]
+seen = sorted((r["attention"], r["sequence_length"], r["mode"]) for r in results)
+assert seen == [("sdpa", t, m) for t in (16, 32) for m in ("sft", "soft")], seen
+assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in results), results
+PY
+    then pass "bench_pytorch.py: one result per length and mode"; else fail "bench_pytorch.py" "$(tail -2 "$work/torch.err")"; fi
+    if python3 scripts/bench_pytorch.py "$work/small.json" --attention both --modes soft --steps 1 --warmup 0 \
+            > "$work/both.json" 2> "$work/both.err" && python3 - "$work/both.json" <<'PY'
+import json, sys
+eager, sdpa = json.load(open(sys.argv[1]))["results"]
+assert (eager["attention"], sdpa["attention"]) == ("eager", "sdpa"), (eager, sdpa)
+assert abs(eager["loss"] - sdpa["loss"]) < 1e-4, (eager["loss"], sdpa["loss"])
+PY
+    then pass "bench_pytorch.py: eager and sdpa attention give the same loss"; else fail "bench_pytorch.py eager vs sdpa" "$(tail -2 "$work/both.err")"; fi
+else
+    out=$(python3 scripts/bench_pytorch.py "$work/small.json" 2>&1); code=$?
+    if [ $code -eq 2 ] && [ "$(printf '%s\n' "$out" | grep -c .)" -eq 1 ] && [[ "$out" == *"needs torch and transformers"* ]]; then
+        pass "bench_pytorch.py without torch: one line, exit 2"
+    else
+        fail "bench_pytorch.py without torch" "exit $code: $out"
+    fi
+fi
+
 echo "cli: $passed passed, $failed failed"
 [ $failed -eq 0 ]
