@@ -60,11 +60,12 @@ public final class SortedPass {
         return bytes < 9e18 ? Int(bytes) : nil
     }
 
-    /// Stacked rows of all exits per head GEMM, by default: 1024 rows × V floats of logits
-    /// scratch (192 MiB at V 49152). OpenBLAS's d normed = dlogits·W_head [m, V]·[V, D] runs at
-    /// 24 GFLOP/s with m 512 and 80 with m 1024 (2 threads; the other two GEMMs ~75 either way),
-    /// and 2048 rows gain nothing more for twice the scratch.
-    public static let defaultHeadChunkRows = 1024
+    /// Stacked rows of all exits per head GEMM, by default: 512 rows × V floats of logits
+    /// scratch (96 MiB at V 49152), as one exit's chunk took before stacking. With the
+    /// system OpenBLAS (Haswell kernel, 2 threads) the SmolLM2-shape SFT head ran 2.23 s/step
+    /// at 1024 rows against 2.27 s at 512: the GEMMs are already compute-bound at m 512, so
+    /// more rows would only cost memory.
+    public static let defaultHeadChunkRows = 512
 
     /// The head's stacked rows: at least one per exit (up to L), at most every exit's every token.
     private static func stackRows(_ headChunkRows: Int, layers L: Int, rows N: Int) -> Int {
