@@ -1,8 +1,8 @@
 // SortedPass: the nested forward and backward of one batch shape (B, T).
-// The forward runs the layers once; at every exit depth e it applies the shared final
-// norm, head and cross-entropy with its backward right there (FusedHeadLoss) and keeps
-// dh_e. The backward walks the layers down and adds dh_e when it reaches depth e, so the
-// layer code never knows about exits. Every backward accumulates (+=) into the gradients.
+// The forward runs the layers once up to the deepest exit; then the shared final norm, head
+// and cross-entropy of all exits run stacked, with their backward (FusedHeadLoss), and keep
+// each exit's dh_e. The backward walks the layers down and adds dh_e when it reaches depth
+// e, so the layer code never knows about exits. Every backward accumulates (+=) into the gradients.
 // With `recompute`, only each layer's input is kept: the backward runs the layer's forward
 // again into one layer's worth of buffers just before its backward.
 
@@ -32,13 +32,10 @@ public final class SortedPass {
     private let gateUp: FloatBuffer        // [L, N, 2F]
     private let activated: FloatBuffer     // [L, N, F]
 
-    // Scratch for the tail and the backward.
+    // Scratch for evaluation's logits, each exit's gradient and the backward.
     private let normedFinal: FloatBuffer   // [N, D]
     private let inverseRMSFinal: FloatBuffer // [N]
-    private let dNormedFinal: FloatBuffer  // [N, D]
     private var exitGradients: [Int: FloatBuffer] = [:]  // depth → dh_e [N, D]
-    /// depth → the exit's normed rows, 1/RMS and d normed, when all tails run together (distillation).
-    private var exitScratch: [Int: (normed: FloatBuffer, inverseRMS: FloatBuffer, dNormed: FloatBuffer)] = [:]
     private let dResidual: FloatBuffer     // [N, D]
     private let dNormed: FloatBuffer       // [N, D]
     private let dQKV: FloatBuffer          // [N, (H+2Hkv)·Dh]
@@ -49,8 +46,8 @@ public final class SortedPass {
 
     /// The bytes the buffers below take for one micro-batch (nil when the sizes overflow),
     /// so a run config can be refused before anything is allocated.
-    public static func bytesNeeded(config c: LlamaConfig, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 512,
-                                   recompute: Bool = false) -> Int? {
+    public static func bytesNeeded(config c: LlamaConfig, batchSize: Int, sequenceLength: Int, exits: Int,
+                                   headChunkRows: Int = defaultHeadChunkRows, recompute: Bool = false) -> Int? {
         // In Double: the sizes may come from a hostile config, and a product must not trap.
         let B = Double(batchSize), T = Double(sequenceLength), N = B * T
         let L = Double(c.numHiddenLayers), D = Double(c.hiddenSize), F = Double(c.intermediateSize)
@@ -58,21 +55,35 @@ public final class SortedPass {
         let kv = Double(2 * c.numKeyValueHeads * c.headDim), workers = Double(Parallel.workers)
         // Per token: the residual stream at every depth; saved per layer (two normed inputs,
         // mid, qkv, attended, gate|up, activation, two RMS factors, a log-sum-exp per head),
-        // for every layer or for one when recomputing; the single-layer backward scratch.
+        // for every layer or for one when recomputing; the single-layer backward scratch and
+        // each exit's dh_e.
         let perLayerToken = 3 * D + qkv + q + 3 * F + 2 + H
         let savedLayers = recompute ? 1 : L
-        let scratchToken = 4 * D + 1 + qkv + q + 3 * F
+        let scratchToken = 3 * D + 1 + qkv + q + 3 * F
         let tile = Double(CausalAttention.defaultQueryTile), keyTile = Double(CausalAttention.defaultKeyTile)
         let attentionScratch = workers * (2 * tile * keyTile + 2 * tile) + (workers - 1) * N * kv
-        let floats = N * ((L + 1) * D + savedLayers * perLayerToken + scratchToken)
-            + min(Double(headChunkRows), N) * 2 * Double(c.vocabSize)   // head chunk logits and gradient
+        let stack = max(L, min(Double(headChunkRows), L * N))   // as stackRows, in Double
+        let floats = N * ((L + 1) * D + savedLayers * perLayerToken + scratchToken + Double(exits) * D)
+            + FusedHeadLoss.floatsNeeded(vocab: c.vocabSize, dim: c.hiddenSize, stackRows: stack)
             + attentionScratch
         let bytes = 4 * floats
         return bytes < 9e18 ? Int(bytes) : nil
     }
 
-    /// headChunkRows: tokens per head GEMM in the fused loss (memory ≈ chunk·V floats).
-    public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = 512,
+    /// Stacked rows of all exits per head GEMM, by default: 512 rows × V floats of logits
+    /// scratch (96 MiB at V 49152), as one exit's chunk took before stacking. With the
+    /// system OpenBLAS (Haswell kernel, 2 threads) the SmolLM2-shape SFT head ran 2.23 s/step
+    /// at 1024 rows against 2.27 s at 512: the GEMMs are already compute-bound at m 512, so
+    /// more rows would only cost memory.
+    public static let defaultHeadChunkRows = 512
+
+    /// The head's stacked rows: at least one per exit (up to L), at most every exit's every token.
+    private static func stackRows(_ headChunkRows: Int, layers L: Int, rows N: Int) -> Int {
+        max(L, min(headChunkRows, L * N))
+    }
+
+    /// headChunkRows: rows of all exits stacked per head GEMM in the fused loss (memory ≈ rows·V floats).
+    public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = defaultHeadChunkRows,
                 recompute: Bool = false) throws {
         let c = model.config
         guard batchSize > 0 else { throw ConfigError(key: "batch_size", "must be positive, got \(batchSize)") }
@@ -90,7 +101,8 @@ public final class SortedPass {
         rope = RotaryEmbedding(headDim: c.headDim, maxLength: sequenceLength, theta: c.ropeTheta)
         attention = CausalAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads,
                                     headDim: c.headDim, sequenceLength: sequenceLength)
-        head = FusedHeadLoss(vocab: c.vocabSize, dim: D, chunkRows: min(headChunkRows, N))
+        head = FusedHeadLoss(vocab: c.vocabSize, dim: D,
+                             stackRows: Self.stackRows(headChunkRows, layers: c.numHiddenLayers, rows: N))
         residual = FloatBuffer(count: (c.numHiddenLayers + 1) * N * D)
         normed1 = FloatBuffer(count: L * N * D)
         inverseRMS1 = FloatBuffer(count: L * N)
@@ -104,7 +116,6 @@ public final class SortedPass {
         activated = FloatBuffer(count: L * N * F)
         normedFinal = FloatBuffer(count: N * D)
         inverseRMSFinal = FloatBuffer(count: N)
-        dNormedFinal = FloatBuffer(count: N * D)
         dResidual = FloatBuffer(count: N * D)
         dNormed = FloatBuffer(count: N * D)
         dQKV = FloatBuffer(count: N * c.qkvWidth)
@@ -138,49 +149,22 @@ public final class SortedPass {
             Embedding.forward(tokens: tokens.baseAddress!, table: P + layout.embedding,
                               out: residual.pointer, rows: N, dim: D)
         }
-        // Distilling, every tail waits for the teacher's logits: the layers first, then all heads;
-        // otherwise each exit's tail runs as soon as the forward reaches it.
-        let losses: [ExitLoss]
-        if let d = distillation, d.weight > 0, depthOrder.count > 1 {
-            for l in 0..<maxDepth { layerForward(l) }
-            let tails = depthOrder.map { exit -> ExitTail in
-                let scratch = self.exitScratch(depth: exit.depth)
-                return ExitTail(hidden: residual.pointer + exit.depth * N * D, normed: scratch.normed.pointer,
-                                inverseRMS: scratch.inverseRMS.pointer, dNormed: scratch.dNormed.pointer,
-                                dHidden: exitGradient(depth: exit.depth).pointer,
-                                gradientScale: computeGradients ? Float(exit.weight / lossNormalizer) : nil)
-            }
-            let results = batch.targets.withUnsafeBufferPointer { targets in
-                head.runDistilled(tails, targets: targets.baseAddress!, labelled: labelled, normWeight: P + layout.finalNorm,
-                                  headWeight: P + layout.head, eps: Float(c.rmsNormEps), rows: N, temperature: d.temperature,
-                                  klScale: computeGradients ? Float(d.weight * d.temperature / lossNormalizer) : nil,
-                                  dNormWeight: G + layout.finalNorm, dHeadWeight: G + layout.head)
-            }
-            losses = zip(depthOrder, results).map {
-                ExitLoss(depth: $0.depth, negativeLogLikelihood: $1.nll, tokens: labelled.count, klDivergence: $1.kl)
-            }
-        } else {
-            var perExit: [ExitLoss] = []
-            var nextExit = 0
-            for l in 0..<maxDepth {
-                layerForward(l)
-                while nextExit < depthOrder.count && depthOrder[nextExit].depth == l + 1 {
-                    let exit = depthOrder[nextExit]
-                    let scale = computeGradients ? Float(exit.weight / lossNormalizer) : nil
-                    let dh = exitGradient(depth: exit.depth)
-                    let nll = batch.targets.withUnsafeBufferPointer { targets in
-                        head.run(hidden: residual.pointer + (l + 1) * N * D, targets: targets.baseAddress!,
-                                 labelled: labelled, normWeight: P + layout.finalNorm, headWeight: P + layout.head,
-                                 eps: Float(c.rmsNormEps), normed: normedFinal.pointer,
-                                 inverseRMS: inverseRMSFinal.pointer, rows: N, gradientScale: scale,
-                                 dNormed: dNormedFinal.pointer, dHidden: dh.pointer,
-                                 dNormWeight: G + layout.finalNorm, dHeadWeight: G + layout.head)
-                    }
-                    perExit.append(ExitLoss(depth: exit.depth, negativeLogLikelihood: nll, tokens: labelled.count))
-                    nextExit += 1
-                }
-            }
-            losses = perExit
+        for l in 0..<maxDepth { layerForward(l) }
+        // Every exit's tail in one stacked pass (the head weight streamed once per chunk for all
+        // of them); distilling, each exit's KL also needs the deepest exit's logits of the chunk.
+        let distilling = distillation.flatMap { d in d.weight > 0 && depthOrder.count > 1 ? d : nil }
+        let tails = depthOrder.map { exit in
+            ExitTail(hidden: residual.pointer + exit.depth * N * D, dHidden: exitGradient(depth: exit.depth).pointer,
+                     gradientScale: Float(exit.weight / lossNormalizer))
+        }
+        let results = batch.targets.withUnsafeBufferPointer { targets in
+            head.run(tails, targets: targets.baseAddress!, labelled: labelled, normWeight: P + layout.finalNorm,
+                     headWeight: P + layout.head, eps: Float(c.rmsNormEps), rows: N,
+                     distillation: distilling.map { (Float($0.temperature), Float($0.weight * $0.temperature / lossNormalizer)) },
+                     backward: computeGradients, dNormWeight: G + layout.finalNorm, dHeadWeight: G + layout.head)
+        }
+        let losses = zip(depthOrder, results).map {
+            ExitLoss(depth: $0.depth, negativeLogLikelihood: $1.nll, tokens: labelled.count, klDivergence: $1.kl)
         }
         guard computeGradients else { return losses }
 
@@ -189,7 +173,7 @@ public final class SortedPass {
         for bucket in layout.gradientBucketOrder {
             switch bucket {
             case .tail:
-                break   // final since the forward: every exit's head backward ran there
+                break   // final before the layers' backward: every exit's head backward ran in the tail
             case .layer(let l) where l >= maxDepth:
                 break   // above the deepest exit: no gradient reaches it
             case .layer(let l):
@@ -237,14 +221,6 @@ public final class SortedPass {
                             logits: o.baseAddress!)
         }
         return out
-    }
-
-    private func exitScratch(depth: Int) -> (normed: FloatBuffer, inverseRMS: FloatBuffer, dNormed: FloatBuffer) {
-        if let scratch = exitScratch[depth] { return scratch }
-        let D = config.hiddenSize
-        let scratch = (FloatBuffer(count: rows * D), FloatBuffer(count: rows), FloatBuffer(count: rows * D))
-        exitScratch[depth] = scratch
-        return scratch
     }
 
     private func exitGradient(depth: Int) -> FloatBuffer {

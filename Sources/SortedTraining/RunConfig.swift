@@ -203,14 +203,6 @@ public struct RunConfig: Sendable {
             throw ConfigError(key: "train.accumulation_steps",
                               "\(train.microBatchSize) × \(train.accumulationSteps) sequences per step for \(train.maxSteps) steps is more than can be counted; lower them")
         }
-        // Parameters, gradients and both AdamW moments (16 bytes a parameter) and one micro-batch's activations.
-        let activations = SortedPass.bytesNeeded(config: model, batchSize: train.microBatchSize, sequenceLength: train.sequenceLength,
-                                                 recompute: train.recompute == .layers)
-        try MemoryBudget.check(bytes: activations.flatMap { a in
-            model.parameterCount.flatMap { p in (16 * p).addingReportingOverflow(a).overflow ? nil : 16 * p + a } },
-                               for: "training (parameters, gradients, AdamW moments and micro-batch \(train.microBatchSize) × \(train.sequenceLength) tokens of activations)",
-                               key: "train.micro_batch_size")
-
         let dt = try section("data", ["train", "validation", "tokenizer", "template", "format", "truncation",
                                       "on_bad_record", "system_prompt", "shuffle"])
         func paths(_ key: String) throws -> [String] {
@@ -249,6 +241,14 @@ public struct RunConfig: Sendable {
             curriculum: try s.choice("curriculum", default: ExitCurriculum.none),
             warmup: try exitWarmup(s, exits: exits, numLayers: L),
             totalSteps: train.maxSteps, distillation: try distillation(s))
+
+        // Parameters, gradients and both AdamW moments (16 bytes a parameter) and one micro-batch's activations.
+        let activations = SortedPass.bytesNeeded(config: model, batchSize: train.microBatchSize, sequenceLength: train.sequenceLength,
+                                                 exits: objective.exits.count, recompute: train.recompute == .layers)
+        try MemoryBudget.check(bytes: activations.flatMap { a in
+            model.parameterCount.flatMap { p in (16 * p).addingReportingOverflow(a).overflow ? nil : 16 * p + a } },
+                               for: "training (parameters, gradients, AdamW moments and micro-batch \(train.microBatchSize) × \(train.sequenceLength) tokens of activations)",
+                               key: "train.micro_batch_size")
 
         let o = try section("optim", ["lr", "beta1", "beta2", "eps", "weight_decay", "max_grad_norm",
                                       "decay_norms", "decay_embeddings"])

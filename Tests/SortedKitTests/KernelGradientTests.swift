@@ -151,16 +151,17 @@ final class KernelGradientTests: XCTestCase {
         let headWBuf = buffer(randomArray(V * D, seed: 14, scale: 0.5)), headW = headWBuf.pointer
         let targets: [Int32] = [3, -100, 18, 0, -100, 7, 7]
         let labelled: [Int32] = [0, 2, 3, 5, 6]
-        var normed = [Float](repeating: 0, count: N * D), inv = [Float](repeating: 0, count: N)
-        var dNormed = normed, dHidden = normed
+        var dHidden = [Float](repeating: 0, count: N * D)
         var dNorm = [Float](repeating: 0, count: D), dHead = [Float](repeating: 0, count: V * D)
         for chunk in [1, 2, 64] {
-            let head = FusedHeadLoss(vocab: V, dim: D, chunkRows: chunk)
+            let head = FusedHeadLoss(vocab: V, dim: D, stackRows: chunk)
             func loss() -> Double {
-                var scratchN = normed, scratchInv = inv, d1 = dNormed, d2 = dHidden, d3 = dNorm, d4 = dHead
-                return head.run(hidden: hidden, targets: targets, labelled: labelled, normWeight: normW, headWeight: headW,
-                                eps: 1e-5, normed: &scratchN, inverseRMS: &scratchInv, rows: N, gradientScale: nil,
-                                dNormed: &d1, dHidden: &d2, dNormWeight: &d3, dHeadWeight: &d4)
+                var d2 = dHidden, d3 = dNorm, d4 = dHead
+                return d2.withUnsafeMutableBufferPointer { dh in
+                    head.run([ExitTail(hidden: hidden, dHidden: dh.baseAddress!, gradientScale: 1)], targets: targets,
+                             labelled: labelled, normWeight: normW, headWeight: headW, eps: 1e-5, rows: N,
+                             distillation: nil, backward: false, dNormWeight: &d3, dHeadWeight: &d4)[0].nll
+                }
             }
             // Independent forward: log-softmax in double over explicit logits.
             var reference = 0.0
@@ -174,10 +175,13 @@ final class KernelGradientTests: XCTestCase {
             }
             XCTAssertEqual(loss(), reference, accuracy: 1e-4 * reference, "chunk \(chunk)")
 
+            dHidden = [Float](repeating: 7, count: N * D)
             dNorm = [Float](repeating: 0, count: D); dHead = [Float](repeating: 0, count: V * D)
-            _ = head.run(hidden: hidden, targets: targets, labelled: labelled, normWeight: normW, headWeight: headW,
-                         eps: 1e-5, normed: &normed, inverseRMS: &inv, rows: N, gradientScale: 1,
-                         dNormed: &dNormed, dHidden: &dHidden, dNormWeight: &dNorm, dHeadWeight: &dHead)
+            dHidden.withUnsafeMutableBufferPointer { dh in
+                _ = head.run([ExitTail(hidden: hidden, dHidden: dh.baseAddress!, gradientScale: 1)], targets: targets,
+                             labelled: labelled, normWeight: normW, headWeight: headW, eps: 1e-5, rows: N,
+                             distillation: nil, backward: true, dNormWeight: &dNorm, dHeadWeight: &dHead)
+            }
             for row in [1, 4] { for i in 0..<D { XCTAssertEqual(dHidden[row * D + i], 0, "unlabelled row has no gradient") } }
             checkFiniteDifferences(hiddenBuf, indices: sampleIndices(N * D, count: 40, seed: 15),
                                        analytic: dHidden, what: "dhidden(chunk \(chunk))", loss: loss)
@@ -185,6 +189,45 @@ final class KernelGradientTests: XCTestCase {
                                        what: "dnorm", loss: loss)
             checkFiniteDifferences(headWBuf, indices: sampleIndices(V * D, count: 40, seed: 16),
                                        analytic: dHead, what: "dhead", loss: loss)
+        }
+    }
+
+    /// The stacked pass of E exits against E single-exit passes of the same kernel: the same
+    /// per-exit NLL and dh, and the head and norm gradients their sum — at stack sizes that
+    /// split the tokens into uneven chunks and that take them all at once.
+    func testStackedExitsMatchSeparateSingleExitPasses() {
+        let N = 9, D = 16, V = 23, E = 3
+        let hidden = randomArray(E * N * D, seed: 21)
+        let normW = randomArray(D, seed: 22, scale: 0.2, offset: 1), headW = randomArray(V * D, seed: 23, scale: 0.5)
+        let targets: [Int32] = [3, -100, 18, 0, 22, 7, 7, -100, 1]
+        let labelled = targets.indices.compactMap { targets[$0] >= 0 ? Int32($0) : nil }
+        let scales: [Float] = [0.25, 0.5, 1]
+
+        /// Per exit (NLL, dh), and the accumulated norm and head gradients, of one pass over `exits`.
+        func pass(_ exits: [Int], stackRows: Int) -> (nll: [Double], dHidden: [[Float]], dNorm: [Float], dHead: [Float]) {
+            let head = FusedHeadLoss(vocab: V, dim: D, stackRows: stackRows)
+            var dHidden = [Float](repeating: 7, count: exits.count * N * D)
+            var dNorm = [Float](repeating: 0, count: D), dHead = [Float](repeating: 0, count: V * D)
+            let results = hidden.withUnsafeBufferPointer { h in
+                dHidden.withUnsafeMutableBufferPointer { dh in
+                    head.run(exits.enumerated().map { j, e in
+                        ExitTail(hidden: h.baseAddress! + e * N * D, dHidden: dh.baseAddress! + j * N * D, gradientScale: scales[e])
+                    }, targets: targets, labelled: labelled, normWeight: normW, headWeight: headW, eps: 1e-5, rows: N,
+                    distillation: nil, backward: true, dNormWeight: &dNorm, dHeadWeight: &dHead)
+                }
+            }
+            return (results.map(\.nll), (0..<exits.count).map { Array(dHidden[$0 * N * D..<($0 + 1) * N * D]) }, dNorm, dHead)
+        }
+        let separate = (0..<E).map { pass([$0], stackRows: 4) }
+        for stackRows in [E, 2 * E + 1, E * N] {
+            let stacked = pass(Array(0..<E), stackRows: stackRows)
+            for e in 0..<E {
+                XCTAssertEqual(stacked.nll[e], separate[e].nll[0], accuracy: 1e-5 * separate[e].nll[0], "exit \(e), \(stackRows) rows")
+                assertClose(stacked.dHidden[e], separate[e].dHidden[0], atol: 1e-6, rtol: 1e-4, "dh of exit \(e), \(stackRows) rows")
+            }
+            let sum = { (parts: [[Float]]) in parts.dropFirst().reduce(parts[0]) { zip($0, $1).map { $0 + $1 } } }
+            assertClose(stacked.dNorm, sum(separate.map(\.dNorm)), atol: 1e-5, rtol: 1e-4, "dnorm, \(stackRows) rows")
+            assertClose(stacked.dHead, sum(separate.map(\.dHead)), atol: 1e-6, rtol: 1e-4, "dhead, \(stackRows) rows")
         }
     }
 
