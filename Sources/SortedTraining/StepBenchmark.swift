@@ -1,6 +1,6 @@
 // StepBenchmark: times full training steps (forward, backward, AdamW) for plain SFT, for
-// SoFT and for SoFT with self-distillation on the same model and batch, next to the sgemm
-// peak measured in the same process.
+// SoFT, for SoFT with self-distillation and for SoFT recomputing its layers in the backward
+// on the same model and batch, next to the sgemm peak measured in the same process.
 import Foundation
 import SortedDistributed
 import SortedKit
@@ -35,6 +35,12 @@ public struct StepBenchmarkResult: Codable, Sendable {
     public var distillSoFTRatio: Double?
     public var distillMemoryRatio: Double?
     public var distillation: [String: Double]?
+    /// SoFT with train.recompute "layers": its step and peak memory, and both as ratios to
+    /// SoFT's as the config has it; nil when not measured.
+    public var recomputeStepSeconds: Double?
+    public var recomputePeakRSSMiB: Double?
+    public var recomputeSoFTRatio: Double?
+    public var recomputeMemoryRatio: Double?
 
     enum CodingKeys: String, CodingKey {
         case sftStepSeconds = "sft_step_s", softStepSeconds = "soft_step_s", sftGFLOPS = "sft_gflops",
@@ -46,14 +52,18 @@ public struct StepBenchmarkResult: Codable, Sendable {
              sequenceLength = "sequence_length", parameters, timedSteps = "timed_steps",
              sftBreakdownSeconds = "sft_breakdown_s", softBreakdownSeconds = "soft_breakdown_s",
              distillStepSeconds = "distill_step_s", distillSoFTRatio = "distill_soft_ratio",
-             distillMemoryRatio = "distill_memory_ratio", distillation
+             distillMemoryRatio = "distill_memory_ratio", distillation,
+             recomputeStepSeconds = "recompute_step_s", recomputePeakRSSMiB = "recompute_peak_rss_mb",
+             recomputeSoFTRatio = "recompute_soft_ratio", recomputeMemoryRatio = "recompute_memory_ratio"
     }
 }
 
 public enum StepBenchmark {
     /// Median step time over `steps` timed steps after `warmup` untimed ones, at the config's
-    /// micro_batch_size × sequence_length. `distill`: also SoFT with self-distillation.
+    /// micro_batch_size × sequence_length. `distill`: also SoFT with self-distillation;
+    /// `recompute`: also SoFT with train.recompute "layers".
     public static func run(config: RunConfig, steps: Int, warmup: Int, breakdown: Bool = false, distill: Bool = true,
+                           recompute: Bool = false,
                            progress: @escaping (String) -> Void = { _ in }) throws -> StepBenchmarkResult {
         let c = config.model, B = config.train.microBatchSize, T = config.train.sequenceLength
         var rng = SplitMix64(seed: config.train.seed)
@@ -70,11 +80,12 @@ public enum StepBenchmark {
         }
         let peakBefore = sgemmPeak()
 
-        func measure(_ objective: SortedObjective, label: String)
+        func measure(_ objective: SortedObjective, label: String, recomputing: Bool = false)
             throws -> (seconds: Double, flops: Double, rss: Double, params: Int, phases: [String: Double]?) {
             ProcessMemory.resetPeak()
             var run = config
             run.objective = objective
+            if recomputing { run.train.recompute = .layers }
             run.train.maxSteps = warmup + steps
             let model = try LlamaModel(config: c)
             model.initializeRandomly(seed: config.train.seed)
@@ -113,6 +124,7 @@ public enum StepBenchmark {
         let distillation = config.objective.distillation ?? Distillation(weight: 1, temperature: 2)
         distilledObjective.distillation = distillation
         let distilled = distill ? try measure(distilledObjective, label: "SoFT + distillation") : nil
+        let recomputed = recompute ? try measure(plain, label: "SoFT + recompute", recomputing: true) : nil
         let peak = max(peakBefore, sgemmPeak())
         let sftGflops = sft.flops / sft.seconds / 1e9, softGflops = soft.flops / soft.seconds / 1e9
         return StepBenchmarkResult(
@@ -128,7 +140,10 @@ public enum StepBenchmark {
             sftBreakdownSeconds: sft.phases, softBreakdownSeconds: soft.phases,
             distillStepSeconds: distilled?.seconds, distillSoFTRatio: distilled.map { $0.seconds / soft.seconds },
             distillMemoryRatio: distilled.map { $0.rss / soft.rss },
-            distillation: distill ? ["weight": distillation.weight, "temperature": distillation.temperature] : nil)
+            distillation: distill ? ["weight": distillation.weight, "temperature": distillation.temperature] : nil,
+            recomputeStepSeconds: recomputed?.seconds, recomputePeakRSSMiB: recomputed?.rss,
+            recomputeSoFTRatio: recomputed.map { $0.seconds / soft.seconds },
+            recomputeMemoryRatio: recomputed.map { $0.rss / soft.rss })
     }
 
     /// The same batch at every cursor, so every timed step does identical work.

@@ -27,7 +27,9 @@ struct StepBenchCommand: ParsableCommand {
         time, achieved GFLOP/s as a fraction of the sgemm peak measured in the same process,
         the SoFT/SFT time ratio next to the FLOP ratio, and peak memory of each; and SoFT with
         self-distillation from the last exit (the config's sorted.distill, else α 1, τ 2) as
-        ratios of time and memory to SoFT without it.
+        ratios of time and memory to SoFT without it. --recompute adds SoFT with
+        train.recompute "layers" (only each layer's input kept, the layer run again in the
+        backward): its time and peak memory, and both as ratios to SoFT's.
 
         With --sequence-lengths 256,1024,2048 it measures each length in turn (peak memory
         reset before every measurement, the sgemm peak measured on each length's shapes) and
@@ -58,6 +60,9 @@ struct StepBenchCommand: ParsableCommand {
 
     @Flag(help: "Leave out SoFT with self-distillation (keeps a long sweep affordable).")
     var skipDistill = false
+
+    @Flag(help: "Also time SoFT with train.recompute \"layers\" (each layer run again in the backward): time and memory both ways.")
+    var recompute = false
 
     @Flag(help: "Also run scripts/bench_pytorch.py on the same config and lengths, and print the ratios.")
     var pytorch = false
@@ -93,7 +98,7 @@ struct StepBenchCommand: ParsableCommand {
             let results = try lengths.map { T in
                 let lengthConfig = try RunConfig.load(path: config, overrides: batchOverride + ["train.sequence_length=\(T)"])
                 let r = try StepBenchmark.run(config: lengthConfig, steps: steps, warmup: warmup, breakdown: breakdown,
-                                              distill: !skipDistill) { line in
+                                              distill: !skipDistill, recompute: recompute) { line in
                     if !json { printProgress("length \(T): \(line)") }
                 }
                 // Each length's figures as soon as they are known: a sweep stopped later (out of memory) keeps them.
@@ -119,7 +124,7 @@ struct StepBenchCommand: ParsableCommand {
             return
         }
         let result = try StepBenchmark.run(config: runConfig, steps: steps, warmup: warmup, breakdown: breakdown,
-                                           distill: !skipDistill) { line in
+                                           distill: !skipDistill, recompute: recompute) { line in
             if !json { printProgress(line) }
         }
         if json {
@@ -141,6 +146,14 @@ struct StepBenchCommand: ParsableCommand {
            let d = r.distillation {
             print("SoFT + distillation (α \(fmt(d["weight"] ?? 0, 2)), τ \(fmt(d["temperature"] ?? 0, 2))): \(fmt(seconds, 3)) s per step = \(fmt(ratio, 3))× SoFT's; memory \(fmt(memory, 3))×")
         }
+        printRecompute(r, prefix: "")
+    }
+
+    /// With --recompute: SoFT recomputing its layers, as ratios to SoFT keeping them.
+    private func printRecompute(_ r: StepBenchmarkResult, prefix: String) {
+        guard let seconds = r.recomputeStepSeconds, let ratio = r.recomputeSoFTRatio, let memory = r.recomputeMemoryRatio,
+              let rss = r.recomputePeakRSSMiB else { return }
+        print("\(prefix)SoFT + recompute layers: \(fmt(seconds, 3)) s per step = \(fmt(ratio, 3))× SoFT's; peak RSS \(fmt(rss, 0)) MiB = \(fmt(memory, 3))×")
     }
 
     /// With --breakdown: seconds per step in each phase, SoFT's largest first.
@@ -183,11 +196,15 @@ struct StepBenchCommand: ParsableCommand {
             if let seconds = r.distillStepSeconds {
                 row("SoFT+distill", seconds, nil, nil, r.distillMemoryRatio.map { $0 * r.softPeakRSSMiB })
             }
+            if let seconds = r.recomputeStepSeconds {
+                row("SoFT+recomp", seconds, nil, nil, r.recomputePeakRSSMiB)
+            }
         }
         for r in results { printBreakdown(r, heading: "phase at \(r.sequenceLength)") }
         print("")
         for r in results {
             print("length \(r.sequenceLength): SoFT/SFT time \(fmt(r.softSFTRatio, 3)) vs FLOP ratio \(fmt(r.flopRatio, 3)); memory \(fmt(r.softPeakRSSMiB / r.sftPeakRSSMiB, 3))×")
+            printRecompute(r, prefix: "length \(r.sequenceLength): ")
         }
         if let why = sweep.pytorchSkipped {
             print("")
