@@ -52,7 +52,6 @@ public final class SortedPass {
         let B = Double(batchSize), T = Double(sequenceLength), N = B * T
         let L = Double(c.numHiddenLayers), D = Double(c.hiddenSize), F = Double(c.intermediateSize)
         let qkv = Double(c.qkvWidth), q = Double(c.queryWidth), H = Double(c.numAttentionHeads)
-        let kv = Double(2 * c.numKeyValueHeads * c.headDim), workers = Double(Parallel.workers)
         // Per token: the residual stream at every depth; saved per layer (two normed inputs,
         // mid, qkv, attended, gate|up, activation, two RMS factors, a log-sum-exp per head),
         // for every layer or for one when recomputing; the single-layer backward scratch and
@@ -60,12 +59,10 @@ public final class SortedPass {
         let perLayerToken = 3 * D + qkv + q + 3 * F + 2 + H
         let savedLayers = recompute ? 1 : L
         let scratchToken = 3 * D + 1 + qkv + q + 3 * F
-        let tile = Double(CausalAttention.defaultQueryTile), keyTile = Double(CausalAttention.defaultKeyTile)
-        let attentionScratch = workers * (2 * tile * keyTile + 2 * tile) + (workers - 1) * N * kv
         let stack = max(L, min(Double(headChunkRows), L * N))   // as stackRows, in Double
         let floats = N * ((L + 1) * D + savedLayers * perLayerToken + scratchToken + Double(exits) * D)
             + FusedHeadLoss.floatsNeeded(vocab: c.vocabSize, dim: c.hiddenSize, stackRows: stack)
-            + attentionScratch
+            + CausalAttention.scratchFloats(kvHeads: c.numKeyValueHeads, headDim: c.headDim, rows: N)
         let bytes = 4 * floats
         return bytes < 9e18 ? Int(bytes) : nil
     }

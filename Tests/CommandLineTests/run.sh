@@ -289,7 +289,7 @@ progress=$("$bin" bench step --config "$work/small.json" --steps 1 --warmup 0 2>
 # bench step --sequence-lengths: one result per length (in the order given, at --batch), each
 # with positive step times, peak RSS and peak fraction; bad lengths are one line naming the option.
 if "$bin" bench step --config "$work/small.json" --sequence-lengths 16,32 --batch 2 --steps 1 --warmup 0 --skip-distill \
-        --json > "$work/sweep.json" 2> "$work/sweep.err" && python3 - "$work/sweep.json" <<'PY'
+        --recompute --json > "$work/sweep.json" 2> "$work/sweep.err" && python3 - "$work/sweep.json" <<'PY'
 import json, sys
 lengths = json.load(open(sys.argv[1]))["lengths"]
 assert [r["sequence_length"] for r in lengths] == [16, 32], lengths
@@ -298,8 +298,9 @@ for r in lengths:
     for key in ("sft_step_s", "soft_step_s", "sft_peak_rss_mb", "soft_peak_rss_mb", "sgemm_peak_gflops", "sft_peak_fraction"):
         assert r[key] > 0, (key, r)
     assert "distill_step_s" not in r, r
+    assert r["recompute_step_s"] > 0 and r["recompute_peak_rss_mb"] > 0, r
 PY
-then pass "bench step --sequence-lengths 16,32 --json: one result per length"; else fail "bench step --sequence-lengths" "$(tail -2 "$work/sweep.err")"; fi
+then pass "bench step --sequence-lengths 16,32 --recompute --json: one result per length"; else fail "bench step --sequence-lengths" "$(tail -2 "$work/sweep.err")"; fi
 one_line_error "bench --sequence-lengths 0" "--sequence-lengths: '0' is not a sequence length" \
     "$bin" bench step --config "$work/small.json" --sequence-lengths 0
 one_line_error "bench --sequence-lengths abc" "--sequence-lengths: 'abc' is not a sequence length" \

@@ -42,9 +42,16 @@ struct CausalAttention {
     /// worker, and for every worker but the first its own d key|value rows, [B·T, 2·Hkv·Dh]
     /// (query tiles of one group run on both workers; their dK, dV sum at the end).
     func scratchCount(batch B: Int) -> Int {
-        let workers = Parallel.workers
-        return workers * (2 * queryTile * keyTile + 2 * queryTile)
-            + (workers - 1) * B * sequenceLength * 2 * kvHeads * headDim
+        Int(Self.scratchFloats(kvHeads: kvHeads, headDim: headDim, rows: Double(B * sequenceLength),
+                               queryTile: queryTile, keyTile: keyTile))
+    }
+
+    /// scratchCount for rows = B·T tokens, in Double: memory checks run it on sizes from a
+    /// config that may not fit an Int.
+    static func scratchFloats(kvHeads: Int, headDim: Int, rows: Double,
+                              queryTile: Int = defaultQueryTile, keyTile: Int = defaultKeyTile) -> Double {
+        let workers = Double(Parallel.workers), tile = Double(queryTile)
+        return workers * (2 * tile * Double(keyTile) + 2 * tile) + (workers - 1) * rows * Double(2 * kvHeads * headDim)
     }
 
     /// Runs body(b, h, tile, worker) for every sequence, query head and query tile on all

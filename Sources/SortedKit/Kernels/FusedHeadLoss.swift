@@ -60,7 +60,7 @@ final class FusedHeadLoss {
     /// Per worker: the teacher's softened probabilities of its current token and an exit's
     /// softened row, for self-distillation.
     let workerRows: FloatBuffer  // [workers, 2, V]
-    private static let workers = 2
+    private static var workers: Int { Parallel.workers }
 
     init(vocab: Int, dim: Int, stackRows: Int) {
         self.vocab = vocab
