@@ -1,14 +1,17 @@
-// EvaluationChart: what `eval --svg` draws — per-exit quality (loss) of one or two models
-// next to quality against the generation speed measured at each exit, the trade-off a
-// depth buys.
+// EvaluationChart: what `eval --svg` and `plot` of eval reports draw — per-exit quality
+// (loss) of one or more models next to quality against the generation speed measured at
+// each exit, the trade-off a depth buys.
 import SortedPlot
 
 public enum EvaluationChart {
     /// runs: (name, reports) per model, e.g. [("SoFT", …), ("SFT", …)].
-    public static func svg(_ runs: [(name: String, reports: [ExitReport])]) -> String {
+    /// logLoss: a logarithmic loss axis, so exits a few tenths apart stay apart next to an
+    /// untrained exit's 25 nats.
+    public static func svg(_ runs: [(name: String, reports: [ExitReport])], logLoss: Bool = false) -> String {
         let markers: [Marker] = [.circle, .square, .diamond, .triangle]
         let loss = LineChart(
-            title: "Validation loss per exit", x: Axis("exit depth (layers)"), y: Axis("loss (nats per response token)"),
+            title: "Validation loss per exit", x: Axis("exit depth (layers)"),
+            y: Axis("loss (nats per response token)", scale: logLoss ? .log : .linear),
             series: runs.enumerated().map { i, run in
                 Series(run.name, x: run.reports.map { Double($0.depth) }, y: run.reports.map(\.loss),
                        marker: markers[i % markers.count])

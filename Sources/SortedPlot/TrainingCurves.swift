@@ -141,6 +141,22 @@ public enum TrainingCurves {
                          series: faint + main)
     }
 
+    /// One chart per run (titled by its name), all on the loss range of the whole set, so
+    /// panels compare at a glance without every curve sharing one legend.
+    public static func panels(_ runs: [MetricsRun], smooth: Int? = nil, logY: Bool = false,
+                              exits: Set<Int>? = nil) -> [LineChart] {
+        var charts = runs.map { chart([$0], smooth: smooth, logY: logY, title: $0.name, exits: exits) }
+        let ys = charts.flatMap { $0.series.filter(\.inLegend).flatMap { $0.points.map(\.y) } }
+            .filter { $0.isFinite && (!logY || $0 > 0) }
+        if let low = ys.min(), let high = ys.max() {
+            for i in charts.indices {
+                charts[i].y.min = low
+                charts[i].y.max = high
+            }
+        }
+        return charts
+    }
+
     /// About 5% of the steps, so a 600-step run is averaged over 30: per-step losses of small
     /// batches vary by more than the gaps between exits. Under 40 steps nothing is smoothed.
     public static func autoWindow(points: Int) -> Int { points < 40 ? 1 : points / 20 }

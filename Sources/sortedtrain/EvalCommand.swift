@@ -46,6 +46,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "A second model evaluated on the same data and exits, shown side by side (e.g. SFT next to SoFT).")
     var compare: String?
 
+    @Option(help: "The model's name in the report and chart (default: its path); with --compare, two comma-separated names.")
+    var name: String?
+
     @Option(help: "Write the results as JSON to this file ('-' for stdout).")
     var json: String?
 
@@ -57,6 +60,12 @@ struct EvalCommand: ParsableCommand {
         guard maxNewTokens >= 1 else { throw CommandLineError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
         guard limit >= 0 else { throw CommandLineError("--limit must be 0 or more, got \(limit)") }
         if let exits { _ = try parseDepths(exits, flag: "--exits") }
+        if let name {
+            let names = name.split(separator: ",", omittingEmptySubsequences: false)
+            guard names.count == (compare == nil ? 1 : 2), !names.contains(where: \.isEmpty) else {
+                throw CommandLineError("--name takes \(compare == nil ? "one name" : "two names, comma-separated, for MODEL and --compare"), got '\(name)'")
+            }
+        }
         // Checked before the evaluation, which can take minutes, not after it.
         if let json, json != "-" { try OutputTarget.checkReport(URL(fileURLWithPath: json), kind: .json, flag: "--json") }
         if let svg { try OutputTarget.checkReport(URL(fileURLWithPath: svg), kind: .svg, flag: "--svg") }
@@ -82,10 +91,11 @@ struct EvalCommand: ParsableCommand {
                 throw CommandLineError("--exits: \(error)")
             }
         }
-        var result = EvaluationReport(model: loaded.description, exits: try evaluate(loaded))
+        let names = name.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } ?? []
+        var result = EvaluationReport(model: names.first ?? loaded.description, exits: try evaluate(loaded))
         if let compare {
             let other = try served.load(compare)
-            result.compared = EvaluationReport.Compared(model: other.description, exits: try evaluate(other))
+            result.compared = EvaluationReport.Compared(model: names.count > 1 ? names[1] : other.description, exits: try evaluate(other))
         }
         guard rank0 else { return }
         if let json {
