@@ -2,28 +2,65 @@
 """Writes the study's document (docs/results.md) from the JSON and JSONL that launch/study's
 commands produced — no figure is typed by hand. Standard library only.
 
-    python3 scripts/write_study_results.py runs/study --doc docs/results.md --openblas Haswell
+    python3 scripts/write_study_results.py docs/study --doc docs/results.md --openblas Haswell
 
-Reads OUT/eval-soft-sft.json and OUT/eval-base.json (sortedtrain eval --json), OUT/bench-ARM.json
-(sortedtrain bench generate --json), OUT/ARM/metrics.jsonl (training), and copies
-OUT/quality-per-exit.svg and OUT/training-curves.svg beside the document.
+STUDY holds, for every arm that has finished (an arm is configs/study/smollm2-ARM.json; ARM-long
+is the same config at twice the steps):
+  eval-ARM.json       sortedtrain eval --json: the arm at every exit (agreement and KL against
+                      its own deepest exit)
+  bench-ARM.json      sortedtrain bench generate --json: speed per depth, early exit, speculation
+  metrics-ARM.jsonl   the arm's training metrics
+and eval-base.json (the untouched model at every exit), commands.txt (COMMAND<TAB>SECONDS, "-"
+for a step kept from an earlier run), quality-per-exit.svg and training-curves.svg (copied
+beside the document as study-*.svg). The arms are the eval-*.json files present; an arm
+without its bench or metrics file still has its quality rows ("-" where data is missing).
 """
 import argparse
+import glob
 import json
 import os
 import platform
+import re
 import shutil
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The targets a SoFT-family arm must meet (section "Targets").
+LAST_LOSS_RATIO = 1.02    # (a) last-exit loss ≤ 1.02 × SFT's
+EXACT_MATCH_POINTS = 1.0  # (b) last-exit exact match ≥ SFT's − 1 point
+SHALLOW_MAX_DEPTH = 21    # (c) every exit ≤ 21 …
+SHALLOW_LOSS_RATIO = 1.10  # … has loss ≤ 1.10 × SoFT's at that exit
+EPS = 1e-9                # float noise in the comparisons (0.35 − 0.36 is not −1.0000000000000009 points)
+
+FIGURES = (("quality-per-exit.svg", "per-exit quality"), ("training-curves.svg", "training curves"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
 
 def load(path):
     with open(path) as f:
         return json.load(f)
 
 
+def load_optional(path):
+    return load(path) if os.path.exists(path) else None
+
+
 def training_cost(metrics_path):
-    steps = [json.loads(line) for line in open(metrics_path) if '"step_s"' in line]
+    """Steps, step time, throughput and peak memory from an arm's metrics.jsonl (None if absent)."""
+    if not os.path.exists(metrics_path):
+        return None
+    steps = []
+    for line in open(metrics_path):
+        if '"step_s"' not in line:
+            continue
+        try:
+            steps.append(json.loads(line))
+        except ValueError:  # a line cut short by a killed run
+            continue
     seconds = sum(s["step_s"] for s in steps)
-    tokens = sum(s["tokens"] for s in steps)
+    tokens = sum(s.get("tokens", 0) for s in steps)
     rss = max((s.get("peak_rss_mb", 0) for s in steps), default=0)
     last = steps[-1] if steps else {}
     return {"steps": last.get("step", 0), "seconds": seconds, "tokens_per_s": tokens / seconds if seconds else 0,
@@ -31,16 +68,56 @@ def training_cost(metrics_path):
 
 
 def recorded_commands(out):
-    """(command, seconds or None) of this run's launch/study, from OUT/commands.txt."""
+    """(command, seconds or None) of launch/study's runs, from STUDY/commands.txt."""
     path = os.path.join(out, "commands.txt")
     if not os.path.exists(path):
         return []
     rows = []
     for line in open(path):
-        command, _, seconds = line.rstrip("\n").rpartition("\t")
-        rows.append((command.strip(), None if seconds == "-" else int(seconds)))
+        line = line.rstrip("\n")
+        if not line.strip():
+            continue
+        command, tab, seconds = line.rpartition("\t")
+        if not tab:
+            command, seconds = line, "-"
+        seconds = seconds.strip()
+        rows.append((command.strip(), int(seconds) if seconds.isdigit() else None))
     return rows
 
+
+def base_arm(arm):
+    return arm[:-len("-long")] if arm.endswith("-long") else arm
+
+
+def is_long(arm):
+    return arm.endswith("-long")
+
+
+def arm_order(arm):
+    """sft, soft, then the others alphabetically; the -long arms after all others, in the same order."""
+    b = base_arm(arm)
+    return (is_long(arm), {"sft": 0, "soft": 1}.get(b, 2), b)
+
+
+def discover_arms(out):
+    arms = []
+    for path in glob.glob(os.path.join(out, "eval-*.json")):
+        arm = os.path.basename(path)[len("eval-"):-len(".json")]
+        if arm == "base" or not arm:
+            continue
+        if load(path).get("compared"):  # a side-by-side report of an older launch/study, not an arm
+            continue
+        arms.append(arm)
+    return sorted(arms, key=arm_order)
+
+
+def arm_config(arm):
+    path = os.path.join(REPO, "configs", "study", f"smollm2-{base_arm(arm)}.json")
+    return load(path) if os.path.exists(path) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting
 
 def fmt(x, digits=3):
     return "-" if x is None else f"{x:.{digits}f}"
@@ -48,6 +125,44 @@ def fmt(x, digits=3):
 
 def percent(x):
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def times(x, digits=2):
+    return "-" if x is None else f"{x:.{digits}f}×"
+
+
+def minutes(seconds):
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def mark(ok):
+    return "-" if ok is None else ("✓" if ok else "✗")
+
+
+def number(x):
+    return f"{x:g}"
+
+
+def join_words(words):
+    words = list(words)
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def code(arm):
+    return f"`{arm}`"
+
+
+def depth_list(depths):
+    depths = list(depths)
+    if len(depths) > 4 and all(b - a == depths[1] - depths[0] for a, b in zip(depths, depths[1:])):
+        return f"{depths[0]}, {depths[1]}, …, {depths[-1]}"
+    return ", ".join(map(str, depths))
 
 
 def cpu_model():
@@ -60,128 +175,519 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("out")
-    parser.add_argument("--doc", required=True)
-    parser.add_argument("--openblas", default="unknown")
-    args = parser.parse_args()
-    out = args.out
+def table(header, rows):
+    """A Markdown table; every row padded or checked to the header's width."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        assert len(row) == len(header), (header, row)
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return lines
 
-    pair = load(os.path.join(out, "eval-soft-sft.json"))
-    base = load(os.path.join(out, "eval-base.json"))["exits"]
-    soft, sft = pair["exits"], pair["compared"]["exits"]
-    bench = {arm: load(os.path.join(out, f"bench-{arm}.json")) for arm in ("sft", "soft")}
-    cost = {arm: training_cost(os.path.join(out, arm, "metrics.jsonl")) for arm in ("sft", "soft")}
 
-    doc_dir = os.path.dirname(os.path.abspath(args.doc))
-    os.makedirs(doc_dir, exist_ok=True)
-    figures = {}
-    for name in ("quality-per-exit.svg", "training-curves.svg"):
-        target = os.path.join(doc_dir, f"study-{name}")
-        shutil.copyfile(os.path.join(out, name), target)
-        figures[name] = os.path.basename(target)
+def describe_objective(config, deepest):
+    """What an arm trains, from its config's sorted section."""
+    if config is None:
+        return "its config is absent"
+    s = config.get("sorted", {})
+    exits = s.get("exits", [deepest])
+    if len(exits) == 1:
+        text = f"the loss at layer {exits[0]} only"
+    else:
+        weights = s.get("weights")
+        reduction = s.get("reduction", "mean")
+        if weights and len(weights) == len(exits) and len(set(weights)) > 1:
+            groups = []  # runs of exits with one weight
+            for e, w in zip(exits, weights):
+                if groups and groups[-1][1] == w:
+                    groups[-1][0].append(e)
+                else:
+                    groups.append(([e], w))
+            parts = [f"{number(w)} on exit{'s' if len(es) > 1 else ''} "
+                     + (f"{es[0]}–{es[-1]}" if len(es) > 2 else ", ".join(map(str, es))) for es, w in groups]
+            text = (f"the weighted {reduction} over exits {depth_list(exits)} (weight {join_words(parts)})")
+        else:
+            text = f"the {reduction} over exits {depth_list(exits)}"
+        if s.get("scale"):
+            text += f", weights scaled by depth ({s['scale']})"
+    sampling = s.get("sampling", "all")
+    if sampling == "random":
+        text += f"; one exit drawn per step plus layer {deepest}"
+    elif len(exits) > 1:
+        text += "; every exit every step"
+    if s.get("curriculum", "none") != "none":
+        text += f" ({s['curriculum']} curriculum)"
+    d = s.get("distill")
+    if d:
+        text += (f"; plus self-distillation of every exit from the {d.get('teacher', 'last')} exit "
+                 f"(weight {number(d.get('weight', 1))}, temperature {number(d.get('temperature', 1))})")
+    return text
 
+
+# ---------------------------------------------------------------------------------------------
+# The document
+
+class Study:
+    def __init__(self, out):
+        self.out = out
+        self.arms = discover_arms(out)
+        self.evals = {arm: load(os.path.join(out, f"eval-{arm}.json")) for arm in self.arms}
+        base = load_optional(os.path.join(out, "eval-base.json"))
+        self.base = {e["depth"]: e for e in base["exits"]} if base else {}
+        self.exit = {arm: {e["depth"]: e for e in self.evals[arm]["exits"]} for arm in self.arms}
+        self.bench = {arm: load_optional(os.path.join(out, f"bench-{arm}.json")) for arm in self.arms}
+        self.cost = {arm: training_cost(os.path.join(out, f"metrics-{arm}.jsonl")) for arm in self.arms}
+        self.config = {arm: arm_config(arm) for arm in self.arms}
+        self.commands = recorded_commands(out)
+        depths = set(self.base)
+        for arm in self.arms:
+            depths |= set(self.exit[arm])
+        self.depths = sorted(depths)
+        self.deepest = self.depths[-1] if self.depths else 30
+        self.shallowest = self.depths[0] if self.depths else 9
+
+    # values ------------------------------------------------------------------------------------
+    def value(self, arm, depth, key):
+        e = (self.base if arm == "base" else self.exit[arm]).get(depth)
+        return None if e is None else e.get(key)
+
+    def loss(self, arm, depth):
+        return self.value(arm, depth, "loss")
+
+    def exact(self, arm, depth):
+        return self.value(arm, depth, "exact_match")
+
+    def last(self, arm):
+        """The arm's deepest exit."""
+        return max(self.exit[arm]) if self.exit[arm] else self.deepest
+
+    def sft_reference(self, arm):
+        ref = "sft-long" if is_long(arm) else "sft"
+        return ref if ref in self.arms else None
+
+    def soft_reference(self, arm):
+        ref = "soft-long" if is_long(arm) else "soft"
+        return ref if ref in self.arms else None
+
+    def is_sft(self, arm):
+        return base_arm(arm) == "sft"
+
+    def depth_speed(self, arm, depth):
+        bench = self.bench.get(arm)
+        if not bench:
+            return None
+        return next((d for d in bench.get("depths", []) if d["depth"] == depth), None)
+
+    def strategy(self, arm, prefix):
+        bench = self.bench.get(arm)
+        if not bench:
+            return None
+        return next((s for s in bench.get("strategies", []) if s["strategy"].startswith(prefix)), None)
+
+    def any_bench(self):
+        for arm in ["soft"] + self.arms:
+            if self.bench.get(arm):
+                return arm, self.bench[arm]
+        return None, None
+
+    def train_seconds(self, arm):
+        c = self.cost.get(arm)
+        return c["seconds"] if c else None
+
+    # targets -----------------------------------------------------------------------------------
+    def targets(self, arm):
+        """The three criteria of a non-SFT arm: values, ratios, and True/False/None (not checked)."""
+        sft, soft = self.sft_reference(arm), self.soft_reference(arm)
+        last = self.last(arm)
+        t = {"arm": arm, "sft": sft, "soft": soft, "last": last, "loss": self.loss(arm, last),
+             "exact": self.exact(arm, last)}
+        t["loss_ratio"] = ratio(t["loss"], self.loss(sft, self.last(sft))) if sft else None
+        t["a"] = None if t["loss_ratio"] is None else t["loss_ratio"] <= LAST_LOSS_RATIO + EPS
+        sft_exact = self.exact(sft, self.last(sft)) if sft else None
+        t["exact_points"] = None if t["exact"] is None or sft_exact is None else 100 * (t["exact"] - sft_exact)
+        t["b"] = None if t["exact_points"] is None else t["exact_points"] >= -EXACT_MATCH_POINTS - EPS
+        shallow = []
+        if soft:
+            for d in self.depths:
+                if d <= SHALLOW_MAX_DEPTH:
+                    r = ratio(self.loss(arm, d), self.loss(soft, d))
+                    if r is not None:
+                        shallow.append((r, d))
+        t["shallow"] = max(shallow) if shallow else None  # (worst ratio, its exit)
+        t["c"] = None if t["shallow"] is None else t["shallow"][0] <= SHALLOW_LOSS_RATIO + EPS
+        checks = [t["a"], t["b"], t["c"]]
+        t["meets"] = t["a"] is not None and False not in checks
+        t["failed"] = sum(1 for c in checks if c is False)
+        return t
+
+    def candidates(self):
+        return [arm for arm in self.arms if not self.is_sft(arm)]
+
+    def choose(self):
+        """The arm of the trade-off section, the arms that meet the targets, and every arm's targets."""
+        checked = {arm: self.targets(arm) for arm in self.candidates()}
+        meeting = [arm for arm, t in checked.items() if t["meets"]]
+
+        def mean_loss(arm):
+            losses = [self.loss(arm, d) for d in self.depths if self.loss(arm, d) is not None]
+            return sum(losses) / len(losses) if losses else float("inf")
+
+        if meeting:
+            pool = [a for a in meeting if not is_long(a)] or meeting
+            best = min(pool, key=lambda a: (mean_loss(a), arm_order(a)))
+        else:
+            pool = [a for a in self.candidates() if not is_long(a)] or self.candidates()
+            scored = [a for a in pool if self.loss(a, self.last(a)) is not None]
+            best = min(scored, key=lambda a: (self.loss(a, self.last(a)), arm_order(a))) if scored else None
+        return best, meeting, checked
+
+
+def write(study, args, figures):
+    s = study
+    arms = s.arms
     lines = []
     add = lines.append
-    add("# SoFT vs SFT on SmolLM2-135M-Instruct, every exit")
+    extend = lines.extend
+
+    add("# SoFT objectives against SFT on SmolLM2-135M-Instruct, every exit")
     add("")
-    add(f"Written by `scripts/write_study_results.py` from the output of `launch/study` in `{out}/` "
-        "(the JSON of `sortedtrain eval` and `sortedtrain bench generate`, and each arm's metrics.jsonl); "
+    add(f"Written by `scripts/write_study_results.py` from the output of `launch/study` in `{args.out}/` "
+        "(the JSON of `sortedtrain eval` and `sortedtrain bench generate`, and each arm's training metrics); "
         "no figure here is typed by hand.")
     add("")
-    add(f"Machine: {cpu_model()}, {os.cpu_count()} cores; OpenBLAS kernel `{args.openblas}`, "
-        f"{bench['soft']['threads']} threads; read bandwidth {bench['soft']['read_bandwidth_gb_per_s']:.1f} GB/s "
-        "(measured in the benchmark run).")
+    bench_arm, bench = s.any_bench()
+    machine = f"Machine: {cpu_model()}, {os.cpu_count()} cores; OpenBLAS kernel `{args.openblas}`"
+    if bench:
+        machine += (f", {bench['threads']} threads; read bandwidth {bench['read_bandwidth_gb_per_s']:.1f} GB/s "
+                    f"(measured in `{bench_arm}`'s benchmark run).")
+    else:
+        machine += "; no benchmark file, so no thread count or bandwidth."
+    add(machine)
     add("")
-    add(f"Both arms: the same data order, schedule, seed and ranks (`mpirun -np 2`), "
-        f"{cost['soft']['steps']} steps; SFT trains the loss at layer 30 only, SoFT the mean over exits "
-        f"{', '.join(str(e['depth']) for e in soft)}. Commands: `launch/study` (configs in `configs/study/`)"
-        + (", listed at the end." if recorded_commands(out) else "."))
+
+    # The arms.
+    common = next((s.config[a] for a in arms if s.config[a]), None)
+    intro = (f"{len(arms)} arm{'s' if len(arms) != 1 else ''}, each a fine-tuning of the same GGUF with the same data "
+             "order, schedule, seed and ranks (`mpirun -np 2`)")
+    if common:
+        tr, sched, opt = common.get("train", {}), common.get("schedule", {}), common.get("optim", {})
+        intro += (f": micro-batch {tr.get('micro_batch_size', '-')} × {tr.get('sequence_length', '-')} tokens per rank, "
+                  f"lr {number(opt.get('lr', 0))} ({sched.get('type', '-')}), seed {tr.get('seed', '-')}")
+    intro += ". An arm is `configs/study/smollm2-ARM.json`; `ARM-long` is the same config at twice the steps:"
+    add(intro)
     add("")
-    commands = recorded_commands(out)
-    tokens_per_step = cost["soft"]["tokens_per_step"]
-    after_training = sum(t or 0 for c, t in commands if " train " not in c and " synth " not in c)
-    budget = (f"Budget: {cost['soft']['steps']} steps of {tokens_per_step} tokens per arm, chosen so that the whole study "
-              f"fits about two hours on this 2-core machine: training took {cost['sft']['seconds'] / 60:.0f} min (SFT) "
-              f"and {cost['soft']['seconds'] / 60:.0f} min (SoFT) of step time")
-    if commands:
-        budget += f", evaluation, benchmarks and plots {after_training / 60:.0f} min"
+    for arm in arms:
+        c = s.cost[arm]
+        steps = f"{c['steps']} steps" if c else "no training metrics"
+        note = f", the config of `{base_arm(arm)}`" if is_long(arm) else ""
+        add(f"- {code(arm)} ({steps}{note}): {describe_objective(s.config[arm], s.deepest)}.")
+    if not arms:
+        add("- none: STUDY holds no eval-ARM.json yet.")
+    add("")
+    costs = [(a, s.cost[a]) for a in arms if s.cost[a]]
+    if costs:
+        short = sorted({c["steps"] for a, c in costs if not is_long(a)})
+        per_step = sorted({c["tokens_per_step"] for a, c in costs})
+        budget = (f"Budget: {join_words(map(str, short)) or '-'} steps per arm"
+                  + (" (twice that for the -long arms)" if any(is_long(a) for a, _ in costs) else "")
+                  + f" of {join_words(map(str, per_step))} tokens; step time "
+                  + ", ".join(f"{minutes(c['seconds'])} ({a})" for a, c in costs))
+    else:
+        budget = "Budget: no arm has training metrics"
+    if s.commands:
+        after = sum(t or 0 for c, t in s.commands if " train " not in c and " synth " not in c)
+        total = sum(t or 0 for _, t in s.commands)
+        budget += (f"; evaluation, benchmarks and figures {after / 60:.0f} min; the commands of `commands.txt` took "
+                   f"{total / 3600:.1f} h of wall time in all")
+        if any(t is None for _, t in s.commands):
+            budget += " (not counting steps kept from an earlier run)"
     add(budget + ".")
     add("")
+
+    # Every exit.
     add("## Every exit on held-out data (response tokens)")
     add("")
-    add("| exit | loss base | loss SFT | loss SoFT | accuracy base | accuracy SFT | accuracy SoFT | "
-        "agreement SFT | agreement SoFT | KL SFT | KL SoFT | exact match base | exact match SFT | exact match SoFT |")
-    add("|" + "---|" * 14)
-    for b, f, s in zip(base, sft, soft):
-        add(f"| {s['depth']} | {fmt(b['loss'])} | {fmt(f['loss'])} | {fmt(s['loss'])} | {fmt(b['accuracy'])} | "
-            f"{fmt(f['accuracy'])} | {fmt(s['accuracy'])} | {fmt(f['agreement'])} | {fmt(s['agreement'])} | "
-            f"{fmt(f['kl_from_deepest'])} | {fmt(s['kl_from_deepest'])} | {percent(b.get('exact_match'))} | "
-            f"{percent(f.get('exact_match'))} | {percent(s.get('exact_match'))} |")
+    add("### Loss")
     add("")
-    add(f"Agreement and KL are against the arm's own exit 30. Exact match over {soft[0]['answered']} greedy answers per exit.")
+    add("The lowest loss of an arm at each exit in bold.")
     add("")
-    add(f"![per-exit quality]({figures['quality-per-exit.svg']})")
+    rows = []
+    for d in s.depths:
+        values = [s.loss(a, d) for a in arms]
+        best = min((v for v in values if v is not None), default=None)
+        rows.append([str(d), fmt(s.loss("base", d))]
+                    + [f"**{fmt(v)}**" if v is not None and v == best and len(arms) > 1 else fmt(v) for v in values])
+    extend(table(["exit", "base"] + arms, rows))
     add("")
+    add("### Exact match")
+    add("")
+    answered = sorted({e.get("answered", 0) for a in arms for e in s.evals[a]["exits"]})
+    add(f"Greedy answers equal to the reference, over {join_words(map(str, answered)) or '-'} answers per exit "
+        "(\"-\": none generated).")
+    add("")
+    rows = [[str(d), percent(s.exact("base", d))] + [percent(s.exact(a, d)) for a in arms] for d in s.depths]
+    extend(table(["exit", "base"] + arms, rows))
+    add("")
+    add(f"### Agreement and KL with the arm's exit {s.deepest}")
+    add("")
+    add(f"Each cell: the fraction of next tokens equal to the arm's own exit {s.deepest}'s / the KL divergence "
+        "from it (nats per token).")
+    add("")
+    rows = [[str(d)] + [f"{fmt(s.value(a, d, 'agreement'))} / {fmt(s.value(a, d, 'kl_from_deepest'))}"
+                        if d in s.exit[a] else "-" for a in arms] for d in s.depths]
+    extend(table(["exit"] + arms, rows))
+    add("")
+    if "quality-per-exit.svg" in figures:
+        add(f"![{dict(FIGURES)['quality-per-exit.svg']}]({figures['quality-per-exit.svg']})")
+        add("")
+
+    best, meeting, checked = s.choose()
+
+    # The trade-off.
+    add("## The trade-off a user chooses from")
+    add("")
+    if best is None:
+        add("No SoFT-family arm has results yet.")
+    else:
+        sft = s.sft_reference(best)
+        sft_last = s.loss(sft, s.last(sft)) if sft else None
+        why = ("it meets the targets below" + (f" with the lowest mean loss over the exits of those that do"
+                                                 if len(meeting) > 1 else "")
+               if best in meeting else "no arm meets the targets below; it has the lowest last-exit loss "
+               "among the SoFT-family arms" + (" at the shorter budget" if any(is_long(a) for a in arms) else ""))
+        add(f"One {code(best)} model serves every depth ({why}). Each exit against "
+            + (f"{code(sft)}'s exit {s.last(sft)} (loss {fmt(sft_last)})" if sft else "SFT (no SFT arm)")
+            + (f", with the decode speed of that depth from {code(best)}'s benchmark:" if s.bench.get(best)
+               else f"; {code(best)} has no benchmark file:"))
+        add("")
+        rows = []
+        for d in s.depths:
+            speed = s.depth_speed(best, d)
+            rows.append([str(d), fmt(s.loss(best, d)), times(ratio(s.loss(best, d), sft_last), 3), percent(s.exact(best, d)),
+                         fmt(speed and speed["decode_tokens_per_s_batch1"], 1),
+                         times(speed and speed["speedup_over_full_depth"])])
+        extend(table(["exit", "loss", f"÷ {sft or 'SFT'}'s last-exit loss", "exact match", "decode tok/s (batch 1)",
+                      f"× depth {s.deepest}"], rows))
+        if sft:
+            speed = s.depth_speed(sft, s.last(sft))
+            add("")
+            sft_exact = s.exact(sft, s.last(sft))
+            add(f"For comparison, {code(sft)} at exit {s.last(sft)}: loss {fmt(sft_last)}, "
+                + ("exact match not measured" if sft_exact is None else f"exact match {percent(sft_exact)}")
+                + (f", {speed['decode_tokens_per_s_batch1']:.1f} tok/s." if speed else "."))
+    add("")
+
+    # Targets.
+    add("## Targets")
+    add("")
+    add(f"A SoFT-family arm should keep SFT's quality at the last exit and SoFT's at the shallow ones: "
+        f"(a) last-exit loss ≤ {LAST_LOSS_RATIO:.2f} × SFT's; (b) last-exit exact match ≥ SFT's − "
+        f"{number(EXACT_MATCH_POINTS)} point; (c) at every exit ≤ {SHALLOW_MAX_DEPTH}, loss ≤ "
+        f"{SHALLOW_LOSS_RATIO:.2f} × `soft`'s. The -long arms are held to `sft-long` and `soft-long`. "
+        "\"-\": not checked (the reference arm or the data is absent).")
+    add("")
+    if not checked:
+        add("No SoFT-family arm has results yet.")
+        add("")
+    else:
+        rows = []
+        for arm, t in checked.items():
+            shallow = t["shallow"]
+            rows.append([code(arm), " and ".join(code(r) for r in (t["sft"], t["soft"]) if r) or "-",
+                         fmt(t["loss"]), times(t["loss_ratio"], 3), mark(t["a"]),
+                         "-" if t["exact_points"] is None else f"{t['exact_points']:+.1f}", mark(t["b"]),
+                         "-" if shallow is None else f"{shallow[0]:.3f}× (exit {shallow[1]})", mark(t["c"]),
+                         "✓" if t["meets"] else ("-" if t["a"] is None and not t["failed"] else "✗")])
+        extend(table(["arm", "against", "last-exit loss", "÷ SFT's", "(a)", "exact match − SFT's (points)", "(b)",
+                      f"worst exit ≤ {SHALLOW_MAX_DEPTH} ÷ SoFT's", "(c)", "all"], rows))
+        add("")
+        if meeting:
+            t = checked[best]
+            others = [a for a in meeting if a != best]
+            sft_exact = s.exact(t["sft"], s.last(t["sft"]))
+            text = (f"**Verdict:** {code(best)} meets every target: its last-exit loss is {fmt(t['loss'])}, "
+                    f"{times(t['loss_ratio'], 3)} {code(t['sft'])}'s {fmt(s.loss(t['sft'], s.last(t['sft'])))}, and its "
+                    + ("exact match was not measured" if t["exact_points"] is None else
+                       f"exact match {percent(t['exact'])} against {percent(sft_exact)} ({t['exact_points']:+.1f} points)")
+                    + ".")
+            if others:
+                text += (f" {join_words(map(code, others))} also meet{'s' if len(others) == 1 else ''} them; the trade-off "
+                         f"above shows {code(best)}, the one with the lowest mean loss over the exits"
+                         + (" among the arms at the shorter budget" if not is_long(best) and any(map(is_long, others))
+                            else "") + ".")
+            add(text)
+            add("")
+            soft = t["soft"]
+            cost = []
+            if soft:
+                lo = s.shallowest
+                a_, b_ = s.loss(best, lo), s.loss(soft, lo)
+                cost.append(f"at exit {lo} its loss is {fmt(a_)} against {code(soft)}'s {fmt(b_)} "
+                            f"({times(ratio(a_, b_), 3)})"
+                            + (f", and {t['shallow'][0]:.3f}× at worst over the exits ≤ {SHALLOW_MAX_DEPTH} (exit {t['shallow'][1]})"
+                               if t["shallow"] else ""))
+            sft = t["sft"]
+            r = ratio(s.train_seconds(best), s.train_seconds(sft)) if sft else None
+            if r is not None:
+                cost.append(f"its training took {minutes(s.train_seconds(best))} of step time against "
+                            f"{code(sft)}'s {minutes(s.train_seconds(sft))} ({times(r)})")
+            if cost:
+                add("What it costs: " + "; ".join(cost) + ".")
+                add("")
+        elif all(t["a"] is None for t in checked.values()):
+            add("**Verdict:** no arm meets every target: there is no SFT arm to check them against.")
+            add("")
+        else:
+            add("**Verdict:** no arm meets every target.")
+            add("")
+            add("The trade-off they offer instead, sorted by last-exit loss: each arm's last-exit loss ÷ SFT's and "
+                f"exit-{s.shallowest} loss ÷ SoFT's (1 is the reference; lower is better on both).")
+            add("")
+            curve = []
+            for arm in arms:
+                sft, soft = s.sft_reference(arm), s.soft_reference(arm)
+                last = s.loss(arm, s.last(arm))
+                curve.append((arm, last, ratio(last, s.loss(sft, s.last(sft))) if sft else None,
+                              ratio(s.loss(arm, s.shallowest), s.loss(soft, s.shallowest)) if soft else None))
+            curve.sort(key=lambda c: (c[2] is None, c[2] if c[2] is not None else 0, c[1] if c[1] is not None else 0))
+            rows = [[code(a), fmt(last), times(r_last, 3), times(r_shallow, 3)] for a, last, r_last, r_shallow in curve]
+            extend(table(["arm", "last-exit loss", "÷ SFT's", f"exit-{s.shallowest} loss ÷ SoFT's"], rows))
+            add("")
+            scored = [t for t in checked.values() if t["a"] is not None]
+            if scored:
+                close = min(scored, key=lambda t: (t["failed"], t["loss_ratio"], arm_order(t["arm"])))
+                gaps = []
+                if close["a"] is False:
+                    ref_loss = s.loss(close["sft"], s.last(close["sft"]))
+                    gaps.append(f"its last-exit loss is {times(close['loss_ratio'], 3)} {code(close['sft'])}'s "
+                                f"({fmt(close['loss'])}; the target is ≤ {fmt(LAST_LOSS_RATIO * ref_loss)}, "
+                                f"{fmt(close['loss'] - LAST_LOSS_RATIO * ref_loss)} away)")
+                if close["b"] is False:
+                    gaps.append(f"its exact match is {-close['exact_points']:.1f} points below {code(close['sft'])}'s "
+                                f"({-close['exact_points'] - EXACT_MATCH_POINTS:.1f} more than allowed)")
+                if close["c"] is False:
+                    ratio_c, depth_c = close["shallow"]
+                    gaps.append(f"at exit {depth_c} its loss is {ratio_c:.3f}× {code(close['soft'])}'s "
+                                f"(the target is ≤ {SHALLOW_LOSS_RATIO:.2f}×)")
+                add(f"Closest: {code(close['arm'])}, which misses {close['failed']} of the 3 targets: "
+                    + "; ".join(gaps) + ".")
+                add("")
+
+    # Speed.
     add("## Generation speed per depth (batch 1 and batched greedy decoding)")
     add("")
-    add("| exit | SoFT decode tok/s | × depth 30 | batched tok/s | prefill tok/s | of the bandwidth limit |")
-    add("|---|---|---|---|---|---|")
-    for d in bench["soft"]["depths"]:
-        add(f"| {d['depth']} | {d['decode_tokens_per_s_batch1']:.1f} | {d['speedup_over_full_depth']:.2f} | "
-            f"{d['decode_tokens_per_s_batched']:.1f} | {d['prefill_tokens_per_s']:.0f} | {d['fraction_of_bandwidth_limit']:.2f} |")
+    speed_arm = "soft" if s.bench.get("soft") else bench_arm
+    if speed_arm:
+        add(f"From {code(speed_arm)}'s benchmark (the depths cost the same in every arm: one architecture).")
+        add("")
+        rows = [[str(d["depth"]), f"{d['decode_tokens_per_s_batch1']:.1f}", f"{d['speedup_over_full_depth']:.2f}",
+                 f"{d['decode_tokens_per_s_batched']:.1f}", f"{d['prefill_tokens_per_s']:.0f}",
+                 f"{d['fraction_of_bandwidth_limit']:.2f}"] for d in s.bench[speed_arm]["depths"]]
+        extend(table(["exit", "decode tok/s", f"× depth {s.deepest}", "batched tok/s", "prefill tok/s",
+                      "of the bandwidth limit"], rows))
+    else:
+        add("No arm has a benchmark file.")
     add("")
     add("## Dynamic inference")
     add("")
-    add("| arm | strategy | tok/s | × full depth | layers per token | agreement with full-depth greedy | acceptance |")
-    add("|---|---|---|---|---|---|---|")
-    for arm in ("sft", "soft"):
-        for s in bench[arm]["strategies"]:
-            add(f"| {arm.upper() if arm == 'sft' else 'SoFT'} | {s['strategy']} | {s['tokens_per_s']:.1f} | "
-                f"{s['speedup_over_full_depth']:.2f} | {s['mean_layers_per_token']:.2f} | {s['agreement_with_full_depth']:.3f} | "
-                f"{fmt(s.get('acceptance_rate'), 2)} |")
+    rows = []
+    for arm in arms:
+        for st in (s.bench[arm] or {}).get("strategies", []):
+            rows.append([code(arm), st["strategy"], f"{st['tokens_per_s']:.1f}", f"{st['speedup_over_full_depth']:.2f}",
+                         f"{st['mean_layers_per_token']:.2f}", f"{st['agreement_with_full_depth']:.3f}",
+                         fmt(st.get("acceptance_rate"), 2)])
+    if rows:
+        extend(table(["arm", "strategy", "tok/s", "× full depth", "layers per token", "agreement with full-depth greedy",
+                      "acceptance"], rows))
+    missing = [a for a in arms if not s.bench[a]]
+    if missing:
+        add("")
+        add(f"No benchmark file for {join_words(map(code, missing))}.")
     add("")
+
+    # Training.
     add("## Training cost")
     add("")
-    add("| arm | steps | wall time (sum of steps) | tokens/s | peak RSS per rank |")
-    add("|---|---|---|---|---|")
-    for arm in ("sft", "soft"):
-        c = cost[arm]
-        add(f"| {arm.upper() if arm == 'sft' else 'SoFT'} | {c['steps']} | {c['seconds'] / 60:.1f} min | "
-            f"{c['tokens_per_s']:.0f} | {c['peak_rss_mb']:.0f} MiB |")
+    rows = []
+    for arm in arms:
+        c = s.cost[arm]
+        ref = s.sft_reference(arm)
+        if c is None:
+            rows.append([code(arm)] + ["-"] * 5)
+            continue
+        rows.append([code(arm), str(c["steps"]), minutes(c["seconds"]),
+                     times(ratio(c["seconds"], s.train_seconds(ref))) + (f" ({ref})" if ref and ref != "sft" else "")
+                     if ref else "-", f"{c['tokens_per_s']:.0f}", f"{c['peak_rss_mb']:.0f} MiB"])
+    extend(table(["arm", "steps", "step time (sum)", "÷ SFT's", "tokens/s", "peak RSS per rank"], rows))
     add("")
-    add(f"![training curves]({figures['training-curves.svg']})")
-    add("")
+    if "training-curves.svg" in figures:
+        add(f"![{dict(FIGURES)['training-curves.svg']}]({figures['training-curves.svg']})")
+        add("")
+
+    # Findings.
     add("## What the numbers show")
     add("")
-    shallow, deepest = 0, len(soft) - 1
-    for i, label in ((shallow, "the shallowest exit"), (deepest, "the last exit")):
-        d = soft[i]["depth"]
-        diff = soft[i]["loss"] - sft[i]["loss"]
-        verdict = "lower" if diff < 0 else "higher"
-        add(f"- At {label} ({d} layers) SoFT's loss is {soft[i]['loss']:.3f}, {abs(diff):.3f} {verdict} than SFT's "
-            f"{sft[i]['loss']:.3f} (base model {base[i]['loss']:.3f}).")
-    worse = [s["depth"] for s, f in zip(soft, sft) if s["loss"] > f["loss"]]
-    add(f"- Exits where SoFT does not beat SFT on loss: {', '.join(map(str, worse)) if worse else 'none'}.")
-    spec = {arm: next((s for s in bench[arm]["strategies"] if s["strategy"].startswith("self-speculative")), None)
-            for arm in ("sft", "soft")}
-    if spec["soft"] and spec["sft"]:
-        add(f"- Self-speculative decoding with exit 9 as the draft: acceptance {fmt(spec['soft'].get('acceptance_rate'), 2)} "
-            f"for SoFT against {fmt(spec['sft'].get('acceptance_rate'), 2)} for SFT; "
-            f"{spec['soft']['speedup_over_full_depth']:.2f}× and {spec['sft']['speedup_over_full_depth']:.2f}× full-depth speed.")
-    early = {arm: next((s for s in bench[arm]["strategies"] if s["strategy"].startswith("early exit")), None)
-             for arm in ("sft", "soft")}
-    if early["soft"] and early["sft"]:
-        add(f"- Early exit with the paper's thresholds: SoFT answers like its full depth on "
-            f"{100 * early['soft']['agreement_with_full_depth']:.0f}% of tokens using {early['soft']['mean_layers_per_token']:.1f} "
-            f"layers per token at {early['soft']['speedup_over_full_depth']:.2f}× full-depth speed; SFT on "
-            f"{100 * early['sft']['agreement_with_full_depth']:.0f}% with {early['sft']['mean_layers_per_token']:.1f} layers at "
-            f"{early['sft']['speedup_over_full_depth']:.2f}× (each exit tried costs a pass of the shared head).")
-    ratio = cost["soft"]["seconds"] / cost["sft"]["seconds"] if cost["sft"]["seconds"] else 0
-    add(f"- SoFT's training took {ratio:.2f}× SFT's time for the same steps.")
+    for depth, label in ((s.shallowest, "the shallowest exit"), (s.deepest, "the last exit")):
+        values = [(a, s.loss(a, depth)) for a in arms if s.loss(a, depth) is not None]
+        if not values:
+            continue
+        lowest = min(values, key=lambda v: v[1])
+        add(f"- At {label} ({depth} layers) the lowest loss is {code(lowest[0])}'s {lowest[1]:.3f}; "
+            + ", ".join(f"{a} {v:.3f}" for a, v in values if a != lowest[0])
+            + (", " if len(values) > 1 else "") + f"base model {fmt(s.loss('base', depth))}.")
+    worse = []
+    for arm in s.candidates():
+        sft = s.sft_reference(arm)
+        if not sft:
+            continue
+        above = [d for d in s.depths if s.loss(arm, d) is not None and s.loss(sft, d) is not None
+                 and s.loss(arm, d) > s.loss(sft, d)]
+        worse.append(f"{arm}{' (against sft-long)' if is_long(arm) else ''}: "
+                     + (", ".join(map(str, above)) if above else "none"))
+    if worse:
+        add(f"- Exits where an arm's loss is above SFT's: {'; '.join(worse)}.")
+    shallow_best = []
+    for arm in s.candidates():
+        soft = s.soft_reference(arm)
+        if soft and soft != arm:
+            r = ratio(s.loss(arm, s.shallowest), s.loss(soft, s.shallowest))
+            if r is not None:
+                shallow_best.append(f"{arm} {r:.2f}×")
+    if shallow_best:
+        add(f"- Exit-{s.shallowest} loss against SoFT's (the mean over all exits): {', '.join(shallow_best)}.")
+    spec = [(a, s.strategy(a, "self-speculative")) for a in arms if s.strategy(a, "self-speculative")]
+    if spec:
+        draft = re.search(r"draft (\d+)", spec[0][1]["strategy"])
+        add(f"- Self-speculative decoding" + (f" with exit {draft.group(1)} as the draft" if draft else "")
+            + ", its acceptance rate and speed against full depth: "
+            + "; ".join(f"{a} {fmt(st.get('acceptance_rate'), 2)} at {st['speedup_over_full_depth']:.2f}×" for a, st in spec)
+            + ".")
+    early = [(a, s.strategy(a, "early exit")) for a in arms if s.strategy(a, "early exit")]
+    if early:
+        add("- Early exit with the paper's thresholds (each exit tried costs a pass of the shared head), the share "
+            "of tokens equal to full-depth greedy decoding, the layers per token and the speed against full depth: "
+            + "; ".join(f"{a} {100 * st['agreement_with_full_depth']:.0f}%, {st['mean_layers_per_token']:.1f} layers, "
+                        f"{st['speedup_over_full_depth']:.2f}×" for a, st in early) + ".")
+    timing = []
+    for arm in arms:
+        ref = s.sft_reference(arm)
+        r = ratio(s.train_seconds(arm), s.train_seconds(ref)) if ref and ref != arm else None
+        if r is not None:
+            timing.append(f"{arm} {r:.2f}×")
+    if timing:
+        add(f"- Training time against SFT's for the same steps: {', '.join(timing)}.")
+    longer = []
+    for arm in arms:
+        short = base_arm(arm)
+        if is_long(arm) and short in arms:
+            longer.append(f"{arm} {fmt(s.loss(short, s.last(short)))} → {fmt(s.loss(arm, s.last(arm)))} at exit "
+                          f"{s.last(arm)}, {fmt(s.loss(short, s.shallowest))} → {fmt(s.loss(arm, s.shallowest))} "
+                          f"at exit {s.shallowest}")
+    if longer:
+        add(f"- Twice the steps: {'; '.join(longer)}.")
     add("")
-    if commands:
+
+    # Commands.
+    if s.commands:
         add("## Commands")
         add("")
         add("As `launch/study` ran them (`mpirun_local 2` is `mpirun -np 2 --bind-to none` with the thread and progress "
@@ -189,17 +695,56 @@ def main():
             "`launch/study` was rerun keeps the time of the run that made it:")
         add("")
         add("```")
-        for command, seconds in commands:
+        for command, seconds in s.commands:
             note = "from an earlier run" if seconds is None else f"{seconds} s"
-            arm = next((a for a in ("sft", "soft") if f"smollm2-{a}.json" in command), None)
-            if arm and " train " in command:
-                note += f"; its {cost[arm]['steps']} steps took {cost[arm]['seconds'] / 60:.1f} min (metrics.jsonl)"
+            arm = train_arm(command, arms)
+            if arm and s.cost[arm]:
+                note += f"; its {s.cost[arm]['steps']} steps took {minutes(s.cost[arm]['seconds'])} (metrics-{arm}.jsonl)"
             add(f"{command}   # {note}")
         add("```")
         add("")
+    return "\n".join(lines)
+
+
+def train_arm(command, arms):
+    """The arm a `sortedtrain train` command trains: its log.dir's last folder (exactly, so that soft is
+    not soft-last), else its config's name when no log.dir is set."""
+    if " train " not in f" {command} ":
+        return None
+    m = re.search(r"log\.dir=(\S+)", command)
+    if m:
+        arm = os.path.basename(m.group(1).rstrip("/").strip("'\""))
+        return arm if arm in arms else None
+    m = re.search(r"smollm2-([A-Za-z0-9_-]+)\.json", command)
+    return m.group(1) if m and m.group(1) in arms else None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", help="the study folder (docs/study, runs/study-quick/study)")
+    parser.add_argument("--doc", required=True)
+    parser.add_argument("--openblas", default="unknown")
+    args = parser.parse_args()
+    out = args.out.rstrip("/") or args.out
+
+    study = Study(out)
+    args.out = out
+    doc_dir = os.path.dirname(os.path.abspath(args.doc))
+    os.makedirs(doc_dir, exist_ok=True)
+    figures = {}
+    for name, _ in FIGURES:
+        source = os.path.join(out, name)
+        if not os.path.exists(source):
+            continue
+        target = os.path.join(doc_dir, f"study-{name}")
+        if os.path.abspath(source) != os.path.abspath(target):
+            shutil.copyfile(source, target)
+        figures[name] = os.path.basename(target)
+
+    text = write(study, args, figures)
     with open(args.doc, "w") as f:
-        f.write("\n".join(lines))
-    print(f"wrote {args.doc}")
+        f.write(text)
+    print(f"wrote {args.doc} ({len(study.arms)} arm{'s' if len(study.arms) != 1 else ''}: {', '.join(study.arms)})")
 
 
 if __name__ == "__main__":
