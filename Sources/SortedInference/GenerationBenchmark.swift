@@ -13,6 +13,8 @@ public struct GenerationBenchmarkSettings: Sendable {
     public var batchSize: Int = 8
     public var earlyExitThresholds: [Double] = [0.9]
     public var confidence: ConfidenceMeasure = .probability
+    /// Agreement targets for early exit by the model's calibrated probes (when it has them).
+    public var probeAgreements: [Double] = []
     public var draftDepth: Int
     public var speculate: Int = 4
     public var repeats: Int = 2
@@ -168,7 +170,16 @@ public enum GenerationBenchmark {
         if s.exits.contains(where: { $0 < L }) {
             let exits = s.exits.contains(L) ? s.exits : s.exits + [L]
             dynamic.append(("early exit \(s.earlyExitThresholds.map { String($0) }.joined(separator: ","))",
-                            .earlyExit(exits: exits, thresholds: s.earlyExitThresholds, measure: s.confidence)))
+                            .earlyExit(exits: exits, decision: .confidence(thresholds: s.earlyExitThresholds, measure: s.confidence))))
+        }
+        for agreement in s.probeAgreements {
+            guard let probes = loaded.probes else { break }
+            guard let level = probes.level(forAgreement: agreement) else {
+                progress(String(format: "early exit by probes: no calibrated level reaches agreement %.3f", agreement))
+                continue
+            }
+            dynamic.append((String(format: "early exit by probes, agreement %.2f (token risk %.3f)", agreement, level.tokenRisk),
+                            .earlyExit(exits: probes.exits + [L], decision: .probe(probes, thresholds: level.thresholds))))
         }
         if s.draftDepth < L {
             dynamic.append(("self-speculative draft \(s.draftDepth), \(s.speculate) tokens",

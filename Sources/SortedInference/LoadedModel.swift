@@ -1,5 +1,6 @@
 // LoadedModel: a model ready to serve — weights, the tokenizer and prompt template it was
 // trained with, the exits it was trained at, and the tokens that end an answer.
+import Foundation
 import SortedData
 import SortedKit
 
@@ -16,9 +17,14 @@ public struct LoadedModel {
     /// Held-out files named by the run config, if any.
     public let validation: [String]
     public let description: String
+    /// Where the model's exit probes are kept (`sortedtrain calibrate` writes there), and
+    /// the probes when that file exists.
+    public let probesLocation: URL?
+    public let probes: ExitProbes?
 
     public init(model: LlamaModel, tokenizer: Tokenizer, template: PromptTemplate, chatTemplate: ChatTemplate? = nil,
-                exits: [Int], window: Int, validation: [String], description: String) {
+                exits: [Int], window: Int, validation: [String], description: String, probesLocation: URL? = nil,
+                probes: ExitProbes? = nil) {
         self.model = model
         self.tokenizer = tokenizer
         self.template = template
@@ -27,6 +33,8 @@ public struct LoadedModel {
         self.window = window
         self.validation = validation
         self.description = description
+        self.probesLocation = probesLocation
+        self.probes = probes
     }
 
     /// Why the tokenizer cannot feed this model (more ids than embeddings), or nil.

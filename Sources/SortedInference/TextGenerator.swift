@@ -1,8 +1,10 @@
 // TextGenerator: continues prompts with a SoFT model through the KV-cache decoder, in one
 // of three ways of spending depth:
 //   fixed           every token through the first k layers (batched over prompts);
-//   early exit      each token stops at the first trained exit confident enough; the layers
-//                   it skipped get its keys and values from the exited state (CALM);
+//   early exit      each token stops at the first trained exit confident enough (by its
+//                   softmax, a head pass per exit tried, or by a learned probe on its hidden
+//                   state, one head pass per token); the layers it skipped get its keys and
+//                   values from the exited state (CALM);
 //   self-speculative the exit-k sub-model drafts tokens on the shared cache, the remaining
 //                   layers verify them all in one batched pass, the accepted prefix is kept.
 // Greedy self-speculative output equals full-depth greedy output; with sampling the
@@ -12,8 +14,8 @@ import SortedKit
 
 public enum DecodingStrategy: Sendable, Equatable {
     case fixed(depth: Int)
-    /// exits ascending; thresholds one per exit (the last exit needs none: it always answers).
-    case earlyExit(exits: [Int], thresholds: [Double], measure: ConfidenceMeasure)
+    /// exits ascending, the last layer last (it always answers).
+    case earlyExit(exits: [Int], decision: ExitDecision)
     case selfSpeculative(draftDepth: Int, lookahead: Lookahead)
 
     public enum Lookahead: Sendable, Equatable {
@@ -23,6 +25,16 @@ public enum DecodingStrategy: Sendable, Equatable {
         /// probability) is below `threshold`.
         case adaptive(maximum: Int, threshold: Double)
     }
+}
+
+/// "Should this token exit here?"
+public enum ExitDecision: Sendable, Equatable {
+    /// The exit's own softmax confidence reaches its threshold: one threshold for every exit,
+    /// or one per exit below the last layer. Each exit tried costs a pass over the head.
+    case confidence(thresholds: [Double], measure: ConfidenceMeasure)
+    /// The exit's probe (a calibrated level's thresholds, one per probe, for the probes' exits
+    /// in order) reaches its threshold; the head runs once, at the exit chosen.
+    case probe(ExitProbes, thresholds: [Double])
 }
 
 /// What a generation run did, for reports and benchmarks.
@@ -71,6 +83,8 @@ public final class TextGenerator {
     private let decoder: IncrementalDecoder
     private let hidden: FloatBuffer
     private let logits: FloatBuffer
+    /// [D] the state at the exit before, for a probe's saturation feature.
+    private let previousState: FloatBuffer
     /// generate() calls so far: with the prompt's index in the call it seeds that prompt's
     /// sampler, so a sampled answer does not depend on the batch size or the other prompts.
     private var calls: UInt64 = 0
@@ -90,18 +104,26 @@ public final class TextGenerator {
             if let e = depthProblem(depth) { throw e }
             cacheLayers = depth
             rows = batchSize
-        case .earlyExit(let exits, let thresholds, _):
+        case .earlyExit(let exits, let decision):
             guard !exits.isEmpty, exits == exits.sorted(), Set(exits).count == exits.count else {
                 throw ConfigError(key: "exits", "must be ascending and distinct, got \(exits)")
             }
             if let e = exits.lazy.compactMap(depthProblem).first { throw e }
-            // One threshold for every exit, or one per exit below the last layer (which always
-            // answers; a threshold given for it is ignored).
-            let below = exits.filter { $0 < L }.count
-            guard thresholds.count == 1 || thresholds.count == below || thresholds.count == exits.count else {
-                throw ConfigError(key: "early_exit", "give one threshold, or one per exit below layer \(L) (\(below)), got \(thresholds.count)")
+            let below = exits.filter { $0 < L }
+            switch decision {
+            case .confidence(let thresholds, _):
+                // One threshold for every exit, or one per exit below the last layer (which always
+                // answers; a threshold given for it is ignored).
+                guard thresholds.count == 1 || thresholds.count == below.count || thresholds.count == exits.count else {
+                    throw ConfigError(key: "early_exit", "give one threshold, or one per exit below layer \(L) (\(below.count)), got \(thresholds.count)")
+                }
+                guard thresholds.allSatisfy({ $0.isFinite }) else { throw ConfigError(key: "early_exit", "thresholds must be finite") }
+            case .probe(let probes, let thresholds):
+                if let problem = probes.mismatch(model.config) { throw ConfigError(key: "exit_probes", problem) }
+                guard below == probes.exits, thresholds.count == probes.probes.count, thresholds.allSatisfy({ !$0.isNaN }) else {
+                    throw ConfigError(key: "exit_probes", "probes at exits \(probes.exits) cannot decide exits \(below)")
+                }
             }
-            guard thresholds.allSatisfy({ $0.isFinite }) else { throw ConfigError(key: "early_exit", "thresholds must be finite") }
         case .selfSpeculative(let draft, let lookahead):
             if let e = depthProblem(draft) { throw e }
             guard draft < L else { throw ConfigError(key: "draft_depth", "must be below the model's \(L) layers, got \(draft)") }
@@ -129,6 +151,7 @@ public final class TextGenerator {
         decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, cacheLayers: cacheLayers)
         hidden = decoder.makeHidden(rows: maxRows)
         logits = FloatBuffer(count: maxRows * model.config.vocabSize)
+        previousState = FloatBuffer(count: model.config.hiddenSize)
     }
 
     /// Refuses a KV cache (keys and values of `slots` sequences × `capacity` tokens) larger
@@ -153,10 +176,10 @@ public final class TextGenerator {
                 let group = Array(prompts[first..<min(first + batchSize, prompts.count)])
                 outputs += generateFixed(group, firstIndex: first, depth: depth, maxNewTokens: maxNewTokens) { onToken?(first + $0, $1) }
             }
-        case .earlyExit(let exits, let thresholds, let measure):
+        case .earlyExit(let exits, let decision):
             for (i, prompt) in prompts.enumerated() {
-                outputs.append(generateEarlyExit(prompt, sampler: sampler(for: i), exits: exits, thresholds: thresholds,
-                                                 measure: measure, maxNewTokens: maxNewTokens) { onToken?(i, $0) })
+                outputs.append(generateEarlyExit(prompt, sampler: sampler(for: i), exits: exits, decision: decision,
+                                                 maxNewTokens: maxNewTokens) { onToken?(i, $0) })
             }
         case .selfSpeculative(let draft, let lookahead):
             for (i, prompt) in prompts.enumerated() {
@@ -260,8 +283,8 @@ public final class TextGenerator {
 
     // MARK: - Early exit
 
-    private func generateEarlyExit(_ prompt: [Int32], sampler: TokenSampler, exits: [Int], thresholds: [Double],
-                                   measure: ConfidenceMeasure, maxNewTokens: Int, onToken: (Int32) -> Void) -> [Int32] {
+    private func generateEarlyExit(_ prompt: [Int32], sampler: TokenSampler, exits: [Int], decision: ExitDecision,
+                                   maxNewTokens: Int, onToken: (Int32) -> Void) -> [Int32] {
         var sampler = sampler
         let kept = fitted(prompt)
         guard !kept.isEmpty, maxNewTokens > 0 else { return [] }
@@ -281,14 +304,23 @@ public final class TextGenerator {
                 decoder.embed([token], into: hidden)
                 depth = 0
                 var exited = false
+                if case .probe = decision { previousState.pointer.update(from: hidden.pointer, count: model.config.hiddenSize) }
                 for (i, exit) in exits.filter({ $0 < L }).enumerated() {
                     decoder.forward(hidden, segments: segment, layers: depth..<exit)
                     depth = exit
-                    decoder.logits(hidden, rows: 0..<1, into: row(0))
-                    if LogitStatistics.confidence(row(0), count: V, measure: measure) >= thresholds[min(i, thresholds.count - 1)] {
-                        exited = true
-                        break
+                    switch decision {
+                    case .confidence(let thresholds, let measure):
+                        decoder.logits(hidden, rows: 0..<1, into: row(0))
+                        exited = LogitStatistics.confidence(row(0), count: V, measure: measure) >= thresholds[min(i, thresholds.count - 1)]
+                    case .probe(let probes, let thresholds):
+                        exited = probes.score(i, hidden: hidden.pointer, previous: previousState.pointer) >= thresholds[i]
+                        if exited {
+                            decoder.logits(hidden, rows: 0..<1, into: row(0))
+                        } else {
+                            previousState.pointer.update(from: hidden.pointer, count: model.config.hiddenSize)
+                        }
                     }
+                    if exited { break }
                 }
                 if exited {
                     decoder.propagate(hidden, segments: segment, layers: depth..<L)

@@ -5,7 +5,7 @@ import CBLAS
 public enum BLAS {
     /// C[m,n] = alpha · op(A)[m,k] · op(B)[k,n] + beta · C, all row-major.
     @inline(__always)
-    static func gemm(
+    public static func gemm(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,

@@ -16,7 +16,7 @@ public enum ModelSource {
         let kind = ModelPath.classify(path)
         if kind == .missing { throw TrainingError.notFound(path: path) }
         func load(_ model: LlamaModel, tokenizer spec: String, fallback: String?, exits: [Int], window: Int,
-                  validation: [String], description: String) throws -> LoadedModel {
+                  validation: [String], description: String, probes: URL) throws -> LoadedModel {
             let own = TokenizerLoader.chatTemplate(spec)
             var template = own == nil ? PromptTemplate.none : .model
             if let name = templateName ?? fallback {
@@ -31,7 +31,8 @@ public enum ModelSource {
                 }
             }
             return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec), template: template, chatTemplate: chatTemplate,
-                               exits: exits, window: window, validation: validation, description: description)
+                               exits: exits, window: window, validation: validation, description: description,
+                                   probesLocation: probes, probes: try ExitProbes.load(probes, for: model.config))
         }
         let url = URL(fileURLWithPath: path)
         let isHF = kind == .hfFolder
@@ -39,7 +40,7 @@ public enum ModelSource {
             let model = try ModelFiles.readGGUF(url)
             return try load(model, tokenizer: tokenizerSpec ?? path, fallback: nil,
                             exits: [model.config.numHiddenLayers], window: min(model.config.maxPositionEmbeddings, 2048),
-                            validation: [], description: "GGUF model \(path)")
+                            validation: [], description: "GGUF model \(path)", probes: ExitProbes.location(forModel: url, isFolder: false))
         }
         if isHF || kind == .file {
             let model = isHF ? try ModelFiles.readHF(url) : try ModelFiles.readHDF5(url)
@@ -49,13 +50,15 @@ public enum ModelSource {
             }
             return try load(model, tokenizer: spec, fallback: nil, exits: [model.config.numHiddenLayers],
                             window: min(model.config.maxPositionEmbeddings, 2048),
-                            validation: [], description: "\(isHF ? "HF model" : "HDF5 model") \(path)")
+                            validation: [], description: "\(isHF ? "HF model" : "HDF5 model") \(path)",
+                            probes: ExitProbes.location(forModel: url, isFolder: isHF))
         }
         let folder = try ModelExporter.resolveCheckpoint(path)
         let (model, state) = try CheckpointFiles.readModel(directory: folder)
         let run = try RunConfig.decode(stored: state.config, source: folder, model: model.config)
         return try load(model, tokenizer: tokenizerSpec ?? run.data.tokenizer, fallback: run.data.template.rawValue,
                         exits: state.exits, window: run.train.sequenceLength, validation: run.data.validation,
-                        description: "checkpoint \(folder) (step \(state.step))")
+                        description: "checkpoint \(folder) (step \(state.step))",
+                        probes: ExitProbes.location(forModel: URL(fileURLWithPath: folder), isFolder: true))
     }
 }

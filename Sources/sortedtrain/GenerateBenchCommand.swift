@@ -39,6 +39,9 @@ struct GenerateBenchCommand: ParsableCommand {
     @Option(help: "Early-exit thresholds: one, or one per exit below the last.")
     var earlyExit: String = "0.9"
 
+    @Option(help: "Early exit by the model's calibrated probes (sortedtrain calibrate) at these agreements with full-depth greedy, comma-separated (e.g. 0.9,0.95).")
+    var earlyExitAgreement: String?
+
     @Option(parsing: .unconditional, help: "The exit that drafts for self-speculative decoding (default: the shallowest measured exit).")
     var draftDepth: Int?
 
@@ -90,6 +93,15 @@ struct GenerateBenchCommand: ParsableCommand {
         settings.newTokens = newTokens
         settings.batchSize = batchSize
         settings.earlyExitThresholds = thresholds
+        if let earlyExitAgreement {
+            settings.probeAgreements = try parseNumbers(earlyExitAgreement, flag: "--early-exit-agreement")
+            guard settings.probeAgreements.allSatisfy({ $0 > 0 && $0 <= 1 }) else {
+                throw CommandLineError("--early-exit-agreement: each agreement must be in (0, 1], got \(earlyExitAgreement)")
+            }
+            guard loaded.probes != nil else {
+                throw CommandLineError("--early-exit-agreement: \(loaded.description) has no exit probes; fit them with `sortedtrain calibrate MODEL --data HELD_OUT.jsonl`")
+            }
+        }
         settings.speculate = speculate
         settings.repeats = repeats
         let result = try GenerationBenchmark.run(loaded, prompts: ids, settings: settings) { printProgress($0) }

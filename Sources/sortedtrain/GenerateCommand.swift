@@ -25,6 +25,12 @@ struct GenerateCommand: ParsableCommand {
                                  (--confidence probability or margin) reaches its
                                  threshold: one for all exits, or one per exit below
                                  the last, e.g. 0.95,0.95,0.9,0.9,0.8,0.8,0.7 (paper)
+          --early-exit-agreement A
+                                 each token stops at the first exit whose learned
+                                 probe (sortedtrain calibrate) says it agrees with the
+                                 last layer, at the calibrated level whose agreement
+                                 with full-depth greedy answers is at least A; the
+                                 head runs once per token
           --draft-depth k        self-speculative: exit k drafts --speculate N tokens,
                                  the full model verifies them in one pass; greedy
                                  output equals full-depth greedy. --speculate auto
@@ -51,6 +57,9 @@ struct GenerateCommand: ParsableCommand {
 
     @Option(help: "Early-exit confidence thresholds: one, or one per exit below the last.")
     var earlyExit: String?
+
+    @Option(parsing: .unconditional, help: "Early exit by the model's calibrated exit probes, at this agreement with full-depth greedy (e.g. 0.95).")
+    var earlyExitAgreement: Double?
 
     @Option(help: "Confidence for --early-exit: probability (top softmax probability) or margin (top-1 minus top-2).")
     var confidence: String = "probability"
@@ -102,8 +111,11 @@ struct GenerateCommand: ParsableCommand {
         if let problem = SamplingSettings(temperature: temperature, topK: topK, topP: topP).problem {
             throw CommandLineError("sampling: \(problem)")
         }
-        let modes = [depth != nil, earlyExit != nil, draftDepth != nil].filter { $0 }.count
-        guard modes <= 1 else { throw CommandLineError("--depth, --early-exit and --draft-depth exclude each other: pick one") }
+        let modes = [depth != nil, earlyExit != nil, earlyExitAgreement != nil, draftDepth != nil].filter { $0 }.count
+        guard modes <= 1 else { throw CommandLineError("--depth, --early-exit, --early-exit-agreement and --draft-depth exclude each other: pick one") }
+        if let a = earlyExitAgreement, !(a > 0 && a <= 1) {
+            throw CommandLineError("--early-exit-agreement must be in (0, 1], got \(a)")
+        }
         guard ConfidenceMeasure(rawValue: confidence) != nil else {
             throw CommandLineError("--confidence must be probability or margin, got '\(confidence)'")
         }
@@ -121,7 +133,8 @@ struct GenerateCommand: ParsableCommand {
     func run() throws {
         let loaded = try served.load(template: raw ? "none" : nil)
         let L = loaded.model.config.numHiddenLayers
-        let strategy = try self.strategy(layers: L, trainedExits: loaded.exits)
+        let strategy = try earlyExitAgreement.map { try probedEarlyExit(loaded, agreement: $0) }
+            ?? self.strategy(layers: L, trainedExits: loaded.exits)
         let prompts = try readPrompts(loaded)
         // The cache holds what an answer can use: the longest prompt and its new tokens.
         let maxPositions = loaded.model.config.maxPositionEmbeddings
@@ -165,8 +178,7 @@ struct GenerateCommand: ParsableCommand {
             guard exitList.contains(where: { $0 < L }) else {
                 throw CommandLineError("--early-exit needs exits below layer \(L); the model names \(exitList) (give --exits)")
             }
-            return .earlyExit(exits: exitList.last == L ? exitList : exitList + [L], thresholds: values,
-                              measure: ConfidenceMeasure(rawValue: confidence)!)
+            return .earlyExit(exits: exitList.last == L ? exitList : exitList + [L], decision: .confidence(thresholds: values, measure: ConfidenceMeasure(rawValue: confidence)!))
         }
         if let draft = draftDepth {
             let lookahead: DecodingStrategy.Lookahead = speculate == "auto"
@@ -196,7 +208,7 @@ struct GenerateCommand: ParsableCommand {
                            100 * (s.acceptanceRate ?? 0), s.verifications)
         }
         printProgress(line)
-        guard earlyExit != nil || draftDepth != nil, temperature == 0 else { return }
+        guard earlyExit != nil || earlyExitAgreement != nil || draftDepth != nil, temperature == 0 else { return }
         let full = try TextGenerator(model: loaded.model, strategy: .fixed(depth: loaded.model.config.numHiddenLayers),
                                      stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity)
         let reference = full.generate(prompts, maxNewTokens: maxNewTokens)
@@ -213,4 +225,19 @@ struct GeneratedAnswer: Encodable {
     let prompt: String
     let output: String
     let tokens: Int
+}
+
+/// Early exit by `loaded`'s calibrated probes at the level that reaches `agreement`; full
+/// depth, with a warning, when no calibrated level does.
+func probedEarlyExit(_ loaded: LoadedModel, agreement: Double) throws -> DecodingStrategy {
+    let L = loaded.model.config.numHiddenLayers
+    guard let probes = loaded.probes else {
+        throw CommandLineError("--early-exit-agreement: \(loaded.description) has no exit probes (\(loaded.probesLocation?.path ?? "none")); fit them with `sortedtrain calibrate MODEL --data HELD_OUT.jsonl`")
+    }
+    guard let level = probes.level(forAgreement: agreement) else {
+        let best = probes.levels.map(\.agreement).max() ?? 0
+        printProgress(String(format: "Warning: no calibrated level reaches agreement %.3f (the best reached %.3f): every token runs all %d layers", agreement, best, L))
+        return .fixed(depth: L)
+    }
+    return .earlyExit(exits: probes.exits + [L], decision: .probe(probes, thresholds: level.thresholds))
 }

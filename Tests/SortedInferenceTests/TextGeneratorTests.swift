@@ -71,7 +71,7 @@ final class TextGeneratorTests: XCTestCase {
         XCTAssertNotEqual(sampled, try TextGenerator(model: model, strategy: .fixed(depth: 2), stop: [], capacity: 40)
             .generate(prompts, maxNewTokens: 12), "temperature 0.8 should not be greedy on this model")
         // Stop tokens are not counted: every generated token is in the histogram once.
-        let early = try TextGenerator(model: model, strategy: .earlyExit(exits: [1, 4], thresholds: [0.2], measure: .probability),
+        let early = try TextGenerator(model: model, strategy: .earlyExit(exits: [1, 4], decision: .confidence(thresholds: [0.2], measure: .probability)),
                                       stop: [first[3]], capacity: 40)
         let out = early.generate(prompts, maxNewTokens: 8)
         XCTAssertEqual(early.stats.generatedTokens, out.map(\.count).reduce(0, +))
@@ -101,7 +101,7 @@ final class TextGeneratorTests: XCTestCase {
     func testEarlyExitSpendsTheDepthItsThresholdsAskFor() throws {
         let model = try inferenceModel()
         for exitDepth in [1, 2] {
-            let always = try TextGenerator(model: model, strategy: .earlyExit(exits: [exitDepth, 4], thresholds: [0], measure: .probability),
+            let always = try TextGenerator(model: model, strategy: .earlyExit(exits: [exitDepth, 4], decision: .confidence(thresholds: [0], measure: .probability)),
                                            stop: [], capacity: 40)
             let fixed = try TextGenerator(model: model, strategy: .fixed(depth: exitDepth), stop: [], capacity: 40)
             // Tokens after the first all exit at exitDepth; the layers below it never see the
@@ -116,7 +116,7 @@ final class TextGeneratorTests: XCTestCase {
             XCTAssertEqual(always.stats.exitHistogram[String(exitDepth)], 3 * 7)
             XCTAssertEqual(always.stats.exitHistogram["4"], 3)
         }
-        let never = try TextGenerator(model: model, strategy: .earlyExit(exits: [1, 2, 4], thresholds: [1.01, 1.01], measure: .margin),
+        let never = try TextGenerator(model: model, strategy: .earlyExit(exits: [1, 2, 4], decision: .confidence(thresholds: [1.01, 1.01], measure: .margin)),
                                       stop: [], capacity: 40)
         let full = try TextGenerator(model: model, strategy: .fixed(depth: 4), stop: [], capacity: 40)
         XCTAssertEqual(never.generate(prompts, maxNewTokens: 8), full.generate(prompts, maxNewTokens: 8))
@@ -127,7 +127,7 @@ final class TextGeneratorTests: XCTestCase {
     /// one from the exit it stopped at.
     func testEarlyExitCountsTheLayersEachTokenUsed() throws {
         let model = try inferenceModel()
-        let generator = try TextGenerator(model: model, strategy: .earlyExit(exits: [1, 4], thresholds: [0.0], measure: .probability),
+        let generator = try TextGenerator(model: model, strategy: .earlyExit(exits: [1, 4], decision: .confidence(thresholds: [0.0], measure: .probability)),
                                           stop: [], capacity: 40)
         _ = generator.generate([prompts[0]], maxNewTokens: 6)
         // 1 token at full depth, 5 at depth 1 (the 6th is chosen but never fed back)

@@ -1,0 +1,216 @@
+// ExitCalibration: what `sortedtrain calibrate` does. The prompts are split three ways (fit,
+// threshold, held out). Full-depth greedy answers are generated for all of them; each answer
+// is then run once more, teacher-forced, through every exit, recording each exit's probe
+// features and whether its top-1 token equals the last layer's. Probes are fitted on the fit
+// split (the ridge chosen on the threshold split). For each token risk of a grid, every exit
+// gets the lowest threshold whose exiting tokens of the threshold split disagree with the last
+// layer at most that often; the level is then measured by generating with it, on the
+// threshold prompts (which choose a level at run time) and the held-out prompts (reported).
+// The probes learn from the model's own greedy answers, the tokens early exit will decide.
+import Foundation
+import SortedKit
+
+public struct CalibrationSettings: Sendable {
+    public var maxNewTokens = 32
+    /// Token risks of the stored levels.
+    public var tokenRisks: [Double] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3]
+    public var batchSize = 8
+    public init() {}
+}
+
+public enum CalibrationError: Error, CustomStringConvertible {
+    case noExitBelowLast(layers: Int, exits: [Int])
+    case tooFewPrompts(Int)
+
+    public var description: String {
+        switch self {
+        case .noExitBelowLast(let layers, let exits):
+            return "the model's exits \(exits) have none below its \(layers) layers: nothing to calibrate"
+        case .tooFewPrompts(let n):
+            return "\(n) prompts are too few to fit, choose thresholds and hold out: give at least 8"
+        }
+    }
+}
+
+public enum ExitCalibration {
+    /// Per exit, the teacher-forced features [N, F] and whether the exit agreed with the last layer.
+    struct Samples {
+        var features: [[Float]]
+        var agrees: [[Bool]]
+        init(exits: Int) {
+            features = Array(repeating: [], count: exits)
+            agrees = Array(repeating: [], count: exits)
+        }
+        var count: Int { agrees.first?.count ?? 0 }
+    }
+
+    public static func run(_ loaded: LoadedModel, prompts: [[Int32]], data: String, settings: CalibrationSettings = CalibrationSettings(),
+                           progress: (String) -> Void = { _ in }) throws -> ExitProbes {
+        let start = ContinuousClock.now
+        let model = loaded.model, c = model.config, L = c.numHiddenLayers, D = c.hiddenSize
+        let exits = loaded.exits.filter { $0 < L }
+        guard !exits.isEmpty else { throw CalibrationError.noExitBelowLast(layers: L, exits: loaded.exits) }
+        guard prompts.count >= 8 else { throw CalibrationError.tooFewPrompts(prompts.count) }
+        // Every fourth prompt from the third is a threshold prompt, from the fourth held out.
+        let fit = prompts.indices.filter { $0 % 4 < 2 }, choose = prompts.indices.filter { $0 % 4 == 2 },
+            heldOut = prompts.indices.filter { $0 % 4 == 3 }
+        let capacity = min(c.maxPositionEmbeddings, (prompts.map(\.count).max() ?? 1) + settings.maxNewTokens)
+
+        progress("full-depth greedy answers to \(prompts.count) prompts")
+        let full = try TextGenerator(model: model, strategy: .fixed(depth: L), stop: loaded.stopTokens,
+                                     batchSize: min(settings.batchSize, prompts.count), capacity: capacity)
+        let answers = full.generate(prompts, maxNewTokens: settings.maxNewTokens)
+
+        progress("every exit on the answers, teacher-forced")
+        let recorder = try ExitRecorder(model: model, exits: exits, capacity: capacity)
+        let fitSamples = recorder.record(fit.map { (prompts[$0], answers[$0]) })
+        let chooseSamples = recorder.record(choose.map { (prompts[$0], answers[$0]) })
+
+        progress("fitting \(exits.count) probes on \(fitSamples.count) tokens")
+        let F = ExitProbes.featureCount(dim: D)
+        var probes: [ExitProbe] = []
+        for (i, depth) in exits.enumerated() {
+            // The ridge that predicts the threshold split best.
+            var best: (loss: Double, weights: [Double], bias: Double)?
+            for ridge in [1.0, 10.0, 100.0] {
+                let (w, b) = LogisticRegression.fit(features: fitSamples.features[i], labels: fitSamples.agrees[i], count: F, ridge: ridge)
+                let loss = chooseSamples.count > 0
+                    ? LogisticRegression.logLoss(features: chooseSamples.features[i], labels: chooseSamples.agrees[i], count: F, weights: w, bias: b)
+                    : 0
+                if best == nil || loss < best!.loss { best = (loss, w, b) }
+            }
+            let agreement = Double(fitSamples.agrees[i].filter { $0 }.count) / Double(max(fitSamples.count, 1))
+            probes.append(ExitProbe(depth: depth, weights: best!.weights.prefix(D).map(Float.init), saturation: Float(best!.weights[D]),
+                                    bias: Float(best!.bias), agreement: agreement))
+        }
+        var result = ExitProbes(layers: L, hiddenSize: D, probes: probes, levels: [],
+                                calibration: CalibrationSummary(data: data, fitPrompts: fit.count, thresholdPrompts: choose.count,
+                                                                heldOutPrompts: heldOut.count, fitTokens: fitSamples.count,
+                                                                maxNewTokens: settings.maxNewTokens, seconds: 0))
+        // Probe scores of the threshold split, per exit.
+        let scores = exits.indices.map { i in
+            (0..<chooseSamples.count).map { n in
+                chooseSamples.features[i].withUnsafeBufferPointer { x in
+                    score(probes[i], features: x.baseAddress! + n * F, dim: D)
+                }
+            }
+        }
+        for risk in settings.tokenRisks {
+            let thresholds = exits.indices.map { threshold(scores: scores[$0], agrees: chooseSamples.agrees[$0], risk: risk) }
+            func measure(_ set: [Int]) throws -> (agreement: Double, layers: Double) {
+                guard !set.isEmpty else { return (1, Double(L)) }
+                let generator = try TextGenerator(model: model, strategy: .earlyExit(exits: exits + [L], decision: .probe(result, thresholds: thresholds)),
+                                                  stop: loaded.stopTokens, capacity: capacity)
+                let outputs = generator.generate(set.map { prompts[$0] }, maxNewTokens: settings.maxNewTokens)
+                let (same, total) = tokenAgreement(outputs, set.map { answers[$0] })
+                return (total > 0 ? Double(same) / Double(total) : 1, generator.stats.meanLayersPerToken)
+            }
+            let chosen = try measure(choose), held = try measure(heldOut)
+            progress(String(format: "token risk %.3f: agreement %.3f at %.1f layers per token (held out: %.3f at %.1f)",
+                            risk, chosen.agreement, chosen.layers, held.agreement, held.layers))
+            result.levels.append(CalibrationLevel(tokenRisk: risk, thresholds: thresholds, agreement: chosen.agreement,
+                                                  layersPerToken: chosen.layers, heldOutAgreement: held.agreement,
+                                                  heldOutLayersPerToken: held.layers))
+        }
+        result.calibration.seconds = (ContinuousClock.now - start).seconds
+        return result
+    }
+
+    /// σ(w·x + b) of a stored probe on one feature row.
+    static func score(_ probe: ExitProbe, features x: UnsafePointer<Float>, dim D: Int) -> Double {
+        var z = Double(probe.bias) + Double(probe.saturation) * Double(x[D])
+        for i in 0..<D { z += Double(probe.weights[i]) * Double(x[i]) }
+        return LogisticRegression.sigmoid(z)
+    }
+
+    /// The lowest score t such that, among the tokens scoring ≥ t, the disagreements (with one
+    /// more counted, so a handful of lucky tokens is not trusted) are at most `risk` of them;
+    /// 2 (never exit) when no t qualifies.
+    static func threshold(scores: [Double], agrees: [Bool], risk: Double) -> Double {
+        let order = scores.indices.sorted { scores[$0] > scores[$1] }
+        var wrong = 0, best = 2.0
+        for (k, n) in order.enumerated() {
+            if !agrees[n] { wrong += 1 }
+            // Ties: only a cut after the last of equal scores is a real threshold.
+            if k + 1 < order.count && scores[order[k + 1]] == scores[n] { continue }
+            if Double(wrong + 1) / Double(k + 2) <= risk { best = scores[n] }
+        }
+        return best
+    }
+}
+
+/// Runs prompt + answer through every exit in one batched pass per chunk and records, for each
+/// answer position the early-exit decoder decides (all but the first token, which the prefill
+/// gives at full depth, and the stop token's position when the answer ended on one), the
+/// probe features at every exit and whether the exit's argmax equals the last layer's.
+final class ExitRecorder {
+    let model: LlamaModel
+    let exits: [Int]
+    let decoder: IncrementalDecoder
+    let hidden: FloatBuffer       // [R, D]
+    let previous: FloatBuffer     // [R, D] the state at the exit before
+    let logits: FloatBuffer       // [R, V]
+    let deepest: FloatBuffer      // [R, V] the last layer's logits
+    let features: FloatBuffer     // [F]
+
+    init(model: LlamaModel, exits: [Int], capacity: Int) throws {
+        self.model = model
+        self.exits = exits
+        let rows = min(capacity, 128)
+        decoder = try IncrementalDecoder(model: model, slots: 1, capacity: capacity, maxRows: rows)
+        hidden = decoder.makeHidden(rows: rows)
+        previous = decoder.makeHidden(rows: rows)
+        logits = FloatBuffer(count: rows * model.config.vocabSize)
+        deepest = FloatBuffer(count: rows * model.config.vocabSize)
+        features = FloatBuffer(count: ExitProbes.featureCount(dim: model.config.hiddenSize))
+    }
+
+    func record(_ pairs: [(prompt: [Int32], answer: [Int32])]) -> ExitCalibration.Samples {
+        let c = model.config, L = c.numHiddenLayers, D = c.hiddenSize, V = c.vocabSize, F = D + 1
+        var samples = ExitCalibration.Samples(exits: exits.count)
+        for (prompt, answer) in pairs where !answer.isEmpty {
+            // Inputs: the prompt and the answer; the row of input t predicts token t + 1.
+            let tokens = Array((prompt + answer).prefix(decoder.cache.capacity))
+            // Decided positions: rows predicting answer tokens 1…, and the one after the last
+            // answer token (the model's stop token or its next token) while it fits.
+            let first = prompt.count, last = tokens.count - 1
+            guard first <= last else { continue }
+            decoder.cache.reset(slot: 0)
+            var chunkStart = 0
+            while chunkStart < tokens.count {
+                let n = min(decoder.maxRows, tokens.count - chunkStart)
+                decoder.embed(Array(tokens[chunkStart..<(chunkStart + n)]), into: hidden)
+                previous.pointer.update(from: hidden.pointer, count: n * D)
+                // Rows of this chunk that are decided positions.
+                let wanted = (0..<n).filter { chunkStart + $0 >= first && chunkStart + $0 <= last }
+                var perExit: [[Int]] = []   // argmax per wanted row, per exit
+                var exitFeatures: [[Float]] = []
+                var depth = 0
+                for exit in exits + [L] {
+                    decoder.forward(hidden, segments: [DecoderSegment(slot: 0, rows: n)], layers: depth..<exit)
+                    depth = exit
+                    let target = exit == L ? deepest : logits
+                    decoder.logits(hidden, rows: 0..<n, into: target.pointer)
+                    perExit.append(wanted.map { LogitStatistics.argmax(target.pointer + $0 * V, count: V) })
+                    if exit < L {
+                        var rows: [Float] = []
+                        rows.reserveCapacity(wanted.count * F)
+                        for r in wanted {
+                            ExitProbes.features(hidden: hidden.pointer + r * D, previous: previous.pointer + r * D, dim: D,
+                                                into: features.pointer)
+                            rows += features.array(count: F)
+                        }
+                        exitFeatures.append(rows)
+                        previous.pointer.update(from: hidden.pointer, count: n * D)
+                    }
+                }
+                for i in exits.indices {
+                    samples.features[i] += exitFeatures[i]
+                    samples.agrees[i] += zip(perExit[i], perExit[exits.count]).map { $0 == $1 }
+                }
+                chunkStart += n
+            }
+        }
+        return samples
+    }
+}

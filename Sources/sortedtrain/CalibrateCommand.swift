@@ -1,0 +1,86 @@
+// `sortedtrain calibrate`: fits the exit probes of a SoFT model on held-out prompts and
+// stores them, with the thresholds of every calibrated agreement level, beside the model.
+import ArgumentParser
+import Foundation
+import SortedInference
+import SortedKit
+
+struct CalibrateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "calibrate",
+        abstract: "Fit exit probes for early exit without a head pass, and thresholds for an agreement target.",
+        discussion: """
+        Generates full-depth greedy answers to the prompts of --data, then records at every \
+        trained exit below the last whether its top-1 token equals the last layer's, and fits \
+        one logistic probe per exit on the exit's hidden state (CALM's learned classifier). \
+        The prompts are split: half fit the probes, a quarter choose the thresholds of each \
+        level (a token risk), a quarter is held out. Each level is measured by generating with \
+        it: its agreement with full-depth greedy answers and layers per token, on the threshold \
+        prompts (which pick the level for generate --early-exit-agreement A) and on the held-out \
+        ones (reported). The probes go to exit-probes.json in a checkpoint or HF folder, or to \
+        FILE.exit-probes.json beside a GGUF or HDF5 file; generate, bench generate and inspect \
+        read them from there.
+        """)
+
+    @OptionGroup var served: ServedModelOptions
+
+    @Option(help: "Held-out instruction records (JSONL with \"instruction\" [and \"input\"], or \"prompt\"), not the training data.")
+    var data: String
+
+    @Option(parsing: .unconditional, help: "Prompts used, the first N of --data (at least 8).")
+    var prompts: Int = 128
+
+    @Option(parsing: .unconditional, help: "Tokens per full-depth answer.")
+    var maxNewTokens: Int = 32
+
+    @Option(help: "Where to write the probes (default: beside the model, where the other commands look).")
+    var output: String?
+
+    @Flag(help: "Print the probes file's levels and summary as JSON on stdout.")
+    var json = false
+
+    func validate() throws {
+        guard prompts >= 8 else { throw CommandLineError("--prompts must be at least 8 (a half fits, a quarter chooses, a quarter is held out), got \(prompts)") }
+        guard (1...4096).contains(maxNewTokens) else { throw CommandLineError("--max-new-tokens must be in 1...4096, got \(maxNewTokens)") }
+    }
+
+    func run() throws {
+        let loaded = try served.load()
+        let target = try output.map { URL(fileURLWithPath: $0) } ?? loaded.probesLocation.orThrow(
+            CommandLineError("\(served.model): no place beside the model for its probes; pass --output FILE"))
+        let records = try readPromptsFile(data).prefix(prompts)
+        guard records.count >= 8 else {
+            throw CommandLineError("--data \(data): \(records.count) prompts, calibration needs at least 8")
+        }
+        let ids = try records.map { try loaded.prompt(instruction: $0.instruction, input: $0.input) }
+        var settings = CalibrationSettings()
+        settings.maxNewTokens = maxNewTokens
+        let probes: ExitProbes
+        do {
+            probes = try ExitCalibration.run(loaded, prompts: ids, data: data, settings: settings) { printProgress($0) }
+        } catch let error as CalibrationError {
+            throw CommandLineError("\(served.model): \(error)")
+        }
+        try probes.write(to: target)
+        if json {
+            try printJSON(probes.report)
+            return
+        }
+        let c = probes.calibration
+        print("\(target.path): \(probes.probes.count) probes, fitted on \(c.fitTokens) tokens of \(c.fitPrompts) prompts in \(String(format: "%.0f", c.seconds)) s")
+        print("exit  agrees with the last layer")
+        for p in probes.probes { print(String(format: "%-5d %.3f", p.depth, p.agreement)) }
+        print("token risk  agreement  layers/token  held-out agreement  held-out layers/token")
+        for l in probes.levels {
+            print(String(format: "%-11.3f %-10.3f %-13.2f %-19.3f %.2f", l.tokenRisk, l.agreement, l.layersPerToken,
+                         l.heldOutAgreement, l.heldOutLayersPerToken))
+        }
+    }
+}
+
+extension Optional {
+    func orThrow(_ error: @autoclosure () -> Error) throws -> Wrapped {
+        guard let value = self else { throw error() }
+        return value
+    }
+}
