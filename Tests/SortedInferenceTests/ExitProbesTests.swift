@@ -1,0 +1,167 @@
+// Exit probes: the logistic fit against its optimality condition and a separable case, the
+// stored probe scoring what the fitted one scores, thresholds that keep to their risk, the
+// file round trip, early exit by probe against fixed depth (threshold 0 → the first exit,
+// above 1 → full depth), and calibration end to end on a small model.
+import XCTest
+import SortedData
+import SortedKit
+@testable import SortedInference
+
+final class ExitProbesTests: XCTestCase {
+    /// At the optimum the ridge-regularised gradient Xᵀ(p − y) + λw (and Σ(p − y) for the bias) is zero.
+    func testLogisticFitReachesAZeroGradient() {
+        var rng = SplitMix64(seed: 3)
+        let N = 400, F = 5
+        var X = [Float](), y = [Bool]()
+        for _ in 0..<N {
+            let row = (0..<F).map { _ in Float(Double(rng.next() % 2000) / 1000 - 1) }
+            let z = 2 * Double(row[0]) - 1.5 * Double(row[3]) + 0.3
+            X += row
+            y.append(Double(rng.next() % 10_000) / 10_000 < 1 / (1 + exp(-z)))
+        }
+        let ridge = 2.0
+        let (w, b) = LogisticRegression.fit(features: X, labels: y, count: F, ridge: ridge)
+        var gradient = w.map { ridge * $0 }, biasGradient = 0.0
+        for n in 0..<N {
+            var z = b
+            for f in 0..<F { z += w[f] * Double(X[n * F + f]) }
+            let r = LogisticRegression.sigmoid(z) - (y[n] ? 1 : 0)
+            for f in 0..<F { gradient[f] += r * Double(X[n * F + f]) }
+            biasGradient += r
+        }
+        for g in gradient + [biasGradient] { XCTAssertEqual(g, 0, accuracy: 1e-3) }
+        // The signal's signs are found: feature 0 up, feature 3 down.
+        XCTAssertGreaterThan(w[0], 0.5)
+        XCTAssertLessThan(w[3], -0.5)
+    }
+
+    func testThresholdKeepsTheDisagreementAmongExitingTokensWithinTheRisk() {
+        // Scores 1.0 … 0.01: the top 60 agree, then every other token disagrees.
+        let scores = (0..<100).map { 1 - Double($0) / 100 }
+        let agrees = (0..<100).map { $0 < 60 || $0 % 2 == 0 }
+        let t = ExitCalibration.threshold(scores: scores, agrees: agrees, risk: 0.05)
+        let exiting = scores.indices.filter { scores[$0] >= t }
+        let wrong = exiting.filter { !agrees[$0] }.count
+        XCTAssertLessThanOrEqual(Double(wrong + 1) / Double(exiting.count + 1), 0.05)
+        XCTAssertGreaterThanOrEqual(exiting.count, 60)
+        // No token can exit at risk 0, nor when all disagree.
+        XCTAssertEqual(ExitCalibration.threshold(scores: scores, agrees: agrees, risk: 0), 2)
+        XCTAssertEqual(ExitCalibration.threshold(scores: scores, agrees: scores.map { _ in false }, risk: 0.5), 2)
+    }
+
+    func testStoredProbeScoresItsFeaturesAndSurvivesTheFile() throws {
+        let D = 6
+        var rng = SplitMix64(seed: 9)
+        let h = (0..<D).map { _ in Float(Double(rng.next() % 1000) / 100 - 5) }
+        let previous = (0..<D).map { _ in Float(Double(rng.next() % 1000) / 100 - 5) }
+        let probe = ExitProbe(depth: 2, weights: (0..<D).map { Float($0) / 7 - 0.3 }, saturation: -1.25, bias: 0.4, agreement: 0.7)
+        let probes = ExitProbes(layers: 4, hiddenSize: D, probes: [probe],
+                                levels: [CalibrationLevel(tokenRisk: 0.05, thresholds: [0.6], agreement: 0.93, layersPerToken: 3.1,
+                                                          heldOutAgreement: 0.9, heldOutLayersPerToken: 3.2)],
+                                calibration: CalibrationSummary(data: "v.jsonl", fitPrompts: 4, thresholdPrompts: 2, heldOutPrompts: 2,
+                                                                fitTokens: 30, maxNewTokens: 8, seconds: 1))
+        var x = [Float](repeating: 0, count: D + 1)
+        h.withUnsafeBufferPointer { hp in previous.withUnsafeBufferPointer { pp in
+            ExitProbes.features(hidden: hp.baseAddress!, previous: pp.baseAddress!, dim: D, into: &x)
+        } }
+        let rms = (h.map { Double($0 * $0) }.reduce(0, +) / Double(D)).squareRoot()
+        XCTAssertEqual(Double(x[0]), Double(h[0]) / rms, accuracy: 1e-6)
+        let fromFeatures = x.withUnsafeBufferPointer { ExitCalibration.score(probe, features: $0.baseAddress!, dim: D) }
+        let fromState = probes.score(0, hidden: h, previous: previous)
+        XCTAssertEqual(fromFeatures, fromState, accuracy: 1e-6)
+
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("probes-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = ExitProbes.location(forModel: folder, isFolder: true)
+        try probes.write(to: file)
+        try probes.write(to: file)   // replaces
+        let read = try ExitProbes.read(file)
+        XCTAssertEqual(read, probes)
+        XCTAssertEqual(read.score(0, hidden: h, previous: previous), fromState)
+        // Damaged, or made for another model: an error naming the file.
+        try Data("{\"format\": 1".utf8).write(to: file)
+        XCTAssertThrowsError(try ExitProbes.read(file)) { XCTAssertTrue("\($0)".contains(file.path)) }
+        try probes.write(to: file)
+        let other = try inferenceModel()
+        XCTAssertThrowsError(try ExitProbes.load(file, for: other.config)) { XCTAssertTrue("\($0)".contains("made for 4 layers of width 6")) }
+        XCTAssertNil(try ExitProbes.load(folder.appendingPathComponent("absent.json"), for: other.config))
+    }
+
+    func testLevelForAnAgreementIsTheCheapestThatReachesIt() {
+        func level(_ agreement: Double, _ layers: Double) -> CalibrationLevel {
+            CalibrationLevel(tokenRisk: 0, thresholds: [], agreement: agreement, layersPerToken: layers, heldOutAgreement: 0, heldOutLayersPerToken: 0)
+        }
+        let probes = ExitProbes(layers: 4, hiddenSize: 2, probes: [], levels: [level(1, 4), level(0.97, 3.5), level(0.96, 3.6), level(0.8, 2)],
+                                calibration: CalibrationSummary(data: "", fitPrompts: 0, thresholdPrompts: 0, heldOutPrompts: 0,
+                                                                fitTokens: 0, maxNewTokens: 0, seconds: 0))
+        XCTAssertEqual(probes.level(forAgreement: 0.95)?.layersPerToken, 3.5)
+        XCTAssertEqual(probes.level(forAgreement: 0.5)?.layersPerToken, 2)
+        XCTAssertNil(probes.level(forAgreement: 1.5))
+    }
+
+    /// With every threshold at 0 a probe always exits: tokens after the first are fixed-depth
+    /// tokens of the first exit; above 1 none exits and the output is full-depth greedy.
+    func testEarlyExitByProbeSpendsTheDepthItsThresholdsAskFor() throws {
+        let model = try inferenceModel()
+        let D = model.config.hiddenSize
+        var rng = SplitMix64(seed: 5)
+        let probes = ExitProbes(layers: 4, hiddenSize: D,
+                                probes: [1, 2].map { depth in
+                                    ExitProbe(depth: depth, weights: (0..<D).map { _ in Float(Double(rng.next() % 100) / 100 - 0.5) },
+                                              saturation: 0.5, bias: 0, agreement: 0.5)
+                                },
+                                levels: [], calibration: CalibrationSummary(data: "", fitPrompts: 0, thresholdPrompts: 0, heldOutPrompts: 0,
+                                                                            fitTokens: 0, maxNewTokens: 0, seconds: 0))
+        let always = try TextGenerator(model: model, strategy: .earlyExit(exits: [1, 2, 4], decision: .probe(probes, thresholds: [0, 0])),
+                                       stop: [], capacity: 40)
+        let fixed = try TextGenerator(model: model, strategy: .fixed(depth: 1), stop: [], capacity: 40)
+        let full = try TextGenerator(model: model, strategy: .fixed(depth: 4), stop: [], capacity: 40)
+        let prompt: [Int32] = [3, 14, 15, 9, 2]
+        let out = always.generate([prompt], maxNewTokens: 8)[0]
+        let first = full.generate([prompt], maxNewTokens: 1)[0][0]
+        XCTAssertEqual(out[0], first)
+        XCTAssertEqual(Array(out.dropFirst()), fixed.generate([prompt + [first]], maxNewTokens: 7)[0])
+        XCTAssertEqual(always.stats.exitHistogram["1"], 7)
+
+        let never = try TextGenerator(model: model, strategy: .earlyExit(exits: [1, 2, 4], decision: .probe(probes, thresholds: [2, 2])),
+                                      stop: [], capacity: 40)
+        XCTAssertEqual(never.generate([prompt], maxNewTokens: 8)[0], full.generate([prompt], maxNewTokens: 8)[0])
+        XCTAssertEqual(never.stats.meanLayersPerToken, 4)
+        // Probes that name other exits than the strategy's are refused.
+        XCTAssertThrowsError(try TextGenerator(model: model, strategy: .earlyExit(exits: [2, 4], decision: .probe(probes, thresholds: [0, 0])),
+                                               stop: [], capacity: 40))
+    }
+
+    /// Calibration on a model whose last layers barely move the state: every level is measured,
+    /// levels grow cheaper as their risk grows, and the strictest level's measured agreement
+    /// is what generating with its thresholds gives.
+    func testCalibrationMeasuresEveryLevelByGenerating() throws {
+        let model = try inferenceModel(layers: 4, quietFrom: 2)
+        let loaded = LoadedModel(model: model, tokenizer: ByteTokenizer(), template: .none, exits: [1, 2, 4], window: 64,
+                                 validation: [], description: "test model")
+        var rng = SplitMix64(seed: 21)
+        let prompts = (0..<24).map { _ in (0..<6).map { _ in Int32(rng.next() % 61) } }
+        var settings = CalibrationSettings()
+        settings.maxNewTokens = 10
+        settings.tokenRisks = [0.01, 0.2, 0.5]
+        let probes = try ExitCalibration.run(loaded, prompts: prompts, data: "random", settings: settings)
+        XCTAssertEqual(probes.exits, [1, 2])
+        XCTAssertEqual(probes.levels.count, 3)
+        XCTAssertEqual(probes.calibration.fitPrompts, 12)
+        XCTAssertEqual(probes.calibration.thresholdPrompts, 6)
+        XCTAssertEqual(probes.calibration.fitTokens, 12 * 10)
+        XCTAssertGreaterThanOrEqual(probes.levels[0].layersPerToken, probes.levels[2].layersPerToken)
+        // Re-measure the first level by hand on the threshold prompts (every fourth from the third).
+        let chosen = prompts.indices.filter { $0 % 4 == 2 }.map { prompts[$0] }
+        let full = try TextGenerator(model: model, strategy: .fixed(depth: 4), stop: [], capacity: 16)
+        let reference = full.generate(chosen, maxNewTokens: 10)
+        let early = try TextGenerator(model: model, strategy: .earlyExit(exits: [1, 2, 4], decision: .probe(probes, thresholds: probes.levels[0].thresholds)),
+                                      stop: [], capacity: 16)
+        let (same, total) = tokenAgreement(early.generate(chosen, maxNewTokens: 10), reference)
+        XCTAssertEqual(Double(same) / Double(total), probes.levels[0].agreement, accuracy: 1e-12)
+        XCTAssertThrowsError(try ExitCalibration.run(loaded, prompts: Array(prompts.prefix(7)), data: "random", settings: settings))
+        let noExits = LoadedModel(model: model, tokenizer: ByteTokenizer(), template: .none, exits: [4], window: 64, validation: [], description: "")
+        XCTAssertThrowsError(try ExitCalibration.run(noExits, prompts: prompts, data: "random", settings: settings))
+    }
+}
