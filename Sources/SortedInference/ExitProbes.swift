@@ -186,10 +186,44 @@ public struct ExitProbes: Codable, Sendable, Equatable {
 
     // MARK: - Files
 
+    /// A decoding failure in a few words: which key is missing or wrong, or that it is no JSON.
+    static func reason(_ error: Error) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+        }
+        switch error as? DecodingError {
+        case .keyNotFound(let key, let context)?: return "no '\(([path(context)] + [key.stringValue]).filter { !$0.isEmpty }.joined(separator: "."))'"
+        case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?: return "'\(path(context))' has the wrong type"
+        case .dataCorrupted(let context)?: return context.codingPath.isEmpty ? "not valid JSON" : "'\(path(context))' is malformed"
+        default: return "\(error)"
+        }
+    }
+
     /// Where a model's probes live: inside its folder (checkpoint step, HF directory), or
     /// beside its file (GGUF, HDF5).
     public static func location(forModel path: URL, isFolder: Bool) -> URL {
         isFolder ? path.appendingPathComponent(fileName) : URL(fileURLWithPath: path.path + "." + fileName)
+    }
+
+    /// The GGUF metadata key that carries a model's probes (as this file's JSON text).
+    public static let ggufKey = "sortedtrain.exit_probes"
+
+    /// The probes as the JSON text of their file.
+    public func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// Probes from JSON text (a GGUF's metadata), checked against `config`; `source` names
+    /// where the text came from in errors.
+    public static func decode(_ text: String, source: String, for config: LlamaConfig) throws -> ExitProbes {
+        let probes: ExitProbes
+        do { probes = try JSONDecoder().decode(ExitProbes.self, from: Data(text.utf8)) } catch {
+            throw ExitProbesError(file: source, "holds no readable probes (\(reason(error))); calibrate the model again")
+        }
+        if let problem = probes.mismatch(config) { throw ExitProbesError(file: source, "\(problem); calibrate the model again") }
+        return probes
     }
 
     /// The probes kept at `url` for `config`'s model, nil when there are none; probes that do
@@ -210,17 +244,15 @@ public struct ExitProbes: Codable, Sendable, Equatable {
         do {
             return try JSONDecoder().decode(ExitProbes.self, from: data)
         } catch {
-            throw ExitProbesError(file: url.path, "is not a probes file (\(error)); run `sortedtrain calibrate` again or delete it")
+            throw ExitProbesError(file: url.path, "is not a probes file (\(Self.reason(error))); run `sortedtrain calibrate` again or delete it")
         }
     }
 
     /// Written to a temporary file and renamed, so a failed write leaves the old file whole.
     public func write(to url: URL) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp")
         do {
-            try encoder.encode(self).write(to: temporary)
+            try Data(try jsonText().utf8).write(to: temporary)
             // rename(2) replaces an existing file in one step.
             guard rename(temporary.path, url.path) == 0 else {
                 throw CocoaError(.fileWriteUnknown, userInfo: [NSLocalizedDescriptionKey: String(cString: strerror(errno))])

@@ -47,6 +47,12 @@ public enum ModelExporter {
         }
         let sub = try full.prefix(depth: depth)
         var notes: [String] = []
+        // Exit probes predict agreement with the last layer: they go with the full depth only.
+        var probes = try ExitProbes.load(ExitProbes.location(forModel: URL(fileURLWithPath: folder), isFolder: true), for: full.config)
+        if probes != nil && depth < full.config.numHiddenLayers {
+            notes.append("the checkpoint's exit probes predict agreement with layer \(full.config.numHiddenLayers), which a depth-\(depth) model lacks: they are left out (run sortedtrain calibrate on the export)")
+            probes = nil
+        }
         switch format {
         case .hf:
             let run = try RunConfig.decode(stored: state.config, source: folder, model: full.config)
@@ -65,6 +71,7 @@ public enum ModelExporter {
                 notes.append("the run's tokenizer \(spec) could not be read; config.json has no bos/eos ids and there is no generation_config.json")
             }
             try ModelFiles.writeHF(sub, to: output, extraConfig: extra)
+            try probes?.write(to: ExitProbes.location(forModel: output, isFolder: true))
             notes += try copyTokenizerFiles(spec, to: output)
             try write(Data(card.markdown(modelName: output.lastPathComponent).utf8), to: output.appendingPathComponent("README.md"))
             if let tokenizer {
@@ -76,10 +83,11 @@ public enum ModelExporter {
             }
         case .hdf5:
             try ModelFiles.writeHDF5(sub, to: output)
+            try probes?.write(to: ExitProbes.location(forModel: output, isFolder: false))
         case .gguf:
             let spec = try RunConfig.decode(stored: state.config, source: folder, model: full.config).data.tokenizer
             notes += try writeGGUF(sub, name: "sortedtrain depth \(depth) of step \(state.step)", tokenizer: spec, dtype: dtype,
-                                   exits: state.exits.filter { $0 <= depth }, to: output)
+                                   exits: state.exits.filter { $0 <= depth }, probes: probes, to: output)
         }
         return (sub, state, notes)
     }

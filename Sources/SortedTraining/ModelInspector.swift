@@ -4,6 +4,7 @@
 import Foundation
 import SortedData
 import SortedFormats
+import SortedInference
 import SortedIO
 import SortedKit
 
@@ -29,16 +30,31 @@ public struct Inspection: Codable, Sendable {
     public var tokenizer: String?
     /// The model's own chat template, when it ships one.
     public var chatTemplate: String?
+    /// The calibrated exit probes kept with the model (`sortedtrain calibrate`), without their weights.
+    public var exitProbes: ExitProbes.Report?
     public var tensors: [InspectedTensor]
 
     enum CodingKeys: String, CodingKey {
         case kind, path, config, step, exits, worldSize = "world_size", dataCursor = "data_cursor", dtype, tokenizer,
-             chatTemplate = "chat_template", tensors
+             chatTemplate = "chat_template", exitProbes = "exit_probes", tensors
     }
 }
 
 public enum ModelInspector {
     public static func inspect(_ path: String) throws -> Inspection {
+        var inspection = try inspectModel(path)
+        // A calibrated model's probes: beside the model, else (GGUF) in its metadata.
+        let url = URL(fileURLWithPath: inspection.path)
+        let isFolder = inspection.kind == "checkpoint" || inspection.kind == "hf"
+        var probes = try ExitProbes.load(ExitProbes.location(forModel: url, isFolder: isFolder), for: inspection.config)
+        if probes == nil, inspection.kind == "gguf", let text = try GGUFFile(contentsOf: url).metadata[ExitProbes.ggufKey]?.string {
+            probes = try ExitProbes.decode(text, source: "\(path): \(ExitProbes.ggufKey)", for: inspection.config)
+        }
+        inspection.exitProbes = probes?.report
+        return inspection
+    }
+
+    static func inspectModel(_ path: String) throws -> Inspection {
         let kind = ModelPath.classify(path)
         if kind == .missing { throw TrainingError.notFound(path: path) }
         if kind == .hfFolder { return try inspectHF(URL(fileURLWithPath: path)) }
@@ -110,6 +126,10 @@ public enum ModelInspector {
         if let dtype = i.dtype { lines.append("dtype: \(dtype)") }
         lines.append("tokenizer: \(i.tokenizer ?? "none in the model")")
         if let template = i.chatTemplate { lines.append("chat template: \(template)") }
+        if let p = i.exitProbes {
+            let levels = p.levels.map { String(format: "%.3f at %.1f layers", $0.agreement, $0.layersPerToken) }.joined(separator: ", ")
+            lines.append("exit probes: exits \(p.exits), fitted on \(p.calibration.fitTokens) tokens of \(p.calibration.data); agreement levels \(levels)")
+        }
         lines.append("model: \(c.numHiddenLayers) layers, hidden \(c.hiddenSize), intermediate \(c.intermediateSize), heads \(c.numAttentionHeads)/\(c.numKeyValueHeads) kv, head_dim \(c.headDim), vocab \(c.vocabSize), rope_theta \(c.ropeTheta), tied \(c.tieWordEmbeddings)")
         let total = i.tensors.reduce(0) { $0 + $1.bytes }
         let parameters = ParameterLayout(config: c).count

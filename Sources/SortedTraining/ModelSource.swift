@@ -16,7 +16,7 @@ public enum ModelSource {
         let kind = ModelPath.classify(path)
         if kind == .missing { throw TrainingError.notFound(path: path) }
         func load(_ model: LlamaModel, tokenizer spec: String, fallback: String?, exits: [Int], window: Int,
-                  validation: [String], description: String, probes: URL) throws -> LoadedModel {
+                  validation: [String], description: String, probes: URL, embedded: ExitProbes? = nil) throws -> LoadedModel {
             let own = TokenizerLoader.chatTemplate(spec)
             var template = own == nil ? PromptTemplate.none : .model
             if let name = templateName ?? fallback {
@@ -32,7 +32,7 @@ public enum ModelSource {
             }
             return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec), template: template, chatTemplate: chatTemplate,
                                exits: exits, window: window, validation: validation, description: description,
-                                   probesLocation: probes, probes: try ExitProbes.load(probes, for: model.config))
+                                   probesLocation: probes, probes: try ExitProbes.load(probes, for: model.config) ?? embedded)
         }
         let url = URL(fileURLWithPath: path)
         let isHF = kind == .hfFolder
@@ -40,7 +40,10 @@ public enum ModelSource {
             let model = try ModelFiles.readGGUF(url)
             return try load(model, tokenizer: tokenizerSpec ?? path, fallback: nil,
                             exits: [model.config.numHiddenLayers], window: min(model.config.maxPositionEmbeddings, 2048),
-                            validation: [], description: "GGUF model \(path)", probes: ExitProbes.location(forModel: url, isFolder: false))
+                            validation: [], description: "GGUF model \(path)", probes: ExitProbes.location(forModel: url, isFolder: false),
+                            embedded: try GGUFFile(contentsOf: url).metadata[ExitProbes.ggufKey]?.string.map {
+                                try ExitProbes.decode($0, source: "\(path): \(ExitProbes.ggufKey)", for: model.config)
+                            })
         }
         if isHF || kind == .file {
             let model = isHF ? try ModelFiles.readHF(url) : try ModelFiles.readHDF5(url)

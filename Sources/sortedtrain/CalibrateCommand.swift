@@ -48,7 +48,7 @@ struct CalibrateCommand: ParsableCommand {
         let loaded = try served.load()
         let target = try output.map { URL(fileURLWithPath: $0) } ?? loaded.probesLocation.orThrow(
             CommandLineError("\(served.model): no place beside the model for its probes; pass --output FILE"))
-        let records = try readPromptsFile(data).prefix(prompts)
+        let records = try readPromptsFile(data, flag: "--data").prefix(prompts)
         guard records.count >= 8 else {
             throw CommandLineError("--data \(data): \(records.count) prompts, calibration needs at least 8")
         }

@@ -86,7 +86,7 @@ struct GenerateBenchCommand: ParsableCommand {
         let thresholds = try parseNumbers(earlyExit, flag: "--early-exit")
         let draft = draftDepth ?? depths.first { $0 < L } ?? L
         guard (1...L).contains(draft) else { throw CommandLineError("--draft-depth \(draft) is outside 1...\(L)") }
-        let prompts = try promptsFile.map(readPromptsFile) ?? Self.prompts.map { ($0, "") }
+        let prompts = try promptsFile.map { try readPromptsFile($0) } ?? Self.prompts.map { ($0, "") }
         let ids = try prompts.map { try loaded.prompt(instruction: $0.instruction, input: $0.input) }
         var settings = GenerationBenchmarkSettings(exits: depths, draftDepth: draft)
         settings.promptTokens = promptTokens

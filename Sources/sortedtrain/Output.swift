@@ -48,11 +48,11 @@ func parseNumbers(_ text: String, flag: String) throws -> [Double] {
 
 /// The prompts of a JSONL file ({"instruction": …, "input": …} or {"prompt": …} per line; a
 /// pipe works too), for --prompts-file.
-func readPromptsFile(_ file: String) throws -> [(instruction: String, input: String)] {
+func readPromptsFile(_ file: String, flag: String = "--prompts-file") throws -> [(instruction: String, input: String)] {
     var isDirectory: ObjCBool = false
     guard FileManager.default.fileExists(atPath: file, isDirectory: &isDirectory), !isDirectory.boolValue,
           let handle = FileHandle(forReadingAtPath: file), let data = try? handle.readToEnd() ?? Data() else {
-        throw CommandLineError("--prompts-file \(file): cannot be read")
+        throw CommandLineError("\(flag) \(file): cannot be read")
     }
     var prompts: [(String, String)] = []
     for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -63,6 +63,6 @@ func readPromptsFile(_ file: String) throws -> [(instruction: String, input: Str
         }
         prompts.append((text, object["input"]?.string ?? ""))
     }
-    guard !prompts.isEmpty else { throw CommandLineError("--prompts-file \(file): holds no prompts") }
+    guard !prompts.isEmpty else { throw CommandLineError("\(flag) \(file): holds no prompts") }
     return prompts
 }

@@ -121,6 +121,37 @@ assert all(d['fraction_of_bandwidth_limit'] > 0 for d in r['depths'])
 s = {x['strategy'].split()[0]: x for x in r['strategies']}
 assert s['self-speculative']['identical_to_full_depth'] and 'early' in s" "$work/bench.json"
 
+# Exit probes: calibrate fits them beside the checkpoint; generate and bench generate decide
+# by them (--early-exit-agreement); a full-depth export carries them (HF file, GGUF metadata)
+# and a shallower one leaves them out; inspect shows the same calibration from every copy.
+"$bin" calibrate "$ckpt" --data "$work/data/validation.jsonl" --prompts 40 --max-new-tokens 16 --json > "$work/calibrate.json" 2> "$work/calibrate.err"
+probes=$(ls "$ckpt"/step-*/exit-probes.json 2>/dev/null | head -1)
+check "calibrate writes exit-probes.json into the checkpoint, with measured levels" python3 -c "
+import json, sys; r = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[2]))
+assert r['exits'] == [2] and p['layers'] == 4 and len(p['probes'][0]['weights']) == 64, r
+levels = r['levels']; assert len(levels) >= 3 and all(0 <= l['agreement'] <= 1 and 2 <= l['layers_per_token'] <= 4 for l in levels)
+assert levels[0]['thresholds'][0] >= levels[-1]['thresholds'][0]
+assert r['calibration']['fit_prompts'] == 20 and r['calibration']['held_out_prompts'] == 10" "$work/calibrate.json" "$probes"
+"$bin" generate "$ckpt" --prompt "$q" --early-exit-agreement 0.9 --max-new-tokens 24 --stats > "$work/probe.txt" 2> "$work/probe.err"
+check "generate --early-exit-agreement answers by the probes and reports its agreement" \
+    grep -q "agreement with full-depth greedy" "$work/probe.err"
+"$bin" bench generate "$ckpt" --new-tokens 8 --prompt-tokens 16 --batch-size 2 --repeats 1 --early-exit-agreement 0.5,1 --json > "$work/bench-probes.json" 2>/dev/null
+check "bench generate --early-exit-agreement measures early exit by probes" python3 -c "
+import json, sys; r = json.load(open(sys.argv[1]))
+rows = [s for s in r['strategies'] if 'probes' in s['strategy']]
+assert len(rows) == 2 and all(0 <= x['agreement_with_full_depth'] <= 1 and 2 <= x['mean_layers_per_token'] <= 4 for x in rows), rows" "$work/bench-probes.json"
+"$bin" export "$ckpt" --depth 4 --format gguf --out "$work/d4.gguf" > /dev/null 2>&1
+"$bin" export "$ckpt" --depth 4 --format hf --out "$work/d4-hf" > /dev/null 2>&1
+"$bin" export "$ckpt" --depth 2 --format hf --out "$work/d2-probes-hf" > "$work/d2-probes.out" 2>&1
+for m in "$ckpt" "$work/d4.gguf" "$work/d4-hf"; do "$bin" inspect "$m" --json > "$work/inspect-$(basename "$m").json"; done
+check "the probes survive export and reload: inspect shows the same calibration for checkpoint, GGUF and HF" python3 -c "
+import json, sys; a, b, c = (json.load(open(p))['exit_probes'] for p in sys.argv[1:])
+assert a == b == c and a['exits'] == [2], (a, b, c)" "$work/inspect-checkpoints.json" "$work/inspect-d4.gguf.json" "$work/inspect-d4-hf.json"
+"$bin" generate "$work/d4.gguf" --prompt "$q" --early-exit-agreement 0.9 --max-new-tokens 24 > "$work/probe-gguf.txt" 2>&1
+check "the f32 GGUF's embedded probes answer as the checkpoint's" cmp "$work/probe-gguf.txt" "$work/probe.txt"
+check "a depth-2 export leaves the probes out and says why" \
+    sh -c "grep -q 'exit probes predict agreement with layer 4' '$work/d2-probes.out' && [ ! -e '$work/d2-probes-hf/exit-probes.json' ]"
+
 # GGUF export (llama.cpp's format): generating from the f32 file prints what depth 2 of the
 # checkpoint prints; scripts/check_gguf.py checks llama.cpp's requirements with gguf-py, a numpy
 # llama.cpp-style forward against the HF export of the same depth and, with transformers,
@@ -158,6 +189,14 @@ bad "generate --early-exit with a word" generate "$ckpt" --prompt hi --early-exi
 bad "generate --depth with --draft-depth" generate "$ckpt" --prompt hi --depth 2 --draft-depth 2
 bad "eval --exits 4,2" eval "$ckpt" --exits 4,2
 bad "eval --exits empty" eval "$ckpt" --exits ""
+bad "generate --early-exit-agreement without probes" generate "$work/d2-probes-hf" --tokenizer byte --prompt hi --early-exit-agreement 0.9
+bad "generate --early-exit-agreement 1.5" generate "$ckpt" --prompt hi --early-exit-agreement 1.5
+bad "generate --early-exit-agreement with --depth" generate "$ckpt" --prompt hi --early-exit-agreement 0.9 --depth 2
+bad "calibrate --prompts 3" calibrate "$ckpt" --data "$work/data/validation.jsonl" --prompts 3
+bad "calibrate with a missing --data file" calibrate "$ckpt" --data "$work/none.jsonl"
+cp "$work/d4-hf/exit-probes.json" "$work/probes.bak"
+printf '{"format": 1, "layers": ' > "$work/d4-hf/exit-probes.json"
+bad "generate with a damaged exit-probes.json" generate "$work/d4-hf" --tokenizer byte --prompt hi
 bad "generate on a missing model" generate "$work/nothing" --prompt hi
 bad "export --format hf --dtype q8_0" export "$ckpt" --depth 2 --format hf --dtype q8_0 --out "$work/hf-q8"
 bad "export --format gguf onto an existing non-.gguf file" export "$ckpt" --depth 2 --format gguf --out "$work/run.json" --overwrite
