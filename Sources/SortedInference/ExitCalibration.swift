@@ -15,6 +15,10 @@ public struct CalibrationSettings: Sendable {
     /// Token risks of the stored levels.
     public var tokenRisks: [Double] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3]
     public var batchSize = 8
+    /// Draft shortlist: its size, and answer texts (tokenised) whose token counts choose it,
+    /// together with the calibration's own full-depth answers.
+    public var shortlistSize = 4096
+    public var shortlistCorpus: [[Int32]] = []
     public init() {}
 }
 
@@ -44,12 +48,14 @@ public enum ExitCalibration {
         var count: Int { agrees.first?.count ?? 0 }
     }
 
-    public static func run(_ loaded: LoadedModel, prompts: [[Int32]], data: String, settings: CalibrationSettings = CalibrationSettings(),
+    /// exits: the depths to probe (default: the model's trained exits below its last layer).
+    public static func run(_ loaded: LoadedModel, prompts: [[Int32]], data: String, exits chosen: [Int]? = nil,
+                           settings: CalibrationSettings = CalibrationSettings(),
                            progress: (String) -> Void = { _ in }) throws -> ExitProbes {
         let start = ContinuousClock.now
         let model = loaded.model, c = model.config, L = c.numHiddenLayers, D = c.hiddenSize
-        let exits = loaded.exits.filter { $0 < L }
-        guard !exits.isEmpty else { throw CalibrationError.noExitBelowLast(layers: L, exits: loaded.exits) }
+        let exits = (chosen ?? loaded.exits).filter { $0 < L }
+        guard !exits.isEmpty else { throw CalibrationError.noExitBelowLast(layers: L, exits: chosen ?? loaded.exits) }
         guard prompts.count >= 8 else { throw CalibrationError.tooFewPrompts(prompts.count) }
         // Every fourth prompt from the third is a threshold prompt, from the fourth held out.
         let fit = prompts.indices.filter { $0 % 4 < 2 }, choose = prompts.indices.filter { $0 % 4 == 2 },
@@ -112,8 +118,25 @@ public enum ExitCalibration {
                                                   layersPerToken: chosen.layers, heldOutAgreement: held.agreement,
                                                   heldOutLayersPerToken: held.layers))
         }
+        result.shortlist = shortlist(corpus: settings.shortlistCorpus + fit.map { answers[$0] } + choose.map { answers[$0] },
+                                     size: settings.shortlistSize, vocabulary: c.vocabSize, always: loaded.stopTokens)
+        let members = Set(result.shortlist), heldOutTokens = heldOut.flatMap { answers[$0] }
+        result.calibration.shortlistCoverage = heldOutTokens.isEmpty ? 1
+            : Double(heldOutTokens.filter { members.contains($0) }.count) / Double(heldOutTokens.count)
+        progress(String(format: "draft shortlist: %d tokens, covering %.3f of the held-out answers' tokens",
+                        result.shortlist.count, result.calibration.shortlistCoverage))
         result.calibration.seconds = (ContinuousClock.now - start).seconds
         return result
+    }
+
+    /// The `size` most frequent tokens of `corpus` (ties by id), and `always`, most frequent first.
+    static func shortlist(corpus: [[Int32]], size: Int, vocabulary: Int, always: Set<Int32>) -> [Int32] {
+        var counts: [Int32: Int] = [:]
+        for text in corpus { for t in text where t >= 0 && Int(t) < vocabulary { counts[t, default: 0] += 1 } }
+        let ranked = counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.map(\.key)
+        var chosen = Array(ranked.prefix(max(0, size - always.count)))
+        for t in always.sorted() where !chosen.contains(t) && Int(t) < vocabulary { chosen.append(t) }
+        return chosen
     }
 
     /// σ(w·x + b) of a stored probe on one feature row.

@@ -62,9 +62,12 @@ public struct CalibrationSummary: Codable, Sendable, Equatable {
     public var fitTokens: Int
     public var maxNewTokens: Int
     public var seconds: Double
+    /// Fraction of the held-out prompts' full-depth answer tokens that are in the shortlist.
+    public var shortlistCoverage: Double = 0
 
     enum CodingKeys: String, CodingKey {
         case data, seconds
+        case shortlistCoverage = "shortlist_coverage"
         case fitPrompts = "fit_prompts"
         case thresholdPrompts = "threshold_prompts"
         case heldOutPrompts = "held_out_prompts"
@@ -86,18 +89,23 @@ public struct ExitProbes: Codable, Sendable, Equatable {
     /// Ascending token risk (so, roughly, descending agreement).
     public var levels: [CalibrationLevel]
     public var calibration: CalibrationSummary
+    /// The draft vocabulary for self-speculation: the most frequent answer tokens (FR-Spec),
+    /// most frequent first, with the end tokens.
+    public var shortlist: [Int32]
 
-    public init(layers: Int, hiddenSize: Int, probes: [ExitProbe], levels: [CalibrationLevel], calibration: CalibrationSummary) {
+    public init(layers: Int, hiddenSize: Int, probes: [ExitProbe], levels: [CalibrationLevel], calibration: CalibrationSummary,
+                shortlist: [Int32] = []) {
         self.format = Self.currentFormat
         self.layers = layers
         self.hiddenSize = hiddenSize
         self.probes = probes
         self.levels = levels
         self.calibration = calibration
+        self.shortlist = shortlist
     }
 
     enum CodingKeys: String, CodingKey {
-        case format, layers, probes, levels, calibration
+        case format, layers, probes, levels, calibration, shortlist
         case hiddenSize = "hidden_size"
     }
 
@@ -119,6 +127,9 @@ public struct ExitProbes: Codable, Sendable, Equatable {
         if let bad = probes.first(where: { $0.depth < 1 || $0.depth >= layers || $0.weights.count != hiddenSize }) {
             return "the probe at exit \(bad.depth) does not fit (\(bad.weights.count) weights)"
         }
+        if shortlist.contains(where: { $0 < 0 || Int($0) >= config.vocabSize }) {
+            return "its shortlist names tokens outside the vocabulary of \(config.vocabSize)"
+        }
         if let bad = levels.first(where: { $0.thresholds.count != probes.count }) {
             return "a level has \(bad.thresholds.count) thresholds for \(probes.count) probes"
         }
@@ -127,7 +138,8 @@ public struct ExitProbes: Codable, Sendable, Equatable {
 
     /// What `calibrate --json` and `inspect` show: everything but the probes' weights.
     public var report: Report {
-        Report(exits: exits, exitAgreement: probes.map(\.agreement), levels: levels, calibration: calibration)
+        Report(exits: exits, exitAgreement: probes.map(\.agreement), levels: levels, calibration: calibration,
+               shortlistTokens: shortlist.count)
     }
 
     public struct Report: Codable, Sendable, Equatable {
@@ -136,10 +148,12 @@ public struct ExitProbes: Codable, Sendable, Equatable {
         public var exitAgreement: [Double]
         public var levels: [CalibrationLevel]
         public var calibration: CalibrationSummary
+        public var shortlistTokens: Int
 
         enum CodingKeys: String, CodingKey {
             case exits, levels, calibration
             case exitAgreement = "exit_agreement"
+            case shortlistTokens = "shortlist_tokens"
         }
     }
 

@@ -15,13 +15,12 @@ public struct GenerationBenchmarkSettings: Sendable {
     public var confidence: ConfidenceMeasure = .probability
     /// Agreement targets for early exit by the model's calibrated probes (when it has them).
     public var probeAgreements: [Double] = []
-    public var draftDepth: Int
-    public var speculate: Int = 4
+    /// Self-speculative strategies to measure, by name.
+    public var speculations: [(name: String, strategy: DecodingStrategy)] = []
     public var repeats: Int = 2
 
-    public init(exits: [Int], draftDepth: Int) {
+    public init(exits: [Int]) {
         self.exits = exits
-        self.draftDepth = draftDepth
     }
 }
 
@@ -181,10 +180,7 @@ public enum GenerationBenchmark {
             dynamic.append((String(format: "early exit by probes, agreement %.2f (token risk %.3f)", agreement, level.tokenRisk),
                             .earlyExit(exits: probes.exits + [L], decision: .probe(probes, thresholds: level.thresholds))))
         }
-        if s.draftDepth < L {
-            dynamic.append(("self-speculative draft \(s.draftDepth), \(s.speculate) tokens",
-                            .selfSpeculative(draftDepth: s.draftDepth, lookahead: .fixed(s.speculate))))
-        }
+        dynamic += s.speculations
         for (name, strategy) in dynamic {
             let (stats, outputs) = try measure(strategy, answered, batchSize: 1, newTokens: s.newTokens, stop: stop)
             let (same, total) = tokenAgreement(outputs, reference)

@@ -16,7 +16,7 @@ public enum DecodingStrategy: Sendable, Equatable {
     case fixed(depth: Int)
     /// exits ascending, the last layer last (it always answers).
     case earlyExit(exits: [Int], decision: ExitDecision)
-    case selfSpeculative(draftDepth: Int, lookahead: Lookahead)
+    case selfSpeculative(draftDepth: Int, lookahead: Lookahead, vocabulary: DraftVocabulary = .full)
 
     public enum Lookahead: Sendable, Equatable {
         /// Always draft N tokens.
@@ -24,6 +24,23 @@ public enum DecodingStrategy: Sendable, Equatable {
         /// Draft up to `maximum`, stopping at the first draft whose confidence (top
         /// probability) is below `threshold`.
         case adaptive(maximum: Int, threshold: Double)
+        /// Draft up to `maximum`, stopping at the first draft whose probe at the draft exit
+        /// (the probability that it equals the full model's token) is below `threshold`.
+        case probed(maximum: Int, probes: ExitProbes, threshold: Double)
+
+        var maximum: Int {
+            switch self {
+            case .fixed(let n), .adaptive(let n, _), .probed(let n, _, _): return n
+            }
+        }
+    }
+
+    /// Which tokens the draft scores. Verification always scores the whole vocabulary.
+    public enum DraftVocabulary: Sendable, Equatable {
+        case full
+        /// Only these token ids (e.g. the most frequent of the tuned task, FR-Spec): the draft
+        /// head reads their rows of the head weight, not all V.
+        case shortlist([Int32])
     }
 }
 
@@ -85,6 +102,9 @@ public final class TextGenerator {
     private let logits: FloatBuffer
     /// [D] the state at the exit before, for a probe's saturation feature.
     private let previousState: FloatBuffer
+    /// A shortlist draft: its token ids and their rows of the head weight [N, D].
+    private let shortlist: [Int32]
+    private let shortlistHead: FloatBuffer?
     /// generate() calls so far: with the prompt's index in the call it seeds that prompt's
     /// sampler, so a sampled answer does not depend on the batch size or the other prompts.
     private var calls: UInt64 = 0
@@ -124,15 +144,22 @@ public final class TextGenerator {
                     throw ConfigError(key: "exit_probes", "probes at exits \(probes.exits) cannot decide exits \(below)")
                 }
             }
-        case .selfSpeculative(let draft, let lookahead):
+        case .selfSpeculative(let draft, let lookahead, let vocabulary):
             if let e = depthProblem(draft) { throw e }
             guard draft < L else { throw ConfigError(key: "draft_depth", "must be below the model's \(L) layers, got \(draft)") }
-            let drafts: Int
-            switch lookahead {
-            case .fixed(let n): drafts = n
-            case .adaptive(let n, _): drafts = n
-            }
+            let drafts = lookahead.maximum
             guard drafts >= 1 else { throw ConfigError(key: "speculate", "must draft at least one token") }
+            if case .probed(_, let probes, _) = lookahead {
+                if let problem = probes.mismatch(model.config) { throw ConfigError(key: "exit_probes", problem) }
+                guard probes.exits.contains(draft) else {
+                    throw ConfigError(key: "exit_probes", "has no probe at the draft exit \(draft) (probed exits: \(probes.exits))")
+                }
+            }
+            if case .shortlist(let ids) = vocabulary {
+                guard !ids.isEmpty, ids.allSatisfy({ $0 >= 0 && Int($0) < model.config.vocabSize }) else {
+                    throw ConfigError(key: "shortlist", "needs token ids within the vocabulary of \(model.config.vocabSize)")
+                }
+            }
             // No round drafts more than the sequence can still hold (see generateSpeculative).
             rows = min(drafts, max(1, min(capacity, model.config.maxPositionEmbeddings) - 2)) + 1
         }
@@ -152,6 +179,16 @@ public final class TextGenerator {
         hidden = decoder.makeHidden(rows: maxRows)
         logits = FloatBuffer(count: maxRows * model.config.vocabSize)
         previousState = FloatBuffer(count: model.config.hiddenSize)
+        if case .selfSpeculative(_, _, .shortlist(let ids)) = strategy {
+            let D = model.config.hiddenSize, head = model.parameters.pointer + model.layout.head
+            let rows = FloatBuffer(count: ids.count * D)
+            for (i, id) in ids.enumerated() { (rows.pointer + i * D).update(from: head + Int(id) * D, count: D) }
+            shortlist = ids
+            shortlistHead = rows
+        } else {
+            shortlist = []
+            shortlistHead = nil
+        }
     }
 
     /// Refuses a KV cache (keys and values of `slots` sequences × `capacity` tokens) larger
@@ -181,7 +218,7 @@ public final class TextGenerator {
                 outputs.append(generateEarlyExit(prompt, sampler: sampler(for: i), exits: exits, decision: decision,
                                                  maxNewTokens: maxNewTokens) { onToken?(i, $0) })
             }
-        case .selfSpeculative(let draft, let lookahead):
+        case .selfSpeculative(let draft, let lookahead, _):
             for (i, prompt) in prompts.enumerated() {
                 outputs.append(generateSpeculative(prompt, sampler: sampler(for: i), draftDepth: draft, lookahead: lookahead,
                                                    maxNewTokens: maxNewTokens) { onToken?(i, $0) })
@@ -233,6 +270,20 @@ public final class TextGenerator {
     }
 
     private func row(_ i: Int) -> UnsafeMutablePointer<Float> { logits.pointer + i * V }
+
+    /// The draft's logits for hidden row `r` into row 0: over the whole vocabulary, or over the
+    /// shortlist with every other token at −10³⁰ (never the argmax, probability 0).
+    private func draftLogits(row r: Int) {
+        guard let shortlistHead else {
+            decoder.logits(hidden, rows: r..<(r + 1), into: row(0))
+            return
+        }
+        let N = shortlist.count, scores = row(1)   // row 1 is free while drafting: verification overwrites it
+        decoder.logits(hidden, rows: r..<(r + 1), head: shortlistHead.pointer, vocab: N, into: scores)
+        let out = row(0)
+        out.update(repeating: -1e30, count: V)
+        for (i, id) in shortlist.enumerated() { out[Int(id)] = scores[i] }
+    }
 
     private func timed<T>(_ body: () -> T) -> T {
         let start = ContinuousClock.now
@@ -345,13 +396,13 @@ public final class TextGenerator {
         let kept = fitted(prompt)
         guard !kept.isEmpty, maxNewTokens > 0 else { return [] }
         prefill(kept, slot: 0, layers: 0..<L)
-        let (requested, adaptiveThreshold): (Int, Double?) = {
-            switch lookahead {
-            case .fixed(let n): return (n, nil)
-            case .adaptive(let n, let t): return (n, t)
-            }
-        }()
-        let maxDraft = min(requested, max(1, capacity - 2))
+        let maxDraft = min(lookahead.maximum, max(1, capacity - 2))
+        // A probe's saturation feature needs the state at the probed exit before the draft's.
+        var probe: (probes: ExitProbes, index: Int, before: Int, threshold: Double)?
+        if case .probed(_, let probes, let threshold) = lookahead, let i = probes.exits.firstIndex(of: k) {
+            probe = (probes, i, i > 0 ? probes.exits[i - 1] : 0, threshold)
+        }
+        let D = model.config.hiddenSize
         var output: [Int32] = []
         let greedy = sampling.isGreedy
         // Draft distributions q_i (sampling only): [maxDraft, V].
@@ -382,11 +433,22 @@ public final class TextGenerator {
                 let limit = min(maxDraft, room, maxNewTokens - output.count)
                 while fed <= limit {
                     decoder.embed([input], into: hidden, at: fed)
-                    decoder.forward(hidden, at: fed, segments: [DecoderSegment(slot: 0, rows: 1)], layers: 0..<k)
+                    let one = [DecoderSegment(slot: 0, rows: 1)]
+                    if let probe {
+                        decoder.forward(hidden, at: fed, segments: one, layers: 0..<probe.before)
+                        previousState.pointer.update(from: hidden.pointer + fed * D, count: D)
+                        decoder.forward(hidden, at: fed, segments: one, layers: probe.before..<k)
+                    } else {
+                        decoder.forward(hidden, at: fed, segments: one, layers: 0..<k)
+                    }
                     fed += 1
                     if drafts.count == limit { break }
-                    decoder.logits(hidden, rows: (fed - 1)..<fed, into: row(0))
-                    if let t = adaptiveThreshold,
+                    if let probe,
+                       probe.probes.score(probe.index, hidden: hidden.pointer + (fed - 1) * D, previous: previousState.pointer) < probe.threshold {
+                        break
+                    }
+                    draftLogits(row: fed - 1)
+                    if case .adaptive(_, let t) = lookahead,
                        LogitStatistics.confidence(row(0), count: V, measure: .probability) < t { break }
                     let d: Int32
                     if greedy {

@@ -12,11 +12,13 @@ import SortedKit
 
 public enum ModelSource {
     /// path: a checkpoint folder or checkpoints root, an HF directory, an HDF5 model file or a .gguf file.
-    public static func load(_ path: String, tokenizer tokenizerSpec: String?, template templateName: String?) throws -> LoadedModel {
+    /// readProbes: false skips the exit probes kept with the model (calibrate replaces them).
+    public static func load(_ path: String, tokenizer tokenizerSpec: String?, template templateName: String?,
+                            readProbes: Bool = true) throws -> LoadedModel {
         let kind = ModelPath.classify(path)
         if kind == .missing { throw TrainingError.notFound(path: path) }
         func load(_ model: LlamaModel, tokenizer spec: String, fallback: String?, exits: [Int], window: Int,
-                  validation: [String], description: String, probes: URL, embedded: ExitProbes? = nil) throws -> LoadedModel {
+                  validation: [String], description: String, probes: URL, embedded: () throws -> ExitProbes? = { nil }) throws -> LoadedModel {
             let own = TokenizerLoader.chatTemplate(spec)
             var template = own == nil ? PromptTemplate.none : .model
             if let name = templateName ?? fallback {
@@ -32,7 +34,7 @@ public enum ModelSource {
             }
             return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec), template: template, chatTemplate: chatTemplate,
                                exits: exits, window: window, validation: validation, description: description,
-                                   probesLocation: probes, probes: try ExitProbes.load(probes, for: model.config) ?? embedded)
+                                   probesLocation: probes, probes: readProbes ? try ExitProbes.load(probes, for: model.config) ?? embedded() : nil)
         }
         let url = URL(fileURLWithPath: path)
         let isHF = kind == .hfFolder
@@ -41,8 +43,10 @@ public enum ModelSource {
             return try load(model, tokenizer: tokenizerSpec ?? path, fallback: nil,
                             exits: [model.config.numHiddenLayers], window: min(model.config.maxPositionEmbeddings, 2048),
                             validation: [], description: "GGUF model \(path)", probes: ExitProbes.location(forModel: url, isFolder: false),
-                            embedded: try GGUFFile(contentsOf: url).metadata[ExitProbes.ggufKey]?.string.map {
-                                try ExitProbes.decode($0, source: "\(path): \(ExitProbes.ggufKey)", for: model.config)
+                            embedded: {
+                                try GGUFFile(contentsOf: url).metadata[ExitProbes.ggufKey]?.string.map {
+                                    try ExitProbes.decode($0, source: "\(path): \(ExitProbes.ggufKey)", for: model.config)
+                                }
                             })
         }
         if isHF || kind == .file {

@@ -2,6 +2,7 @@
 // stores them, with the thresholds of every calibrated agreement level, beside the model.
 import ArgumentParser
 import Foundation
+import SortedFormats
 import SortedInference
 import SortedKit
 
@@ -27,11 +28,20 @@ struct CalibrateCommand: ParsableCommand {
     @Option(help: "Held-out instruction records (JSONL with \"instruction\" [and \"input\"], or \"prompt\"), not the training data.")
     var data: String
 
+    @Option(help: "Depths to probe, comma-separated (default: the model's trained exits below its last layer).")
+    var exits: String?
+
     @Option(parsing: .unconditional, help: "Prompts used, the first N of --data (at least 8).")
     var prompts: Int = 128
 
     @Option(parsing: .unconditional, help: "Tokens per full-depth answer.")
     var maxNewTokens: Int = 32
+
+    @Option(parsing: .unconditional, help: "Tokens in the draft shortlist (the most frequent answer tokens, FR-Spec).")
+    var shortlist: Int = 4096
+
+    @Option(help: "Records whose answers (\"output\", or chat \"messages\" of the assistant) count for the shortlist, e.g. the training data (default: --data).")
+    var shortlistData: String?
 
     @Option(help: "Where to write the probes (default: beside the model, where the other commands look).")
     var output: String?
@@ -42,10 +52,12 @@ struct CalibrateCommand: ParsableCommand {
     func validate() throws {
         guard prompts >= 8 else { throw CommandLineError("--prompts must be at least 8 (a half fits, a quarter chooses, a quarter is held out), got \(prompts)") }
         guard (1...4096).contains(maxNewTokens) else { throw CommandLineError("--max-new-tokens must be in 1...4096, got \(maxNewTokens)") }
+        if let exits { _ = try parseDepths(exits, flag: "--exits") }
+        guard shortlist >= 1 else { throw CommandLineError("--shortlist must be at least 1, got \(shortlist)") }
     }
 
     func run() throws {
-        let loaded = try served.load()
+        let loaded = try served.load(readProbes: false)   // the probes it replaces may be damaged or stale
         let target = try output.map { URL(fileURLWithPath: $0) } ?? loaded.probesLocation.orThrow(
             CommandLineError("\(served.model): no place beside the model for its probes; pass --output FILE"))
         let records = try readPromptsFile(data, flag: "--data").prefix(prompts)
@@ -55,9 +67,16 @@ struct CalibrateCommand: ParsableCommand {
         let ids = try records.map { try loaded.prompt(instruction: $0.instruction, input: $0.input) }
         var settings = CalibrationSettings()
         settings.maxNewTokens = maxNewTokens
+        settings.shortlistSize = shortlist
+        settings.shortlistCorpus = try answerTexts(shortlistData ?? data, flag: shortlistData == nil ? "--data" : "--shortlist-data")
+            .map { loaded.tokenizer.encode($0, addSpecialTokens: false) }
         let probes: ExitProbes
         do {
-            probes = try ExitCalibration.run(loaded, prompts: ids, data: data, settings: settings) { printProgress($0) }
+            let depths = try exits.map { try parseDepths($0, flag: "--exits") }
+            if let bad = depths?.first(where: { $0 > loaded.model.config.numHiddenLayers }) {
+                throw CommandLineError("--exits: \(bad) is outside 1...\(loaded.model.config.numHiddenLayers)")
+            }
+            probes = try ExitCalibration.run(loaded, prompts: ids, data: data, exits: depths, settings: settings) { printProgress($0) }
         } catch let error as CalibrationError {
             throw CommandLineError("\(served.model): \(error)")
         }
@@ -76,6 +95,23 @@ struct CalibrateCommand: ParsableCommand {
                          l.heldOutAgreement, l.heldOutLayersPerToken))
         }
     }
+}
+
+/// The answers in a JSONL file: each record's "output", or its assistant messages.
+func answerTexts(_ file: String, flag: String) throws -> [String] {
+    guard let data = FileManager.default.contents(atPath: file) else { throw CommandLineError("\(flag) \(file): cannot be read") }
+    var answers: [String] = []
+    for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+        guard let object = (try? JSONParser.parse(String(line)))?.object else {
+            throw CommandLineError("\(file):\(n + 1): not a JSON object")
+        }
+        if let output = object["output"]?.string { answers.append(output) }
+        for message in object["messages"]?.array ?? [] where message["role"]?.string == "assistant" {
+            if let content = message["content"]?.string { answers.append(content) }
+        }
+    }
+    return answers
 }
 
 extension Optional {

@@ -42,11 +42,20 @@ struct GenerateBenchCommand: ParsableCommand {
     @Option(help: "Early exit by the model's calibrated probes (sortedtrain calibrate) at these agreements with full-depth greedy, comma-separated (e.g. 0.9,0.95).")
     var earlyExitAgreement: String?
 
-    @Option(parsing: .unconditional, help: "The exit that drafts for self-speculative decoding (default: the shallowest measured exit).")
-    var draftDepth: Int?
+    @Option(help: "The exit that drafts for self-speculative decoding, or auto (a calibrated model's plan; default: the shallowest measured exit).")
+    var draftDepth: String?
 
-    @Option(parsing: .unconditional, help: "Tokens drafted per verification.")
-    var speculate: Int = 4
+    @Option(help: "Tokens drafted per verification, or auto (up to --max-draft while the draft's probe, else its top probability, reaches --draft-confidence).")
+    var speculate: String = "4"
+
+    @Option(parsing: .unconditional, help: "With --speculate auto: the most tokens drafted per verification.")
+    var maxDraft: Int = 8
+
+    @Option(parsing: .unconditional, help: "With --speculate auto: stop drafting below this probe score or top probability.")
+    var draftConfidence: Double = 0.6
+
+    @Option(help: "Draft vocabularies to measure, comma-separated: full, shortlist (the calibrated frequent tokens).")
+    var draftVocabulary: String = "full"
 
     @Option(parsing: .unconditional, help: "Measurements per figure; the best is kept.")
     var repeats: Int = 2
@@ -70,8 +79,18 @@ struct GenerateBenchCommand: ParsableCommand {
     ]
 
     func validate() throws {
-        guard promptTokens >= 1, newTokens >= 1, batchSize >= 1, speculate >= 1, repeats >= 1 else {
-            throw CommandLineError("--prompt-tokens, --new-tokens, --batch-size, --speculate and --repeats must be positive")
+        guard promptTokens >= 1, newTokens >= 1, batchSize >= 1, repeats >= 1 else {
+            throw CommandLineError("--prompt-tokens, --new-tokens, --batch-size and --repeats must be positive")
+        }
+        guard speculate == "auto" || (Int(speculate).map { (1...64).contains($0) } ?? false) else {
+            throw CommandLineError("--speculate must be a number of tokens in 1...64 or auto, got '\(speculate)'")
+        }
+        guard (1...64).contains(maxDraft) else { throw CommandLineError("--max-draft must be in 1...64, got \(maxDraft)") }
+        if let draftDepth, draftDepth != "auto", Int(draftDepth) == nil {
+            throw CommandLineError("--draft-depth must be an exit depth or auto, got '\(draftDepth)'")
+        }
+        for v in draftVocabulary.split(separator: ",") where DraftVocabularyChoice(rawValue: String(v)) == nil {
+            throw CommandLineError("--draft-vocabulary: '\(v)' is not full or shortlist")
         }
     }
 
@@ -84,11 +103,12 @@ struct GenerateBenchCommand: ParsableCommand {
             if let bad = depths.first(where: { $0 > L }) { throw CommandLineError("--exits: \(bad) is outside 1...\(L)") }
         }
         let thresholds = try parseNumbers(earlyExit, flag: "--early-exit")
-        let draft = draftDepth ?? depths.first { $0 < L } ?? L
-        guard (1...L).contains(draft) else { throw CommandLineError("--draft-depth \(draft) is outside 1...\(L)") }
+        // No draft without an exit below the last layer (unless one is named).
+        let draft = draftDepth ?? depths.first { $0 < L }.map(String.init)
+        if let d = draft.flatMap({ Int($0) }), !(1..<L).contains(d) { throw CommandLineError("--draft-depth \(d) is outside 1...\(L - 1)") }
         let prompts = try promptsFile.map { try readPromptsFile($0) } ?? Self.prompts.map { ($0, "") }
         let ids = try prompts.map { try loaded.prompt(instruction: $0.instruction, input: $0.input) }
-        var settings = GenerationBenchmarkSettings(exits: depths, draftDepth: draft)
+        var settings = GenerationBenchmarkSettings(exits: depths)
         settings.promptTokens = promptTokens
         settings.newTokens = newTokens
         settings.batchSize = batchSize
@@ -102,7 +122,19 @@ struct GenerateBenchCommand: ParsableCommand {
                 throw CommandLineError("--early-exit-agreement: \(loaded.description) has no exit probes; fit them with `sortedtrain calibrate MODEL --data HELD_OUT.jsonl`")
             }
         }
-        settings.speculate = speculate
+        for vocabulary in draftVocabulary.split(separator: ",").compactMap({ DraftVocabularyChoice(rawValue: String($0)) }) {
+            guard let draft else { break }
+            let strategy = try speculation(loaded, draftDepth: draft, speculate: speculate, maxDraft: maxDraft,
+                                           draftConfidence: draftConfidence, vocabulary: vocabulary)
+            guard case .selfSpeculative(let depth, let lookahead, _) = strategy else { continue }
+            let length: String
+            switch lookahead {
+            case .fixed(let n): length = "\(n) tokens"
+            case .adaptive(let n, let t): length = "≤\(n) tokens while p ≥ \(t)"
+            case .probed(let n, _, let t): length = "≤\(n) tokens while probe ≥ \(t)"
+            }
+            settings.speculations.append(("self-speculative draft \(depth), \(length)\(vocabulary == .shortlist ? ", shortlist" : "")", strategy))
+        }
         settings.repeats = repeats
         let result = try GenerationBenchmark.run(loaded, prompts: ids, settings: settings) { printProgress($0) }
         if json {

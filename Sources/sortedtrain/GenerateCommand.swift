@@ -31,11 +31,16 @@ struct GenerateCommand: ParsableCommand {
                                  last layer, at the calibrated level whose agreement
                                  with full-depth greedy answers is at least A; the
                                  head runs once per token
-          --draft-depth k        self-speculative: exit k drafts --speculate N tokens,
+          --draft-depth k|auto   self-speculative: exit k drafts --speculate N tokens,
                                  the full model verifies them in one pass; greedy
                                  output equals full-depth greedy. --speculate auto
-                                 drafts up to --max-draft tokens while the draft's top
-                                 probability stays at or above --draft-confidence.
+                                 drafts up to --max-draft tokens while the draft's
+                                 probe (a calibrated model), else its top probability,
+                                 stays at or above --draft-confidence. auto picks the
+                                 exit and N from the probes' measured agreement and
+                                 the bytes each exit reads. --draft-vocabulary
+                                 shortlist scores only the calibrated shortlist of
+                                 frequent tokens in the draft.
 
         Early exit and speculation answer one prompt at a time; a fixed depth batches \
         --prompts-file prompts --batch-size at a time.
@@ -67,8 +72,11 @@ struct GenerateCommand: ParsableCommand {
     @Option(help: "Exits for --early-exit, comma-separated (default: the model's trained exits).")
     var exits: String?
 
-    @Option(parsing: .unconditional, help: "Self-speculative decoding: the exit that drafts.")
-    var draftDepth: Int?
+    @Option(help: "Self-speculative decoding: the exit that drafts, or auto (a calibrated model's best by agreement and cost).")
+    var draftDepth: String?
+
+    @Option(help: "Tokens the draft scores: full (the vocabulary) or shortlist (the calibrated frequent tokens).")
+    var draftVocabulary: DraftVocabularyChoice = .full
 
     @Option(help: "Tokens drafted per verification, or auto.")
     var speculate: String = "4"
@@ -119,6 +127,9 @@ struct GenerateCommand: ParsableCommand {
         guard ConfidenceMeasure(rawValue: confidence) != nil else {
             throw CommandLineError("--confidence must be probability or margin, got '\(confidence)'")
         }
+        if let draftDepth, draftDepth != "auto", Int(draftDepth) == nil {
+            throw CommandLineError("--draft-depth must be an exit depth or auto, got '\(draftDepth)'")
+        }
         if draftDepth != nil && speculate != "auto" {
             guard let n = Int(speculate), (1...64).contains(n) else {
                 throw CommandLineError("--speculate must be a number of tokens in 1...64 or auto, got '\(speculate)'")
@@ -134,6 +145,8 @@ struct GenerateCommand: ParsableCommand {
         let loaded = try served.load(template: raw ? "none" : nil)
         let L = loaded.model.config.numHiddenLayers
         let strategy = try earlyExitAgreement.map { try probedEarlyExit(loaded, agreement: $0) }
+            ?? draftDepth.map { try speculation(loaded, draftDepth: $0, speculate: speculate, maxDraft: maxDraft,
+                                                draftConfidence: draftConfidence, vocabulary: draftVocabulary) }
             ?? self.strategy(layers: L, trainedExits: loaded.exits)
         let prompts = try readPrompts(loaded)
         // The cache holds what an answer can use: the longest prompt and its new tokens.
@@ -179,11 +192,6 @@ struct GenerateCommand: ParsableCommand {
                 throw CommandLineError("--early-exit needs exits below layer \(L); the model names \(exitList) (give --exits)")
             }
             return .earlyExit(exits: exitList.last == L ? exitList : exitList + [L], decision: .confidence(thresholds: values, measure: ConfidenceMeasure(rawValue: confidence)!))
-        }
-        if let draft = draftDepth {
-            let lookahead: DecodingStrategy.Lookahead = speculate == "auto"
-                ? .adaptive(maximum: maxDraft, threshold: draftConfidence) : .fixed(Int(speculate)!)
-            return .selfSpeculative(draftDepth: draft, lookahead: lookahead)
         }
         return .fixed(depth: depth ?? L)
     }
@@ -240,4 +248,49 @@ func probedEarlyExit(_ loaded: LoadedModel, agreement: Double) throws -> Decodin
         return .fixed(depth: L)
     }
     return .earlyExit(exits: probes.exits + [L], decision: .probe(probes, thresholds: level.thresholds))
+}
+
+enum DraftVocabularyChoice: String, ExpressibleByArgument, CaseIterable {
+    case full, shortlist
+}
+
+/// Self-speculation as the options ask: a draft exit (or auto: the calibrated plan), a fixed
+/// or adaptive draft length (by the draft exit's probe when there is one), and the draft's
+/// vocabulary.
+func speculation(_ loaded: LoadedModel, draftDepth: String, speculate: String, maxDraft: Int, draftConfidence: Double,
+                 vocabulary: DraftVocabularyChoice) throws -> DecodingStrategy {
+    let c = loaded.model.config
+    let draftVocabulary: DecodingStrategy.DraftVocabulary
+    switch vocabulary {
+    case .full: draftVocabulary = .full
+    case .shortlist:
+        guard let shortlist = loaded.probes?.shortlist, !shortlist.isEmpty else {
+            throw CommandLineError("--draft-vocabulary shortlist: \(loaded.description) has no calibrated shortlist; run `sortedtrain calibrate MODEL --data HELD_OUT.jsonl`")
+        }
+        draftVocabulary = .shortlist(shortlist)
+    }
+    var depth: Int, count = Int(speculate)
+    if draftDepth == "auto" {
+        guard let probes = loaded.probes,
+              let plan = DraftPlanner.plan(probes: probes, config: c,
+                                           draftVocabulary: vocabulary == .shortlist ? probes.shortlist.count : c.vocabSize,
+                                           maxDraft: speculate == "auto" ? maxDraft : count ?? maxDraft) else {
+            throw CommandLineError("--draft-depth auto: \(loaded.description) has no exit probes to plan from; run `sortedtrain calibrate MODEL --data HELD_OUT.jsonl` or name a depth")
+        }
+        printProgress(String(format: "--draft-depth auto: exit %d drafting %d tokens (agreement %.3f, expected %.2f× full depth by bytes read)",
+                             plan.depth, plan.speculate, plan.agreement, plan.expectedSpeedup))
+        depth = plan.depth
+        if speculate != "auto" { count = plan.speculate }
+    } else {
+        depth = Int(draftDepth)!
+    }
+    let lookahead: DecodingStrategy.Lookahead
+    if let count {
+        lookahead = .fixed(count)
+    } else if let probes = loaded.probes, probes.exits.contains(depth) {
+        lookahead = .probed(maximum: maxDraft, probes: probes, threshold: draftConfidence)
+    } else {
+        lookahead = .adaptive(maximum: maxDraft, threshold: draftConfidence)
+    }
+    return .selfSpeculative(draftDepth: depth, lookahead: lookahead, vocabulary: draftVocabulary)
 }

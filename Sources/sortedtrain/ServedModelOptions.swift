@@ -17,8 +17,8 @@ struct ServedModelOptions: ParsableArguments {
     var template: String?
 
     /// `path` (default: MODEL) with these options, checked to fit its tokenizer.
-    func load(_ path: String? = nil, template fallback: String? = nil) throws -> LoadedModel {
-        let loaded = try ModelSource.load(path ?? model, tokenizer: tokenizer, template: template ?? fallback)
+    func load(_ path: String? = nil, template fallback: String? = nil, readProbes: Bool = true) throws -> LoadedModel {
+        let loaded = try ModelSource.load(path ?? model, tokenizer: tokenizer, template: template ?? fallback, readProbes: readProbes)
         if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
         return loaded
     }

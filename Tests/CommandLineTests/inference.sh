@@ -135,11 +135,17 @@ assert r['calibration']['fit_prompts'] == 20 and r['calibration']['held_out_prom
 "$bin" generate "$ckpt" --prompt "$q" --early-exit-agreement 0.9 --max-new-tokens 24 --stats > "$work/probe.txt" 2> "$work/probe.err"
 check "generate --early-exit-agreement answers by the probes and reports its agreement" \
     grep -q "agreement with full-depth greedy" "$work/probe.err"
-"$bin" bench generate "$ckpt" --new-tokens 8 --prompt-tokens 16 --batch-size 2 --repeats 1 --early-exit-agreement 0.5,1 --json > "$work/bench-probes.json" 2>/dev/null
+for args in "--draft-depth 2 --draft-vocabulary shortlist" "--draft-depth auto --speculate auto" "--draft-depth auto --draft-vocabulary shortlist --speculate auto"; do
+    "$bin" generate "$ckpt" --prompt "$q" $args --max-new-tokens 24 > "$work/spec-probe.txt" 2> "$work/spec-probe.err"
+    check "self-speculative $args prints exactly the full-depth greedy answer" cmp "$work/spec-probe.txt" "$work/full.txt"
+done
+"$bin" bench generate "$ckpt" --new-tokens 8 --prompt-tokens 16 --batch-size 2 --repeats 1 --early-exit-agreement 0.5,1 --draft-vocabulary full,shortlist --json > "$work/bench-probes.json" 2>/dev/null
 check "bench generate --early-exit-agreement measures early exit by probes" python3 -c "
 import json, sys; r = json.load(open(sys.argv[1]))
 rows = [s for s in r['strategies'] if 'probes' in s['strategy']]
-assert len(rows) == 2 and all(0 <= x['agreement_with_full_depth'] <= 1 and 2 <= x['mean_layers_per_token'] <= 4 for x in rows), rows" "$work/bench-probes.json"
+assert len(rows) == 2 and all(0 <= x['agreement_with_full_depth'] <= 1 and 2 <= x['mean_layers_per_token'] <= 4 for x in rows), rows
+spec = [s for s in r['strategies'] if s['strategy'].startswith('self-speculative')]
+assert len(spec) == 2 and 'shortlist' in spec[1]['strategy'] and all(s['identical_to_full_depth'] for s in spec), spec" "$work/bench-probes.json"
 "$bin" export "$ckpt" --depth 4 --format gguf --out "$work/d4.gguf" > /dev/null 2>&1
 "$bin" export "$ckpt" --depth 4 --format hf --out "$work/d4-hf" > /dev/null 2>&1
 "$bin" export "$ckpt" --depth 2 --format hf --out "$work/d2-probes-hf" > "$work/d2-probes.out" 2>&1
@@ -192,6 +198,10 @@ bad "eval --exits empty" eval "$ckpt" --exits ""
 bad "generate --early-exit-agreement without probes" generate "$work/d2-probes-hf" --tokenizer byte --prompt hi --early-exit-agreement 0.9
 bad "generate --early-exit-agreement 1.5" generate "$ckpt" --prompt hi --early-exit-agreement 1.5
 bad "generate --early-exit-agreement with --depth" generate "$ckpt" --prompt hi --early-exit-agreement 0.9 --depth 2
+bad "generate --draft-vocabulary shortlist without a calibration" generate "$work/d2-probes-hf" --tokenizer byte --prompt hi --draft-depth 1 --draft-vocabulary shortlist
+bad "generate --draft-depth auto without probes" generate "$work/d2-probes-hf" --tokenizer byte --prompt hi --draft-depth auto
+bad "generate --draft-depth deep" generate "$ckpt" --prompt hi --draft-depth deep
+bad "calibrate --exits 9 on a 4-layer model" calibrate "$ckpt" --data "$work/data/validation.jsonl" --exits 9
 bad "calibrate --prompts 3" calibrate "$ckpt" --data "$work/data/validation.jsonl" --prompts 3
 bad "calibrate with a missing --data file" calibrate "$ckpt" --data "$work/none.jsonl"
 cp "$work/d4-hf/exit-probes.json" "$work/probes.bak"

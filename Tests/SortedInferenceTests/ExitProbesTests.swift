@@ -164,4 +164,63 @@ final class ExitProbesTests: XCTestCase {
         let noExits = LoadedModel(model: model, tokenizer: ByteTokenizer(), template: .none, exits: [4], window: 64, validation: [], description: "")
         XCTAssertThrowsError(try ExitCalibration.run(noExits, prompts: prompts, data: "random", settings: settings))
     }
+
+    /// Drafts over a shortlist, with a probe-driven draft length: greedy output is still the
+    /// full model's, token for token, whatever the shortlist misses.
+    func testShortlistAndProbedDraftsKeepGreedyOutputExact() throws {
+        let model = try inferenceModel(layers: 4, quietFrom: 2)
+        let D = model.config.hiddenSize
+        var rng = SplitMix64(seed: 8)
+        let probes = ExitProbes(layers: 4, hiddenSize: D,
+                                probes: [ExitProbe(depth: 2, weights: (0..<D).map { _ in Float(Double(rng.next() % 100) / 200 - 0.25) },
+                                                   saturation: 1, bias: 0.5, agreement: 0.8)],
+                                levels: [], calibration: CalibrationSummary(data: "", fitPrompts: 0, thresholdPrompts: 0, heldOutPrompts: 0,
+                                                                            fitTokens: 0, maxNewTokens: 0, seconds: 0))
+        let full = try TextGenerator(model: model, strategy: .fixed(depth: 4), stop: [], capacity: 48)
+        let prompts: [[Int32]] = [[3, 14, 15, 9, 2], [27, 18, 28], [1, 41, 42, 13, 56, 60]]
+        let reference = full.generate(prompts, maxNewTokens: 20)
+        let shortlist = Array(Set(reference.flatMap { $0 }).sorted().prefix(5)) + [0, 7, 60]   // misses most tokens
+        for lookahead: DecodingStrategy.Lookahead in [.fixed(3), .probed(maximum: 6, probes: probes, threshold: 0.5),
+                                                       .probed(maximum: 6, probes: probes, threshold: 0)] {
+            for vocabulary: DecodingStrategy.DraftVocabulary in [.full, .shortlist(shortlist)] {
+                let speculative = try TextGenerator(model: model, strategy: .selfSpeculative(draftDepth: 2, lookahead: lookahead, vocabulary: vocabulary),
+                                                    stop: [], capacity: 48)
+                XCTAssertEqual(speculative.generate(prompts, maxNewTokens: 20), reference, "\(lookahead) \(vocabulary)")
+                XCTAssertGreaterThan(speculative.stats.verifications, 0)
+            }
+        }
+        // A shortlist draft proposes only shortlisted tokens.
+        let only = try TextGenerator(model: model, strategy: .selfSpeculative(draftDepth: 2, lookahead: .fixed(4), vocabulary: .shortlist([5])),
+                                     stop: [], capacity: 48)
+        _ = only.generate(prompts, maxNewTokens: 20)
+        let fives = reference.flatMap { $0 }.filter { $0 == 5 }.count
+        XCTAssertLessThanOrEqual(only.stats.accepted, fives)
+        XCTAssertThrowsError(try TextGenerator(model: model, strategy: .selfSpeculative(draftDepth: 2, lookahead: .fixed(2), vocabulary: .shortlist([99])),
+                                               stop: [], capacity: 48))
+        XCTAssertThrowsError(try TextGenerator(model: model, strategy: .selfSpeculative(draftDepth: 1, lookahead: .probed(maximum: 2, probes: probes, threshold: 0.5)),
+                                               stop: [], capacity: 48))
+    }
+
+    func testShortlistIsTheMostFrequentTokensAndTheEndTokens() {
+        let list = ExitCalibration.shortlist(corpus: [[5, 5, 5, 2, 2, 9], [2, 7, 7, 7, 7]], size: 3, vocabulary: 10, always: [0])
+        XCTAssertEqual(list, [7, 2, 0])
+        XCTAssertEqual(ExitCalibration.shortlist(corpus: [[5, 42]], size: 8, vocabulary: 10, always: []), [5])
+    }
+
+    /// The plan prefers an exit that agrees more when the bytes are equal, and drafts more
+    /// tokens when agreement is high.
+    func testDraftPlanWeighsAgreementAgainstBytes() throws {
+        let model = try inferenceModel(layers: 8)
+        func probes(_ agreements: [(Int, Double)]) -> ExitProbes {
+            ExitProbes(layers: 8, hiddenSize: 32, probes: agreements.map { ExitProbe(depth: $0.0, weights: [], saturation: 0, bias: 0, agreement: $0.1) },
+                       levels: [], calibration: CalibrationSummary(data: "", fitPrompts: 0, thresholdPrompts: 0, heldOutPrompts: 0,
+                                                                   fitTokens: 0, maxNewTokens: 0, seconds: 0))
+        }
+        let c = model.config
+        let low = DraftPlanner.plan(probes: probes([(2, 0.3), (4, 0.9)]), config: c, draftVocabulary: c.vocabSize)!
+        XCTAssertEqual(low.depth, 4)
+        let high = DraftPlanner.plan(probes: probes([(2, 0.98)]), config: c, draftVocabulary: c.vocabSize)!
+        XCTAssertGreaterThanOrEqual(high.speculate, 3)
+        XCTAssertGreaterThan(high.expectedSpeedup, 1)
+    }
 }

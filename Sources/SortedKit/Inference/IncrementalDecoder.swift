@@ -113,13 +113,19 @@ public final class IncrementalDecoder {
 
     /// logits[i] = head(finalNorm(hidden[rows[i]])): [rows.count, V] into `logits`.
     public func logits(_ hidden: FloatBuffer, rows: Range<Int>, into logits: UnsafeMutablePointer<Float>) {
+        self.logits(hidden, rows: rows, head: model.parameters.pointer + model.layout.head, vocab: config.vocabSize, into: logits)
+    }
+
+    /// The same over another head: `head` [n, D] (e.g. a shortlist of the head's rows), so
+    /// logits [rows.count, n].
+    public func logits(_ hidden: FloatBuffer, rows: Range<Int>, head: UnsafePointer<Float>, vocab n: Int,
+                       into logits: UnsafeMutablePointer<Float>) {
         let c = config, D = c.hiddenSize, P = model.parameters.pointer
         precondition(rows.count <= maxRows && rows.upperBound * D <= hidden.count, "IncrementalDecoder.logits: rows out of range")
         ExitHead.normalize(hidden: hidden.pointer + rows.lowerBound * D, rows: rows.count,
                            normWeight: P + model.layout.finalNorm, eps: Float(c.rmsNormEps),
                            normed: normed.pointer, inverseRMS: inverseRMS.pointer, dim: D)
-        ExitHead.logits(normed: normed.pointer, rows: rows.count, headWeight: P + model.layout.head,
-                        vocab: c.vocabSize, dim: D, logits: logits)
+        ExitHead.logits(normed: normed.pointer, rows: rows.count, headWeight: head, vocab: n, dim: D, logits: logits)
     }
 
     private func checkRows(_ hidden: FloatBuffer, _ firstRow: Int, _ segments: [DecoderSegment], _ layers: Range<Int>) -> Int {
