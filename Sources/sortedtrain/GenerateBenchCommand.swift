@@ -42,7 +42,7 @@ struct GenerateBenchCommand: ParsableCommand {
     @Option(help: "Early exit by the model's calibrated probes (sortedtrain calibrate) at these agreements with full-depth greedy, comma-separated (e.g. 0.9,0.95).")
     var earlyExitAgreement: String?
 
-    @Option(help: "The exit that drafts for self-speculative decoding, or auto (a calibrated model's plan; default: the shallowest measured exit).")
+    @Option(help: "The exits that draft for self-speculative decoding, comma-separated, each a depth or auto (a calibrated model's plan; default: the shallowest measured exit).")
     var draftDepth: String?
 
     @Option(help: "Tokens drafted per verification, or auto (up to --max-draft while the draft's probe, else its top probability, reaches --draft-confidence).")
@@ -86,8 +86,8 @@ struct GenerateBenchCommand: ParsableCommand {
             throw CommandLineError("--speculate must be a number of tokens in 1...64 or auto, got '\(speculate)'")
         }
         guard (1...64).contains(maxDraft) else { throw CommandLineError("--max-draft must be in 1...64, got \(maxDraft)") }
-        if let draftDepth, draftDepth != "auto", Int(draftDepth) == nil {
-            throw CommandLineError("--draft-depth must be an exit depth or auto, got '\(draftDepth)'")
+        for d in draftDepth?.split(separator: ",") ?? [] where d != "auto" && Int(d) == nil {
+            throw CommandLineError("--draft-depth must list exit depths or auto, got '\(d)'")
         }
         for v in draftVocabulary.split(separator: ",") where DraftVocabularyChoice(rawValue: String(v)) == nil {
             throw CommandLineError("--draft-vocabulary: '\(v)' is not full or shortlist")
@@ -104,8 +104,10 @@ struct GenerateBenchCommand: ParsableCommand {
         }
         let thresholds = try parseNumbers(earlyExit, flag: "--early-exit")
         // No draft without an exit below the last layer (unless one is named).
-        let draft = draftDepth ?? depths.first { $0 < L }.map(String.init)
-        if let d = draft.flatMap({ Int($0) }), !(1..<L).contains(d) { throw CommandLineError("--draft-depth \(d) is outside 1...\(L - 1)") }
+        let drafts = draftDepth.map { $0.split(separator: ",").map(String.init) } ?? depths.first { $0 < L }.map { [String($0)] } ?? []
+        if let d = drafts.compactMap({ Int($0) }).first(where: { !(1..<L).contains($0) }) {
+            throw CommandLineError("--draft-depth \(d) is outside 1...\(L - 1)")
+        }
         let prompts = try promptsFile.map { try readPromptsFile($0) } ?? Self.prompts.map { ($0, "") }
         let ids = try prompts.map { try loaded.prompt(instruction: $0.instruction, input: $0.input) }
         var settings = GenerationBenchmarkSettings(exits: depths)
@@ -122,8 +124,8 @@ struct GenerateBenchCommand: ParsableCommand {
                 throw CommandLineError("--early-exit-agreement: \(loaded.description) has no exit probes; fit them with `sortedtrain calibrate MODEL --data HELD_OUT.jsonl`")
             }
         }
+        for draft in drafts {
         for vocabulary in draftVocabulary.split(separator: ",").compactMap({ DraftVocabularyChoice(rawValue: String($0)) }) {
-            guard let draft else { break }
             let strategy = try speculation(loaded, draftDepth: draft, speculate: speculate, maxDraft: maxDraft,
                                            draftConfidence: draftConfidence, vocabulary: vocabulary)
             guard case .selfSpeculative(let depth, let lookahead, _) = strategy else { continue }
@@ -133,7 +135,8 @@ struct GenerateBenchCommand: ParsableCommand {
             case .adaptive(let n, let t): length = "≤\(n) tokens while p ≥ \(t)"
             case .probed(let n, _, let t): length = "≤\(n) tokens while probe ≥ \(t)"
             }
-            settings.speculations.append(("self-speculative draft \(depth), \(length)\(vocabulary == .shortlist ? ", shortlist" : "")", strategy))
+            settings.speculations.append(("self-speculative draft \(depth)\(draft == "auto" ? " (auto)" : ""), \(length)\(vocabulary == .shortlist ? ", shortlist" : "")", strategy))
+        }
         }
         settings.repeats = repeats
         let result = try GenerationBenchmark.run(loaded, prompts: ids, settings: settings) { printProgress($0) }
