@@ -57,9 +57,15 @@ public struct StrategySpeed: Codable, Sendable {
     public var identicalToFullDepth: Bool
     public var exitHistogram: [String: Int]
     public var acceptanceRate: Double?
+    /// Weight bytes read per generated token (layers, heads, state propagation), and that
+    /// over full-depth decoding's: the bound a memory-bound decode speed-up cannot pass.
+    public var weightBytesPerToken: Double
+    public var bytesOverFullDepth: Double
 
     enum CodingKeys: String, CodingKey {
         case strategy
+        case weightBytesPerToken = "weight_bytes_per_token"
+        case bytesOverFullDepth = "bytes_over_full_depth"
         case tokensPerSecond = "tokens_per_s"
         case speedupOverFullDepth = "speedup_over_full_depth"
         case meanLayersPerToken = "mean_layers_per_token"
@@ -164,7 +170,8 @@ public enum GenerationBenchmark {
         let (full, reference) = try measure(.fixed(depth: L), answered, batchSize: 1, newTokens: s.newTokens, stop: stop)
         var strategies = [StrategySpeed(strategy: "full depth \(L)", tokensPerSecond: full.decodeTokensPerSecond, speedupOverFullDepth: 1,
                                         meanLayersPerToken: full.meanLayersPerToken, agreementWithFullDepth: 1,
-                                        identicalToFullDepth: true, exitHistogram: full.exitHistogram, acceptanceRate: nil)]
+                                        identicalToFullDepth: true, exitHistogram: full.exitHistogram, acceptanceRate: nil,
+                                        weightBytesPerToken: full.weightBytesPerToken, bytesOverFullDepth: 1)]
         var dynamic: [(String, DecodingStrategy)] = []
         if s.exits.contains(where: { $0 < L }) {
             let exits = s.exits.contains(L) ? s.exits : s.exits + [L]
@@ -189,10 +196,12 @@ public enum GenerationBenchmark {
                                       meanLayersPerToken: stats.meanLayersPerToken,
                                       agreementWithFullDepth: Double(same) / Double(max(total, 1)),
                                       identicalToFullDepth: outputs == reference, exitHistogram: stats.exitHistogram,
-                                      acceptanceRate: stats.acceptanceRate)
+                                      acceptanceRate: stats.acceptanceRate, weightBytesPerToken: stats.weightBytesPerToken,
+                                      bytesOverFullDepth: stats.weightBytesPerToken / max(full.weightBytesPerToken, 1))
             strategies.append(speed)
-            progress(String(format: "%@: %.1f tokens/s (%.2f× full depth), %.2f layers per token, agreement %.3f",
-                            name, speed.tokensPerSecond, speed.speedupOverFullDepth, speed.meanLayersPerToken, speed.agreementWithFullDepth))
+            progress(String(format: "%@: %.1f tokens/s (%.2f× full depth), %.2f layers per token, %.2f× full depth's weight bytes per token, agreement %.3f",
+                            name, speed.tokensPerSecond, speed.speedupOverFullDepth, speed.meanLayersPerToken, speed.bytesOverFullDepth,
+                            speed.agreementWithFullDepth))
         }
         return GenerationBenchmarkResult(model: loaded.description, openblasCore: BLAS.coreName, threads: BLAS.threads,
                                          readBandwidthGBPerSecond: bandwidth, promptTokens: prefillPrompt.count,

@@ -69,11 +69,14 @@ public struct GenerationStats: Codable, Sendable, Equatable {
     public var drafted = 0
     public var accepted = 0
     public var verifications = 0
+    /// Weight bytes the decoding steps read (layers, heads, propagation; not the KV cache).
+    public var weightBytesRead = 0
 
     public init() {}
 
     public var meanLayersPerToken: Double { generatedTokens > 0 ? Double(layersComputed) / Double(generatedTokens) : 0 }
     public var acceptanceRate: Double? { drafted > 0 ? Double(accepted) / Double(drafted) : nil }
+    public var weightBytesPerToken: Double { generatedTokens > 0 ? Double(weightBytesRead) / Double(generatedTokens) : 0 }
     public var decodeTokensPerSecond: Double { generatedTokens > 0 ? Double(generatedTokens) / max(decodeSeconds, 1e-9) : 0 }
     public var prefillTokensPerSecond: Double { promptTokens > 0 ? Double(promptTokens) / max(prefillSeconds, 1e-9) : 0 }
 }
@@ -271,15 +274,35 @@ public final class TextGenerator {
 
     private func row(_ i: Int) -> UnsafeMutablePointer<Float> { logits.pointer + i * V }
 
+    // The decoder's steps while decoding, counting the weight bytes each reads: a call reads
+    // its layers (or the head) once whatever its rows, which is what batch-1 decoding pays.
+    private func run(_ hidden: FloatBuffer, at row: Int = 0, segments: [DecoderSegment], layers: Range<Int>) {
+        decoder.forward(hidden, at: row, segments: segments, layers: layers)
+        stats.weightBytesRead += layers.count * model.layout.layerStride * 4
+    }
+
+    private func head(_ hidden: FloatBuffer, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        decoder.logits(hidden, rows: rows, into: out)
+        stats.weightBytesRead += V * model.config.hiddenSize * 4
+    }
+
+    /// State propagation reads each skipped layer's input norm and key/value rows only.
+    private func propagateState(_ hidden: FloatBuffer, segments: [DecoderSegment], layers: Range<Int>) {
+        decoder.propagate(hidden, segments: segments, layers: layers)
+        let c = model.config
+        stats.weightBytesRead += layers.count * (c.hiddenSize + 2 * c.keyValueWidth * c.hiddenSize) * 4
+    }
+
     /// The draft's logits for hidden row `r` into row 0: over the whole vocabulary, or over the
     /// shortlist with every other token at −10³⁰ (never the argmax, probability 0).
     private func draftLogits(row r: Int) {
         guard let shortlistHead else {
-            decoder.logits(hidden, rows: r..<(r + 1), into: row(0))
+            head(hidden, rows: r..<(r + 1), into: row(0))
             return
         }
         let N = shortlist.count, scores = row(1)   // row 1 is free while drafting: verification overwrites it
         decoder.logits(hidden, rows: r..<(r + 1), head: shortlistHead.pointer, vocab: N, into: scores)
+        stats.weightBytesRead += N * model.config.hiddenSize * 4
         let out = row(0)
         out.update(repeating: -1e30, count: V)
         for (i, id) in shortlist.enumerated() { out[Int(id)] = scores[i] }
@@ -305,7 +328,7 @@ public final class TextGenerator {
             guard !kept.isEmpty, maxNewTokens > 0 else { continue }
             prefill(kept, slot: b, layers: 0..<depth)
             timed {
-                decoder.logits(hidden, rows: 0..<1, into: row(0))
+                head(hidden, rows: 0..<1, into: row(0))
                 next[b] = samplers[b].choose(row(0), vocab: V)
             }
             active.append(b)
@@ -324,8 +347,8 @@ public final class TextGenerator {
                 }
                 guard !active.isEmpty else { break }
                 decoder.embed(active.map { next[$0] }, into: hidden)
-                decoder.forward(hidden, segments: active.map { DecoderSegment(slot: $0, rows: 1) }, layers: 0..<depth)
-                decoder.logits(hidden, rows: 0..<active.count, into: logits.pointer)
+                run(hidden, segments: active.map { DecoderSegment(slot: $0, rows: 1) }, layers: 0..<depth)
+                head(hidden, rows: 0..<active.count, into: logits.pointer)
                 for (i, b) in active.enumerated() { next[b] = samplers[b].choose(row(i), vocab: V) }
             }
         }
@@ -343,7 +366,7 @@ public final class TextGenerator {
         prefill(kept, slot: 0, layers: 0..<L)
         var output: [Int32] = []
         timed {
-            decoder.logits(hidden, rows: 0..<1, into: row(0))
+            head(hidden, rows: 0..<1, into: row(0))
             var token = sampler.choose(row(0), vocab: V)
             var depth = L   // the first token came from the prefill at full depth
             let segment = [DecoderSegment(slot: 0, rows: 1)]
@@ -357,16 +380,16 @@ public final class TextGenerator {
                 var exited = false
                 if case .probe = decision { previousState.pointer.update(from: hidden.pointer, count: model.config.hiddenSize) }
                 for (i, exit) in exits.filter({ $0 < L }).enumerated() {
-                    decoder.forward(hidden, segments: segment, layers: depth..<exit)
+                    run(hidden, segments: segment, layers: depth..<exit)
                     depth = exit
                     switch decision {
                     case .confidence(let thresholds, let measure):
-                        decoder.logits(hidden, rows: 0..<1, into: row(0))
+                        head(hidden, rows: 0..<1, into: row(0))
                         exited = LogitStatistics.confidence(row(0), count: V, measure: measure) >= thresholds[min(i, thresholds.count - 1)]
                     case .probe(let probes, let thresholds):
                         exited = probes.score(i, hidden: hidden.pointer, previous: previousState.pointer) >= thresholds[i]
                         if exited {
-                            decoder.logits(hidden, rows: 0..<1, into: row(0))
+                            head(hidden, rows: 0..<1, into: row(0))
                         } else {
                             previousState.pointer.update(from: hidden.pointer, count: model.config.hiddenSize)
                         }
@@ -374,11 +397,11 @@ public final class TextGenerator {
                     if exited { break }
                 }
                 if exited {
-                    decoder.propagate(hidden, segments: segment, layers: depth..<L)
+                    propagateState(hidden, segments: segment, layers: depth..<L)
                 } else {
-                    decoder.forward(hidden, segments: segment, layers: depth..<L)
+                    run(hidden, segments: segment, layers: depth..<L)
                     depth = L
-                    decoder.logits(hidden, rows: 0..<1, into: row(0))
+                    head(hidden, rows: 0..<1, into: row(0))
                 }
                 token = sampler.choose(row(0), vocab: V)
             }
@@ -409,7 +432,7 @@ public final class TextGenerator {
         var draftProbabilities = greedy ? [] : [Float](repeating: 0, count: maxDraft * V)
         var targetProbabilities = greedy ? [] : [Float](repeating: 0, count: V)
         timed {
-            decoder.logits(hidden, rows: 0..<1, into: row(0))
+            head(hidden, rows: 0..<1, into: row(0))
             var pending = sampler.choose(row(0), vocab: V)
             /// Emits a token (checked by all L layers); false when generation ends here.
             func emit(_ token: Int32) -> Bool {
@@ -435,11 +458,11 @@ public final class TextGenerator {
                     decoder.embed([input], into: hidden, at: fed)
                     let one = [DecoderSegment(slot: 0, rows: 1)]
                     if let probe {
-                        decoder.forward(hidden, at: fed, segments: one, layers: 0..<probe.before)
+                        run(hidden, at: fed, segments: one, layers: 0..<probe.before)
                         previousState.pointer.update(from: hidden.pointer + fed * D, count: D)
-                        decoder.forward(hidden, at: fed, segments: one, layers: probe.before..<k)
+                        run(hidden, at: fed, segments: one, layers: probe.before..<k)
                     } else {
-                        decoder.forward(hidden, at: fed, segments: one, layers: 0..<k)
+                        run(hidden, at: fed, segments: one, layers: 0..<k)
                     }
                     fed += 1
                     if drafts.count == limit { break }
@@ -464,8 +487,8 @@ public final class TextGenerator {
                     input = d
                 }
                 // Verify: layers k..<L over all fed rows at once; row i predicts after input i.
-                decoder.forward(hidden, segments: [DecoderSegment(slot: 0, rows: fed)], layers: k..<L)
-                decoder.logits(hidden, rows: 0..<fed, into: logits.pointer)
+                run(hidden, segments: [DecoderSegment(slot: 0, rows: fed)], layers: k..<L)
+                head(hidden, rows: 0..<fed, into: logits.pointer)
                 stats.verifications += 1
                 stats.drafted += drafts.count
                 var acceptedCount = 0

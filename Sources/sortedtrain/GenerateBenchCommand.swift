@@ -150,11 +150,13 @@ struct GenerateBenchCommand: ParsableCommand {
             print(String(format: "%-6d %-14.0f %-19.1f %-19.1f %-7.2f %.2f", d.depth, d.prefillTokensPerSecond, d.decodeTokensPerSecondBatch1,
                          d.decodeTokensPerSecondBatched, d.speedupOverFullDepth, d.fractionOfBandwidthLimit))
         }
-        print("strategy                                  tok/s   × full  layers/token  agreement  identical  acceptance")
+        let width = max(41, result.strategies.map(\.strategy.count).max() ?? 0)
+        print("strategy".padding(toLength: width, withPad: " ", startingAt: 0)
+              + " tok/s   × full  layers/token  bytes × full  agreement  identical  acceptance")
         for s in result.strategies {
-            print(s.strategy.padding(toLength: 41, withPad: " ", startingAt: 0)
-                  + String(format: " %-7.1f %-7.2f %-13.2f %-10.3f %-10@ %@", s.tokensPerSecond, s.speedupOverFullDepth, s.meanLayersPerToken,
-                           s.agreementWithFullDepth, s.identicalToFullDepth ? "yes" : "no",
+            print(s.strategy.padding(toLength: width, withPad: " ", startingAt: 0)
+                  + String(format: " %-7.1f %-7.2f %-13.2f %-13.2f %-10.3f %-10@ %@", s.tokensPerSecond, s.speedupOverFullDepth, s.meanLayersPerToken,
+                           s.bytesOverFullDepth, s.agreementWithFullDepth, s.identicalToFullDepth ? "yes" : "no",
                            s.acceptanceRate.map { String(format: "%.2f", $0) } ?? "-"))
         }
     }

@@ -223,4 +223,19 @@ final class ExitProbesTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(high.speculate, 3)
         XCTAssertGreaterThan(high.expectedSpeedup, 1)
     }
+
+    /// Weight bytes per token: a fixed depth reads its layers and the head once per token at
+    /// batch 1 (the batch shares them); never exiting by probe reads what full depth reads.
+    func testWeightBytesReadPerToken() throws {
+        let model = try inferenceModel()
+        let c = model.config, layer = model.layout.layerStride * 4, head = c.vocabSize * c.hiddenSize * 4
+        let prompt: [Int32] = [3, 14, 15, 9, 2]
+        let one = try TextGenerator(model: model, strategy: .fixed(depth: 2), stop: [], capacity: 40)
+        _ = one.generate([prompt], maxNewTokens: 6)
+        // 6 tokens: 6 head passes, 5 forwards of 2 layers (the first token came from the prefill).
+        XCTAssertEqual(one.stats.weightBytesRead, 6 * head + 5 * 2 * layer)
+        let batched = try TextGenerator(model: model, strategy: .fixed(depth: 2), stop: [], batchSize: 2, capacity: 40)
+        _ = batched.generate([prompt, prompt], maxNewTokens: 6)
+        XCTAssertEqual(batched.stats.weightBytesRead, 2 * head + 5 * (2 * layer + head))
+    }
 }
