@@ -589,20 +589,51 @@ def write(study, args, figures):
     add("")
     add("## Dynamic inference")
     add("")
+    add("Early exit by the paper's softmax thresholds pays a head pass at every exit tried; early exit by the "
+        "calibrated probes (`sortedtrain calibrate`) decides on the hidden state and runs the head once, at the exit "
+        "chosen. Self-speculation drafts at an exit (9, or the plan `auto` makes from the probes' agreement and the "
+        "bytes each exit reads) over the whole vocabulary or the calibrated shortlist; its greedy output equals full "
+        "depth's. Weight bytes per token are counted by the decoder (layers, heads, state propagation; not the KV cache), "
+        "over full-depth decoding's.")
+    add("")
     rows = []
     for arm in arms:
         for st in (s.bench[arm] or {}).get("strategies", []):
             rows.append([code(arm), st["strategy"], f"{st['tokens_per_s']:.1f}", f"{st['speedup_over_full_depth']:.2f}",
-                         f"{st['mean_layers_per_token']:.2f}", f"{st['agreement_with_full_depth']:.3f}",
-                         fmt(st.get("acceptance_rate"), 2)])
+                         f"{st['mean_layers_per_token']:.2f}", fmt(st.get("bytes_over_full_depth"), 2),
+                         f"{st['agreement_with_full_depth']:.3f}", fmt(st.get("acceptance_rate"), 2)])
     if rows:
-        extend(table(["arm", "strategy", "tok/s", "× full depth", "layers per token", "agreement with full-depth greedy",
-                      "acceptance"], rows))
+        extend(table(["arm", "strategy", "tok/s", "× full depth", "layers per token", "weight bytes × full depth",
+                      "agreement with full-depth greedy", "acceptance"], rows))
     missing = [a for a in arms if not s.bench[a]]
     if missing:
         add("")
         add(f"No benchmark file for {join_words(map(code, missing))}.")
     add("")
+    calibrated = [(arm, load_optional(os.path.join(s.out, f"calibration-{arm}.json"))) for arm in arms]
+    calibrated = [(arm, c) for arm, c in calibrated if c]
+    if calibrated:
+        add("### Calibrated exit probes")
+        add("")
+        add("Per arm, the levels `calibrate` stored: the token risk that set the thresholds, and what generating with "
+            "them gave on the prompts that chose them and on held-out prompts neither the probes nor the thresholds saw "
+            "(token agreement with full-depth greedy answers, layers per token).")
+        add("")
+        rows = []
+        for arm, c in calibrated:
+            for level in c["levels"]:
+                rows.append([code(arm), f"{level['token_risk']:.3f}", f"{level['agreement']:.3f}", f"{level['layers_per_token']:.2f}",
+                             f"{level['held_out_agreement']:.3f}", f"{level['held_out_layers_per_token']:.2f}"])
+        extend(table(["arm", "token risk", "agreement", "layers per token", "held-out agreement", "held-out layers per token"], rows))
+        add("")
+        for arm, c in calibrated:
+            cal = c["calibration"]
+            agreements = ", ".join(f"{d}: {a:.3f}" for d, a in zip(c["exits"], c["exit_agreement"]))
+            add(f"- {code(arm)}: probes fitted on {cal['fit_tokens']} answer tokens of {cal['fit_prompts']} prompts "
+                f"({cal['threshold_prompts']} chose thresholds, {cal['held_out_prompts']} held out) in {cal['seconds']:.0f} s; "
+                f"top-1 agreement with exit 30 per exit: {agreements}; draft shortlist {c.get('shortlist_tokens', 0)} tokens, "
+                f"covering {100 * cal.get('shortlist_coverage', 0):.1f}% of the held-out answers' tokens.")
+        add("")
 
     # Training.
     add("## Training cost")

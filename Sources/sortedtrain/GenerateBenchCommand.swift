@@ -131,7 +131,7 @@ struct GenerateBenchCommand: ParsableCommand {
             guard case .selfSpeculative(let depth, let lookahead, _) = strategy else { continue }
             let length: String
             switch lookahead {
-            case .fixed(let n): length = "\(n) tokens"
+            case .fixed(let n): length = "\(n) token\(n == 1 ? "" : "s")"
             case .adaptive(let n, let t): length = "≤\(n) tokens while p ≥ \(t)"
             case .probed(let n, _, let t): length = "≤\(n) tokens while probe ≥ \(t)"
             }
