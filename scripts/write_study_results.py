@@ -165,6 +165,11 @@ def depth_list(depths):
     return ", ".join(map(str, depths))
 
 
+def answers_phrase(graded):
+    counts = sorted({st["answered"] for _, g in graded if g for st in g.get("strategies") or []})
+    return "/".join(map(str, counts)) or "the"
+
+
 def cpu_model():
     try:
         for line in open("/proc/cpuinfo"):
@@ -626,6 +631,23 @@ def write(study, args, figures):
                              f"{level['held_out_agreement']:.3f}", f"{level['held_out_layers_per_token']:.2f}"])
         extend(table(["arm", "token risk", "agreement", "layers per token", "held-out agreement", "held-out layers per token"], rows))
         add("")
+        graded = [(arm, load_optional(os.path.join(s.out, f"graded-{arm}.json"))) for arm, _ in calibrated]
+        rows = []
+        for arm, g in graded:
+            if not g:
+                continue
+            last = next((e for e in g["exits"] if e["depth"] == 30), None)
+            rows.append([code(arm), "full depth 30", percent(last.get("exact_match") if last else None), "30.00", "1.000",
+                         fmt(last.get("generation_tokens_per_s") if last else None, 1)])
+            for st in g.get("strategies") or []:
+                rows.append([code(arm), st["strategy"], percent(st["exact_match"]), f"{st['layers_per_token']:.2f}",
+                             fmt(st.get("agreement_with_full_depth")), f"{st['tokens_per_s']:.1f}"])
+        if rows:
+            add(f"On the task: exact match of {answers_phrase(graded)} greedy answers at full depth (batched) and with "
+                "early exit by probes (one prompt at a time), with the token agreement with the full-depth answers.")
+            add("")
+            extend(table(["arm", "strategy", "exact match", "layers per token", "agreement with full depth", "tok/s"], rows))
+            add("")
         for arm, c in calibrated:
             cal = c["calibration"]
             agreements = ", ".join(f"{d}: {a:.3f}" for d, a in zip(c["exits"], c["exit_agreement"]))

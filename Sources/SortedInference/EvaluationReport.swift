@@ -6,6 +6,8 @@ public struct EvaluationReport: Codable, Sendable {
     public var model: String
     public var exits: [ExitReport]
     public var compared: Compared?
+    /// Dynamic-depth strategies graded on the same questions (eval --early-exit-agreement).
+    public var strategies: [StrategyReport]?
 
     public struct Compared: Codable, Sendable {
         public var model: String

@@ -50,6 +50,26 @@ public struct ExitReport: Codable, Sendable, Equatable {
     }
 }
 
+/// The answers of a dynamic-depth strategy, graded as an exit's are.
+public struct StrategyReport: Codable, Sendable, Equatable {
+    public var strategy: String
+    public var exactMatch: Double
+    public var answered: Int
+    /// Generated tokens per second, one prompt at a time.
+    public var tokensPerSecond: Double
+    public var layersPerToken: Double
+    /// Token agreement with the last layer's greedy answers (nil when it was not evaluated).
+    public var agreementWithFullDepth: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case strategy, answered
+        case exactMatch = "exact_match"
+        case tokensPerSecond = "tokens_per_s"
+        case layersPerToken = "layers_per_token"
+        case agreementWithFullDepth = "agreement_with_full_depth"
+    }
+}
+
 public struct EvaluationSettings: Sendable {
     public var exits: [Int]
     /// Instruction records answered per exit (0: no generation).
@@ -57,6 +77,8 @@ public struct EvaluationSettings: Sendable {
     /// Prompts generated together.
     public var batchSize: Int
     public var maxNewTokens: Int
+    /// Dynamic-depth strategies whose answers are graded too (e.g. early exit by probes).
+    public var strategies: [(name: String, strategy: DecodingStrategy)] = []
 
     public init(exits: [Int], answerLimit: Int = 200, batchSize: Int = 8, maxNewTokens: Int = 32) {
         self.exits = exits
@@ -83,6 +105,14 @@ public enum Evaluator {
     public static func run(_ loaded: LoadedModel, files: [String], settings: EvaluationSettings,
                            communicator: Communicator = SingleProcessCommunicator(),
                            progress: (String) -> Void = { _ in }) throws -> [ExitReport] {
+        try runAll(loaded, files: files, settings: settings, communicator: communicator, progress: progress).exits
+    }
+
+    /// Every exit, and the answers of `settings.strategies` graded and compared with the
+    /// full-depth greedy answers (which need the last layer among the exits).
+    public static func runAll(_ loaded: LoadedModel, files: [String], settings: EvaluationSettings,
+                              communicator: Communicator = SingleProcessCommunicator(),
+                              progress: (String) -> Void = { _ in }) throws -> (exits: [ExitReport], strategies: [StrategyReport]) {
         let L = loaded.model.config.numHiddenLayers
         let exits = settings.exits
         guard !exits.isEmpty else { throw EvaluationError.badExits("no exits to evaluate") }
@@ -99,7 +129,7 @@ public enum Evaluator {
         let dataset = try DatasetLoader.load(files, builder: builder)
         var reports = try heldOut(loaded.model, dataset: dataset, exits: exits, communicator: communicator)
         say("loss on \(dataset.count) examples of \(files.joined(separator: ", "))")
-        guard settings.answerLimit > 0 else { return reports }
+        guard settings.answerLimit > 0 else { return (reports, []) }
 
         // Instruction records with an answer, for exact match.
         var questions: [(prompt: [Int32], answer: String)] = []
@@ -110,14 +140,16 @@ public enum Evaluator {
                 questions.append((try loaded.prompt(instruction: instruction, input: input), output))
             }
         }
-        guard !questions.isEmpty else { return reports }
+        guard !questions.isEmpty else { return (reports, []) }
         let asked = Array(stride(from: communicator.rank, to: questions.count, by: communicator.size)).map { questions[$0] }
         let capacity = min(loaded.model.config.maxPositionEmbeddings,
                            (questions.map(\.prompt.count).max() ?? 0) + min(settings.maxNewTokens, loaded.model.config.maxPositionEmbeddings) + 1)
+        var fullDepth: [[Int32]]?
         for (e, depth) in exits.enumerated() {
             let generator = try TextGenerator(model: loaded.model, strategy: .fixed(depth: depth), stop: loaded.stopTokens,
                                               batchSize: min(settings.batchSize, max(asked.count, 1)), capacity: capacity)
             let outputs = generator.generate(asked.map(\.prompt), maxNewTokens: settings.maxNewTokens)
+            if depth == L { fullDepth = outputs }
             var counts = [0.0, Double(generator.stats.generatedTokens),
                           generator.stats.prefillSeconds + generator.stats.decodeSeconds]
             for (output, question) in zip(outputs, asked)
@@ -132,7 +164,27 @@ public enum Evaluator {
             say(String(format: "exit %d: exact match %d/%d, %.0f generated tokens/s", depth, Int(counts[0]),
                        questions.count, reports[e].generationTokensPerSecond!))
         }
-        return reports
+        var strategies: [StrategyReport] = []
+        for (name, strategy) in settings.strategies {
+            let generator = try TextGenerator(model: loaded.model, strategy: strategy, stop: loaded.stopTokens, capacity: capacity)
+            let outputs = generator.generate(asked.map(\.prompt), maxNewTokens: settings.maxNewTokens)
+            let (same, total) = fullDepth.map { tokenAgreement(outputs, $0) } ?? (0, 0)
+            let st = generator.stats
+            var counts = [0.0, Double(st.generatedTokens), st.decodeSeconds, Double(st.layersComputed), Double(same), Double(total)]
+            for (output, question) in zip(outputs, asked)
+            where SynthTasks.grade(prediction: loaded.tokenizer.decode(output, skipSpecialTokens: true), answer: question.answer) {
+                counts[0] += 1
+            }
+            try communicator.allReduceSum(&counts)
+            let report = StrategyReport(strategy: name, exactMatch: counts[0] / Double(questions.count), answered: questions.count,
+                                        tokensPerSecond: counts[1] / max(counts[2] / Double(communicator.size), 1e-9),
+                                        layersPerToken: counts[3] / max(counts[1], 1),
+                                        agreementWithFullDepth: fullDepth == nil ? nil : counts[4] / max(counts[5], 1))
+            strategies.append(report)
+            say(String(format: "%@: exact match %d/%d, %.2f layers per token, %.0f tokens/s", name, Int(counts[0]), questions.count,
+                       report.layersPerToken, report.tokensPerSecond))
+        }
+        return (reports, strategies)
     }
 
     /// The loss-side report of every exit (no generation) over the first `limit` examples

@@ -49,6 +49,9 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "The model's name in the report and chart (default: its path); with --compare, two comma-separated names.")
     var name: String?
 
+    @Option(help: "Also answer with early exit by the model's calibrated probes at these agreements (comma-separated, e.g. 0.9,0.95), graded like the exits.")
+    var earlyExitAgreement: String?
+
     @Option(help: "Write the results as JSON to this file ('-' for stdout).")
     var json: String?
 
@@ -60,6 +63,12 @@ struct EvalCommand: ParsableCommand {
         guard maxNewTokens >= 1 else { throw CommandLineError("--max-new-tokens must be at least 1, got \(maxNewTokens)") }
         guard limit >= 0 else { throw CommandLineError("--limit must be 0 or more, got \(limit)") }
         if let exits { _ = try parseDepths(exits, flag: "--exits") }
+        if let earlyExitAgreement {
+            let values = try parseNumbers(earlyExitAgreement, flag: "--early-exit-agreement")
+            guard values.allSatisfy({ $0 > 0 && $0 <= 1 }), limit > 0 else {
+                throw CommandLineError("--early-exit-agreement needs agreements in (0, 1] and answers to grade (--limit above 0), got '\(earlyExitAgreement)'")
+            }
+        }
         if let name {
             let names = name.split(separator: ",", omittingEmptySubsequences: false)
             guard names.count == (compare == nil ? 1 : 2), !names.contains(where: \.isEmpty) else {
@@ -81,10 +90,16 @@ struct EvalCommand: ParsableCommand {
             throw CommandLineError("no evaluation data: pass --data FILE (the model names no validation files)")
         }
         let depths = try exits.map { try parseDepths($0, flag: "--exits") } ?? loaded.exits
-        func evaluate(_ loaded: LoadedModel) throws -> [ExitReport] {
-            let settings = EvaluationSettings(exits: depths, answerLimit: limit, batchSize: batchSize, maxNewTokens: maxNewTokens)
+        let agreements = try earlyExitAgreement.map { try parseNumbers($0, flag: "--early-exit-agreement") } ?? []
+        func evaluate(_ loaded: LoadedModel, strategies: Bool) throws -> (exits: [ExitReport], strategies: [StrategyReport]) {
+            var settings = EvaluationSettings(exits: depths, answerLimit: limit, batchSize: batchSize, maxNewTokens: maxNewTokens)
+            if strategies {
+                settings.strategies = try agreements.map { a in
+                    (String(format: "early exit by probes, agreement %.2f", a), try probedEarlyExit(loaded, agreement: a))
+                }
+            }
             do {
-                return try Evaluator.run(loaded, files: files, settings: settings, communicator: communicator) { line in
+                return try Evaluator.runAll(loaded, files: files, settings: settings, communicator: communicator) { line in
                     if json != "-" { printProgress(line) }
                 }
             } catch let error as EvaluationError {
@@ -92,10 +107,13 @@ struct EvalCommand: ParsableCommand {
             }
         }
         let names = name.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) } ?? []
-        var result = EvaluationReport(model: names.first ?? loaded.description, exits: try evaluate(loaded))
+        let own = try evaluate(loaded, strategies: true)
+        var result = EvaluationReport(model: names.first ?? loaded.description, exits: own.exits)
+        if !agreements.isEmpty { result.strategies = own.strategies }
         if let compare {
             let other = try served.load(compare)
-            result.compared = EvaluationReport.Compared(model: names.count > 1 ? names[1] : other.description, exits: try evaluate(other))
+            result.compared = EvaluationReport.Compared(model: names.count > 1 ? names[1] : other.description,
+                                                        exits: try evaluate(other, strategies: false).exits)
         }
         guard rank0 else { return }
         if let json {
@@ -118,6 +136,11 @@ struct EvalCommand: ParsableCommand {
             for r in result.exits {
                 print(String(format: "%-5d %-7.4f %-9.3f %-9.3f %-7.3f %-14.4f ", r.depth, r.loss, r.perplexity, r.accuracy,
                              r.agreement, r.klFromDeepest) + cell(em(r) + (r.exactMatch == nil ? "" : " of \(r.answered)"), 12) + " " + speed(r))
+            }
+            for s in result.strategies ?? [] {
+                print(String(format: "%@: exact match %.1f%% of %d, %.2f layers per token, agreement with full depth %@, %.0f tokens/s",
+                             s.strategy, 100 * s.exactMatch, s.answered, s.layersPerToken,
+                             s.agreementWithFullDepth.map { String(format: "%.3f", $0) } ?? "-", s.tokensPerSecond))
             }
             return
         }

@@ -146,6 +146,11 @@ rows = [s for s in r['strategies'] if 'probes' in s['strategy']]
 assert len(rows) == 2 and all(0 <= x['agreement_with_full_depth'] <= 1 and 2 <= x['mean_layers_per_token'] <= 4 for x in rows), rows
 spec = [s for s in r['strategies'] if s['strategy'].startswith('self-speculative')]
 assert len(spec) == 2 and 'shortlist' in spec[1]['strategy'] and all(s['identical_to_full_depth'] for s in spec), spec" "$work/bench-probes.json"
+"$bin" eval "$ckpt" --limit 12 --early-exit-agreement 0.5,1 --json "$work/eval-probes.json" > /dev/null 2>&1
+check "eval --early-exit-agreement grades early exit by probes beside the exits" python3 -c "
+import json, sys; r = json.load(open(sys.argv[1])); s = r['strategies']
+assert len(s) == 2 and all(x['answered'] == 12 and 0 <= x['exact_match'] <= 1 and 2 <= x['layers_per_token'] <= 4 for x in s), s
+assert all(0 <= x['agreement_with_full_depth'] <= 1 for x in s), s" "$work/eval-probes.json"
 "$bin" export "$ckpt" --depth 4 --format gguf --out "$work/d4.gguf" > /dev/null 2>&1
 "$bin" export "$ckpt" --depth 4 --format hf --out "$work/d4-hf" > /dev/null 2>&1
 "$bin" export "$ckpt" --depth 2 --format hf --out "$work/d2-probes-hf" > "$work/d2-probes.out" 2>&1
