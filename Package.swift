@@ -42,7 +42,7 @@ let package = Package(
 
         // Serving every depth: generation strategies (fixed depth, early exit,
         // self-speculative), per-exit evaluation and their benchmark, over SortedKit's decoder.
-        .target(name: "SortedInference", dependencies: ["SortedKit", "SortedData", "SortedDistributed", "SortedPlot"]),
+        .target(name: "SortedInference", dependencies: ["SortedKit", "SortedFormats", "SortedData", "SortedDistributed", "SortedPlot"]),
 
         // Run configuration, the training loop, metrics, benchmarks.
         .target(name: "SortedTraining", dependencies: ["SortedKit", "SortedDistributed", "SortedFormats", "SortedIO",

@@ -6,6 +6,7 @@
 // head costs V·D. `ExitCalibration` fits the probes and stores, for a grid of risk levels, the
 // per-exit thresholds and the agreement with full-depth greedy decoding they reached.
 import Foundation
+import SortedFormats
 import SortedKit
 
 public struct ExitProbe: Codable, Sendable, Equatable {
@@ -234,9 +235,9 @@ public struct ExitProbes: Codable, Sendable, Equatable {
     public static func decode(_ text: String, source: String, for config: LlamaConfig) throws -> ExitProbes {
         let probes: ExitProbes
         do { probes = try JSONDecoder().decode(ExitProbes.self, from: Data(text.utf8)) } catch {
-            throw ExitProbesError(file: source, "holds no readable probes (\(reason(error))); calibrate the model again")
+            throw FormatError(file: source, "holds no readable probes (\(reason(error))); calibrate the model again")
         }
-        if let problem = probes.mismatch(config) { throw ExitProbesError(file: source, "\(problem); calibrate the model again") }
+        if let problem = probes.mismatch(config) { throw FormatError(file: source, "\(problem); calibrate the model again") }
         return probes
     }
 
@@ -246,19 +247,19 @@ public struct ExitProbes: Codable, Sendable, Equatable {
         guard FileManager.default.fileExists(atPath: url.path) else { return nil }
         let probes = try read(url)
         if let problem = probes.mismatch(config) {
-            throw ExitProbesError(file: url.path, "\(problem); run `sortedtrain calibrate` again or delete it")
+            throw FormatError(file: url.path, "\(problem); run `sortedtrain calibrate` again or delete it")
         }
         return probes
     }
 
     public static func read(_ url: URL) throws -> ExitProbes {
         guard let data = FileManager.default.contents(atPath: url.path) else {
-            throw ExitProbesError(file: url.path, "cannot be read")
+            throw FormatError(file: url.path, "cannot be read")
         }
         do {
             return try JSONDecoder().decode(ExitProbes.self, from: data)
         } catch {
-            throw ExitProbesError(file: url.path, "is not a probes file (\(Self.reason(error))); run `sortedtrain calibrate` again or delete it")
+            throw FormatError(file: url.path, "is not a probes file (\(Self.reason(error))); run `sortedtrain calibrate` again or delete it")
         }
     }
 
@@ -273,18 +274,7 @@ public struct ExitProbes: Codable, Sendable, Equatable {
             }
         } catch {
             try? FileManager.default.removeItem(at: temporary)
-            throw ExitProbesError(file: url.path, "cannot be written (\(error.localizedDescription))")
+            throw FormatError(file: url.path, "cannot be written (\(error.localizedDescription))")
         }
     }
-}
-
-/// A probes file that cannot be used, as one line naming it.
-public struct ExitProbesError: Error, CustomStringConvertible {
-    public let file: String
-    public let message: String
-    public init(file: String, _ message: String) {
-        self.file = file
-        self.message = message
-    }
-    public var description: String { "\(file): \(message)" }
 }
