@@ -1,0 +1,102 @@
+/*
+ * cquant: quantized matrix kernels in the GGUF / llama.cpp block formats.
+ *
+ * Formats (blocks of CQ_BLOCK = 32 consecutive weights along a row; byte layouts are packed and
+ * little-endian; "fp16" is an IEEE half):
+ *   Q8_0 (34 bytes): fp16 d, int8 qs[32];               value[i] = d * qs[i]
+ *   Q4_0 (18 bytes): fp16 d, uint8 qs[16];              value[j] = d * ((qs[j] & 15) - 8),
+ *                                                       value[j + 16] = d * ((qs[j] >> 4) - 8)
+ *   Q4_1 (20 bytes): fp16 d, fp16 m, uint8 qs[16];      same nibble order, value = d * nibble + m
+ *   Q8_1 (40 bytes): float d, float s, int8 qs[32];     activations for Q4_1 weights, s = d * sum(qs).
+ *       NOTE: llama.cpp's block_q8_1 stores d and s as fp16 (36 bytes); this library's Q8_1 is an
+ *       internal activation format with float d and s, not interchangeable with GGUF Q8_1 data.
+ * Q8_0, Q4_0 and Q4_1 rows are byte-identical to GGUF tensor rows of those types.
+ *
+ * Conventions for every function below:
+ *   - k (elements per row) must be a positive multiple of 32; otherwise the row-size functions
+ *     return 0 and the other functions return without touching their outputs.
+ *   - Pointers need no particular alignment (all loads are unaligned-safe).
+ *   - Inputs to the quantizers must be finite (Q8_0 activations also |x| < ~8e6, so d fits fp16).
+ *   - All functions are reentrant and thread-safe (no global scratch; a matmul keeps its activation
+ *     scales in a 16 KB stack buffer, or a malloc'ed one for k * min(n, 16) > 65536); the only global
+ *     state is the kernel choice (see cq_set_portable), best set before worker threads start.
+ *   - Build cquant.c optimized (-O2): at -O0 the kernels run ~50x slower.
+ *   - Dependencies: libc (malloc, free, memcpy, strcmp) and, on x86-64, the compiler runtime
+ *     behind __builtin_cpu_supports (libgcc / compiler-rt); no libm.
+ */
+#ifndef CQUANT_H
+#define CQUANT_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CQ_BLOCK = 32 };
+
+/* Bytes in one Q8_0 row of k elements (k / 32 * 34), 0 if k is not a positive multiple of 32. */
+size_t cq_row_bytes_q8_0(int64_t k);
+/* Bytes in one Q4_0 row of k elements (k / 32 * 18), 0 if k is not a positive multiple of 32. */
+size_t cq_row_bytes_q4_0(int64_t k);
+/* Bytes in one Q4_1 row of k elements (k / 32 * 20), 0 if k is not a positive multiple of 32. */
+size_t cq_row_bytes_q4_1(int64_t k);
+/* Bytes in one (float-scaled, see above) Q8_1 row of k elements (k / 32 * 40), 0 if k is invalid. */
+size_t cq_row_bytes_q8_1(int64_t k);
+
+/* Quantize k floats to Q8_0 like llama.cpp: d = max|x| / 127, q = round(x * (1/d)) (0 when d == 0); weights and activations. */
+void cq_quantize_row_q8_0(const float *x, void *y, int64_t k);
+/* Quantize k floats (activations for Q4_1 matmuls) to Q8_1: as Q8_0 with float d, plus s = d * sum(q). */
+void cq_quantize_row_q8_1(const float *x, void *y, int64_t k);
+/* Quantize k floats to Q4_0 like llama.cpp's quantize_row_q4_0_ref (d = signed max-magnitude / -8). */
+void cq_quantize_row_q4_0(const float *x, void *y, int64_t k);
+/* Quantize k floats to Q4_1 like llama.cpp's quantize_row_q4_1_ref (d = (max - min) / 15, m = min). */
+void cq_quantize_row_q4_1(const float *x, void *y, int64_t k);
+
+/* Dequantize one Q8_0 row of k elements to floats. */
+void cq_dequantize_row_q8_0(const void *x, float *y, int64_t k);
+/* Dequantize one Q4_0 row of k elements to floats. */
+void cq_dequantize_row_q4_0(const void *x, float *y, int64_t k);
+/* Dequantize one Q4_1 row of k elements to floats. */
+void cq_dequantize_row_q4_1(const void *x, float *y, int64_t k);
+
+/*
+ * Matmuls: for r in [0, rows), i in [0, n):
+ *     Y[i * ldy + r] = dot(W row r, Xq row i)        (accumulate == 0)
+ *     Y[i * ldy + r] += dot(W row r, Xq row i)       (accumulate != 0)
+ * W: `rows` consecutive quantized rows of k elements (cq_row_bytes_*(k) bytes each).
+ * Xq: n consecutive activation rows, quantized with cq_quantize_row_q8_0 (for Q8_0 and Q4_0
+ * weights) or cq_quantize_row_q8_1 (for Q4_1 weights). Y must not overlap W or Xq; ldy >= rows
+ * when n > 1. Each W byte is streamed from memory once per call for n <= 16 (n is tiled beyond).
+ * To split the work across threads, give each thread a disjoint row range: W advanced by
+ * r0 * cq_row_bytes_*(k), Y advanced by r0, rows = the range length, same Xq, ldy and n; results
+ * are bit-identical to a single call. Paths differ from each other only by float rounding.
+ */
+/* Q8_0 weights times Q8_0 activations. */
+void cq_matmul_q8_0(const void *W, const void *Xq, float *Y, int64_t k, int64_t rows, int64_t n,
+                    int64_t ldy, int accumulate);
+/* Q4_0 weights times Q8_0 activations. */
+void cq_matmul_q4_0(const void *W, const void *Xq, float *Y, int64_t k, int64_t rows, int64_t n,
+                    int64_t ldy, int accumulate);
+/* Q4_1 weights times Q8_1 activations. */
+void cq_matmul_q4_1(const void *W, const void *Xq, float *Y, int64_t k, int64_t rows, int64_t n,
+                    int64_t ldy, int accumulate);
+
+/* Kernels the matmuls currently use: "avx512-vnni", "avx512", "avx2" or "portable". */
+const char *cq_kernel_name(void);
+/* 1: force the portable C kernels (for comparing paths in tests); 0: back to the CPU's best. */
+void cq_set_portable(int on);
+/* Test hook: force the named kernels (as cq_kernel_name spells them) if this CPU supports them; returns 1 on success, 0 otherwise (no change). NULL or "" restores the CPU's best. */
+int cq_select_kernel(const char *name);
+
+/* fp16 (IEEE half bits) to float, exact for every input (NaN payloads kept). */
+float cq_fp16_to_fp32(uint16_t h);
+/* float to fp16 (IEEE half bits), round-to-nearest-even, overflow to infinity, NaN stays NaN. */
+uint16_t cq_fp32_to_fp16(float f);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CQUANT_H */
