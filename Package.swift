@@ -24,7 +24,10 @@ let package = Package(
         // Pure math: tensors, kernels, the LLaMA model, the sorted loss, AdamW. Optimised in
         // debug builds too: unoptimised, its SIMD loops made the long-sequence unit tests
         // take minutes instead of seconds.
-        .target(name: "SortedKit", dependencies: ["CBLAS"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "SortedKit", dependencies: ["CBLAS", "CQuant"], swiftSettings: [.unsafeFlags(["-O"])]),
+        // The quantized weight kernels (GGUF block formats): C with intrinsics per CPU
+        // feature, chosen at run time; optimised in debug builds too.
+        .target(name: "CQuant", cSettings: [.unsafeFlags(["-O2"])]),
         // The one funnel for MPI.
         .target(name: "SortedDistributed", dependencies: ["CMPI"]),
         // Container formats in pure Swift: JSON (the one strict reader, with positions, and a

@@ -64,11 +64,11 @@ public enum ExitCalibration {
 
         progress("full-depth greedy answers to \(prompts.count) prompts")
         let full = try TextGenerator(model: model, strategy: .fixed(depth: L), stop: loaded.stopTokens,
-                                     batchSize: min(settings.batchSize, prompts.count), capacity: capacity)
+                                     batchSize: min(settings.batchSize, prompts.count), capacity: capacity, weights: loaded.weights)
         let answers = full.generate(prompts, maxNewTokens: settings.maxNewTokens)
 
         progress("every exit on the answers, teacher-forced")
-        let recorder = try ExitRecorder(model: model, exits: exits, capacity: capacity)
+        let recorder = try ExitRecorder(model: model, exits: exits, capacity: capacity, weights: loaded.weights)
         let fitSamples = recorder.record(fit.map { (prompts[$0], answers[$0]) })
         let chooseSamples = recorder.record(choose.map { (prompts[$0], answers[$0]) })
 
@@ -106,7 +106,7 @@ public enum ExitCalibration {
             func measure(_ set: [Int]) throws -> (agreement: Double, layers: Double) {
                 guard !set.isEmpty else { return (1, Double(L)) }
                 let generator = try TextGenerator(model: model, strategy: .earlyExit(exits: exits + [L], decision: .probe(result, thresholds: thresholds)),
-                                                  stop: loaded.stopTokens, capacity: capacity)
+                                                  stop: loaded.stopTokens, capacity: capacity, weights: loaded.weights)
                 let outputs = generator.generate(set.map { prompts[$0] }, maxNewTokens: settings.maxNewTokens)
                 let (same, total) = tokenAgreement(outputs, set.map { answers[$0] })
                 return (total > 0 ? Double(same) / Double(total) : 1, generator.stats.meanLayersPerToken)
@@ -176,11 +176,11 @@ final class ExitRecorder {
     let deepest: FloatBuffer      // [R, V] the last layer's logits
     let features: FloatBuffer     // [F]
 
-    init(model: LlamaModel, exits: [Int], capacity: Int) throws {
+    init(model: LlamaModel, exits: [Int], capacity: Int, weights: InferenceWeights?) throws {
         self.model = model
         self.exits = exits
         let rows = min(capacity, 128)
-        decoder = try IncrementalDecoder(model: model, slots: 1, capacity: capacity, maxRows: rows)
+        decoder = try IncrementalDecoder(model: model, slots: 1, capacity: capacity, maxRows: rows, weights: weights)
         hidden = decoder.makeHidden(rows: rows)
         previous = decoder.makeHidden(rows: rows)
         logits = FloatBuffer(count: rows * model.config.vocabSize)

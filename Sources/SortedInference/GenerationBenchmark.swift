@@ -78,6 +78,9 @@ public struct StrategySpeed: Codable, Sendable {
 
 public struct GenerationBenchmarkResult: Codable, Sendable {
     public var model: String
+    /// How the matrices were stored while decoding (f32, q8_0, …), and the quantized kernels' ISA.
+    public var weightFormat: String
+    public var quantKernel: String
     public var openblasCore: String
     public var threads: Int
     public var readBandwidthGBPerSecond: Double
@@ -89,6 +92,8 @@ public struct GenerationBenchmarkResult: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case model, threads, depths, strategies
+        case weightFormat = "weight_format"
+        case quantKernel = "quant_kernel"
         case openblasCore = "openblas_core"
         case readBandwidthGBPerSecond = "read_bandwidth_gb_per_s"
         case promptTokens = "prompt_tokens"
@@ -103,6 +108,7 @@ public enum GenerationBenchmark {
     public static func run(_ loaded: LoadedModel, prompts: [[Int32]], settings s: GenerationBenchmarkSettings,
                            progress: (String) -> Void = { _ in }) throws -> GenerationBenchmarkResult {
         let model = loaded.model, c = model.config, L = c.numHiddenLayers
+        let weights = try loaded.weights ?? InferenceWeights(model: model)
         precondition(!prompts.isEmpty, "GenerationBenchmark: no prompts")
         let window = c.maxPositionEmbeddings
         guard (1..<window).contains(s.promptTokens), (1..<window).contains(s.newTokens) else {
@@ -126,7 +132,8 @@ public enum GenerationBenchmark {
         /// Best-of-repeats stats of one strategy on the given prompts.
         func measure(_ strategy: DecodingStrategy, _ inputs: [[Int32]], batchSize: Int, newTokens: Int,
                      stop: Set<Int32> = []) throws -> (GenerationStats, [[Int32]]) {
-            let generator = try TextGenerator(model: model, strategy: strategy, stop: stop, batchSize: batchSize, capacity: capacity)
+            let generator = try TextGenerator(model: model, strategy: strategy, stop: stop, batchSize: batchSize, capacity: capacity,
+                                              weights: weights)
             var best: GenerationStats?
             var outputs: [[Int32]] = []
             for _ in 0..<s.repeats {
@@ -138,8 +145,8 @@ public enum GenerationBenchmark {
             return (best!, outputs)
         }
 
-        let layerBytes = Double(model.layout.layerStride * 4)
-        let headBytes = Double(c.vocabSize * c.hiddenSize * 4)
+        let layerBytes = Double(weights.layerBytes(0))
+        let headBytes = Double(weights.head.bytes)
         let meanLength = Double(prompts[0].count) + Double(s.newTokens) / 2
         var depths: [DepthSpeed] = []
         var fullBatch1 = 0.0
@@ -203,7 +210,8 @@ public enum GenerationBenchmark {
                             name, speed.tokensPerSecond, speed.speedupOverFullDepth, speed.meanLayersPerToken, speed.bytesOverFullDepth,
                             speed.agreementWithFullDepth))
         }
-        return GenerationBenchmarkResult(model: loaded.description, openblasCore: BLAS.coreName, threads: BLAS.threads,
+        return GenerationBenchmarkResult(model: loaded.description, weightFormat: weights.format.rawValue,
+                                         quantKernel: QuantKernels.name, openblasCore: BLAS.coreName, threads: BLAS.threads,
                                          readBandwidthGBPerSecond: bandwidth, promptTokens: prefillPrompt.count,
                                          newTokens: s.newTokens, batchSize: s.batchSize, depths: depths, strategies: strategies)
     }

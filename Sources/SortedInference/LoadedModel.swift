@@ -21,6 +21,8 @@ public struct LoadedModel {
     /// the probes when that file exists.
     public let probesLocation: URL?
     public let probes: ExitProbes?
+    /// The matrices generation multiplies when not the model's float32 (e.g. quantized at load).
+    public var weights: InferenceWeights?
 
     public init(model: LlamaModel, tokenizer: Tokenizer, template: PromptTemplate, chatTemplate: ChatTemplate? = nil,
                 exits: [Int], window: Int, validation: [String], description: String, probesLocation: URL? = nil,

@@ -114,8 +114,9 @@ public final class TextGenerator {
     private var V: Int { model.config.vocabSize }
     private var L: Int { model.config.numHiddenLayers }
 
+    /// weights: the model's matrices in another format (e.g. quantized at load); default float32.
     public init(model: LlamaModel, strategy: DecodingStrategy, sampling: SamplingSettings = SamplingSettings(),
-                stop: Set<Int32>, batchSize: Int = 1, capacity: Int) throws {
+                stop: Set<Int32>, batchSize: Int = 1, capacity: Int, weights: InferenceWeights? = nil) throws {
         let L = model.config.numHiddenLayers
         func depthProblem(_ d: Int) -> ConfigError? {
             d >= 1 && d <= L ? nil : ConfigError(key: "depth", "\(d) is outside 1...\(L)")
@@ -178,7 +179,8 @@ public final class TextGenerator {
         if case .fixed = strategy { slots = batchSize } else { slots = 1 }
         try Self.checkMemory(model: model, slots: slots, layers: cacheLayers, capacity: self.capacity)
         let maxRows = max(rows, min(256, self.capacity))
-        decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, cacheLayers: cacheLayers)
+        decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, cacheLayers: cacheLayers,
+                                         weights: weights)
         hidden = decoder.makeHidden(rows: maxRows)
         logits = FloatBuffer(count: maxRows * model.config.vocabSize)
         previousState = FloatBuffer(count: model.config.hiddenSize)
@@ -278,19 +280,18 @@ public final class TextGenerator {
     // its layers (or the head) once whatever its rows, which is what batch-1 decoding pays.
     private func run(_ hidden: FloatBuffer, at row: Int = 0, segments: [DecoderSegment], layers: Range<Int>) {
         decoder.forward(hidden, at: row, segments: segments, layers: layers)
-        stats.weightBytesRead += layers.count * model.layout.layerStride * 4
+        stats.weightBytesRead += layers.reduce(0) { $0 + decoder.weights.layerBytes($1) }
     }
 
     private func head(_ hidden: FloatBuffer, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         decoder.logits(hidden, rows: rows, into: out)
-        stats.weightBytesRead += V * model.config.hiddenSize * 4
+        stats.weightBytesRead += decoder.weights.head.bytes
     }
 
     /// State propagation reads each skipped layer's input norm and key/value rows only.
     private func propagateState(_ hidden: FloatBuffer, segments: [DecoderSegment], layers: Range<Int>) {
         decoder.propagate(hidden, segments: segments, layers: layers)
-        let c = model.config
-        stats.weightBytesRead += layers.count * (c.hiddenSize + 2 * c.keyValueWidth * c.hiddenSize) * 4
+        stats.weightBytesRead += layers.reduce(0) { $0 + decoder.weights.propagationBytes($1) }
     }
 
     /// The draft's logits for hidden row `r` into row 0: over the whole vocabulary, or over the

@@ -144,7 +144,7 @@ struct GenerateBenchCommand: ParsableCommand {
             try printJSON(result)
             return
         }
-        print("\(result.model): OpenBLAS \(result.openblasCore), \(result.threads) threads, read bandwidth \(String(format: "%.1f", result.readBandwidthGBPerSecond)) GB/s")
+        print("\(result.model): weights \(result.weightFormat)\(result.weightFormat == "f32" ? "" : " (\(result.quantKernel) kernels)"), OpenBLAS \(result.openblasCore), \(result.threads) threads, read bandwidth \(String(format: "%.1f", result.readBandwidthGBPerSecond)) GB/s")
         print("depth  prefill tok/s  decode tok/s (b=1)  decode tok/s (b=\(batchSize))  × full  of bandwidth limit")
         for d in result.depths {
             print(String(format: "%-6d %-14.0f %-19.1f %-19.1f %-7.2f %.2f", d.depth, d.prefillTokensPerSecond, d.decodeTokensPerSecondBatch1,

@@ -155,7 +155,8 @@ struct GenerateCommand: ParsableCommand {
         let capacity = min(maxPositions, longest + min(maxNewTokens, maxPositions))
         let sampling = SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed)
         var generator: TextGenerator! = try TextGenerator(model: loaded.model, strategy: strategy, sampling: sampling,
-                                          stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity)
+                                          stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity,
+                                          weights: loaded.weights)
         let start = ContinuousClock.now
         let outputs: [[Int32]]
         if promptsFile == nil {
@@ -218,7 +219,8 @@ struct GenerateCommand: ParsableCommand {
         printProgress(line)
         guard earlyExit != nil || earlyExitAgreement != nil || draftDepth != nil, temperature == 0 else { return }
         let full = try TextGenerator(model: loaded.model, strategy: .fixed(depth: loaded.model.config.numHiddenLayers),
-                                     stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity)
+                                     stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity,
+                                     weights: loaded.weights)
         let reference = full.generate(prompts, maxNewTokens: maxNewTokens)
         let (same, total) = tokenAgreement(outputs, reference)
         printProgress(String(format: "agreement with full-depth greedy: %d of %d tokens (%.1f%%), identical outputs %d of %d; full depth %.1f tokens/s",

@@ -2,6 +2,7 @@
 // serve a model (generate, eval, bench generate), and loading it.
 import ArgumentParser
 import SortedInference
+import SortedKit
 import SortedTraining
 
 /// The model a serving command reads and how to talk to it: shared by generate, eval and
@@ -16,10 +17,21 @@ struct ServedModelOptions: ParsableArguments {
     @Option(help: "Template override: alpaca, chatml, none or model (default: the run's, else model when the tokenizer comes with a chat template, else none).")
     var template: String?
 
+    @Option(help: "Weights to decode with: f32, or quantized at load to q8_0, q4_0 or q4_1 (GGUF's block formats).")
+    var dtype: WeightFormat = .f32
+
     /// `path` (default: MODEL) with these options, checked to fit its tokenizer.
     func load(_ path: String? = nil, template fallback: String? = nil, readProbes: Bool = true) throws -> LoadedModel {
-        let loaded = try ModelSource.load(path ?? model, tokenizer: tokenizer, template: template ?? fallback, readProbes: readProbes)
+        var loaded = try ModelSource.load(path ?? model, tokenizer: tokenizer, template: template ?? fallback, readProbes: readProbes)
         if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
+        if dtype != .f32 {
+            do { loaded.weights = try InferenceWeights(model: loaded.model, format: dtype) } catch let error as ConfigError {
+                throw CommandLineError("--dtype \(dtype.rawValue): \(error.message)")
+            }
+        }
         return loaded
     }
+}
+
+extension WeightFormat: ExpressibleByArgument {
 }

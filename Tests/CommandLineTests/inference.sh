@@ -121,6 +121,19 @@ assert all(d['fraction_of_bandwidth_limit'] > 0 for d in r['depths'])
 s = {x['strategy'].split()[0]: x for x in r['strategies']}
 assert s['self-speculative']['identical_to_full_depth'] and 'early' in s" "$work/bench.json"
 
+# Quantized weights (--dtype): every block format answers; bench generate names the format
+# and reads fewer weight bytes per token than float32.
+for dtype in q8_0 q4_0 q4_1; do
+    "$bin" generate "$ckpt" --prompt "$q" --dtype $dtype --max-new-tokens 24 > "$work/$dtype.txt" 2> "$work/$dtype.err"
+    check "generate --dtype $dtype answers" test -s "$work/$dtype.txt"
+done
+"$bin" bench generate "$ckpt" --dtype q8_0 --new-tokens 8 --prompt-tokens 16 --batch-size 2 --repeats 1 --json > "$work/bench-q8.json" 2>/dev/null
+check "bench generate --dtype q8_0 reports the format, its kernels and fewer bytes per token" python3 -c "
+import json, sys; q = json.load(open(sys.argv[1])); f = json.load(open(sys.argv[2]))
+assert q['weight_format'] == 'q8_0' and q['quant_kernel'] in ('avx512-vnni', 'avx512', 'avx2', 'portable'), q['quant_kernel']
+assert f['weight_format'] == 'f32'
+assert q['depths'][-1]['bytes_per_token'] < 0.5 * f['depths'][-1]['bytes_per_token']" "$work/bench-q8.json" "$work/bench.json"
+
 # Exit probes: calibrate fits them beside the checkpoint; generate and bench generate decide
 # by them (--early-exit-agreement); a full-depth export carries them (HF file, GGUF metadata)
 # and a shallower one leaves them out; inspect shows the same calibration from every copy.
@@ -207,6 +220,7 @@ bad "generate --draft-vocabulary shortlist without a calibration" generate "$wor
 bad "generate --draft-depth auto without probes" generate "$work/d2-probes-hf" --tokenizer byte --prompt hi --draft-depth auto
 bad "generate --draft-depth deep" generate "$ckpt" --prompt hi --draft-depth deep
 bad "calibrate --exits 9 on a 4-layer model" calibrate "$ckpt" --data "$work/data/validation.jsonl" --exits 9
+bad "generate --dtype q5_k" generate "$ckpt" --prompt hi --dtype q5_k
 bad "calibrate --prompts 3" calibrate "$ckpt" --data "$work/data/validation.jsonl" --prompts 3
 bad "calibrate with a missing --data file" calibrate "$ckpt" --data "$work/none.jsonl"
 cp "$work/d4-hf/exit-probes.json" "$work/probes.bak"

@@ -19,6 +19,8 @@ public struct DecoderSegment: Sendable, Equatable {
 
 public final class IncrementalDecoder {
     public let model: LlamaModel
+    /// The matrices it multiplies, in their stored format (float32: the model's own).
+    public let weights: InferenceWeights
     public let cache: KVCache
     /// Most rows one call may carry.
     public let maxRows: Int
@@ -36,8 +38,10 @@ public final class IncrementalDecoder {
 
     /// slots: sequences decoded together; capacity: positions per sequence (prompt and
     /// continuation); cacheLayers: the deepest layer any call will run (a depth-k model
-    /// needs only k layers of cache).
-    public init(model: LlamaModel, slots: Int, capacity: Int, maxRows: Int = 256, cacheLayers: Int? = nil) throws {
+    /// needs only k layers of cache). weights: the model's matrices in another format (default:
+    /// its float32 parameters).
+    public init(model: LlamaModel, slots: Int, capacity: Int, maxRows: Int = 256, cacheLayers: Int? = nil,
+                weights: InferenceWeights? = nil) throws {
         let c = model.config
         let layers = cacheLayers ?? c.numHiddenLayers
         guard layers >= 1 && layers <= c.numHiddenLayers else {
@@ -49,6 +53,7 @@ public final class IncrementalDecoder {
                               "\(capacity) positions asked, the model has \(c.maxPositionEmbeddings)")
         }
         self.model = model
+        self.weights = try weights ?? InferenceWeights(model: model)
         self.maxRows = maxRows
         cache = KVCache(slots: slots, layers: layers, kvHeads: c.numKeyValueHeads, headDim: c.headDim, capacity: capacity)
         rope = RotaryEmbedding(headDim: c.headDim, maxLength: capacity, theta: c.ropeTheta)
@@ -96,8 +101,8 @@ public final class IncrementalDecoder {
             RMSNorm.forward(x: x, weight: P + w.inputNorm, y: normed.pointer, inverseRMS: inverseRMS.pointer,
                             rows: R, dim: D, eps: Float(c.rmsNormEps))
             // k|v rows follow the q rows in the fused weight; the output rows are k then v.
-            BLAS.gemm(transposeA: false, transposeB: true, m: R, n: 2 * KV, k: D, a: normed.pointer, lda: D,
-                      b: P + w.qkv + A * D, ldb: D, beta: 0, c: qkv.pointer, ldc: 2 * KV)
+            weights.layers[l].qkv.multiply(normed.pointer, count: R, rows: A..<(A + 2 * KV), into: qkv.pointer,
+                                           ldy: 2 * KV, accumulate: false)
             var row = 0
             for s in segments {
                 let start = cache.length(slot: s.slot, layer: l)
@@ -113,19 +118,25 @@ public final class IncrementalDecoder {
 
     /// logits[i] = head(finalNorm(hidden[rows[i]])): [rows.count, V] into `logits`.
     public func logits(_ hidden: FloatBuffer, rows: Range<Int>, into logits: UnsafeMutablePointer<Float>) {
-        self.logits(hidden, rows: rows, head: model.parameters.pointer + model.layout.head, vocab: config.vocabSize, into: logits)
+        normalizeFinal(hidden, rows: rows)
+        weights.head.multiply(normed.pointer, count: rows.count, into: logits, ldy: config.vocabSize, accumulate: false)
     }
 
     /// The same over another head: `head` [n, D] (e.g. a shortlist of the head's rows), so
     /// logits [rows.count, n].
     public func logits(_ hidden: FloatBuffer, rows: Range<Int>, head: UnsafePointer<Float>, vocab n: Int,
                        into logits: UnsafeMutablePointer<Float>) {
-        let c = config, D = c.hiddenSize, P = model.parameters.pointer
+        normalizeFinal(hidden, rows: rows)
+        ExitHead.logits(normed: normed.pointer, rows: rows.count, headWeight: head, vocab: n, dim: config.hiddenSize, logits: logits)
+    }
+
+    /// normed[0..<rows.count] = finalNorm(hidden[rows]).
+    private func normalizeFinal(_ hidden: FloatBuffer, rows: Range<Int>) {
+        let c = config, D = c.hiddenSize
         precondition(rows.count <= maxRows && rows.upperBound * D <= hidden.count, "IncrementalDecoder.logits: rows out of range")
         ExitHead.normalize(hidden: hidden.pointer + rows.lowerBound * D, rows: rows.count,
-                           normWeight: P + model.layout.finalNorm, eps: Float(c.rmsNormEps),
+                           normWeight: model.parameters.pointer + model.layout.finalNorm, eps: Float(c.rmsNormEps),
                            normed: normed.pointer, inverseRMS: inverseRMS.pointer, dim: D)
-        ExitHead.logits(normed: normed.pointer, rows: rows.count, headWeight: head, vocab: n, dim: D, logits: logits)
     }
 
     private func checkRows(_ hidden: FloatBuffer, _ firstRow: Int, _ segments: [DecoderSegment], _ layers: Range<Int>) -> Int {
@@ -166,8 +177,8 @@ public final class IncrementalDecoder {
 
         RMSNorm.forward(x: x, weight: P + w.inputNorm, y: normed.pointer, inverseRMS: inverseRMS.pointer,
                         rows: R, dim: D, eps: eps)
-        BLAS.gemm(transposeA: false, transposeB: true, m: R, n: W, k: D,
-                  a: normed.pointer, lda: D, b: P + w.qkv, ldb: D, beta: 0, c: qkv.pointer, ldc: W)
+        let matrices = weights.layers[l]
+        matrices.qkv.multiply(normed.pointer, count: R, into: qkv.pointer, ldy: W, accumulate: false)
         var starts: [Int] = []
         var row = 0
         for s in segments {
@@ -182,15 +193,12 @@ public final class IncrementalDecoder {
         attention(layer: l, segments: segments, starts: starts)
         for s in segments { cache.advance(slot: s.slot, layer: l, by: s.rows) }
 
-        BLAS.gemm(transposeA: false, transposeB: true, m: R, n: D, k: A,
-                  a: attended.pointer, lda: A, b: P + w.output, ldb: A, beta: 1, c: x, ldc: D)
+        matrices.output.multiply(attended.pointer, count: R, into: x, ldy: D, accumulate: true)
         RMSNorm.forward(x: x, weight: P + w.postNorm, y: normed.pointer, inverseRMS: inverseRMS.pointer,
                         rows: R, dim: D, eps: eps)
-        BLAS.gemm(transposeA: false, transposeB: true, m: R, n: 2 * F, k: D,
-                  a: normed.pointer, lda: D, b: P + w.gateUp, ldb: D, beta: 0, c: gateUp.pointer, ldc: 2 * F)
+        matrices.gateUp.multiply(normed.pointer, count: R, into: gateUp.pointer, ldy: 2 * F, accumulate: false)
         SwiGLU.forward(gateUp: gateUp.pointer, act: activated.pointer, rows: R, width: F)
-        BLAS.gemm(transposeA: false, transposeB: true, m: R, n: D, k: F,
-                  a: activated.pointer, lda: F, b: P + w.down, ldb: F, beta: 1, c: x, ldc: D)
+        matrices.down.multiply(activated.pointer, count: R, into: x, ldy: D, accumulate: true)
     }
 
     /// attended[row, h] = softmax(q·Kᵀ/√Dh) V over the cached positions up to the row's own,
