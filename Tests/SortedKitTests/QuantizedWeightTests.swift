@@ -1,5 +1,5 @@
 // Quantized weights against the plain path they replace: every block format's kernel (the
-// CPU's best and the portable one) against "dequantize to float32, then multiply", on random
+// portable one and every SIMD path the CPU runs) against "dequantize to float32, then multiply", on random
 // matrices and on real SmolLM2 blocks; and a decoder running on quantized weights against
 // one running on the dequantized model.
 import XCTest
@@ -42,15 +42,15 @@ final class QuantizedWeightTests: XCTestCase {
     func check(_ weight: BlockQuantizedWeight, n: Int, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
         let x = randomMatrix(n * weight.columns, seed: seed)
         let (expected, bound) = reference(weight, x, n: n)
-        for portable in [false, true] {
-            cq_set_portable(portable ? 1 : 0)
-            defer { cq_set_portable(0) }
+        // Every kernel path this CPU runs (the portable one runs everywhere).
+        for kernel in ["portable", "avx2", "avx512", "avx512-vnni"] where cq_select_kernel(kernel) == 1 {
+            defer { cq_select_kernel(nil) }
             var y = [Float](repeating: 0, count: n * weight.rows)
             weight.multiply(x, count: n, into: &y, ldy: weight.rows, accumulate: false)
             for i in y.indices {
                 let tolerance = bound[i] * 1.01 + 1e-4 * abs(expected[i]) + 1e-5
                 XCTAssertLessThanOrEqual(abs(Double(y[i]) - expected[i]), tolerance,
-                                         "\(weight.format) \(portable ? "portable" : QuantKernels.name) element \(i)", file: file, line: line)
+                                         "\(weight.format) \(kernel) element \(i)", file: file, line: line)
             }
             // accumulate adds to what is there; a row range writes those rows only.
             var acc = [Float](repeating: 1, count: n * weight.rows)
