@@ -23,6 +23,7 @@ struct GenerateBenchCommand: ParsableCommand {
         """)
 
     @OptionGroup var served: ServedModelOptions
+    @OptionGroup var window: ContextOptions
 
     @Option(help: "Exits to measure, comma-separated (default: the model's trained exits, or L/4, L/2, 3L/4, L).")
     var exits: String?
@@ -109,7 +110,8 @@ struct GenerateBenchCommand: ParsableCommand {
             throw CommandLineError("--draft-depth \(d) is outside 1...\(L - 1)")
         }
         let prompts = try promptsFile.map { try readPromptsFile($0) } ?? Self.prompts.map { ($0, "") }
-        let ids = try prompts.map { try loaded.prompt(instruction: $0.instruction, input: $0.input) }
+        let ids = try window.fit(try prompts.map { try loaded.prompt(instruction: $0.instruction, input: $0.input) },
+                                 window: try window.window(loaded), positions: loaded.model.config.maxPositionEmbeddings) { "prompt \($0 + 1)\(promptsFile.map { " of \($0)" } ?? "")" }
         var settings = GenerationBenchmarkSettings(exits: depths)
         settings.promptTokens = promptTokens
         settings.newTokens = newTokens

@@ -47,6 +47,7 @@ struct GenerateCommand: ParsableCommand {
         """)
 
     @OptionGroup var served: ServedModelOptions
+    @OptionGroup var window: ContextOptions
 
     @Option(help: "The instruction (wrapped in the model's template unless --raw).")
     var prompt: String?
@@ -148,11 +149,15 @@ struct GenerateCommand: ParsableCommand {
             ?? draftDepth.map { try speculation(loaded, draftDepth: $0, speculate: speculate, maxDraft: maxDraft,
                                                 draftConfidence: draftConfidence, vocabulary: draftVocabulary) }
             ?? self.strategy(layers: L, trainedExits: loaded.exits)
-        let prompts = try readPrompts(loaded)
+        let read = try readPrompts(loaded)
+        let tokens = try window.window(loaded)
+        let fitted = try window.fit(read.map(\.ids), window: tokens, positions: loaded.model.config.maxPositionEmbeddings) { i in
+            promptsFile == nil ? "the prompt" : "prompt \(i + 1) of \(promptsFile!)"
+        }
+        let prompts = zip(read, fitted).map { (text: $0.text, ids: $1) }
         // The cache holds what an answer can use: the longest prompt and its new tokens.
-        let maxPositions = loaded.model.config.maxPositionEmbeddings
         let longest = prompts.map(\.ids.count).max() ?? 1
-        let capacity = min(maxPositions, longest + min(maxNewTokens, maxPositions))
+        let capacity = min(tokens, longest + min(maxNewTokens, tokens))
         let sampling = SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed)
         var generator: TextGenerator! = try TextGenerator(model: loaded.model, strategy: strategy, sampling: sampling,
                                           stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity,

@@ -220,6 +220,12 @@ bad "generate --draft-vocabulary shortlist without a calibration" generate "$wor
 bad "generate --draft-depth auto without probes" generate "$work/d2-probes-hf" --tokenizer byte --prompt hi --draft-depth auto
 bad "generate --draft-depth deep" generate "$ckpt" --prompt hi --draft-depth deep
 bad "calibrate --exits 9 on a 4-layer model" calibrate "$ckpt" --data "$work/data/validation.jsonl" --exits 9
+long=$(python3 -c "print('Sort these words alphabetically: ' + ' '.join(['banana cherry apple'] * 20))")
+bad "generate with a prompt longer than the model's 128 positions" generate "$ckpt" --prompt "$long"
+bad "generate --context beyond the model's positions" generate "$ckpt" --prompt hi --context 500
+bad "bench generate with a prompt longer than --context" bench generate "$ckpt" --context 8 --prompt-tokens 4 --new-tokens 2
+"$bin" generate "$ckpt" --prompt "$long" --truncate left --max-new-tokens 8 > "$work/cut.txt" 2> "$work/cut.err"
+check "generate --truncate left answers from the prompt's last tokens and says so" grep -q "keeping its last 127" "$work/cut.err"
 bad "generate --dtype q5_k" generate "$ckpt" --prompt hi --dtype q5_k
 bad "calibrate --prompts 3" calibrate "$ckpt" --data "$work/data/validation.jsonl" --prompts 3
 bad "calibrate with a missing --data file" calibrate "$ckpt" --data "$work/none.jsonl"
