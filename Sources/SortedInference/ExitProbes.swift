@@ -113,10 +113,11 @@ public struct ExitProbes: Codable, Sendable, Equatable {
     /// The probed exits, ascending.
     public var exits: [Int] { probes.map(\.depth) }
 
-    /// The level that meets `agreement` on the threshold prompts with the fewest layers per
-    /// token, or nil when none does.
+    /// The level that meets `agreement` on both the threshold and the held-out prompts with
+    /// the fewest layers per token, or nil when none does. (The threshold prompts alone
+    /// overstate it: the thresholds were chosen on them.)
     public func level(forAgreement agreement: Double) -> CalibrationLevel? {
-        levels.filter { $0.agreement >= agreement }.min { $0.layersPerToken < $1.layersPerToken }
+        levels.filter { min($0.agreement, $0.heldOutAgreement) >= agreement }.min { $0.layersPerToken < $1.layersPerToken }
     }
 
     /// Why these probes cannot serve `config`'s model, or nil.

@@ -17,8 +17,8 @@ struct CalibrateCommand: ParsableCommand {
         The prompts are split: half fit the probes, a quarter choose the thresholds of each \
         level (a token risk), a quarter is held out. Each level is measured by generating with \
         it: its agreement with full-depth greedy answers and layers per token, on the threshold \
-        prompts (which pick the level for generate --early-exit-agreement A) and on the held-out \
-        ones (reported). The probes go to exit-probes.json in a checkpoint or HF folder, or to \
+        prompts and on the held-out ones; generate --early-exit-agreement A takes the cheapest \
+        level that reaches A on both. The probes go to exit-probes.json in a checkpoint or HF folder, or to \
         FILE.exit-probes.json beside a GGUF or HDF5 file; generate, bench generate and inspect \
         read them from there.
         """)

@@ -89,10 +89,13 @@ final class ExitProbesTests: XCTestCase {
     }
 
     func testLevelForAnAgreementIsTheCheapestThatReachesIt() {
-        func level(_ agreement: Double, _ layers: Double) -> CalibrationLevel {
-            CalibrationLevel(tokenRisk: 0, thresholds: [], agreement: agreement, layersPerToken: layers, heldOutAgreement: 0, heldOutLayersPerToken: 0)
+        func level(_ agreement: Double, _ layers: Double, heldOut: Double? = nil) -> CalibrationLevel {
+            CalibrationLevel(tokenRisk: 0, thresholds: [], agreement: agreement, layersPerToken: layers,
+                             heldOutAgreement: heldOut ?? agreement, heldOutLayersPerToken: layers)
         }
-        let probes = ExitProbes(layers: 4, hiddenSize: 2, probes: [], levels: [level(1, 4), level(0.97, 3.5), level(0.96, 3.6), level(0.8, 2)],
+        // The 3.4-layer level reaches 0.99 on its threshold prompts but not on the held-out ones.
+        let probes = ExitProbes(layers: 4, hiddenSize: 2, probes: [],
+                                levels: [level(1, 4), level(0.99, 3.4, heldOut: 0.9), level(0.97, 3.5), level(0.96, 3.6), level(0.8, 2)],
                                 calibration: CalibrationSummary(data: "", fitPrompts: 0, thresholdPrompts: 0, heldOutPrompts: 0,
                                                                 fitTokens: 0, maxNewTokens: 0, seconds: 0))
         XCTAssertEqual(probes.level(forAgreement: 0.95)?.layersPerToken, 3.5)
