@@ -25,6 +25,8 @@ public struct CalibrationSettings: Sendable {
 public enum CalibrationError: Error, CustomStringConvertible {
     case noExitBelowLast(layers: Int, exits: [Int])
     case tooFewPrompts(Int)
+    /// The fit prompts' full-depth answers hold no token a probe decides.
+    case noAnswerTokens
 
     public var description: String {
         switch self {
@@ -32,6 +34,8 @@ public enum CalibrationError: Error, CustomStringConvertible {
             return "the model's exits \(exits) have none below its \(layers) layers: nothing to calibrate"
         case .tooFewPrompts(let n):
             return "\(n) prompts are too few to fit, choose thresholds and hold out: give at least 8"
+        case .noAnswerTokens:
+            return "the model's answers to the fit prompts end at once (or the prompts fill the context): check the template and the data"
         }
     }
 }
@@ -72,6 +76,7 @@ public enum ExitCalibration {
         let fitSamples = recorder.record(fit.map { (prompts[$0], answers[$0]) })
         let chooseSamples = recorder.record(choose.map { (prompts[$0], answers[$0]) })
 
+        guard fitSamples.count > 0 else { throw CalibrationError.noAnswerTokens }
         progress("fitting \(exits.count) probes on \(fitSamples.count) tokens")
         let F = ExitProbes.featureCount(dim: D)
         var probes: [ExitProbe] = []

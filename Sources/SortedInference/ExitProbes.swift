@@ -129,6 +129,12 @@ public struct ExitProbes: Codable, Sendable, Equatable {
         if let bad = probes.first(where: { $0.depth < 1 || $0.depth >= layers || $0.weights.count != hiddenSize }) {
             return "the probe at exit \(bad.depth) does not fit (\(bad.weights.count) weights)"
         }
+        if zip(exits, exits.dropFirst()).contains(where: { $0 >= $1 }) {
+            return "its exits \(exits) are not ascending and distinct"
+        }
+        if Set(shortlist).count != shortlist.count {
+            return "its shortlist repeats tokens"
+        }
         if shortlist.contains(where: { $0 < 0 || Int($0) >= config.vocabSize }) {
             return "its shortlist names tokens outside the vocabulary of \(config.vocabSize)"
         }

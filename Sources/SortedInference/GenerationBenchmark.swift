@@ -13,6 +13,8 @@ public struct GenerationBenchmarkSettings: Sendable {
     public var batchSize: Int = 8
     public var earlyExitThresholds: [Double] = [0.9]
     public var confidence: ConfidenceMeasure = .probability
+    /// Token window (default: the model's positions).
+    public var window: Int?
     /// Agreement targets for early exit by the model's calibrated probes (when it has them).
     public var probeAgreements: [Double] = []
     /// Self-speculative strategies to measure, by name.
@@ -110,7 +112,7 @@ public enum GenerationBenchmark {
         let model = loaded.model, c = model.config, L = c.numHiddenLayers
         let weights = try loaded.weights ?? InferenceWeights(model: model)
         precondition(!prompts.isEmpty, "GenerationBenchmark: no prompts")
-        let window = c.maxPositionEmbeddings
+        let window = min(s.window ?? c.maxPositionEmbeddings, c.maxPositionEmbeddings)
         guard (1..<window).contains(s.promptTokens), (1..<window).contains(s.newTokens) else {
             throw ConfigError(key: "prompt_tokens", "prompt tokens (\(s.promptTokens)) and new tokens (\(s.newTokens)) must each be in 1..<\(window), the model's context")
         }

@@ -21,12 +21,14 @@ public struct LoadedModel {
     /// the probes when that file exists.
     public let probesLocation: URL?
     public let probes: ExitProbes?
+    /// Why the probes kept with the model could not be used (a damaged file), if so.
+    public let probesProblem: String?
     /// The matrices generation multiplies when not the model's float32 (e.g. quantized at load).
     public var weights: InferenceWeights?
 
     public init(model: LlamaModel, tokenizer: Tokenizer, template: PromptTemplate, chatTemplate: ChatTemplate? = nil,
                 exits: [Int], window: Int, validation: [String], description: String, probesLocation: URL? = nil,
-                probes: ExitProbes? = nil) {
+                probes: ExitProbes? = nil, probesProblem: String? = nil) {
         self.model = model
         self.tokenizer = tokenizer
         self.template = template
@@ -37,6 +39,7 @@ public struct LoadedModel {
         self.description = description
         self.probesLocation = probesLocation
         self.probes = probes
+        self.probesProblem = probesProblem
     }
 
     /// Why the tokenizer cannot feed this model (more ids than embeddings), or nil.

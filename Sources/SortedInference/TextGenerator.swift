@@ -144,8 +144,11 @@ public final class TextGenerator {
                 guard thresholds.allSatisfy({ $0.isFinite }) else { throw ConfigError(key: "early_exit", "thresholds must be finite") }
             case .probe(let probes, let thresholds):
                 if let problem = probes.mismatch(model.config) { throw ConfigError(key: "exit_probes", problem) }
-                guard below == probes.exits, thresholds.count == probes.probes.count, thresholds.allSatisfy({ !$0.isNaN }) else {
+                guard below == probes.exits else {
                     throw ConfigError(key: "exit_probes", "probes at exits \(probes.exits) cannot decide exits \(below)")
+                }
+                guard thresholds.count == probes.probes.count, thresholds.allSatisfy({ !$0.isNaN }) else {
+                    throw ConfigError(key: "exit_probes", "needs one threshold per probe (\(probes.probes.count)), got \(thresholds.count)")
                 }
             }
         case .selfSpeculative(let draft, let lookahead, let vocabulary):

@@ -48,10 +48,12 @@ public enum ModelExporter {
         let sub = try full.prefix(depth: depth)
         var notes: [String] = []
         // Exit probes predict agreement with the last layer: they go with the full depth only.
-        var probes = try ExitProbes.load(ExitProbes.location(forModel: URL(fileURLWithPath: folder), isFolder: true), for: full.config)
-        if probes != nil && depth < full.config.numHiddenLayers {
+        let probesFile = ExitProbes.location(forModel: URL(fileURLWithPath: folder), isFolder: true)
+        var probes: ExitProbes?
+        if depth == full.config.numHiddenLayers {
+            probes = try ExitProbes.load(probesFile, for: full.config)
+        } else if FileManager.default.fileExists(atPath: probesFile.path) {
             notes.append("the checkpoint's exit probes predict agreement with layer \(full.config.numHiddenLayers), which a depth-\(depth) model lacks: they are left out (run sortedtrain calibrate on the export)")
-            probes = nil
         }
         switch format {
         case .hf:

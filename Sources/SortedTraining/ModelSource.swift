@@ -32,9 +32,14 @@ public enum ModelSource {
                     throw TrainingError.chatTemplateUnusable(path: spec, error)
                 }
             }
+            // Damaged probes do not stop a command that does not use them: it gets the reason.
+            var found: ExitProbes?, problem: String?
+            if readProbes {
+                do { found = try ExitProbes.load(probes, for: model.config) ?? embedded() } catch { problem = "\(error)" }
+            }
             return LoadedModel(model: model, tokenizer: try TokenizerLoader.load(spec), template: template, chatTemplate: chatTemplate,
                                exits: exits, window: window, validation: validation, description: description,
-                                   probesLocation: probes, probes: readProbes ? try ExitProbes.load(probes, for: model.config) ?? embedded() : nil)
+                               probesLocation: probes, probes: found, probesProblem: problem)
         }
         let url = URL(fileURLWithPath: path)
         let isHF = kind == .hfFolder

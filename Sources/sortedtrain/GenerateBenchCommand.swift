@@ -113,6 +113,7 @@ struct GenerateBenchCommand: ParsableCommand {
         let ids = try window.fit(try prompts.map { try loaded.prompt(instruction: $0.instruction, input: $0.input) },
                                  window: try window.window(loaded), positions: loaded.model.config.maxPositionEmbeddings) { "prompt \($0 + 1)\(promptsFile.map { " of \($0)" } ?? "")" }
         var settings = GenerationBenchmarkSettings(exits: depths)
+        settings.window = try window.window(loaded)
         settings.promptTokens = promptTokens
         settings.newTokens = newTokens
         settings.batchSize = batchSize

@@ -247,6 +247,7 @@ struct GeneratedAnswer: Encodable {
 func probedEarlyExit(_ loaded: LoadedModel, agreement: Double) throws -> DecodingStrategy {
     let L = loaded.model.config.numHiddenLayers
     guard let probes = loaded.probes else {
+        if let problem = loaded.probesProblem { throw CommandLineError("--early-exit-agreement: \(problem)") }
         throw CommandLineError("--early-exit-agreement: \(loaded.description) has no exit probes (\(loaded.probesLocation?.path ?? "none")); fit them with `sortedtrain calibrate MODEL --data HELD_OUT.jsonl`")
     }
     guard let level = probes.level(forAgreement: agreement) else {

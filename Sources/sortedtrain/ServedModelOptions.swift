@@ -24,6 +24,7 @@ struct ServedModelOptions: ParsableArguments {
     func load(_ path: String? = nil, template fallback: String? = nil, readProbes: Bool = true) throws -> LoadedModel {
         var loaded = try ModelSource.load(path ?? model, tokenizer: tokenizer, template: template ?? fallback, readProbes: readProbes)
         if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
+        if let problem = loaded.probesProblem { printProgress("Warning: \(problem); the exit probes are not used") }
         if dtype != .f32 {
             do { loaded.weights = try InferenceWeights(model: loaded.model, format: dtype) } catch let error as ConfigError {
                 throw CommandLineError("--dtype \(dtype.rawValue): \(error.message)")

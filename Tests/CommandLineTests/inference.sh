@@ -127,6 +127,8 @@ for dtype in q8_0 q4_0 q4_1; do
     "$bin" generate "$ckpt" --prompt "$q" --dtype $dtype --max-new-tokens 24 > "$work/$dtype.txt" 2> "$work/$dtype.err"
     check "generate --dtype $dtype answers" test -s "$work/$dtype.txt"
 done
+"$bin" generate "$ckpt" --prompt "$q" --dtype q8_0 --max-new-tokens 24 --draft-depth 2 --speculate 8 > "$work/q8-spec.txt" 2>&1
+check "self-speculative on Q8_0 weights prints exactly the Q8_0 full-depth greedy answer" cmp "$work/q8-spec.txt" "$work/q8_0.txt"
 "$bin" bench generate "$ckpt" --dtype q8_0 --new-tokens 8 --prompt-tokens 16 --batch-size 2 --repeats 1 --json > "$work/bench-q8.json" 2>/dev/null
 check "bench generate --dtype q8_0 reports the format, its kernels and fewer bytes per token" python3 -c "
 import json, sys; q = json.load(open(sys.argv[1])); f = json.load(open(sys.argv[2]))
@@ -229,9 +231,11 @@ check "generate --truncate left answers from the prompt's last tokens and says s
 bad "generate --dtype q5_k" generate "$ckpt" --prompt hi --dtype q5_k
 bad "calibrate --prompts 3" calibrate "$ckpt" --data "$work/data/validation.jsonl" --prompts 3
 bad "calibrate with a missing --data file" calibrate "$ckpt" --data "$work/none.jsonl"
-cp "$work/d4-hf/exit-probes.json" "$work/probes.bak"
 printf '{"format": 1, "layers": ' > "$work/d4-hf/exit-probes.json"
-bad "generate with a damaged exit-probes.json" generate "$work/d4-hf" --tokenizer byte --prompt hi
+bad "generate --early-exit-agreement with a damaged exit-probes.json" generate "$work/d4-hf" --tokenizer byte --prompt hi --early-exit-agreement 0.9
+"$bin" generate "$work/d4-hf" --tokenizer byte --prompt hi --max-new-tokens 4 > "$work/damaged.txt" 2> "$work/damaged.err"
+check "a damaged exit-probes.json does not stop a command that needs no probes: it warns, naming the file" \
+    sh -c "grep -q 'Warning: .*exit-probes.json: is not a probes file' '$work/damaged.err' && [ -s '$work/damaged.txt' ]"
 bad "generate on a missing model" generate "$work/nothing" --prompt hi
 bad "export --format hf --dtype q8_0" export "$ckpt" --depth 2 --format hf --dtype q8_0 --out "$work/hf-q8"
 bad "export --format gguf onto an existing non-.gguf file" export "$ckpt" --depth 2 --format gguf --out "$work/run.json" --overwrite

@@ -190,6 +190,11 @@ final class ExitProbesTests: XCTestCase {
                                                     stop: [], capacity: 48)
                 XCTAssertEqual(speculative.generate(prompts, maxNewTokens: 20), reference, "\(lookahead) \(vocabulary)")
                 XCTAssertGreaterThan(speculative.stats.verifications, 0)
+                // A probe at threshold 0 never stops a draft; at 0.5 it does (fewer drafts per round).
+                if case .probed(let n, _, let t) = lookahead, vocabulary == .full {
+                    let perRound = Double(speculative.stats.drafted) / Double(speculative.stats.verifications)
+                    if t == 0 { XCTAssertGreaterThan(perRound, Double(n) / 2) } else { XCTAssertLessThan(perRound, Double(n)) }
+                }
             }
         }
         // A shortlist draft proposes only shortlisted tokens.

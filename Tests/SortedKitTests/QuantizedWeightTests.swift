@@ -45,6 +45,7 @@ final class QuantizedWeightTests: XCTestCase {
         // Every kernel path this CPU runs (the portable one runs everywhere).
         for kernel in ["portable", "avx2", "avx512", "avx512-vnni"] where cq_select_kernel(kernel) == 1 {
             defer { cq_select_kernel(nil) }
+            XCTAssertEqual(QuantKernels.name, kernel)
             var y = [Float](repeating: 0, count: n * weight.rows)
             weight.multiply(x, count: n, into: &y, ldy: weight.rows, accumulate: false)
             for i in y.indices {

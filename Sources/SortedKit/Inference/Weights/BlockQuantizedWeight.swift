@@ -69,7 +69,10 @@ public final class BlockQuantizedWeight: LinearWeight, @unchecked Sendable {
 
     /// From this many activation rows on (a prefill chunk), tiles of weight rows are
     /// dequantized and multiplied by sgemm: its FLOP rate beats integer dot products there.
-    static let gemmRows = 64
+    /// Above the most rows a speculative verification carries (64 drafts + 1), so verifying
+    /// takes the same integer path as decoding one row: a row's result never depends on how
+    /// many rows come with it, and greedy speculation stays exact.
+    static let gemmRows = 80
 
     public func multiply(_ x: UnsafePointer<Float>, count n: Int, rows range: Range<Int>, into y: UnsafeMutablePointer<Float>,
                          ldy: Int, accumulate: Bool) {
