@@ -44,7 +44,8 @@ def load(path):
 
 
 def load_optional(path):
-    return load(path) if os.path.exists(path) else None
+    # Absent, or still being written by a running launch/study (its output is redirected there).
+    return load(path) if os.path.exists(path) and os.path.getsize(path) > 0 else None
 
 
 def training_cost(metrics_path):
