@@ -16,12 +16,13 @@ public struct DraftPlan: Sendable, Equatable {
 }
 
 public enum DraftPlanner {
-    /// The best plan over the probed exits and 1…maxDraft tokens; `draftVocabulary` is the
-    /// number of head rows the draft scores (V, or a shortlist's size).
-    public static func plan(probes: ExitProbes, config c: LlamaConfig, draftVocabulary: Int, maxDraft: Int = 8) -> DraftPlan? {
-        let layer = Double(ParameterLayout(config: c).layerStride)
-        let head = Double(c.vocabSize * c.hiddenSize), draftHead = Double(draftVocabulary * c.hiddenSize)
-        let L = Double(c.numHiddenLayers)
+    /// The best plan over the probed exits and 1…maxDraft tokens, in the bytes `weights`
+    /// store; `shortlist`: the tokens a shortlist draft scores (its head rows are float32),
+    /// nil for a draft over the whole head.
+    public static func plan(probes: ExitProbes, weights: InferenceWeights, shortlist: Int? = nil, maxDraft: Int = 8) -> DraftPlan? {
+        let layer = Double(weights.layerBytes(0)), head = Double(weights.head.bytes)
+        let draftHead = shortlist.map { Double($0 * weights.head.columns * 4) } ?? head
+        let L = Double(weights.layers.count)
         let full = L * layer + head
         var best: DraftPlan?
         for probe in probes.probes {

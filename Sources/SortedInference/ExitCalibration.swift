@@ -102,7 +102,7 @@ public enum ExitCalibration {
         let scores = exits.indices.map { i in
             (0..<chooseSamples.count).map { n in
                 chooseSamples.features[i].withUnsafeBufferPointer { x in
-                    score(probes[i], features: x.baseAddress! + n * F, dim: D)
+                    probes[i].probability(features: x.baseAddress! + n * F)
                 }
             }
         }
@@ -142,13 +142,6 @@ public enum ExitCalibration {
         var chosen = Array(ranked.prefix(max(0, size - always.count)))
         for t in always.sorted() where !chosen.contains(t) && Int(t) < vocabulary { chosen.append(t) }
         return chosen
-    }
-
-    /// σ(w·x + b) of a stored probe on one feature row.
-    static func score(_ probe: ExitProbe, features x: UnsafePointer<Float>, dim D: Int) -> Double {
-        var z = Double(probe.bias) + Double(probe.saturation) * Double(x[D])
-        for i in 0..<D { z += Double(probe.weights[i]) * Double(x[i]) }
-        return LogisticRegression.sigmoid(z)
     }
 
     /// The lowest score t such that, among the tokens scoring ≥ t, the disagreements (with one

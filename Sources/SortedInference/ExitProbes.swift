@@ -28,6 +28,20 @@ public struct ExitProbe: Codable, Sendable, Equatable {
     }
 }
 
+extension ExitProbe {
+    /// σ(w·direction + saturation·cosine + bias), given w·direction.
+    func probability(weightedDirection: Double, cosine: Float) -> Double {
+        LogisticRegression.sigmoid(weightedDirection + Double(saturation) * Double(cosine) + Double(bias))
+    }
+
+    /// The same from a feature row of `ExitProbes.features` (direction, then the cosine).
+    func probability(features x: UnsafePointer<Float>) -> Double {
+        var z = 0.0
+        for i in weights.indices { z += Double(weights[i]) * Double(x[i]) }
+        return probability(weightedDirection: z, cosine: x[weights.count])
+    }
+}
+
 /// One calibrated operating point: the thresholds a token risk gives, and what they did when
 /// generating on prompts the probes were not fitted on.
 public struct CalibrationLevel: Codable, Sendable, Equatable {
@@ -201,10 +215,8 @@ public struct ExitProbes: Codable, Sendable, Equatable {
         }
         let rms = max((squares / Double(D)).squareRoot(), 1e-12)
         let cosine = cross / max((squares * previousSquares).squareRoot(), 1e-30)
-        return Self.sigmoid(z / rms + Double(p.saturation) * Double(Float(cosine)) + Double(p.bias))
+        return p.probability(weightedDirection: z / rms, cosine: Float(cosine))
     }
-
-    static func sigmoid(_ z: Double) -> Double { z >= 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z)) }
 
     // MARK: - Files
 

@@ -267,7 +267,6 @@ enum DraftVocabularyChoice: String, ExpressibleByArgument, CaseIterable {
 /// vocabulary.
 func speculation(_ loaded: LoadedModel, draftDepth: String, speculate: String, maxDraft: Int, draftConfidence: Double,
                  vocabulary: DraftVocabularyChoice) throws -> DecodingStrategy {
-    let c = loaded.model.config
     let draftVocabulary: DecodingStrategy.DraftVocabulary
     switch vocabulary {
     case .full: draftVocabulary = .full
@@ -280,8 +279,8 @@ func speculation(_ loaded: LoadedModel, draftDepth: String, speculate: String, m
     var depth: Int, count = Int(speculate)
     if draftDepth == "auto" {
         guard let probes = loaded.probes,
-              let plan = DraftPlanner.plan(probes: probes, config: c,
-                                           draftVocabulary: vocabulary == .shortlist ? probes.shortlist.count : c.vocabSize,
+              let plan = DraftPlanner.plan(probes: probes, weights: try loaded.weights ?? InferenceWeights(model: loaded.model),
+                                           shortlist: vocabulary == .shortlist ? probes.shortlist.count : nil,
                                            maxDraft: speculate == "auto" ? maxDraft : count ?? maxDraft) else {
             throw CommandLineError("--draft-depth auto: \(loaded.description) has no exit probes to plan from; run `sortedtrain calibrate MODEL --data HELD_OUT.jsonl` or name a depth")
         }

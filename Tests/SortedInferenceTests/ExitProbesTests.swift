@@ -66,7 +66,7 @@ final class ExitProbesTests: XCTestCase {
         } }
         let rms = (h.map { Double($0 * $0) }.reduce(0, +) / Double(D)).squareRoot()
         XCTAssertEqual(Double(x[0]), Double(h[0]) / rms, accuracy: 1e-6)
-        let fromFeatures = x.withUnsafeBufferPointer { ExitCalibration.score(probe, features: $0.baseAddress!, dim: D) }
+        let fromFeatures = x.withUnsafeBufferPointer { probe.probability(features: $0.baseAddress!) }
         let fromState = probes.score(0, hidden: h, previous: previous)
         XCTAssertEqual(fromFeatures, fromState, accuracy: 1e-6)
 
@@ -224,10 +224,10 @@ final class ExitProbesTests: XCTestCase {
                        levels: [], calibration: CalibrationSummary(data: "", fitPrompts: 0, thresholdPrompts: 0, heldOutPrompts: 0,
                                                                    fitTokens: 0, maxNewTokens: 0, seconds: 0))
         }
-        let c = model.config
-        let low = DraftPlanner.plan(probes: probes([(2, 0.3), (4, 0.9)]), config: c, draftVocabulary: c.vocabSize)!
+        let weights = try InferenceWeights(model: model)
+        let low = DraftPlanner.plan(probes: probes([(2, 0.3), (4, 0.9)]), weights: weights)!
         XCTAssertEqual(low.depth, 4)
-        let high = DraftPlanner.plan(probes: probes([(2, 0.98)]), config: c, draftVocabulary: c.vocabSize)!
+        let high = DraftPlanner.plan(probes: probes([(2, 0.98)]), weights: weights)!
         XCTAssertGreaterThanOrEqual(high.speculate, 3)
         XCTAssertGreaterThan(high.expectedSpeedup, 1)
     }
