@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 // sortedtrain: Sorted Fine-Tuning (SoFT) of LLaMA-family models, data-parallel over MPI.
 import PackageDescription
 
@@ -11,6 +11,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // HTTP for `serve` (no configuration-file support needed: the CLI configures it).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.20.0", traits: []),
     ],
     targets: [
         // System libraries, each behind a small shim header (see Sources/C*/shim.h).
@@ -47,13 +49,19 @@ let package = Package(
         // self-speculative), per-exit evaluation and their benchmark, over SortedKit's decoder.
         .target(name: "SortedInference", dependencies: ["SortedKit", "SortedFormats", "SortedData", "SortedDistributed", "SortedPlot"]),
 
+        // `sortedtrain serve`: the OpenAI-compatible HTTP adapter over SortedInference — the
+        // wire format, the continuous-batching scheduler, metrics, the chat page.
+        .target(name: "SortedServer", dependencies: ["SortedInference", "SortedKit", "SortedData", "SortedFormats",
+                                                     .product(name: "Hummingbird", package: "hummingbird"),
+                                                     .product(name: "HummingbirdCore", package: "hummingbird")]),
+
         // Run configuration, the training loop, metrics, benchmarks.
         .target(name: "SortedTraining", dependencies: ["SortedKit", "SortedDistributed", "SortedFormats", "SortedIO",
                                                        "SortedData", "SortedInference"]),
 
         .executableTarget(name: "sortedtrain", dependencies: [
             "SortedTraining", "SortedInference", "SortedPlot", "SortedKit", "SortedDistributed", "SortedFormats", "SortedIO",
-            "SortedData",
+            "SortedData", "SortedServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Multi-rank checks, launched by launch/test under mpirun.

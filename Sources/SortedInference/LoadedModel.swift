@@ -57,6 +57,11 @@ public struct LoadedModel {
         return stop
     }
 
+    /// The tokens generation continues from after a conversation, in the model's template.
+    public func prompt(messages: [ChatMessage]) throws -> [Int32] {
+        try template.prompt(messages: messages, tokenizer: tokenizer, chatTemplate: chatTemplate)
+    }
+
     /// The tokens generation continues from for an instruction, in the model's template.
     public func prompt(instruction: String, input: String = "") throws -> [Int32] {
         try template.prompt(instruction: instruction, input: input, tokenizer: tokenizer, chatTemplate: chatTemplate)

@@ -43,6 +43,15 @@ struct TokenSampler {
         rng = SplitMix64(seed: settings.seed)
     }
 
+    /// The sampler of prompt `index` of generate() call `call` (from 1): its stream depends on
+    /// the seed and these two only, so an answer does not depend on the batch it was in.
+    static func forPrompt(_ settings: SamplingSettings, call: UInt64, index: Int) -> TokenSampler {
+        var mixer = SplitMix64(seed: settings.seed ^ (call &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(index) &* 0xBF58_476D_1CE4_E5B9))
+        var seeded = settings
+        seeded.seed = mixer.next()
+        return TokenSampler(seeded)
+    }
+
     /// The next token from one row of V logits.
     mutating func choose(_ logits: UnsafePointer<Float>, vocab V: Int) -> Int32 {
         if settings.isGreedy { return Int32(LogitStatistics.argmax(logits, count: V)) }

@@ -99,6 +99,9 @@ public final class TextGenerator {
     /// Positions per sequence: prompt plus continuation.
     public let capacity: Int
     public private(set) var stats = GenerationStats()
+    /// Asked after every token: true ends every answer of the running generate() there (a
+    /// server's client went away, or its time ran out).
+    public var isCancelled: () -> Bool = { false }
 
     private let decoder: IncrementalDecoder
     private let hidden: FloatBuffer
@@ -237,12 +240,7 @@ public final class TextGenerator {
 
     public func resetStats() { stats = GenerationStats() }
 
-    private func sampler(for prompt: Int) -> TokenSampler {
-        var mixer = SplitMix64(seed: sampling.seed ^ (calls &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(prompt) &* 0xBF58_476D_1CE4_E5B9))
-        var settings = sampling
-        settings.seed = mixer.next()
-        return TokenSampler(settings)
-    }
+    private func sampler(for prompt: Int) -> TokenSampler { TokenSampler.forPrompt(sampling, call: calls, index: prompt) }
 
     // MARK: - Shared steps
 
@@ -347,7 +345,7 @@ public final class TextGenerator {
                     stats.generatedTokens += 1
                     record(depth: depth)
                     // Room for the pending token and the one it predicts.
-                    return output[b].count < maxNewTokens && decoder.cache.length(slot: b, layer: 0) + 1 < capacity
+                    return output[b].count < maxNewTokens && decoder.cache.length(slot: b, layer: 0) + 1 < capacity && !isCancelled()
                 }
                 guard !active.isEmpty else { break }
                 decoder.embed(active.map { next[$0] }, into: hidden)
@@ -378,7 +376,7 @@ public final class TextGenerator {
                 output.append(token)
                 record(depth: depth)
                 onToken(token)
-                guard output.count < maxNewTokens, decoder.cache.length(slot: 0, layer: 0) + 1 < capacity else { break }
+                guard output.count < maxNewTokens, decoder.cache.length(slot: 0, layer: 0) + 1 < capacity, !isCancelled() else { break }
                 decoder.embed([token], into: hidden)
                 depth = 0
                 var exited = false
@@ -444,7 +442,7 @@ public final class TextGenerator {
                 output.append(token)
                 record(depth: L)
                 onToken(token)
-                return output.count < maxNewTokens
+                return output.count < maxNewTokens && !isCancelled()
             }
             guard emit(pending) else { return }
             while true {

@@ -11,6 +11,7 @@ struct SortedTrain: ParsableCommand {
             TrainCommand.self,
             EvalCommand.self,
             GenerateCommand.self,
+            ServeCommand.self,
             CalibrateCommand.self,
             SynthCommand.self,
             PrepareCommand.self,

@@ -35,6 +35,20 @@ public enum PromptTemplate: String, CaseIterable, Sendable {
         return Self.encode(segments, tokenizer: tokenizer).tokens
     }
 
+    /// The tokens generation continues from after a conversation (an OpenAI chat request's
+    /// messages): the conversation and the opening of the assistant's next turn.
+    public func prompt(messages: [ChatMessage], tokenizer: Tokenizer, chatTemplate: ChatTemplate? = nil) throws -> [Int32] {
+        if self == .model { return try modelPrompt(messages, chatTemplate: chatTemplate, tokenizer: tokenizer) }
+        var segments = try self.segments(for: .chat(messages + [ChatMessage(role: .assistant, content: "x")]), tokenizer: tokenizer,
+                                         chatTemplate: chatTemplate)
+        // Drop the new turn's trained run (its content and end) and what follows it.
+        if let last = segments.lastIndex(where: \.trained) {
+            let start = segments[...last].lastIndex(where: { !$0.trained }).map { $0 + 1 } ?? 0
+            segments.removeSubrange(start...)
+        }
+        return Self.encode(segments, tokenizer: tokenizer).tokens
+    }
+
     /// A piece of an example: text to encode or a token id, and whether it carries loss.
     struct Segment {
         /// ids: tokens already encoded (a chat template's rendering, encoded whole).
