@@ -270,7 +270,8 @@ async function send() {
   }
   if (stopped && answer === "") { messages.pop(); userBubble.classList.add("unsent"); }
   else messages.push({ role: "assistant", content: answer });
-  bubble.appendChild(statsLine(model, final, pieces, firstAt, lastAt, startedAt, stopped));
+  const cut = stopped ? "stopped" : failure !== null ? "cut short by an error" : "";
+  bubble.appendChild(statsLine(model, final, pieces, firstAt, lastAt, startedAt, cut));
   bubble.dataset.done = "true";
   if (failure !== null) { showError(failure); setState("error"); }
   else setState("done");
@@ -278,7 +279,7 @@ async function send() {
   prompt.focus();
 }
 
-function statsLine(model, final, pieces, firstAt, lastAt, startedAt, stopped) {
+function statsLine(model, final, pieces, firstAt, lastAt, startedAt, cut) {
   const usage = (final && final.usage) || {};
   const info = (final && final.info) || {};
   const tokens = Number.isFinite(usage.completion_tokens) ? usage.completion_tokens : pieces;
@@ -292,9 +293,9 @@ function statsLine(model, final, pieces, firstAt, lastAt, startedAt, stopped) {
   if (Number.isFinite(info.layers_per_token)) parts.push(fmt(info.layers_per_token, 1) + " layers/token");
   if (info.exits && typeof info.exits === "object") {
     const exits = Object.keys(info.exits).sort((a, b) => a - b).map((k) => "layer " + k + "×" + info.exits[k]);
-    if (exits.length) parts.push("exits " + exits.join(", "));
+    if (exits.length > 1) parts.push("exits " + exits.join(", "));   // one exit says no more than layers/token
   }
-  if (stopped) parts.push("stopped");
+  if (cut) parts.push(cut);
   else if (final && final.finish === "length") parts.push("hit max tokens");
   if (Number.isFinite(rate) && rate > 0 && tokens > 0) {
     const t = totals[model] || (totals[model] = { tokens: 0, seconds: 0, answers: 0, layers: 0, layerAnswers: 0 });

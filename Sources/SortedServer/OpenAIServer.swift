@@ -203,7 +203,7 @@ public final class OpenAIServer: @unchecked Sendable {
                 if answer.text.stopped { job.cancel() }
             case .finished(let finish):
                 if finish == .timeout {
-                    return error(APIError(status: 504, message: "the answer took longer than the server's time limit of \(Int(options.timeLimit.seconds)) s",
+                    return error(APIError(status: 504, message: "the answer took longer than the server's time limit of \(String(format: "%g", options.timeLimit.seconds)) s",
                                           type: "timeout", param: nil, code: "timeout"))
                 }
                 content += answer.text.finish()
@@ -258,7 +258,7 @@ public final class OpenAIServer: @unchecked Sendable {
                         if answer.text.stopped { job.cancel() }
                     case .finished(let finish):
                         if finish == .timeout {
-                            try await send(APIError(status: 504, message: "the answer took longer than the server's time limit of \(Int(self.options.timeLimit.seconds)) s",
+                            try await send(APIError(status: 504, message: "the answer took longer than the server's time limit of \(String(format: "%g", self.options.timeLimit.seconds)) s",
                                                     type: "timeout", param: nil, code: "timeout").json)
                             break
                         }
