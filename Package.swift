@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // HTTP for `serve` (no configuration-file support needed: the CLI configures it).
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.20.0", traits: []),
+        // NIO's HTTP/1 client codec for `bench serve`'s load generator (no TLS to build).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // System libraries, each behind a small shim header (see Sources/C*/shim.h).
@@ -50,10 +52,14 @@ let package = Package(
         .target(name: "SortedInference", dependencies: ["SortedKit", "SortedFormats", "SortedData", "SortedDistributed", "SortedPlot"]),
 
         // `sortedtrain serve`: the OpenAI-compatible HTTP adapter over SortedInference — the
-        // wire format, the continuous-batching scheduler, metrics, the chat page.
+        // wire format, the continuous-batching scheduler, metrics, the chat page — and the
+        // load generator of `bench serve`.
         .target(name: "SortedServer", dependencies: ["SortedInference", "SortedKit", "SortedData", "SortedFormats",
                                                      .product(name: "Hummingbird", package: "hummingbird"),
-                                                     .product(name: "HummingbirdCore", package: "hummingbird")]),
+                                                     .product(name: "HummingbirdCore", package: "hummingbird"),
+                                                     .product(name: "NIOCore", package: "swift-nio"),
+                                                     .product(name: "NIOPosix", package: "swift-nio"),
+                                                     .product(name: "NIOHTTP1", package: "swift-nio")]),
 
         // Run configuration, the training loop, metrics, benchmarks.
         .target(name: "SortedTraining", dependencies: ["SortedKit", "SortedDistributed", "SortedFormats", "SortedIO",

@@ -27,6 +27,8 @@ final class GenerationJob: @unchecked Sendable {
     let strategy: DecodingStrategy
     let sampling: SamplingSettings
     let maxNewTokens: Int
+    /// The tokens that end the answer.
+    let stop: Set<Int32>
     let created = ContinuousClock.now
     let deadline: ContinuousClock.Instant
     let events: AsyncStream<Event>
@@ -34,8 +36,10 @@ final class GenerationJob: @unchecked Sendable {
     private let lock = NSLock()
     private var _cancelled = false
 
-    init(prompt: [Int32], strategy: DecodingStrategy, sampling: SamplingSettings, maxNewTokens: Int, timeLimit: Duration) {
+    init(prompt: [Int32], strategy: DecodingStrategy, sampling: SamplingSettings, maxNewTokens: Int, stop: Set<Int32>,
+         timeLimit: Duration) {
         self.prompt = prompt
+        self.stop = stop
         self.strategy = strategy
         self.sampling = sampling
         self.maxNewTokens = maxNewTokens
@@ -175,7 +179,7 @@ final class GenerationEngine: @unchecked Sendable {
             guard case .fixed(let depth) = job.strategy else { continue }
             do {
                 let slot = try batch.admit(ContinuousBatch.Request(prompt: job.prompt, depth: depth, sampling: job.sampling,
-                                                                   maxNewTokens: job.maxNewTokens, stop: loaded.stopTokens))
+                                                                   maxNewTokens: job.maxNewTokens, stop: job.stop))
                 running[slot] = job
             } catch {
                 // The HTTP layer checked the request; a refusal here is a bug, not the client's.
@@ -217,7 +221,7 @@ final class GenerationEngine: @unchecked Sendable {
         let generator: TextGenerator
         do {
             generator = try TextGenerator(model: loaded.model, strategy: job.strategy, sampling: job.sampling,
-                                          stop: loaded.stopTokens, capacity: capacity, weights: loaded.weights)
+                                          stop: job.stop, capacity: capacity, weights: loaded.weights)
         } catch {
             return end(job, slot: nil, .cancelled)
         }

@@ -51,6 +51,8 @@ struct OpenAIRequest {
     var topK = 0
     var seed: UInt64 = 0
     var stop: [String] = []
+    /// Generate max_tokens whatever the model's end-of-answer tokens say (vLLM's field; for benchmarks).
+    var ignoreEOS = false
     var depth: DepthRequest?
 
     /// Parses a request body for `chat` (/v1/chat/completions) or not (/v1/completions).
@@ -101,6 +103,7 @@ struct OpenAIRequest {
             }
         }
         stream = try bool("stream") ?? false
+        ignoreEOS = try bool("ignore_eos") ?? false
         if let options = fields["stream_options"], !options.isNull {
             guard let o = options.object else { throw APIError.invalid("'stream_options' must be an object", param: "stream_options") }
             if let v = o["include_usage"], !v.isNull {

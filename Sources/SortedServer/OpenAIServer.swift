@@ -174,7 +174,8 @@ public final class OpenAIServer: @unchecked Sendable {
             }
             let sampling = SamplingSettings(temperature: parsed.temperature, topK: parsed.topK, topP: parsed.topP, seed: parsed.seed)
             let job = GenerationJob(prompt: prompt, strategy: strategy, sampling: sampling,
-                                    maxNewTokens: min(parsed.maxTokens ?? room, room), timeLimit: options.timeLimit)
+                                    maxNewTokens: min(parsed.maxTokens ?? room, room), stop: parsed.ignoreEOS ? [] : loaded.stopTokens,
+                                    timeLimit: options.timeLimit)
             do { try engine.submit(job) } catch SubmitError.queueFull(let n) {
                 throw APIError(status: 503, message: "the server is busy (\(n) requests waiting); retry later", type: "server_error",
                                param: nil, code: "server_busy")
