@@ -12,14 +12,14 @@ struct ExportCommand: ParsableCommand {
         commandName: "export",
         abstract: "Export depth k of a checkpoint as a standalone model (HF directory, HDF5 file or GGUF file).",
         discussion: """
-        The exit-k sub-model is the first k decoder layers plus the shared final norm and LM
-        head. --format hf writes model.safetensors, config.json (num_hidden_layers = k, the
-        tokenizer's BOS/EOS ids, the exits up to k under "sortedtrain"), generation_config.json,
-        a README.md model card (base model and license from the run's initial weights, the
-        run's exits, steps, tokens and data, and --eval's per-exit table) and the run's
-        tokenizer.json (with tokenizer_config.json and special_tokens_map.json when they sit
-        beside it), which transformers loads as LlamaForCausalLM; --format hdf5 writes one .h5 file with the checkpoint's per-layer
-        layout and no optimizer state; --format gguf writes one llama-architecture GGUF v3 file
+        The exit-k sub-model is the first k decoder layers plus the shared final norm and LM \
+        head. --format hf writes model.safetensors, config.json (num_hidden_layers = k, the \
+        tokenizer's BOS/EOS ids, the exits up to k under "sortedtrain"), generation_config.json, \
+        a README.md model card (base model and license from the run's initial weights, the \
+        run's exits, steps, tokens and data, and --eval's per-exit table) and the run's \
+        tokenizer.json (with tokenizer_config.json and special_tokens_map.json when they sit \
+        beside it), which transformers loads as LlamaForCausalLM; --format hdf5 writes one .h5 file with the checkpoint's per-layer \
+        layout and no optimizer state; --format gguf writes one llama-architecture GGUF v3 file \
         (llama.block_count = k, the run's tokenizer and chat template as metadata) for llama.cpp.
         """)
 

@@ -40,6 +40,9 @@ struct GenerateBenchCommand: ParsableCommand {
     @Option(help: "Early-exit thresholds: one, or one per exit below the last.")
     var earlyExit: String = "0.9"
 
+    @Option(help: "Confidence for --early-exit: probability (top softmax probability) or margin (top-1 minus top-2).")
+    var confidence: ConfidenceMeasure = .probability
+
     @Option(help: "Early exit by the model's calibrated probes (sortedtrain calibrate) at these agreements with full-depth greedy, comma-separated (e.g. 0.9,0.95).")
     var earlyExitAgreement: String?
 
@@ -47,7 +50,7 @@ struct GenerateBenchCommand: ParsableCommand {
     var draftDepth: String?
 
     @Option(help: "Tokens drafted per verification, or auto (up to --max-draft while the draft's probe, else its top probability, reaches --draft-confidence).")
-    var speculate: String = "4"
+    var speculate: DraftLength = .tokens(4)
 
     @Option(parsing: .unconditional, help: "With --speculate auto: the most tokens drafted per verification.")
     var maxDraft: Int = 8
@@ -83,13 +86,8 @@ struct GenerateBenchCommand: ParsableCommand {
         guard promptTokens >= 1, newTokens >= 1, batchSize >= 1, repeats >= 1 else {
             throw CommandLineError("--prompt-tokens, --new-tokens, --batch-size and --repeats must be positive")
         }
-        guard speculate == "auto" || (Int(speculate).map { (1...64).contains($0) } ?? false) else {
-            throw CommandLineError("--speculate must be a number of tokens in 1...64 or auto, got '\(speculate)'")
-        }
         guard (1...64).contains(maxDraft) else { throw CommandLineError("--max-draft must be in 1...64, got \(maxDraft)") }
-        for d in draftDepth?.split(separator: ",") ?? [] where d != "auto" && Int(d) == nil {
-            throw CommandLineError("--draft-depth must list exit depths or auto, got '\(d)'")
-        }
+        if let draftDepth { _ = try parseDraftExits(draftDepth, flag: "--draft-depth") }
         for v in draftVocabulary.split(separator: ",") where DraftVocabularyChoice(rawValue: String(v)) == nil {
             throw CommandLineError("--draft-vocabulary: '\(v)' is not full or shortlist")
         }
@@ -105,8 +103,8 @@ struct GenerateBenchCommand: ParsableCommand {
         }
         let thresholds = try parseNumbers(earlyExit, flag: "--early-exit")
         // No draft without an exit below the last layer (unless one is named).
-        let drafts = draftDepth.map { $0.split(separator: ",").map(String.init) } ?? depths.first { $0 < L }.map { [String($0)] } ?? []
-        if let d = drafts.compactMap({ Int($0) }).first(where: { !(1..<L).contains($0) }) {
+        let drafts = try draftDepth.map { try parseDraftExits($0, flag: "--draft-depth") } ?? depths.first { $0 < L }.map { [.depth($0)] } ?? []
+        for case .depth(let d) in drafts where !(1..<L).contains(d) {
             throw CommandLineError("--draft-depth \(d) is outside 1...\(L - 1)")
         }
         let prompts = try promptsFile.map { try readPromptsFile($0) } ?? Self.prompts.map { ($0, "") }
@@ -118,6 +116,7 @@ struct GenerateBenchCommand: ParsableCommand {
         settings.newTokens = newTokens
         settings.batchSize = batchSize
         settings.earlyExitThresholds = thresholds
+        settings.confidence = confidence
         if let earlyExitAgreement {
             settings.probeAgreements = try parseNumbers(earlyExitAgreement, flag: "--early-exit-agreement")
             guard settings.probeAgreements.allSatisfy({ $0 > 0 && $0 <= 1 }) else {
@@ -138,7 +137,7 @@ struct GenerateBenchCommand: ParsableCommand {
             case .adaptive(let n, let t): length = "≤\(n) tokens while p ≥ \(t)"
             case .probed(let n, _, let t): length = "≤\(n) tokens while probe ≥ \(t)"
             }
-            settings.speculations.append(("self-speculative draft \(depth)\(draft == "auto" ? " (auto)" : ""), \(length)\(vocabulary == .shortlist ? ", shortlist" : "")", strategy))
+            settings.speculations.append(("self-speculative draft \(depth)\(draft == .auto ? " (auto)" : ""), \(length)\(vocabulary == .shortlist ? ", shortlist" : "")", strategy))
         }
         }
         settings.repeats = repeats

@@ -68,19 +68,19 @@ struct GenerateCommand: ParsableCommand {
     var earlyExitAgreement: Double?
 
     @Option(help: "Confidence for --early-exit: probability (top softmax probability) or margin (top-1 minus top-2).")
-    var confidence: String = "probability"
+    var confidence: ConfidenceMeasure = .probability
 
     @Option(help: "Exits for --early-exit, comma-separated (default: the model's trained exits).")
     var exits: String?
 
     @Option(help: "Self-speculative decoding: the exit that drafts, or auto (a calibrated model's best by agreement and cost).")
-    var draftDepth: String?
+    var draftDepth: DraftExit?
 
     @Option(help: "Tokens the draft scores: full (the vocabulary) or shortlist (the calibrated frequent tokens).")
     var draftVocabulary: DraftVocabularyChoice = .full
 
-    @Option(help: "Tokens drafted per verification, or auto.")
-    var speculate: String = "4"
+    @Option(help: "Tokens drafted per verification (1...64), or auto.")
+    var speculate: DraftLength = .tokens(4)
 
     @Option(parsing: .unconditional, help: "With --speculate auto: the most tokens drafted per verification.")
     var maxDraft: Int = 8
@@ -124,17 +124,6 @@ struct GenerateCommand: ParsableCommand {
         guard modes <= 1 else { throw CommandLineError("--depth, --early-exit, --early-exit-agreement and --draft-depth exclude each other: pick one") }
         if let a = earlyExitAgreement, !(a > 0 && a <= 1) {
             throw CommandLineError("--early-exit-agreement must be in (0, 1], got \(a)")
-        }
-        guard ConfidenceMeasure(rawValue: confidence) != nil else {
-            throw CommandLineError("--confidence must be probability or margin, got '\(confidence)'")
-        }
-        if let draftDepth, draftDepth != "auto", Int(draftDepth) == nil {
-            throw CommandLineError("--draft-depth must be an exit depth or auto, got '\(draftDepth)'")
-        }
-        if draftDepth != nil && speculate != "auto" {
-            guard let n = Int(speculate), (1...64).contains(n) else {
-                throw CommandLineError("--speculate must be a number of tokens in 1...64 or auto, got '\(speculate)'")
-            }
         }
         guard (1...64).contains(maxDraft) else { throw CommandLineError("--max-draft must be in 1...64, got \(maxDraft)") }
         guard draftConfidence.isFinite && draftConfidence >= 0 && draftConfidence <= 1 else {
@@ -197,7 +186,7 @@ struct GenerateCommand: ParsableCommand {
             guard exitList.contains(where: { $0 < L }) else {
                 throw CommandLineError("--early-exit needs exits below layer \(L); the model names \(exitList) (give --exits)")
             }
-            return .earlyExit(exits: exitList.last == L ? exitList : exitList + [L], decision: .confidence(thresholds: values, measure: ConfidenceMeasure(rawValue: confidence)!))
+            return .earlyExit(exits: exitList.last == L ? exitList : exitList + [L], decision: .confidence(thresholds: values, measure: confidence))
         }
         return .fixed(depth: depth ?? L)
     }
@@ -240,64 +229,4 @@ struct GeneratedAnswer: Encodable {
     let prompt: String
     let output: String
     let tokens: Int
-}
-
-/// Early exit by `loaded`'s calibrated probes at the level that reaches `agreement`; full
-/// depth, with a warning, when no calibrated level does.
-func probedEarlyExit(_ loaded: LoadedModel, agreement: Double) throws -> DecodingStrategy {
-    let L = loaded.model.config.numHiddenLayers
-    guard let probes = loaded.probes else {
-        if let problem = loaded.probesProblem { throw CommandLineError("--early-exit-agreement: \(problem)") }
-        throw CommandLineError("--early-exit-agreement: \(loaded.description) has no exit probes (\(loaded.probesLocation?.path ?? "none")); fit them with `sortedtrain calibrate MODEL --data HELD_OUT.jsonl`")
-    }
-    guard let level = probes.level(forAgreement: agreement) else {
-        let best = probes.levels.map(\.agreement).max() ?? 0
-        printProgress(String(format: "Warning: no calibrated level reaches agreement %.3f (the best reached %.3f): every token runs all %d layers", agreement, best, L))
-        return .fixed(depth: L)
-    }
-    return .earlyExit(exits: probes.exits + [L], decision: .probe(probes, thresholds: level.thresholds))
-}
-
-enum DraftVocabularyChoice: String, ExpressibleByArgument, CaseIterable {
-    case full, shortlist
-}
-
-/// Self-speculation as the options ask: a draft exit (or auto: the calibrated plan), a fixed
-/// or adaptive draft length (by the draft exit's probe when there is one), and the draft's
-/// vocabulary.
-func speculation(_ loaded: LoadedModel, draftDepth: String, speculate: String, maxDraft: Int, draftConfidence: Double,
-                 vocabulary: DraftVocabularyChoice) throws -> DecodingStrategy {
-    let draftVocabulary: DecodingStrategy.DraftVocabulary
-    switch vocabulary {
-    case .full: draftVocabulary = .full
-    case .shortlist:
-        guard let shortlist = loaded.probes?.shortlist, !shortlist.isEmpty else {
-            throw CommandLineError("--draft-vocabulary shortlist: \(loaded.description) has no calibrated shortlist; run `sortedtrain calibrate MODEL --data HELD_OUT.jsonl`")
-        }
-        draftVocabulary = .shortlist(shortlist)
-    }
-    var depth: Int, count = Int(speculate)
-    if draftDepth == "auto" {
-        guard let probes = loaded.probes,
-              let plan = DraftPlanner.plan(probes: probes, weights: try loaded.weights ?? InferenceWeights(model: loaded.model),
-                                           shortlist: vocabulary == .shortlist ? probes.shortlist.count : nil,
-                                           maxDraft: speculate == "auto" ? maxDraft : count ?? maxDraft) else {
-            throw CommandLineError("--draft-depth auto: \(loaded.description) has no exit probes to plan from; run `sortedtrain calibrate MODEL --data HELD_OUT.jsonl` or name a depth")
-        }
-        printProgress(String(format: "--draft-depth auto: exit %d drafting %d tokens (agreement %.3f, expected %.2f× full depth by bytes read)",
-                             plan.depth, plan.speculate, plan.agreement, plan.expectedSpeedup))
-        depth = plan.depth
-        if speculate != "auto" { count = plan.speculate }
-    } else {
-        depth = Int(draftDepth)!
-    }
-    let lookahead: DecodingStrategy.Lookahead
-    if let count {
-        lookahead = .fixed(count)
-    } else if let probes = loaded.probes, probes.exits.contains(depth) {
-        lookahead = .probed(maximum: maxDraft, probes: probes, threshold: draftConfidence)
-    } else {
-        lookahead = .adaptive(maximum: maxDraft, threshold: draftConfidence)
-    }
-    return .selfSpeculative(draftDepth: depth, lookahead: lookahead, vocabulary: draftVocabulary)
 }

@@ -9,14 +9,14 @@ struct PrepareCommand: ParsableCommand {
         commandName: "prepare",
         abstract: "Tokenize a dataset into a prepared file (tokens, labels, offsets) for training.",
         discussion: """
-        Inputs: Alpaca JSON arrays or JSONL (instruction, input, output), chat JSONL
-        (messages with role and content), JSONL with a "text" field, or plain text files.
-        Labels are -100 on prompt tokens, so the loss is on responses only; each response ends
-        with EOS (with chatml: <|im_end|>). Text documents are packed end to end and cut into
-        --max-length windows. An instruction example longer than --max-length is cut to it
-        (--truncation truncate: the prompt is kept and the response shortened; an example
-        whose response would not start is dropped) or dropped (--truncation drop).
-        The output is a safetensors file (tensors tokens, labels, offsets; metadata with the
+        Inputs: Alpaca JSON arrays or JSONL (instruction, input, output), chat JSONL \
+        (messages with role and content), JSONL with a "text" field, or plain text files. \
+        Labels are -100 on prompt tokens, so the loss is on responses only; each response ends \
+        with EOS (with chatml: <|im_end|>). Text documents are packed end to end and cut into \
+        --max-length windows. An instruction example longer than --max-length is cut to it \
+        (--truncation truncate: the prompt is kept and the response shortened; an example \
+        whose response would not start is dropped) or dropped (--truncation drop). \
+        The output is a safetensors file (tensors tokens, labels, offsets; metadata with the \
         tokenizer, template and counts) that `safetensors.safe_open` can also read.
         """)
 

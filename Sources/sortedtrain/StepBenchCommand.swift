@@ -22,24 +22,24 @@ struct StepBenchCommand: ParsableCommand {
         commandName: "step",
         abstract: "Time full training steps (forward, backward, AdamW) for SFT and SoFT.",
         discussion: """
-        Runs SFT (the last exit only) and SoFT (the config's exits) on the same model and a
-        random batch of micro_batch_size × sequence_length tokens, and reports the median step
-        time, achieved GFLOP/s as a fraction of the sgemm peak measured in the same process,
-        the SoFT/SFT time ratio next to the FLOP ratio, and peak memory of each; and SoFT with
-        self-distillation from the last exit (the config's sorted.distill, else α 1, τ 2) as
-        ratios of time and memory to SoFT without it. --recompute adds SoFT with
-        train.recompute "layers" (only each layer's input kept, the layer run again in the
+        Runs SFT (the last exit only) and SoFT (the config's exits) on the same model and a \
+        random batch of micro_batch_size × sequence_length tokens, and reports the median step \
+        time, achieved GFLOP/s as a fraction of the sgemm peak measured in the same process, \
+        the SoFT/SFT time ratio next to the FLOP ratio, and peak memory of each; and SoFT with \
+        self-distillation from the last exit (the config's sorted.distill, else α 1, τ 2) as \
+        ratios of time and memory to SoFT without it. --recompute adds SoFT with \
+        train.recompute "layers" (only each layer's input kept, the layer run again in the \
         backward): its time and peak memory, and both as ratios to SoFT's.
 
-        With --sequence-lengths 256,1024,2048 it measures each length in turn (peak memory
-        reset before every measurement, the sgemm peak measured on each length's shapes) and
-        prints one table, or with --json an object whose "lengths" holds one result per length.
-        --pytorch adds scripts/bench_pytorch.py's timings of the same config, lengths, batch,
-        steps and threads (when python3 has torch and transformers): sortedtrain's step time
+        With --sequence-lengths 256,1024,2048 it measures each length in turn (peak memory \
+        reset before every measurement, the sgemm peak measured on each length's shapes) and \
+        prints one table, or with --json an object whose "lengths" holds one result per length. \
+        --pytorch adds scripts/bench_pytorch.py's timings of the same config, lengths, batch, \
+        steps and threads (when python3 has torch and transformers): sortedtrain's step time \
         over the better of PyTorch's eager and sdpa attention, and its peak RSS over sdpa's.
 
-        Under mpirun (e.g. launch/bench-mpi 2) it instead measures data-parallel SoFT
-        training: exposed communication / step time, and the bucketed gradient all-reduce's
+        Under mpirun (e.g. launch/bench-mpi 2) it instead measures data-parallel SoFT \
+        training: exposed communication / step time, and the bucketed gradient all-reduce's \
         bandwidth next to one plain MPI_Allreduce of the same bytes.
         """)
 

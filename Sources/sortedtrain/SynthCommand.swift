@@ -10,11 +10,11 @@ struct SynthCommand: ParsableCommand {
         commandName: "synth",
         abstract: "Write the demo dataset: seeded instruction tasks graded by exact match.",
         discussion: """
-        Tasks: \(SynthTasks.taskNames.joined(separator: ", ")); each comes easy (small
-        numbers, short words) or hard (long numbers, long words, longer lists), mixed by
-        --hard-fraction, so that deeper exits have something to gain. Writes OUTPUT/train.jsonl
-        and OUTPUT/validation.jsonl in Alpaca format with extra "task" and "difficulty"
-        fields; no validation question appears in train. The same seed gives the same files.
+        Tasks: \(SynthTasks.taskNames.joined(separator: ", ")); each comes easy (small \
+        numbers, short words) or hard (long numbers, long words, longer lists), mixed by \
+        --hard-fraction, so that deeper exits have something to gain. Writes OUTPUT/train.jsonl \
+        and OUTPUT/validation.jsonl in Alpaca format with extra "task" and "difficulty" \
+        fields; no validation question appears in train. The same seed gives the same files. \
         Files already there are replaced only with --overwrite.
         """)
 

@@ -10,11 +10,11 @@ struct TokenizeCommand: ParsableCommand {
         commandName: "tokenize",
         abstract: "Encode text to token ids (JSON arrays), or decode ids back to text.",
         discussion: """
-        Each input line (without its newline) becomes one JSON array of ids, so the output can
-        be compared line by line with another tool, e.g. Python's
-        `json.dumps(Tokenizer.from_file(PATH).encode(line, add_special_tokens=False).ids)`.
-        Special tokens written in the text (such as <|im_start|>) are matched, as HF does,
-        unless --no-parse-special is given. With --decode each input line must be a JSON
+        Each input line (without its newline) becomes one JSON array of ids, so the output can \
+        be compared line by line with another tool, e.g. Python's \
+        `json.dumps(Tokenizer.from_file(PATH).encode(line, add_special_tokens=False).ids)`. \
+        Special tokens written in the text (such as <|im_start|>) are matched, as HF does, \
+        unless --no-parse-special is given. With --decode each input line must be a JSON \
         array of ids and is printed as text.
         """)
 

@@ -10,11 +10,11 @@ struct TokenizerBenchCommand: ParsableCommand {
         commandName: "tokenizer",
         abstract: "Measure tokenizer encode speed against HF tokenizers on the same text.",
         discussion: """
-        The text is split into documents at blank lines; both sides encode every document
-        without added special tokens, one warm-up pass then --repeat timed passes, and the
-        best pass is reported. The Python side runs `Tokenizer.encode_batch_fast` with
-        RAYON_NUM_THREADS=1 (one thread) and is skipped when python3 cannot import
-        tokenizers. For a .gguf tokenizer the Python side builds the same vocabulary with the
+        The text is split into documents at blank lines; both sides encode every document \
+        without added special tokens, one warm-up pass then --repeat timed passes, and the \
+        best pass is reported. The Python side runs `Tokenizer.encode_batch_fast` with \
+        RAYON_NUM_THREADS=1 (one thread) and is skipped when python3 cannot import \
+        tokenizers. For a .gguf tokenizer the Python side builds the same vocabulary with the \
         `gguf` package (byte-level models only).
         """)
 

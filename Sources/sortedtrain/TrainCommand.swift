@@ -9,24 +9,24 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train with Sorted Fine-Tuning: every exit of the config, every step, data-parallel under mpirun.",
         discussion: """
-        Run alone (one process) or as `mpirun -np N sortedtrain train --config X`: every rank
-        holds the model, trains its share of each global batch, and the gradients are summed
-        across ranks during the backward. Progress goes to the terminal from rank 0, one JSON
-        line per step to <log.dir>/metrics.jsonl, checkpoints to <checkpoint.dir>. SIGINT,
-        SIGTERM or SIGUSR1 (the one to send to mpirun) finishes the current step, saves a
-        checkpoint and exits; --resume auto continues from it, on any number of ranks.
-        The distributed section: timeout_s (a collective waiting longer ends the job) and
-        zero_stage (0, the default, or 1: ZeRO-1, each rank keeps and updates the AdamW moments
-        of its own share of the parameters, gradients reduce-scattered and parameters
+        Run alone (one process) or as `mpirun -np N sortedtrain train --config X`: every rank \
+        holds the model, trains its share of each global batch, and the gradients are summed \
+        across ranks during the backward. Progress goes to the terminal from rank 0, one JSON \
+        line per step to <log.dir>/metrics.jsonl, checkpoints to <checkpoint.dir>. SIGINT, \
+        SIGTERM or SIGUSR1 (the one to send to mpirun) finishes the current step, saves a \
+        checkpoint and exits; --resume auto continues from it, on any number of ranks. \
+        The distributed section: timeout_s (a collective waiting longer ends the job) and \
+        zero_stage (0, the default, or 1: ZeRO-1, each rank keeps and updates the AdamW moments \
+        of its own share of the parameters, gradients reduce-scattered and parameters \
         all-gathered; checkpoints resume across stages and world sizes).
 
-        The sorted section: exits (ascending depths), reduction (mean or sum), weights (one per
-        exit) or scale (uniform, linear, sum, sqrt, inverse, inverse_sqrt: torchtune's loss
-        scales by depth, normalised to sum 1 over the step's exits), sampling (all or random) or
-        curriculum (none, rotational, gradual: torchtune's; the last layer always trains),
-        weight_start and warmup_steps (a number for every exit below the last layer, or one per
-        exit) with warmup (linear or cosine): each exit's weight ramps to its target, as EE-LLM's;
-        distill {"weight": α, "temperature": τ, "teacher": "last"}: every exit but the deepest
+        The sorted section: exits (ascending depths), reduction (mean or sum), weights (one per \
+        exit) or scale (uniform, linear, sum, sqrt, inverse, inverse_sqrt: torchtune's loss \
+        scales by depth, normalised to sum 1 over the step's exits), sampling (all or random) or \
+        curriculum (none, rotational, gradual: torchtune's; the last layer always trains), \
+        weight_start and warmup_steps (a number for every exit below the last layer, or one per \
+        exit) with warmup (linear or cosine): each exit's weight ramps to its target, as EE-LLM's; \
+        distill {"weight": α, "temperature": τ, "teacher": "last"}: every exit but the deepest \
         also learns α·τ²·KL(softmax(z_deepest/τ) ‖ softmax(z_exit/τ)), the teacher detached.
         """)
 
