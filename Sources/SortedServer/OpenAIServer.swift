@@ -6,6 +6,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import NIOCore
 import SortedData
 import SortedFormats
 import SortedInference
@@ -53,7 +54,7 @@ public final class OpenAIServer: @unchecked Sendable {
     public func run(onListening: @escaping @Sendable (String) -> Void) async throws {
         engine.start()
         defer { engine.shutdown() }
-        let router = Router()
+        let router = Router(context: ConnectionContext.self)
         router.add(middleware: JSONErrors(metrics: metrics))
         router.get("/") { _, _ in
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: ChatPage.html)))
@@ -63,11 +64,12 @@ public final class OpenAIServer: @unchecked Sendable {
             Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
         }
         router.get("/v1/models") { _, _ in self.json(self.modelList()) }
-        router.post("/v1/chat/completions") { request, _ in await self.complete(request, chat: true) }
-        router.post("/v1/completions") { request, _ in await self.complete(request, chat: false) }
+        router.post("/v1/chat/completions") { request, context in await self.complete(request, chat: true, connection: context.channel) }
+        router.post("/v1/completions") { request, context in await self.complete(request, chat: false, connection: context.channel) }
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(options.idleTimeout.seconds * 1e9)))),
+            server: .http1(configuration: .init(additionalChannelHandlers: [DisconnectWatcher()],
+                                                idleTimeout: .nanoseconds(Int64(options.idleTimeout.seconds * 1e9)))),
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "sortedtrain",
                                  availableConnectionsDelegate: MaximumAvailableConnections(512)),
             onServerRunning: { channel in
@@ -143,7 +145,7 @@ public final class OpenAIServer: @unchecked Sendable {
 
     // MARK: - Completions
 
-    private func complete(_ request: Request, chat: Bool) async -> Response {
+    private func complete(_ request: Request, chat: Bool, connection: any Channel) async -> Response {
         do {
             var request = request
             let body: ByteBuffer
@@ -176,6 +178,8 @@ public final class OpenAIServer: @unchecked Sendable {
             let job = GenerationJob(prompt: prompt, strategy: strategy, sampling: sampling,
                                     maxNewTokens: min(parsed.maxTokens ?? room, room), stop: parsed.ignoreEOS ? [] : loaded.stopTokens,
                                     timeLimit: options.timeLimit)
+            // A client that goes away cancels its work, streamed or not.
+            DisconnectWatcher.onDisconnect(of: connection) { [weak job] in job?.cancel() }
             do { try engine.submit(job) } catch SubmitError.queueFull(let n) {
                 throw APIError(status: 503, message: "the server is busy (\(n) requests waiting); retry later", type: "server_error",
                                param: nil, code: "server_busy")
@@ -187,6 +191,7 @@ public final class OpenAIServer: @unchecked Sendable {
                                 text: AnswerText(tokenizer: loaded.tokenizer, stopStrings: parsed.stop))
             return parsed.stream ? stream(job, answer, includeUsage: parsed.includeUsage) : await whole(job, answer)
         } catch let error as APIError {
+            Self.log("POST /v1/\(chat ? "chat/" : "")completions \(error.status) \(error.message)")
             return self.error(error)
         } catch {
             return self.error(APIError(status: 500, message: "\(error)", type: "server_error", param: nil, code: nil))
@@ -204,13 +209,19 @@ public final class OpenAIServer: @unchecked Sendable {
                 if answer.text.stopped { job.cancel() }
             case .finished(let finish):
                 if finish == .timeout {
-                    return error(APIError(status: 504, message: "the answer took longer than the server's time limit of \(String(format: "%g", options.timeLimit.seconds)) s",
+                    log(answer, "timeout")
+                return error(APIError(status: 504, message: "the answer took longer than the server's time limit of \(String(format: "%g", options.timeLimit.seconds)) s",
                                           type: "timeout", param: nil, code: "timeout"))
+                }
+                if finish == .cancelled && !answer.text.stopped {
+                    log(answer, "cancelled: the client went away")
+                    return error(APIError(status: 499, message: "the client went away", type: "cancelled", param: nil, code: nil))
                 }
                 content += answer.text.finish()
                 answer.finish = answer.text.stopped ? "stop" : finish == .length ? "length" : "stop"
             }
         }
+        log(answer, answer.finish)
         metrics.countUsage(prompt: answer.promptTokens, completion: answer.completionTokens)
         let choice: JSONValue = answer.chat
             ? .object(["index": .number(0), "message": .object(["role": .string("assistant"), "content": .string(content)]),
@@ -258,7 +269,9 @@ public final class OpenAIServer: @unchecked Sendable {
                         if !piece.isEmpty { try await send(chunk(piece)) }
                         if answer.text.stopped { job.cancel() }
                     case .finished(let finish):
+                        if finish == .cancelled && !answer.text.stopped { throw CancellationError() }
                         if finish == .timeout {
+                            self.log(answer, "timeout")
                             try await send(APIError(status: 504, message: "the answer took longer than the server's time limit of \(String(format: "%g", self.options.timeLimit.seconds)) s",
                                                     type: "timeout", param: nil, code: "timeout").json)
                             break
@@ -277,12 +290,14 @@ public final class OpenAIServer: @unchecked Sendable {
                             try await send(.object(usage))
                         }
                         self.metrics.countUsage(prompt: answer.promptTokens, completion: answer.completionTokens)
+                        self.log(answer, answer.finish)
                     }
                 }
                 try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
                 try await writer.finish(nil)
             } catch {
                 job.cancel()   // the client went away
+                self.log(answer, "cancelled: the client went away")
                 throw error
             }
         }
@@ -290,6 +305,19 @@ public final class OpenAIServer: @unchecked Sendable {
     }
 
     // MARK: - Responses
+
+    /// One line per request on stderr: what was asked, what was answered, how it ended.
+    static func log(_ line: String) {
+        let time = ISO8601DateFormatter().string(from: Date())
+        FileHandle.standardError.write(Data("\(time) \(line)\n".utf8))
+    }
+
+    private func log(_ answer: Answer, _ ending: String) {
+        let s = answer.statistics
+        Self.log(String(format: "POST /v1/%@completions %@: %d prompt + %d completion tokens, %.1f layers/token, %@ tok/s, %@",
+                        answer.chat ? "chat/" : "", answer.model, answer.promptTokens, answer.completionTokens,
+                        s["layers_per_token"]?.double ?? 0, s["tokens_per_second"]?.double.map { String(format: "%.1f", $0) } ?? "-", ending))
+    }
 
     private func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
         Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: value.serialized)))
@@ -352,6 +380,17 @@ private struct Answer {
 
 extension APIError {
     var json: JSONValue { try! JSONParser.parse(body) }
+}
+
+/// The request context that keeps the connection, so a request can notice its client leave.
+struct ConnectionContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
 }
 
 /// Every request's status into the metrics, and the router's own errors (no such route, a

@@ -257,6 +257,22 @@ if start_server busy --parallel 1 --queue 1; then
     fi
     kill -TERM "$pid"
 fi
+if start_server gone --parallel 1; then
+    clients=()
+    for i in $(seq 16); do
+        curl -s -m 0.05 -o /dev/null "$url/v1/chat/completions" -d "$(chat tiny 80 '"ignore_eos": true')" & clients+=($!)
+    done
+    wait "${clients[@]}"
+    sleep 1
+    r=$(post /v1/chat/completions "$(chat tiny@2)")
+    gone=$(grep -c "cancelled: the client went away" "$work/gone.err")
+    if [ "$gone" -ge 1 ] && [ "$(field "${r#* }" 'd["choices"][0]["message"]["content"]')" = "$(cat "$work/gen2.txt")" ]; then
+        pass "clients that hang up before their answer cancel its work ($gone of 16 logged), and the server answers the next"
+    else
+        fail "disconnecting clients" "$gone cancelled; $(tail -n 2 "$work/gone.err")"
+    fi
+    kill -TERM "$pid"
+fi
 if start_server slow --timeout 0.001; then
     bad "an answer past the time limit" 504 "$(chat tiny 100)"
     kill -TERM "$pid"
