@@ -87,27 +87,57 @@ public final class ContinuousBatch {
 
     /// Prefills `request` into a free slot and chooses its first token (emitted by the next
     /// step). Returns the slot, which names the sequence in events until it finishes.
-    public func admit(_ request: Request) throws -> Int {
-        if let problem = problem(request) { throw ConfigError(key: "request", problem) }
-        guard let slot = (0..<slots).first(where: { sequences[$0] == nil }) else {
-            throw ConfigError(key: "slots", "all \(slots) slots are decoding")
+    public func admit(_ request: Request) throws -> Int { try admit([request])[0] }
+
+    /// Prefills several requests together — their prompts share each chunk's GEMMs — and
+    /// chooses their first tokens; returns their slots in order.
+    public func admit(_ requests: [Request]) throws -> [Int] {
+        for request in requests {
+            if let problem = problem(request) { throw ConfigError(key: "request", problem) }
         }
-        decoder.cache.reset(slot: slot)
-        let prompt = request.prompt, chunk = decoder.maxRows, D = model.config.hiddenSize
-        var first = 0
-        while first < prompt.count {
-            let n = min(chunk, prompt.count - first)
-            decoder.embed(Array(prompt[first..<(first + n)]), into: hidden)
-            decoder.forward(hidden, segments: [DecoderSegment(slot: slot, rows: n)], layers: 0..<request.depth)
-            first += n
+        let free = (0..<slots).filter { sequences[$0] == nil }
+        guard requests.count <= free.count else {
+            throw ConfigError(key: "slots", "\(requests.count) requests for \(free.count) free slots of \(slots)")
         }
-        let last = (prompt.count - 1) % chunk
-        if last > 0 { hidden.pointer.update(from: hidden.pointer + last * D, count: D) }
-        decoder.logits(hidden, rows: 0..<1, into: logits.pointer)
-        var sampler = TokenSampler.forPrompt(request.sampling, call: 1, index: 0)
-        let pending = sampler.choose(logits.pointer, vocab: V)
-        sequences[slot] = Sequence(request: request, sampler: sampler, pending: pending)
-        return slot
+        let assigned = Array(free.prefix(requests.count))
+        let D = model.config.hiddenSize, chunk = decoder.maxRows
+        let last = FloatBuffer(count: max(1, requests.count) * D)   // each prompt's last hidden row
+        for depth in Set(requests.map(\.depth)).sorted() {
+            // The group's prompt tokens as (request, token index) rows, cut into chunks; a long
+            // prompt continues in the next chunk, after its earlier rows.
+            let group = requests.indices.filter { requests[$0].depth == depth }
+            for i in group { decoder.cache.reset(slot: assigned[i]) }
+            var rows: [(request: Int, position: Int)] = []
+            for i in group { rows += requests[i].prompt.indices.map { (i, $0) } }
+            for first in stride(from: 0, to: rows.count, by: chunk) {
+                let piece = rows[first..<min(first + chunk, rows.count)]
+                decoder.embed(piece.map { requests[$0.request].prompt[$0.position] }, into: hidden)
+                var segments: [DecoderSegment] = []
+                for row in piece {
+                    if let lastSegment = segments.last, lastSegment.slot == assigned[row.request] {
+                        segments[segments.count - 1] = DecoderSegment(slot: lastSegment.slot, rows: lastSegment.rows + 1)
+                    } else {
+                        segments.append(DecoderSegment(slot: assigned[row.request], rows: 1))
+                    }
+                }
+                decoder.forward(hidden, segments: segments, layers: 0..<depth)
+                for (r, row) in piece.enumerated() where row.position == requests[row.request].prompt.count - 1 {
+                    (last.pointer + row.request * D).update(from: hidden.pointer + r * D, count: D)
+                }
+            }
+        }
+        for start in stride(from: 0, to: requests.count, by: chunk) {
+            let n = min(chunk, requests.count - start)
+            hidden.pointer.update(from: last.pointer + start * D, count: n * D)
+            decoder.logits(hidden, rows: 0..<n, into: logits.pointer)
+            for j in 0..<n {
+                let i = start + j
+                var sampler = TokenSampler.forPrompt(requests[i].sampling, call: 1, index: 0)
+                let pending = sampler.choose(logits.pointer + j * V, vocab: V)
+                sequences[assigned[i]] = Sequence(request: requests[i], sampler: sampler, pending: pending)
+            }
+        }
+        return assigned
     }
 
     /// Ends a sequence now (its client went away); its slot is free for the next admit.

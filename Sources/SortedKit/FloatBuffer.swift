@@ -1,4 +1,4 @@
-// FloatBuffer: one owned, 64-byte aligned, zero-initialised run of Float32.
+// FloatBuffer: one owned, 64-byte aligned, zero-initialised (by default) run of Float32.
 // Parameters, gradients, AdamW moments and activations all live in these, so hot loops
 // work on raw pointers and never touch Swift arrays.
 
@@ -6,12 +6,14 @@ public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>
 
-    public init(count: Int) {
+    /// zeroed false leaves the values unset: for a buffer read only where it was written (a KV
+    /// cache), whose pages then take memory only once used.
+    public init(count: Int, zeroed: Bool = true) {
         precondition(count >= 0, "FloatBuffer count must be non-negative")
         self.count = count
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 4, alignment: 64)
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
-        pointer.initialize(repeating: 0, count: max(count, 1))
+        if zeroed { pointer.initialize(repeating: 0, count: max(count, 1)) }
     }
 
     deinit { pointer.deallocate() }

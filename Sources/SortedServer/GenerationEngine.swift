@@ -166,24 +166,31 @@ final class GenerationEngine: @unchecked Sendable {
             batch.cancel(slot: slot)
             end(job, slot: slot, job.isCancelled ? .cancelled : .timeout)
         }
-        while batch.freeSlots > 0 {
-            condition.lock()
-            let next = waiting.first.flatMap { $0.isFixed ? $0 : nil }
-            condition.unlock()
-            guard let job = next else { break }
-            take(job)
+        // Every fixed-depth job at the head of the queue that has a slot joins now, prefilled
+        // together.
+        var joining: [GenerationJob] = []
+        condition.lock()
+        while joining.count < batch.freeSlots, let job = waiting.first, job.isFixed {
+            waiting.removeFirst()
             if job.isCancelled || job.isExpired {
                 job.finish(job.isCancelled ? .cancelled : .timeout)
-                continue
+            } else {
+                joining.append(job)
             }
-            guard case .fixed(let depth) = job.strategy else { continue }
+        }
+        metrics.setQueued(waiting.count)
+        condition.unlock()
+        if !joining.isEmpty {
+            let requests = joining.map { job -> ContinuousBatch.Request in
+                guard case .fixed(let depth) = job.strategy else { preconditionFailure("only fixed-depth jobs join the batch") }
+                return ContinuousBatch.Request(prompt: job.prompt, depth: depth, sampling: job.sampling,
+                                               maxNewTokens: job.maxNewTokens, stop: job.stop)
+            }
             do {
-                let slot = try batch.admit(ContinuousBatch.Request(prompt: job.prompt, depth: depth, sampling: job.sampling,
-                                                                   maxNewTokens: job.maxNewTokens, stop: job.stop))
-                running[slot] = job
+                for (slot, job) in zip(try batch.admit(requests), joining) { running[slot] = job }
             } catch {
-                // The HTTP layer checked the request; a refusal here is a bug, not the client's.
-                job.finish(.cancelled)
+                // The HTTP layer checked every request; a refusal here is a bug, not the client's.
+                for job in joining { job.finish(.cancelled) }
             }
         }
         guard batch.running > 0 else { return }

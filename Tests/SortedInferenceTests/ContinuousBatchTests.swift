@@ -58,6 +58,26 @@ final class ContinuousBatchTests: XCTestCase {
         XCTAssertEqual(batch.freeSlots, 3)
     }
 
+    func testRequestsAdmittedTogetherAnswerAsAlone() throws {
+        let model = try inferenceModel()
+        // Prompts of several lengths and depths, one longer than a prefill chunk (it continues
+        // in the next chunk after the others' rows).
+        let long = (0..<85).map { Int32(($0 * 7) % 61) }
+        let requests = [(prompts[1], 4), (long, 4), (prompts[0], 2), (prompts[3], 1)].map {
+            ContinuousBatch.Request(prompt: $0.0, depth: $0.1, sampling: SamplingSettings(), maxNewTokens: 8, stop: [])
+        }
+        let batch = try ContinuousBatch(model: model, slots: 4, capacity: 96)   // chunks of 96 rows: 12 + 85 at depth 4 split
+        let slots = try batch.admit(requests)
+        var tokens = [[Int32]](repeating: [], count: 4)
+        while batch.running > 0 {
+            for event in batch.step() { if let t = event.token { tokens[slots.firstIndex(of: event.slot)!].append(t) } }
+        }
+        for (i, request) in requests.enumerated() {
+            let alone = try TextGenerator(model: model, strategy: .fixed(depth: request.depth), stop: [], capacity: 96)
+            XCTAssertEqual(tokens[i], alone.generate([request.prompt], maxNewTokens: 8)[0], "request \(i)")
+        }
+    }
+
     func testCancelFreesTheSlotAndLeavesTheOthersUnchanged() throws {
         let model = try inferenceModel()
         let requests = (0..<3).map {

@@ -23,8 +23,10 @@ public final class KVCache {
         self.headDim = headDim
         self.capacity = capacity
         let count = slots * layers * kvHeads * capacity * headDim
-        keys = FloatBuffer(count: count)
-        values = FloatBuffer(count: count)
+        // Positions are read only up to what was stored: no zeroing, so a slot's memory is
+        // taken as it fills.
+        keys = FloatBuffer(count: count, zeroed: false)
+        values = FloatBuffer(count: count, zeroed: false)
         lengths = [Int](repeating: 0, count: slots * layers)
     }
 
