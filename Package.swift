@@ -47,9 +47,10 @@ let package = Package(
         // SVG charts (no dependencies): eval and training curves.
         .target(name: "SortedPlot"),
 
-        // Serving every depth: generation strategies (fixed depth, early exit,
-        // self-speculative), per-exit evaluation and their benchmark, over SortedKit's decoder.
-        .target(name: "SortedInference", dependencies: ["SortedKit", "SortedFormats", "SortedData", "SortedDistributed", "SortedPlot"]),
+        // Serving every depth: loading a model to serve (no training config parsed), generation
+        // strategies (fixed depth, early exit, self-speculative), continuous batching, per-exit
+        // evaluation and their benchmark, over SortedKit's decoder.
+        .target(name: "SortedInference", dependencies: ["SortedKit", "SortedFormats", "SortedIO", "SortedData", "SortedDistributed", "SortedPlot"]),
 
         // `sortedtrain serve`: the OpenAI-compatible HTTP adapter over SortedInference — the
         // wire format, the continuous-batching scheduler, metrics, the chat page — and the

@@ -105,3 +105,37 @@ public struct CheckpointDirectory: Sendable {
         return resolution
     }
 }
+
+/// Why a path names no model to read.
+public enum ModelLookupError: Error, Equatable, CustomStringConvertible {
+    case notFound(path: String)
+    case noCheckpoint(path: String)
+    case noIntactCheckpoint(root: String, skipped: String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let path): return "\(path): does not exist"
+        case .noCheckpoint(let path):
+            return "\(path): no checkpoint here (no checkpoint.h5, no complete step-* folder); name a checkpoint folder such as runs/demo/checkpoints/step-00000100"
+        case .noIntactCheckpoint(let root, let skipped): return "\(root): no intact checkpoint (\(skipped))"
+        }
+    }
+}
+
+extension CheckpointDirectory {
+    /// The checkpoint folder `path` names: itself, or the newest intact one of a checkpoints
+    /// root (a damaged newer one is passed over with a warning on stderr).
+    public static func checkpointFolder(for path: String) throws -> String {
+        if ModelPath.classify(path) == .checkpoint { return path }
+        let resolution = CheckpointDirectory(root: path).newestIntact()
+        if let found = resolution.folder {
+            // A damaged newer checkpoint is passed over, loudly: the user asked for the newest.
+            for (folder, reason) in resolution.skipped {
+                FileHandle.standardError.write(Data("warning: skipped checkpoint \(folder): \(reason)\n".utf8))
+            }
+            return found
+        }
+        if !resolution.skipped.isEmpty { throw ModelLookupError.noIntactCheckpoint(root: path, skipped: resolution.skippedSummary) }
+        throw ModelLookupError.noCheckpoint(path: path)
+    }
+}

@@ -12,22 +12,6 @@ public enum ExportFormat: String, CaseIterable, Sendable {
 }
 
 public enum ModelExporter {
-    /// A checkpoint folder, or a checkpoints root whose newest intact checkpoint is meant
-    /// (a warning on stderr names each newer one that is damaged).
-    public static func resolveCheckpoint(_ path: String) throws -> String {
-        if ModelPath.classify(path) == .checkpoint { return path }
-        let resolution = CheckpointDirectory(root: path).newestIntact()
-        if let found = resolution.folder {
-            // A damaged newer checkpoint is passed over, loudly: the user asked for the newest.
-            for (folder, reason) in resolution.skipped {
-                FileHandle.standardError.write(Data("warning: skipped checkpoint \(folder): \(reason)\n".utf8))
-            }
-            return found
-        }
-        if !resolution.skipped.isEmpty { throw TrainingError.noIntactCheckpoint(root: path, skipped: resolution.skippedSummary) }
-        throw TrainingError.noCheckpoint(path: path)
-    }
-
     /// Writes depth `depth` of the checkpoint at `checkpoint` to `output` (a folder for hf,
     /// a .h5 file for hdf5, a .gguf file for gguf with its tensors in `dtype`). The depth must be one of the run's exits unless `force`. An HF
     /// export also gets the run's tokenizer files, its BOS/EOS ids, the exits it keeps (in
@@ -37,7 +21,7 @@ public enum ModelExporter {
     @discardableResult
     public static func export(checkpoint: String, depth: Int, format: ExportFormat, output: URL, force: Bool,
                               evaluation: EvaluationReport? = nil, dtype: GGUFDType = .f32) throws -> (model: LlamaModel, state: CheckpointState, notes: [String]) {
-        let folder = try resolveCheckpoint(checkpoint)
+        let folder = try CheckpointDirectory.checkpointFolder(for: checkpoint)
         let (full, state) = try CheckpointFiles.readModel(directory: folder)
         guard depth >= 1 && depth <= full.config.numHiddenLayers else {
             throw TrainingError.depthOutsideModel(depth: depth, layers: full.config.numHiddenLayers)

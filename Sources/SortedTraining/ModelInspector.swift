@@ -56,14 +56,14 @@ public enum ModelInspector {
 
     static func inspectModel(_ path: String) throws -> Inspection {
         let kind = ModelPath.classify(path)
-        if kind == .missing { throw TrainingError.notFound(path: path) }
+        if kind == .missing { throw ModelLookupError.notFound(path: path) }
         if kind == .hfFolder { return try inspectHF(URL(fileURLWithPath: path)) }
         if kind == .gguf { return try inspectGGUF(URL(fileURLWithPath: path)) }
         if !kind.isFolder {
             let model = try ModelFiles.readHDF5(URL(fileURLWithPath: path))
             return Inspection(kind: "hdf5", path: path, config: model.config, tensors: tensors(model.layout))
         }
-        let folder = try ModelExporter.resolveCheckpoint(path)
+        let folder = try CheckpointDirectory.checkpointFolder(for: path)
         let state = try CheckpointFiles.readState(directory: folder)
         let config = try LlamaConfig.decode(json: Data(state.modelConfig.utf8), source: folder)
         return Inspection(kind: "checkpoint", path: folder, config: config, step: state.step, exits: state.exits,

@@ -20,20 +20,10 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case checkpointsExist(root: String, newest: String)
     /// A checkpoints root whose every checkpoint is damaged; `skipped` gives each reason.
     case noIntactCheckpoint(root: String, skipped: String)
-    /// A path that holds no checkpoint at all.
-    case noCheckpoint(path: String)
-    case notFound(path: String)
     /// The initial weights to train from do not exist.
     case initialWeightsMissing(path: String)
     case depthOutsideModel(depth: Int, layers: Int)
     case depthNotAnExit(depth: Int, exits: [Int])
-    case unknownTemplate(String)
-    /// Template `model`, and the tokenizer (at path) comes with no chat template.
-    case noChatTemplate(path: String)
-    /// The tokenizer's chat template (at path) cannot be rendered.
-    case chatTemplateUnusable(path: String, ChatTemplateError)
-    /// A model file that carries no tokenizer, and none was named.
-    case tokenizerRequired(path: String)
 
     /// Raised alike on every rank (from values all ranks share), so the job can end cleanly
     /// with one report instead of an abort.
@@ -57,20 +47,10 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
             return "\(folder): the checkpoint was trained with exits \(saved), the config has \(configured)"
         case .checkpointsExist(let root, let newest): return "\(root) already holds checkpoints (newest \(newest))"
         case .noIntactCheckpoint(let root, let skipped): return "\(root): no intact checkpoint (\(skipped))"
-        case .noCheckpoint(let path):
-            return "\(path): no checkpoint here (no checkpoint.h5, no complete step-* folder); name a checkpoint folder such as runs/demo/checkpoints/step-00000100"
-        case .notFound(let path): return "\(path): does not exist"
         case .initialWeightsMissing(let path): return "\(path): does not exist; give an HF model folder or a .gguf file"
         case .depthOutsideModel(let depth, let layers):
             return "depth \(depth) is outside 1...\(layers) (the checkpoint's model has \(layers) layers)"
         case .depthNotAnExit(let depth, let exits): return "depth \(depth) was not trained as an exit (exits: \(exits)); pick one of them"
-        case .unknownTemplate(let name): return "template '\(name)' is not one of \(PromptTemplate.allCases.map(\.rawValue).joined(separator: ", "))"
-        case .noChatTemplate(let path):
-            return "\(path): has no chat template for the model template; name another (alpaca, chatml or none)"
-        case .chatTemplateUnusable(let path, let error):
-            return "\(path): \(error); name another template (alpaca, chatml or none)"
-        case .tokenizerRequired(let path):
-            return "a tokenizer is required for \(path): the one the model was trained with (tokenizer.json, .gguf or byte)"
         }
     }
 }

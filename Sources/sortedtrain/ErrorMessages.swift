@@ -2,6 +2,7 @@
 // The library says what is wrong in its own terms; here the flag that is the remedy is
 // added where the command line has one.
 import Foundation
+import SortedInference
 import SortedIO
 import SortedKit
 import SortedTraining
@@ -14,6 +15,12 @@ enum ErrorMessages {
             return (failure.rankLabel.map { "\($0): " } ?? "") + line(for: failure.error, training: training)
         case let error as TrainingError:
             return line(for: error, training: training)
+        case let error as ModelLoadError:
+            switch error {
+            case .tokenizerRequired: return "\(error); pass it with --tokenizer"
+            case .noChatTemplate, .chatTemplateUnusable: return "\(error) with --template"
+            default: return "\(error)"
+            }
         case let error as OutputTargetError:
             guard case .exists = error else { return "\(error)" }
             return "\(error); pass --overwrite to replace it, or name a new path"
@@ -35,8 +42,6 @@ enum ErrorMessages {
         case .initialWeightsMissing: return "--init-from \(error)"
         case .depthOutsideModel: return "--\(error)"                     // "--depth 9 is outside 1...4 …"
         case .depthNotAnExit: return "--\(error), or pass --force"
-        case .tokenizerRequired: return "\(error); pass it with --tokenizer"
-        case .noChatTemplate, .chatTemplateUnusable: return "\(error) with --template"
         default: return "\(error)"
         }
     }
@@ -45,6 +50,7 @@ enum ErrorMessages {
     /// error, ArgumentParser's message is the one to print).
     static func isLibraryError(_ error: Error) -> Bool {
         error is JobFailure || error is TrainingError || error is ConfigError || error is OutputTargetError
+            || error is ModelLoadError || error is ModelLookupError
     }
 
     /// The line a stopped run ends with.

@@ -3,7 +3,6 @@
 import ArgumentParser
 import SortedInference
 import SortedKit
-import SortedTraining
 
 /// The model a serving command reads and how to talk to it: shared by generate, eval and
 /// bench generate.

@@ -199,8 +199,8 @@ final class CheckpointTests: XCTestCase {
         let none = try manager.directory.resolve("auto")
         XCTAssertNil(none.folder)
         for step in 2...4 { XCTAssertTrue(none.skippedSummary.contains("step-0000000\(step):"), none.skippedSummary) }
-        XCTAssertThrowsError(try ModelExporter.resolveCheckpoint(config.checkpoint.directory)) {
-            XCTAssertEqual($0 as? TrainingError, .noIntactCheckpoint(root: config.checkpoint.directory, skipped: none.skippedSummary))
+        XCTAssertThrowsError(try CheckpointDirectory.checkpointFolder(for: config.checkpoint.directory)) {
+            XCTAssertEqual($0 as? ModelLookupError, .noIntactCheckpoint(root: config.checkpoint.directory, skipped: none.skippedSummary))
         }
     }
 
