@@ -19,6 +19,8 @@ public struct ServerOptions: Sendable {
     public var slots = 8
     /// Positions per sequence (prompt and answer).
     public var context = 4096
+    /// A prompt that does not fit keeps its last tokens (else it is refused).
+    public var truncateLeft = false
     /// Requests that may wait for a slot; beyond that the server answers 503.
     public var queueLimit = 64
     /// Most time one request may take, from its arrival to its last token.
@@ -155,7 +157,7 @@ public final class OpenAIServer: @unchecked Sendable {
             }
             let parsed = try OpenAIRequest(body: Data(body.readableBytesView), chat: chat)
             let strategy = try self.strategy(model: parsed.model, depth: parsed.depth)
-            let prompt: [Int32]
+            var prompt: [Int32]
             switch parsed.input {
             case .chat(let messages):
                 do { prompt = try loaded.prompt(messages: messages) } catch {
@@ -165,6 +167,10 @@ public final class OpenAIServer: @unchecked Sendable {
                 prompt = loaded.tokenizer.encode(text, addSpecialTokens: true)
             }
             guard !prompt.isEmpty else { throw APIError.invalid("the prompt has no tokens", param: chat ? "messages" : "prompt") }
+            if options.truncateLeft && prompt.count >= engine.context {
+                Self.log("POST /v1/\(chat ? "chat/" : "")completions: the prompt is \(prompt.count) tokens; keeping its last \(engine.context - 1) (--truncate left)")
+                prompt = Array(prompt.suffix(engine.context - 1))
+            }
             if let problem = engine.problem(promptTokens: prompt.count) {
                 throw APIError(status: 400, message: problem + "; shorten it", type: "invalid_request_error",
                                param: chat ? "messages" : "prompt", code: "context_length_exceeded")

@@ -18,7 +18,9 @@ struct ServeCommand: ParsableCommand {
         answer reports its layers per token. Fixed-depth requests decode together \
         (continuous batching: up to --parallel at once, joining between steps); early exit \
         and self-speculation decode one request at a time beside them. A chat page is at /, \
-        Prometheus metrics at /metrics. SIGTERM or SIGINT stops the server cleanly.
+        Prometheus metrics at /metrics. A prompt longer than --context is refused (400), or \
+        cut to its last tokens under --truncate left (logged). SIGTERM or SIGINT stops the \
+        server cleanly.
 
         Example:
           sortedtrain serve runs/demo/checkpoints --port 8080
@@ -27,6 +29,7 @@ struct ServeCommand: ParsableCommand {
         """)
 
     @OptionGroup var served: ServedModelOptions
+    @OptionGroup var window: ContextOptions
 
     @Option(help: "Address to listen on (127.0.0.1: this machine only).")
     var host = "127.0.0.1"
@@ -39,9 +42,6 @@ struct ServeCommand: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Requests decoded together (continuous batching slots).")
     var parallel = 8
-
-    @Option(parsing: .unconditional, help: "Tokens per request, prompt and answer together (default: the model's positions, at most 4096).")
-    var context: Int?
 
     @Option(parsing: .unconditional, help: "Requests that may wait for a slot; more are answered 503.")
     var queue = 64
@@ -58,7 +58,6 @@ struct ServeCommand: ParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw CommandLineError("--port must be in 0...65535, got \(port)") }
         guard (1...256).contains(parallel) else { throw CommandLineError("--parallel must be in 1...256, got \(parallel)") }
-        if let context, context < 2 { throw CommandLineError("--context must be at least 2 tokens, got \(context)") }
         guard queue >= 0 else { throw CommandLineError("--queue must be ≥ 0, got \(queue)") }
         guard timeout.isFinite && timeout > 0 else { throw CommandLineError("--timeout must be a positive number of seconds") }
         guard maxBody >= 1024 else { throw CommandLineError("--max-body must be at least 1024 bytes, got \(maxBody)") }
@@ -70,15 +69,14 @@ struct ServeCommand: ParsableCommand {
 
     func run() throws {
         let loaded = try served.load()
-        let positions = loaded.model.config.maxPositionEmbeddings
-        if let context, context > positions {
-            throw CommandLineError("--context \(context): the model has \(positions) positions (max_position_embeddings)")
-        }
+        // Each slot holds --context tokens; by default the model's positions, at most 4096.
+        let context = window.context == nil ? min(try window.window(loaded), 4096) : try window.window(loaded)
         var options = ServerOptions()
         options.host = host
         options.port = port
         options.slots = parallel
-        options.context = context ?? min(positions, 4096)
+        options.context = context
+        options.truncateLeft = window.truncate == .left
         options.queueLimit = queue
         options.timeLimit = .milliseconds(Int64(timeout * 1000))
         options.maxBodyBytes = maxBody

@@ -273,6 +273,15 @@ if start_server gone --parallel 1; then
     fi
     kill -TERM "$pid"
 fi
+if start_server cut --truncate left; then
+    r=$(post /v1/chat/completions "{\"model\": \"tiny\", \"messages\": [{\"role\": \"user\", \"content\": \"$long\"}], \"max_tokens\": 4}")
+    if [ "${r%% *}" = 200 ] && grep -q "keeping its last 127 (--truncate left)" "$work/cut.err"; then
+        pass "--truncate left answers a prompt longer than the context from its last tokens, and logs it"
+    else
+        fail "--truncate left" "${r:0:200} $(tail -n 1 "$work/cut.err")"
+    fi
+    kill -TERM "$pid"
+fi
 if start_server slow --timeout 0.001; then
     bad "an answer past the time limit" 504 "$(chat tiny 100)"
     kill -TERM "$pid"
