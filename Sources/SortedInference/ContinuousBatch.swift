@@ -64,7 +64,8 @@ public final class ContinuousBatch {
         guard slots >= 1 else { throw ConfigError(key: "slots", "must be positive, got \(slots)") }
         self.model = model
         self.capacity = min(capacity, model.config.maxPositionEmbeddings)
-        try TextGenerator.checkMemory(model: model, slots: slots, layers: model.config.numHiddenLayers, capacity: self.capacity)
+        try TextGenerator.checkMemory(model: model, weights: weights, slots: slots, layers: model.config.numHiddenLayers,
+                                      capacity: self.capacity, key: "parallel")
         // Prefill chunks of up to 256 rows; a decoding step has at most one row per slot.
         let maxRows = max(slots, min(256, self.capacity))
         decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, weights: weights)

@@ -118,7 +118,7 @@ public enum GenerationBenchmark {
         }
         guard s.batchSize >= 1 else { throw ConfigError(key: "batch_size", "must be positive, got \(s.batchSize)") }
         let capacity = min(window, max(s.promptTokens, prompts.map(\.count).max()!) + s.newTokens + 1)
-        try TextGenerator.checkMemory(model: model, slots: s.batchSize, layers: L, capacity: capacity)
+        try TextGenerator.checkMemory(model: model, weights: loaded.weights, slots: s.batchSize, layers: L, capacity: capacity)
         let bandwidth = MemoryBandwidth.measureRead()
         progress(String(format: "read bandwidth %.1f GB/s (%d threads, OpenBLAS %@)", bandwidth, BLAS.threads, BLAS.coreName))
         if BLAS.coreName.lowercased() == "prescott" {

@@ -183,7 +183,7 @@ public final class TextGenerator {
         self.capacity = min(capacity, model.config.maxPositionEmbeddings)
         let slots: Int
         if case .fixed = strategy { slots = batchSize } else { slots = 1 }
-        try Self.checkMemory(model: model, slots: slots, layers: cacheLayers, capacity: self.capacity)
+        try Self.checkMemory(model: model, weights: weights, slots: slots, layers: cacheLayers, capacity: self.capacity)
         let maxRows = max(rows, min(256, self.capacity))
         decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, cacheLayers: cacheLayers,
                                          weights: weights)
@@ -202,13 +202,18 @@ public final class TextGenerator {
         }
     }
 
-    /// Refuses a KV cache (keys and values of `slots` sequences × `capacity` tokens) larger
-    /// than the machine, before anything is allocated: --batch-size comes from the user.
-    static func checkMemory(model: LlamaModel, slots: Int, layers: Int, capacity: Int) throws {
+    /// Refuses to decode when the model's weights (its float32 parameters, plus a quantized
+    /// copy when `weights` is one) and a KV cache of `slots` sequences × `capacity` tokens over
+    /// `layers` layers would not fit the machine, before the cache is allocated: --batch-size,
+    /// --parallel and --context come from the user.
+    static func checkMemory(model: LlamaModel, weights: InferenceWeights?, slots: Int, layers: Int, capacity: Int,
+                            key: String = "batch_size") throws {
         let c = model.config
-        let bytes = 8 * Double(slots) * Double(layers) * Double(c.numKeyValueHeads) * Double(capacity) * Double(c.headDim)
-        try MemoryBudget.check(bytes: bytes < 9e18 ? Int(bytes) : nil,
-                               for: "the KV cache of \(slots) sequences × \(capacity) tokens", key: "batch_size")
+        let cache = 8 * Double(slots) * Double(layers) * Double(c.numKeyValueHeads) * Double(capacity) * Double(c.headDim)
+        let quantized = weights.map { $0.format == .f32 ? 0 : $0.bytes } ?? 0
+        let stored = Double(model.parameters.count) * 4 + Double(quantized)
+        let what = "the model's weights (\(MemoryBudget.describe(Int(stored)))) and the KV cache of \(slots) sequences × \(capacity) tokens"
+        try MemoryBudget.check(bytes: cache + stored < 9e18 ? Int(cache + stored) : nil, for: what, key: key)
     }
 
     /// The new tokens of each prompt, ending before a stop token, after maxNewTokens, or

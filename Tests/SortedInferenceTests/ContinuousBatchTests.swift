@@ -111,5 +111,9 @@ final class ContinuousBatchTests: XCTestCase {
         XCTAssertNotNil(batch.problem(bad), "a NaN temperature")
         _ = try batch.admit(long)
         XCTAssertThrowsError(try batch.admit(long), "no free slot")
+        // Slots whose KV cache with the weights exceeds the machine are refused before allocation.
+        XCTAssertThrowsError(try ContinuousBatch(model: model, slots: 1 << 30, capacity: 96)) {
+            XCTAssertTrue("\($0)".contains("the model's weights") && "\($0)".contains("KV cache of 1073741824 sequences"), "\($0)")
+        }
     }
 }
