@@ -25,7 +25,7 @@ public enum CommunicatorError: Error, Equatable, CustomStringConvertible {
         case .peersBehind(let ranks, let what, let seconds, let rank):
             return "\(names(ranks)) did not reach \(what) within \(s(seconds)) s (distributed.timeout_s): dead or stuck (seen from rank \(rank))"
         case .peersSilent(let ranks, let what, let seconds, let quiet, let rank):
-            return "\(names(ranks)) went silent during \(what): the others waited \(s(seconds)) s (distributed.timeout_s) and heard nothing from it for the last \(s(quiet)) s; dead or stuck (seen from rank \(rank))"
+            return "\(names(ranks)) went silent during \(what): the others waited \(s(seconds)) s (distributed.timeout_s) and heard nothing from \(ranks.count == 1 ? "it" : "them") for the last \(s(quiet)) s; dead or stuck (seen from rank \(rank))"
         case .timedOut(let what, let seconds, let rank):
             return "\(what) did not complete within \(s(seconds)) s (distributed.timeout_s): a peer rank is dead or stuck (seen from rank \(rank))"
         }

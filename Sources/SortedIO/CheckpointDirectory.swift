@@ -20,10 +20,11 @@ public struct CheckpointDirectory: Sendable {
     /// `name` inside the root.
     public func path(_ name: String) -> String { (root as NSString).appendingPathComponent(name) }
 
-    /// Every step folder in this root (intact or not; no .tmp or .old), oldest first.
+    /// Every step folder in this root (intact or not; not a save's .tmp or .old, nor a damaged
+    /// one kept aside as .damaged), oldest first.
     public func checkpointFolders() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return names.filter { $0.hasPrefix("step-") && !$0.hasSuffix(".tmp") && !$0.hasSuffix(".old") }.sorted()
+        return names.filter { $0.hasPrefix("step-") && !$0.contains(".") }.sorted()
     }
 
     /// Entries named like step folders that are not folders: saving over them would replace

@@ -21,6 +21,8 @@ public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
     case tokenizerRequired(path: String)
     /// A checkpoint whose stored run config cannot be read for serving.
     case storedConfig(folder: String, problem: String)
+    /// Weights that are NaN or infinite: whatever they generate is garbage.
+    case nonFiniteWeights(path: String, tensor: String, count: Int)
 
     public var description: String {
         switch self {
@@ -32,6 +34,8 @@ public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
         case .tokenizerRequired(let path):
             return "a tokenizer is required for \(path): the one the model was trained with (tokenizer.json, .gguf or byte)"
         case .storedConfig(let folder, let problem): return "\(folder): the stored run config \(problem)"
+        case .nonFiniteWeights(let path, let tensor, let count):
+            return "\(path): \(tensor) holds \(count) NaN or infinite value\(count == 1 ? "" : "s"); the model is damaged (a diverged run, or a damaged file): use an earlier checkpoint"
         }
     }
 }
@@ -85,6 +89,13 @@ public enum ModelSource {
                 do { chatTemplate = try ChatTemplate(own) } catch let error as ChatTemplateError {
                     throw ModelLoadError.chatTemplateUnusable(path: spec, error)
                 }
+            }
+            // NaN or infinite weights make every answer garbage: refuse them with the tensor's name.
+            if let bad = model.layout.tensors.lazy.compactMap({ t -> (String, Int)? in
+                let n = UnsafeBufferPointer(start: model.parameters.pointer + t.offset, count: t.count).reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+                return n > 0 ? (t.name, n) : nil
+            }).first {
+                throw ModelLoadError.nonFiniteWeights(path: path, tensor: bad.0, count: bad.1)
             }
             // Damaged probes do not stop a command that does not use them: it gets the reason.
             var found: ExitProbes?, problem: String?

@@ -22,14 +22,20 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
         /// Any other wrong value, or a wrong relation between values, said in words.
         case invalid(String)
 
+        /// A value as an error line quotes it: whole when short, else its start and its size
+        /// (a 10 MB bad value must not become a 10 MB error line).
+        static func quoted(_ value: String) -> String {
+            value.count <= 80 ? value : "\(value.prefix(60))… (\(value.utf8.count) bytes)"
+        }
+
         public var text: String {
             switch self {
             case .unknownKey(let section, let known):
                 return "unknown key; known keys of '\(section)': \(known.joined(separator: ", "))"
             case .unknownSection(let known): return "unknown section; known sections: \(known.joined(separator: ", "))"
             case .missing(let hint): return hint.map { "is required: \($0)" } ?? "is required"
-            case .wrongType(let expected, let found): return "expected \(expected), got \(found)"
-            case .notOneOf(let value, let choices): return "'\(value)' is not one of: \(choices.joined(separator: ", "))"
+            case .wrongType(let expected, let found): return "expected \(expected), got \(Self.quoted(found))"
+            case .notOneOf(let value, let choices): return "'\(Self.quoted(value))' is not one of: \(choices.joined(separator: ", "))"
             case .belowMinimum(let minimum, let found): return "must be at least \(minimum), got \(found)"
             case .empty: return "is empty; give a value or leave the key out"
             case .malformedOverride(_, let expected): return expected

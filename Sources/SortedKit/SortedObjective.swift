@@ -130,6 +130,11 @@ public struct SortedObjective: Sendable, Equatable {
             if let bad = w.first(where: { !($0 > 0 && $0.isFinite) }) {
                 throw ConfigError(key: "sorted.weights", "must be positive numbers, got \(bad)")
             }
+            // They are normalised by their sum: it must be a finite positive number too.
+            let sum = w.reduce(0, +)
+            if !(sum.isFinite && sum > 0) {
+                throw ConfigError(key: "sorted.weights", "sum to \(sum), which cannot normalise them; use smaller values (only their ratios matter)")
+            }
         }
         if scale != nil && weights != nil {
             throw ConfigError(key: "sorted.scale", "sets the exits' weights, as sorted.weights does; keep one")

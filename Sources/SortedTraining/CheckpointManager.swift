@@ -71,10 +71,20 @@ public final class CheckpointManager {
             try CheckpointFiles.writeIndex(at: (temporary as NSString).appendingPathComponent(CheckpointNames.index),
                                            state: state, plan: plan, layout: layout)
             // A checkpoint of this step already there (a resumed run saving the same step
-            // again) is moved aside, not deleted, until the new one is in place.
+            // again) is moved aside, not deleted, until the new one is in place. A damaged one
+            // (resume skipped it) is kept for the user under another name, never deleted.
             let replaced = directory.path(name + ".old")
             try? fileManager.removeItem(atPath: replaced)
-            if fileManager.fileExists(atPath: final) { try fileManager.moveItem(atPath: final, toPath: replaced) }
+            if fileManager.fileExists(atPath: final) {
+                if (try? CheckpointFiles.readState(directory: final)) == nil {
+                    let kept = (1...).lazy.map { self.directory.path(name + ".damaged" + ($0 == 1 ? "" : "-\($0)")) }
+                        .first { !fileManager.fileExists(atPath: $0) }!
+                    try fileManager.moveItem(atPath: final, toPath: kept)
+                    FileHandle.standardError.write(Data("warning: the damaged checkpoint \(final) is kept as \(kept); this step is saved anew\n".utf8))
+                } else {
+                    try fileManager.moveItem(atPath: final, toPath: replaced)
+                }
+            }
             try fileManager.moveItem(atPath: temporary, toPath: final)
             try directory.writeLatest(name)
             try? fileManager.removeItem(atPath: replaced)

@@ -226,6 +226,10 @@ public final class TrainingSession {
         if tokenizer.vocabularySize > config.model.vocabSize {
             throw ConfigError(key: "model.vocab_size", "\(config.model.vocabSize) is smaller than the tokenizer's \(tokenizer.vocabularySize) ids (\(config.data.tokenizer))")
         }
+        // A held-out file that is not there is an error now, not at the first evaluation.
+        if let missing = config.data.validation.first(where: { !FileManager.default.fileExists(atPath: $0) }) {
+            throw ConfigError(key: "data.validation", "\(missing) does not exist; name the held-out file, or leave the key out")
+        }
         var chatTemplate: ChatTemplate?
         if config.data.template == .model {
             guard let text = TokenizerLoader.chatTemplate(config.data.tokenizer) else {
@@ -247,7 +251,11 @@ public final class TrainingSession {
         }
         if skipped > 5 { say("… \(skipped) records skipped in all") }
         guard dataset.count > 0 else {
-            throw DataError(file: config.data.train.joined(separator: ", "), "holds no usable example after tokenization (\(dataset.counts))")
+            let counts = dataset.counts
+            let remedy = counts.dropped > 0
+                ? "; \(counts.dropped) were longer than train.sequence_length (\(config.train.sequenceLength)) or had no response within it: raise train.sequence_length\(config.data.truncation == .drop ? " or set data.truncation to \"truncate\"" : "")"
+                : counts.skipped > 0 ? "; every record was skipped as bad (data.on_bad_record): check the records' fields against data.format" : ""
+            throw DataError(file: config.data.train.joined(separator: ", "), "holds no usable example after tokenization (\(counts))\(remedy)")
         }
         guard config.log.evalEvery > 0 else { return (dataset, nil) }
         let heldOut = try DatasetLoader.load(config.data.validation, builder: builder, format: config.data.format)

@@ -222,6 +222,21 @@ bad "generate --draft-vocabulary shortlist without a calibration" generate "$wor
 bad "generate --draft-depth auto without probes" generate "$work/d2-probes-hf" --tokenizer byte --prompt hi --draft-depth auto
 bad "generate --draft-depth deep" generate "$ckpt" --prompt hi --draft-depth deep
 bad "calibrate --exits 9 on a 4-layer model" calibrate "$ckpt" --data "$work/data/validation.jsonl" --exits 9
+# A model whose weights hold NaN (a diverged run) is refused at load, naming the tensor.
+cp -r "$work/d2-probes-hf" "$work/nan-hf"
+python3 - "$work/nan-hf/model.safetensors" <<'PY'
+import json, struct, sys
+path = sys.argv[1]
+data = bytearray(open(path, "rb").read())
+n = struct.unpack("<Q", data[:8])[0]
+header = json.loads(data[8:8 + n])
+name = next(k for k in sorted(header) if k.endswith("down_proj.weight"))
+start = 8 + n + header[name]["data_offsets"][0]
+data[start:start + 4] = struct.pack("<f", float("nan"))
+open(path, "wb").write(data)
+PY
+bad "generate from a model whose weights hold NaN" generate "$work/nan-hf" --tokenizer byte --prompt hi
+grep -q "down_proj.*NaN or infinite" "$work/bad.err" && pass "the NaN refusal names the tensor" || fail "the NaN refusal names the tensor" "$(cat "$work/bad.err")"
 long=$(python3 -c "print('Sort these words alphabetically: ' + ' '.join(['banana cherry apple'] * 20))")
 bad "generate with a prompt longer than the model's 128 positions" generate "$ckpt" --prompt "$long"
 bad "generate --context beyond the model's positions" generate "$ckpt" --prompt hi --context 500

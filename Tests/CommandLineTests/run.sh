@@ -181,8 +181,10 @@ mv "$work/truncated.h5" "$work/skip/checkpoints/step-00000002/checkpoint.h5"
 "$bin" train "${skip[@]}" --set train.max_steps=3 --resume auto > "$work/skip.out" 2> "$work/skip.err"; code=$?
 if [ $code -eq 0 ] && grep -q "warning: skipped checkpoint $work/skip/checkpoints/step-00000002: .*checkpoint.h5" "$work/skip.err" \
     && grep -q "resumed from $work/skip/checkpoints/step-00000001 at step 1" "$work/skip.out" \
-    && [ -d "$work/skip/checkpoints/step-00000001" ] && [ -d "$work/skip/checkpoints/step-00000003" ]; then
-    pass "--resume auto skips a damaged newest checkpoint loudly and prunes no intact one"
+    && [ -d "$work/skip/checkpoints/step-00000001" ] && [ -d "$work/skip/checkpoints/step-00000003" ] \
+    && [ -f "$work/skip/checkpoints/step-00000002.damaged/shard-00000-of-00001.h5" ] \
+    && grep -q "the damaged checkpoint .*step-00000002 is kept as .*step-00000002.damaged" "$work/skip.err"; then
+    pass "--resume auto skips a damaged newest checkpoint loudly, prunes no intact one, and saving that step again keeps the damaged one aside"
 else
     fail "--resume auto skips a damaged newest checkpoint" "exit $code; $(cat "$work/skip.err" | head -c 300); $(tail -2 "$work/skip.out")"
 fi
@@ -193,6 +195,8 @@ one_line_error "bad exits" "sorted\.exits: depth 9 is outside 1\.\.\.4" "$bin" t
 echo '{"instruction": "x", "output": "y"}' > "$work/bad.jsonl"; echo '{"instruction": "x",' >> "$work/bad.jsonl"
 one_line_error "malformed data line" "bad\.jsonl:2: " "$bin" train --config "$work/small.json" --set "data.train=$work/bad.jsonl"
 one_line_error "missing config" "cannot be read" "$bin" train --config "$work/none.json"
+one_line_error "a data.validation file that does not exist, before step 1" "data\.validation: .*nothing\.jsonl does not exist" "$bin" train --config "$work/small.json" --set "data.validation=$work/nothing.jsonl"
+one_line_error "no usable example says which limit drops them" "train\.sequence_length \(8\)" "$bin" train --config "$work/small.json" --set train.sequence_length=8
 one_line_error "bad config under mpirun: one line, not one per rank" "sorted\.exits: depth 0" mpirun_local 2 --quiet "$bin" train --config "$work/small.json" --set sorted.exits=[0]
 
 # Progress under mpirun: Open MPI gives every rank a pseudo-terminal whatever mpirun's own

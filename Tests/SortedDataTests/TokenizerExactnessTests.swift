@@ -69,6 +69,23 @@ final class TokenizerExactnessTests: XCTestCase {
         }
     }
 
+    func testMalformedFieldsAreRefusedNotGuessed() throws {
+        let source = try Data(contentsOf: tokenizerFixtures.appendingPathComponent("spm-metaspace.json"))
+        let cases: [(String, (inout [String: Any]) -> Void)] = [
+            ("model.type", { root in var m = root["model"] as! [String: Any]; m["type"] = 5; root["model"] = m }),
+            // An empty replacement would silently drop every space.
+            ("replacement", { root in var p = root["pre_tokenizer"] as! [String: Any]; p["replacement"] = ""; root["pre_tokenizer"] = p }),
+        ]
+        for (expected, damage) in cases {
+            var root = try JSONSerialization.jsonObject(with: source) as! [String: Any]
+            damage(&root)
+            let file = FileManager.default.temporaryDirectory.appendingPathComponent("damaged-\(expected)-\(UUID().uuidString).json")
+            try JSONSerialization.data(withJSONObject: root).write(to: file)
+            defer { try? FileManager.default.removeItem(at: file) }
+            XCTAssertThrowsError(try TokenizerLoader.load(file.path), expected) { XCTAssertTrue("\($0)".contains(expected), "\($0)") }
+        }
+    }
+
     func testSpecialTokensAreParsedOnlyWhenAsked() throws {
         let t = try TokenizerLoader.load(tokenizerFixtures.appendingPathComponent("bytelevel.json").path)
         let start = t.id(forToken: "<|im_start|>")!

@@ -38,6 +38,9 @@ final class RunConfigTests: XCTestCase {
         }
         try assertConfigError("{\(model), \(train), \"optim\": {\"weight_decay\": 1e6}}", key: "optim.weight_decay", mentions: "wipe the weights")
         try assertConfigError("{\(model), \(train), \"log\": {\"dir\": \"\"}}", key: "log.dir", mentions: "is empty")
+        // A huge bad value is quoted by its start and size, not whole.
+        let huge = String(repeating: "x", count: 1 << 20)
+        try assertConfigError("{\(model), \(train), \"optim\": {\"lr\": \"\(huge)\"}}", key: "optim.lr", mentions: "(1048578 bytes)")
         try assertConfigError("{\(model), \(train), \"distributed\": {\"zero_stage\": 2}}", key: "distributed.zero_stage", mentions: "'2' is not one of: 0, 1")
         try assertConfigError("{\(model), \(train), \"distributed\": {\"zero_stage\": \"1\"}}", key: "distributed.zero_stage", mentions: "an integer")
         try assertConfigError("{\(model), \(train), \"data\": {\"train\": \"\"}}", key: "data.train", mentions: "is empty")
@@ -110,7 +113,9 @@ final class RunConfigTests: XCTestCase {
                                         (#"{"exits": [2, 4], "distill": {"weight": 1, "temperature": 0}}"#, "sorted.distill.temperature", "positive"),
                                         (#"{"exits": [2, 4], "distill": {"weight": 1, "teacher": "first"}}"#, "sorted.distill.teacher", "last"),
                                         (#"{"exits": [2, 4], "distill": {"alpha": 1}}"#, "sorted.distill.alpha", "unknown key"),
-                                        (#"{"exits": [2, 4], "distill": 0.5}"#, "sorted.distill", "an object")] {
+                                        (#"{"exits": [2, 4], "distill": 0.5}"#, "sorted.distill", "an object"),
+                                        // Each finite, but their sum overflows: normalised they would all be 0.
+                                        (#"{"exits": [2, 4], "weights": [1e308, 1e308]}"#, "sorted.weights", "cannot normalise")] {
             try assertConfigError(base + sorted + "}", key: key, mentions: mentions)
         }
     }

@@ -29,6 +29,9 @@ extension BPETokenizer {
 extension BPETokenizer.Definition {
     init(tokenizerJSON root: JSONValue, config: JSONValue?) throws {
         guard let modelJSON = root["model"]?.object else { throw TokenizerLoadError("has no \"model\" object") }
+        if let t = modelJSON["type"], t.string == nil, !t.isNull {
+            throw TokenizerLoadError("model.type must be a string such as \"BPE\", got \(String(t.serialized.prefix(40)))")
+        }
         let type = modelJSON["type"]?.string ?? (modelJSON["merges"] != nil ? "BPE" : "?")
         guard type == "BPE" else {
             throw TokenizerLoadError("model.type is \"\(type)\"; sortedtrain reads BPE tokenizers (byte-level or SentencePiece-style)")
@@ -229,6 +232,10 @@ private func parsePreTokenizers(_ v: JSONValue?) throws -> [BPETokenizer.PreToke
         return [.digits(individual: v["individual_digits"]?.bool ?? false)]
     case "Metaspace":
         let replacement = v["replacement"]?.string ?? "\u{2581}"
+        // An empty replacement would drop every space without a trace.
+        guard replacement.count == 1 else {
+            throw TokenizerLoadError("pre_tokenizer Metaspace replacement must be one character, got \"\(replacement)\"")
+        }
         let scheme: BPETokenizer.PrependScheme
         if let name = v["prepend_scheme"]?.string {
             guard let s = BPETokenizer.PrependScheme(rawValue: name) else { throw TokenizerLoadError("pre_tokenizer Metaspace prepend_scheme \"\(name)\" is unknown") }
