@@ -91,11 +91,8 @@ public enum ModelSource {
                 }
             }
             // NaN or infinite weights make every answer garbage: refuse them with the tensor's name.
-            if let bad = model.layout.tensors.lazy.compactMap({ t -> (String, Int)? in
-                let n = UnsafeBufferPointer(start: model.parameters.pointer + t.offset, count: t.count).reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
-                return n > 0 ? (t.name, n) : nil
-            }).first {
-                throw ModelLoadError.nonFiniteWeights(path: path, tensor: bad.0, count: bad.1)
+            if let bad = model.nonFiniteTensor() {
+                throw ModelLoadError.nonFiniteWeights(path: path, tensor: bad.name, count: bad.count)
             }
             // Damaged probes do not stop a command that does not use them: it gets the reason.
             var found: ExitProbes?, problem: String?

@@ -51,3 +51,15 @@ public final class LlamaModel: @unchecked Sendable {
     }
 
 }
+
+extension LlamaModel {
+    /// The first tensor holding NaN or infinite values, and how many: such weights make
+    /// every output garbage (a diverged run, a damaged file). nil when all are finite.
+    public func nonFiniteTensor() -> (name: String, count: Int)? {
+        for t in layout.tensors {
+            let n = UnsafeBufferPointer(start: parameters.pointer + t.offset, count: t.count).reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+            if n > 0 { return (t.name, n) }
+        }
+        return nil
+    }
+}

@@ -22,6 +22,10 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
     case noIntactCheckpoint(root: String, skipped: String)
     /// The initial weights to train from do not exist.
     case initialWeightsMissing(path: String)
+    /// --init-from names a checkpoint: that is resumed, not started from.
+    case initialWeightsAreACheckpoint(path: String)
+    /// Weights holding NaN or infinite values.
+    case nonFiniteWeights(path: String, tensor: String, count: Int)
     case depthOutsideModel(depth: Int, layers: Int)
     case depthNotAnExit(depth: Int, exits: [Int])
 
@@ -48,6 +52,10 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
         case .checkpointsExist(let root, let newest): return "\(root) already holds checkpoints (newest \(newest))"
         case .noIntactCheckpoint(let root, let skipped): return "\(root): no intact checkpoint (\(skipped))"
         case .initialWeightsMissing(let path): return "\(path): does not exist; give an HF model folder or a .gguf file"
+        case .initialWeightsAreACheckpoint(let path):
+            return "\(path) is a checkpoint: continue its run with --resume \(path) (same config), or export it (sortedtrain export --format hf) and start a new run from that folder"
+        case .nonFiniteWeights(let path, let tensor, let count):
+            return "\(path): \(tensor) holds \(count) NaN or infinite value\(count == 1 ? "" : "s"); these weights cannot be trained from"
         case .depthOutsideModel(let depth, let layers):
             return "depth \(depth) is outside 1...\(layers) (the checkpoint's model has \(layers) layers)"
         case .depthNotAnExit(let depth, let exits): return "depth \(depth) was not trained as an exit (exits: \(exits)); pick one of them"

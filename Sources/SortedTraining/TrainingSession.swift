@@ -77,7 +77,13 @@ public final class TrainingSession {
             communicator.timeout = timeout
         }
         // --init-from: every rank reads the weights (they are also the shape of the model).
-        let initial = try agreed("reading the initial weights") { try options.initFrom.map(Self.readInitialModel) }
+        let initial = try agreed("reading the initial weights") { () -> LlamaModel? in
+            guard let path = options.initFrom else { return nil }
+            let model = try Self.readInitialModel(path)
+            // Non-finite weights would surface as a NaN loss, blamed on the learning rate.
+            if let bad = model.nonFiniteTensor() { throw TrainingError.nonFiniteWeights(path: path, tensor: bad.name, count: bad.count) }
+            return model
+        }
         let config = try agreed("reading the config") {
             try RunConfig.load(path: options.configPath, overrides: options.overrides, initialModel: initial?.config)
         }
@@ -269,6 +275,9 @@ public final class TrainingSession {
     static func readInitialModel(_ path: String) throws -> LlamaModel {
         let kind = ModelPath.classify(path)
         if kind == .missing { throw TrainingError.initialWeightsMissing(path: path) }
+        if kind == .checkpoint || (kind == .folder && !CheckpointDirectory(root: path).checkpointFolders().isEmpty) {
+            throw TrainingError.initialWeightsAreACheckpoint(path: path)
+        }
         // Any folder is read as HF (its error names the missing config.json), any file as GGUF.
         return kind.isFolder ? try ModelFiles.readHF(URL(fileURLWithPath: path)) : try ModelFiles.readGGUF(URL(fileURLWithPath: path))
     }

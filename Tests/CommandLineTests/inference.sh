@@ -237,6 +237,9 @@ open(path, "wb").write(data)
 PY
 bad "generate from a model whose weights hold NaN" generate "$work/nan-hf" --tokenizer byte --prompt hi
 grep -q "down_proj.*NaN or infinite" "$work/bad.err" && pass "the NaN refusal names the tensor" || fail "the NaN refusal names the tensor" "$(cat "$work/bad.err")"
+bad "train --init-from weights that hold NaN" train --config "$work/run.json" --init-from "$work/nan-hf"
+grep -q "down_proj.*cannot be trained from" "$work/bad.err" && pass "training refuses NaN initial weights by name, not as a NaN loss" \
+    || fail "training refuses NaN initial weights" "$(cat "$work/bad.err")"
 long=$(python3 -c "print('Sort these words alphabetically: ' + ' '.join(['banana cherry apple'] * 20))")
 bad "generate with a prompt longer than the model's 128 positions" generate "$ckpt" --prompt "$long"
 bad "generate --context beyond the model's positions" generate "$ckpt" --prompt hi --context 500

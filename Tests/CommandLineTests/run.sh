@@ -194,7 +194,11 @@ one_line_error "unknown config key" "optim\.learning_rate: unknown key" "$bin" t
 one_line_error "bad exits" "sorted\.exits: depth 9 is outside 1\.\.\.4" "$bin" train --config "$work/small.json" --set sorted.exits=[2,9]
 echo '{"instruction": "x", "output": "y"}' > "$work/bad.jsonl"; echo '{"instruction": "x",' >> "$work/bad.jsonl"
 one_line_error "malformed data line" "bad\.jsonl:2: " "$bin" train --config "$work/small.json" --set "data.train=$work/bad.jsonl"
+"$bin" prepare --tokenizer byte "$work/data/train.jsonl" --output "$work/prepared.bin" > /dev/null 2>&1
+head -c 20 "$work/prepared.bin" > "$work/cut.bin"
+one_line_error "a truncated prepared file is refused, not trained on as text" "cut\.bin: .*truncated" "$bin" train --config "$work/small.json" --set "data.train=$work/cut.bin"
 one_line_error "missing config" "cannot be read" "$bin" train --config "$work/none.json"
+one_line_error "--init-from a checkpoint says it is resumed, not started from" "is a checkpoint: continue its run with --resume" "$bin" train --config "$work/small.json" --init-from "$work/big/checkpoints"
 one_line_error "a data.validation file that does not exist, before step 1" "data\.validation: .*nothing\.jsonl does not exist" "$bin" train --config "$work/small.json" --set "data.validation=$work/nothing.jsonl"
 one_line_error "no usable example says which limit drops them" "train\.sequence_length \(8\)" "$bin" train --config "$work/small.json" --set train.sequence_length=8
 one_line_error "bad config under mpirun: one line, not one per rank" "sorted\.exits: depth 0" mpirun_local 2 --quiet "$bin" train --config "$work/small.json" --set sorted.exits=[0]

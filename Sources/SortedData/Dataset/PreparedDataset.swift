@@ -165,15 +165,16 @@ public final class PreparedDataset {
 
 /// Loads training data from what a run config names.
 public enum DatasetLoader {
-    /// Whether `url` is a file written by `sortedtrain prepare`.
+    /// Whether `url` is a file written by `sortedtrain prepare`, whole or damaged: it starts
+    /// with a little-endian header length below 2^24, so a NUL is among its first 8 bytes,
+    /// which no text file has. A damaged one is then refused by its reader with the reason,
+    /// rather than trained on as text.
     public static func isPrepared(_ url: URL) -> Bool {
         guard let h = FileHandle(forReadingAtPath: url.path) else { return false }
         defer { try? h.close() }
         // The throwing reads: readData(ofLength:) traps on a folder or a read error.
-        guard let prefix = try? h.read(upToCount: 8), prefix.count == 8 else { return false }
-        let length = prefix.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
-        guard length > 0, length < 1 << 24, let header = try? h.read(upToCount: Int(length)) else { return false }
-        return (try? JSONParser.parse(header))?["__metadata__"]?["format"]?.string == PreparedDataset.format
+        guard let prefix = try? h.read(upToCount: 8) else { return false }
+        return prefix.contains(0)
     }
 
     /// A prepared file as is; otherwise the records of every file in `paths` (Alpaca JSON or
