@@ -308,19 +308,7 @@ public enum CheckpointFiles {
         let indexPath = (directory as NSString).appendingPathComponent(CheckpointNames.index)
         let file = try HDF5File(opening: indexPath)
         func read(_ path: String, _ tensor: TensorSpec, into start: UnsafeMutablePointer<Float>) throws {
-            let expected = state.digests[path].flatMap { UInt64($0, radix: 16) }
-            if state.formatVersion >= 3 && expected == nil {
-                throw FormatError(file: indexPath, "its run state records no digest for dataset '\(path)'; the checkpoint is corrupt: resume from another checkpoint")
-            }
-            do {
-                try checkShape(file, path, tensor)
-                let digest = try file.read(path, into: start, count: tensor.count)
-                guard expected == nil || digest == expected else {
-                    throw FormatError(file: indexPath, "dataset '\(path)' is not the one this save recorded (a shard from another save?)")
-                }
-            } catch let error as FormatError {
-                throw FormatError(file: error.file, error.message + "; resume from another checkpoint")
-            }
+            try readDataset(path, of: tensor, from: file, state: state, into: start)
         }
         let held = moments.map { CheckpointBuffers(parameters: parameters, firstMoment: $0.first, secondMoment: $0.second,
                                                    momentRange: momentRange) }
@@ -340,6 +328,41 @@ public enum CheckpointFiles {
         let model = try LlamaModel(config: config)
         try readTensors(directory: directory, state: state, layout: model.layout, parameters: model.parameters, moments: nil)
         return (model, state)
+    }
+
+    /// The model a checkpoint holds, with every dataset it recorded checked as a resume checks
+    /// them: the weights and also the AdamW moments (read into scratch and dropped), each
+    /// against its digest. What `inspect` reports as intact, train resumes from.
+    public static func verifiedModel(directory: String) throws -> (LlamaModel, CheckpointState) {
+        let (model, state) = try readModel(directory: directory)
+        let file = try HDF5File(opening: (directory as NSString).appendingPathComponent(CheckpointNames.index))
+        let scratch = FloatBuffer(count: model.layout.tensors.map(\.count).max() ?? 1, zeroed: false)
+        for tensor in model.layout.tensors {
+            for moment in CheckpointNames.Moment.allCases {
+                let path = CheckpointNames.momentPath(moment, forTensor: tensor.name)
+                if state.digests[path] != nil { try readDataset(path, of: tensor, from: file, state: state, into: scratch.pointer) }
+            }
+        }
+        return (model, state)
+    }
+
+    /// Reads one dataset of `tensor` through the index; it must match both its own XXH64
+    /// digest and the one the run state recorded for it.
+    private static func readDataset(_ path: String, of tensor: TensorSpec, from file: HDF5File, state: CheckpointState,
+                                    into start: UnsafeMutablePointer<Float>) throws {
+        let expected = state.digests[path].flatMap { UInt64($0, radix: 16) }
+        if state.formatVersion >= 3 && expected == nil {
+            throw FormatError(file: file.path, "its run state records no digest for dataset '\(path)'; the checkpoint is corrupt: resume from another checkpoint")
+        }
+        do {
+            try checkShape(file, path, tensor)
+            let digest = try file.read(path, into: start, count: tensor.count)
+            guard expected == nil || digest == expected else {
+                throw FormatError(file: file.path, "dataset '\(path)' is not the one this save recorded (a shard from another save?)")
+            }
+        } catch let error as FormatError {
+            throw FormatError(file: error.file, error.message + "; resume from another checkpoint")
+        }
     }
 
     private static func checkShape(_ file: HDF5File, _ path: String, _ tensor: TensorSpec) throws {

@@ -32,11 +32,14 @@ public struct Inspection: Codable, Sendable {
     public var chatTemplate: String?
     /// The calibrated exit probes kept with the model (`sortedtrain calibrate`), without their weights.
     public var exitProbes: ExitProbes.Report?
+    /// What was checked beyond the headers (a checkpoint's weights are read and checked
+    /// against their digests, as export and eval read them).
+    public var verified: String?
     public var tensors: [InspectedTensor]
 
     enum CodingKeys: String, CodingKey {
         case kind, path, config, step, exits, worldSize = "world_size", dataCursor = "data_cursor", dtype, tokenizer,
-             chatTemplate = "chat_template", exitProbes = "exit_probes", tensors
+             chatTemplate = "chat_template", exitProbes = "exit_probes", verified, tensors
     }
 }
 
@@ -64,11 +67,13 @@ public enum ModelInspector {
             return Inspection(kind: "hdf5", path: path, config: model.config, tensors: tensors(model.layout))
         }
         let folder = try CheckpointDirectory.checkpointFolder(for: path)
-        let state = try CheckpointFiles.readState(directory: folder)
-        let config = try LlamaConfig.decode(json: Data(state.modelConfig.utf8), source: folder)
-        return Inspection(kind: "checkpoint", path: folder, config: config, step: state.step, exits: state.exits,
-                          worldSize: state.worldSize, dataCursor: state.sampleCursor,
-                          tensors: tensors(ParameterLayout(config: config)))
+        // Every dataset is read as a resume reads it: a swapped shard or a flipped byte is
+        // refused here too, not reported as fine.
+        let (model, state) = try CheckpointFiles.verifiedModel(directory: folder)
+        var inspection = Inspection(kind: "checkpoint", path: folder, config: model.config, step: state.step, exits: state.exits,
+                                    worldSize: state.worldSize, dataCursor: state.sampleCursor, tensors: tensors(model.layout))
+        inspection.verified = "run state, shards, weights and optimizer moments read and checked against their digests"
+        return inspection
     }
 
     /// An HF export: its exits (config.json's "sortedtrain" key), dtype, tokenizer files and template.
@@ -124,6 +129,7 @@ public enum ModelInspector {
             lines.append("depth \(i.config.numHiddenLayers), exits \(exits)")
         }
         if let dtype = i.dtype { lines.append("dtype: \(dtype)") }
+        if let verified = i.verified { lines.append("verified: \(verified)") }
         lines.append("tokenizer: \(i.tokenizer ?? "none in the model")")
         if let template = i.chatTemplate { lines.append("chat template: \(template)") }
         if let p = i.exitProbes {

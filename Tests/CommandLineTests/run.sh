@@ -168,6 +168,7 @@ for i in range(len(data) // 2, len(data) // 2 + 4096): data[i] ^= 0xFF
 open(path, "wb").write(bytes(data))
 PY
 one_line_error "damaged checkpoint" "checksum mismatch|is damaged or truncated" "$bin" train --config "$work/big.json" --resume "$work/damaged" --quiet
+one_line_error "inspect refuses the damaged checkpoint as train does" "checksum mismatch|is damaged or truncated" "$bin" inspect "$work/damaged"
 rm "$work/damaged/shard-00000-of-00001.h5"
 one_line_error "missing shard" "shard-00000-of-00001\.h5: is missing" "$bin" train --config "$work/big.json" --resume "$work/damaged" --quiet
 one_line_error "other model shape" "num_hidden_layers = 8, the config asks for 6" "$bin" train --config "$work/big.json" --resume "$ckpt" --set model.num_hidden_layers=6 --set sorted.exits=[3,6] --quiet
