@@ -12,7 +12,13 @@ public final class HDF5File {
     public let path: String
     private let id: hid_t
 
-    private static let silenceErrors: Void = { H5Eset_auto2(0, nil, nil) }()
+    /// Before the library's first use: no error stack printed (errors are thrown, with the
+    /// file), and no shutdown at exit — after a write that failed (a full disk), HDF5's atexit
+    /// cleanup flushes the broken file again and crashes the process that already reported it.
+    private static let silenceErrors: Void = {
+        H5dont_atexit()
+        H5Eset_auto2(0, nil, nil)
+    }()
 
     /// Creates (or truncates) a file.
     public init(creating path: String) throws {

@@ -26,6 +26,39 @@ public final class CheckpointManager {
     /// 64 random bits in hex (every rank must then use rank 0's).
     public static func newRunID() -> String { CheckpointFiles.hex(UInt64.random(in: .min ... .max)) }
 
+    /// Bytes one checkpoint of `layout` takes: weights and both AdamW moments, and a margin
+    /// for the index and HDF5's own structures.
+    public static func bytesNeeded(_ layout: ParameterLayout) -> Int { 3 * 4 * layout.count + (4 << 20) }
+
+    /// "12.3 MB" (1e6 bytes).
+    static func describe(_ bytes: Int) -> String { String(format: "%.1f MB", Double(bytes) / 1e6) }
+
+    /// Free bytes of the file system that holds `path` (nil when it cannot be asked).
+    static func freeBytes(_ path: String) -> Int? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        return Int(info.f_bavail) * Int(info.f_frsize)
+    }
+
+    /// Before step 1: the checkpoint folder can be created and written, and its file system has
+    /// room for one checkpoint — so a run does not train for hours and fail at its first save.
+    public func checkWritable(needing bytes: Int) throws {
+        let root = directory.root
+        do { try fileManager.createDirectory(atPath: root, withIntermediateDirectories: true) } catch {
+            throw FileFailure(path: root, "cannot create the checkpoint folder", reason: error.localizedDescription,
+                              remedy: "set checkpoint.dir to a writable folder")
+        }
+        let probe = directory.path(".write-test-\(UUID().uuidString)")
+        guard fileManager.createFile(atPath: probe, contents: Data([0])) else {
+            throw FileFailure(path: root, "is not writable", remedy: "set checkpoint.dir to a writable folder")
+        }
+        try? fileManager.removeItem(atPath: probe)
+        if let free = Self.freeBytes(root), free < bytes {
+            throw FileFailure(path: root, "has \(Self.describe(free)) free on its file system; one checkpoint needs \(Self.describe(bytes))",
+                              remedy: "free space there or set checkpoint.dir to a larger file system")
+        }
+    }
+
     /// Saves the trainer's weights, moments and state (at `trainer.state.step`); returns the folder.
     @discardableResult
     public func save(_ trainer: Trainer) throws -> String {
@@ -51,10 +84,21 @@ public final class CheckpointManager {
         let buffers = CheckpointBuffers(parameters: trainer.model.parameters, firstMoment: trainer.optimizer.firstMoment,
                                         secondMoment: trainer.optimizer.secondMoment, momentRange: trainer.optimizer.owned)
         let shardedDigests = try trainer.partition.map { _ in try gatherMomentDigests(layout: layout, buffers: buffers) }
-        try CheckpointFiles.writeShard(at: (temporary as NSString).appendingPathComponent(CheckpointNames.shard(rank: rank, of: world)),
-                                       identity: ShardIdentity(runID: runID, step: trainer.state.step),
-                                       tensors: plan.tensors(of: rank, in: layout), buffers: buffers)
-        try communicator.barrier()
+        // Every rank learns whether every shard was written (a full disk on one host must not
+        // leave the others waiting); a failed save leaves no partial folder and the previous
+        // checkpoint as `latest`.
+        try communicator.agreed({
+            try CheckpointFiles.writeShard(at: (temporary as NSString).appendingPathComponent(CheckpointNames.shard(rank: rank, of: world)),
+                                           identity: ShardIdentity(runID: runID, step: trainer.state.step),
+                                           tensors: plan.tensors(of: rank, in: layout), buffers: buffers)
+        }) { first, error in
+            if rank == 0 { try? self.fileManager.removeItem(atPath: temporary) }
+            let free = Self.freeBytes(self.directory.root).map { " (\(Self.describe($0)) free; a checkpoint needs \(Self.describe(Self.bytesNeeded(layout))))" } ?? ""
+            let failure = FileFailure(path: self.directory.root, "could not save step \(trainer.state.step)\(world > 1 ? " on rank \(first)" : "")\(free)",
+                                      reason: error.map { "\($0)" }, remedy: "the previous checkpoint is intact; free space or set checkpoint.dir elsewhere, then --resume auto")
+            // Every rank knows: the job ends cleanly, reported once, by the rank that failed.
+            return JobFailure(failure, reach: .everyRank, reportsHere: first == rank)
+        }
         if rank == 0 {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

@@ -106,6 +106,8 @@ public final class TrainingSession {
                                             communicator: communicator)
         checkpoints.initialWeights = options.initFrom
         try agreed("checking checkpoint.dir") {
+            // A folder that cannot take one checkpoint is refused now, not at the first save.
+            try checkpoints.checkWritable(needing: CheckpointManager.bytesNeeded(model.layout))
             guard rank == 0, let foreign = checkpoints.directory.foreignEntries().first else { return }
             throw ConfigError(key: "checkpoint.dir", "\(config.checkpoint.directory)/\(foreign) is not a checkpoint folder; move it out of checkpoint.dir (train saves step-XXXXXXXX folders there)")
         }

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 source launch/common.sh
 bin=${SORTEDTRAIN_BIN:-$PWD/.build/release/sortedtrain}  # SORTEDTRAIN_BIN: another build (an absolute path)
 work=$(mktemp -d)
-trap 'pkill -KILL -f "$work" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'pkill -KILL -f "$work" 2>/dev/null; umount "$work/full" 2>/dev/null; rm -rf "$work"' EXIT
 passed=0; failed=0
 pass() { echo "ok   $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
@@ -198,6 +198,31 @@ one_line_error "malformed data line" "bad\.jsonl:2: " "$bin" train --config "$wo
 "$bin" prepare --tokenizer byte "$work/data/train.jsonl" --output "$work/prepared.bin" > /dev/null 2>&1
 head -c 20 "$work/prepared.bin" > "$work/cut.bin"
 one_line_error "a truncated prepared file is refused, not trained on as text" "cut\.bin: .*truncated" "$bin" train --config "$work/small.json" --set "data.train=$work/cut.bin"
+# A full disk: a checkpoint.dir whose file system cannot take one checkpoint, or a read-only
+# one, is refused before step 1; one that fills during a save ends the run with the reason,
+# the previous checkpoint intact and still `latest`, and no partial step folder.
+mkdir -p "$work/full"
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=2m tmpfs "$work/full" 2>/dev/null; then
+    one_line_error "a checkpoint.dir too small for one checkpoint is refused before step 1" "free on its file system; one checkpoint needs" \
+        "$bin" train --config "$work/small.json" --set "checkpoint.dir=$work/full/ck" --set train.max_steps=2
+    mount -o remount,ro "$work/full"
+    one_line_error "a read-only checkpoint.dir is refused before step 1" "cannot create the checkpoint folder|is not writable" \
+        "$bin" train --config "$work/small.json" --set "checkpoint.dir=$work/full/ck" --set train.max_steps=2
+    umount "$work/full"
+    mount -t tmpfs -o size=7m tmpfs "$work/full"
+    out=$("$bin" train --config "$work/small.json" --set "log.dir=$work/fill" --set "checkpoint.dir=$work/full/ck" \
+          --set checkpoint.every=1 --set checkpoint.keep=3 --set train.max_steps=8 --quiet 2>&1); code=$?
+    latest=$(cat "$work/full/ck/latest" 2>/dev/null)
+    if [ $code -ne 0 ] && grep -q "could not save step" <<< "$out" && [ -n "$latest" ] \
+       && "$bin" inspect "$work/full/ck/$latest" > /dev/null 2>&1 && ! ls -d "$work"/full/ck/*.tmp > /dev/null 2>&1; then
+        pass "a disk that fills during a save: $(grep -o 'could not save step [0-9]*' <<< "$out"), $latest intact and latest, no partial folder"
+    else
+        fail "a disk that fills during a save" "exit $code, latest '$latest': $(tail -n 2 <<< "$out") $(ls "$work/full/ck")"
+    fi
+    umount "$work/full"
+else
+    echo "skip disk-full checks: mounting a small tmpfs needs root"; skipped=$((${skipped:-0} + 1))
+fi
 one_line_error "missing config" "cannot be read" "$bin" train --config "$work/none.json"
 one_line_error "--init-from a checkpoint says it is resumed, not started from" "is a checkpoint: continue its run with --resume" "$bin" train --config "$work/small.json" --init-from "$work/big/checkpoints"
 one_line_error "a data.validation file that does not exist, before step 1" "data\.validation: .*nothing\.jsonl does not exist" "$bin" train --config "$work/small.json" --set "data.validation=$work/nothing.jsonl"
@@ -347,5 +372,5 @@ else
     fi
 fi
 
-echo "cli: $passed passed, $failed failed"
+echo "cli: $passed passed, $failed failed${skipped:+, $skipped skipped}"
 [ $failed -eq 0 ]
