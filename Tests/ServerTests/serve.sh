@@ -248,7 +248,8 @@ fi
 # A full queue answers 503; the time limit 504.
 if start_server busy --parallel 1 --queue 1; then
     clients=()
-    for i in $(seq 12); do (post /v1/chat/completions "$(chat tiny 100)" > "$work/busy.$i") & clients+=($!); done
+    # Long answers (ignore_eos), so the one slot stays busy while the others arrive.
+    for i in $(seq 12); do (post /v1/chat/completions "$(chat tiny 100 '"ignore_eos": true')" > "$work/busy.$i") & clients+=($!); done
     wait "${clients[@]}"
     if grep -q '^503 .*server_busy' "$work"/busy.* && grep -q '^200 ' "$work"/busy.*; then
         pass "a full queue answers 503 (server_busy) and serves the rest"
@@ -259,15 +260,16 @@ if start_server busy --parallel 1 --queue 1; then
 fi
 if start_server gone --parallel 1; then
     clients=()
-    for i in $(seq 16); do
-        curl -s -m 0.05 -o /dev/null "$url/v1/chat/completions" -d "$(chat tiny 80 '"ignore_eos": true')" & clients+=($!)
+    # 24 answers of 80 tokens through one slot take far longer than the 30 ms the clients wait.
+    for i in $(seq 24); do
+        curl -s -m 0.03 -o /dev/null "$url/v1/chat/completions" -d "$(chat tiny 80 '"ignore_eos": true')" & clients+=($!)
     done
     wait "${clients[@]}"
     sleep 1
     r=$(post /v1/chat/completions "$(chat tiny@2)")
     gone=$(grep -c "cancelled: the client went away" "$work/gone.err")
     if [ "$gone" -ge 1 ] && [ "$(field "${r#* }" 'd["choices"][0]["message"]["content"]')" = "$(cat "$work/gen2.txt")" ]; then
-        pass "clients that hang up before their answer cancel its work ($gone of 16 logged), and the server answers the next"
+        pass "clients that hang up before their answer cancel its work ($gone of 24 logged), and the server answers the next"
     else
         fail "disconnecting clients" "$gone cancelled; $(tail -n 2 "$work/gone.err")"
     fi
@@ -283,7 +285,8 @@ if start_server cut --truncate left; then
     kill -TERM "$pid"
 fi
 if start_server slow --timeout 0.001; then
-    bad "an answer past the time limit" 504 "$(chat tiny 100)"
+    # 80 tokens (ignore_eos) take far longer than the 1 ms limit, however fast the build.
+    bad "an answer past the time limit" 504 "$(chat tiny 100 '"ignore_eos": true')"
     kill -TERM "$pid"
 fi
 finish
