@@ -86,6 +86,7 @@ let package = Package(
                                                                 "SortedData", "SortedFormats", "SortedInference", "SortedTestSupport"]),
         .testTarget(name: "SortedInferenceTests", dependencies: ["SortedInference", "SortedKit", "SortedData", "SortedTestSupport"]),
         .testTarget(name: "SortedPlotTests", dependencies: ["SortedPlot", "SortedTestSupport"]),
+        .testTarget(name: "SortedServerTests", dependencies: ["SortedServer", "SortedData"]),
     ],
     // Kernels hand raw buffer pointers to worker threads; Swift 5 mode keeps that legal
     // without wrapping every pointer in a Sendable box.
