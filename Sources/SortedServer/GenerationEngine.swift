@@ -90,7 +90,6 @@ final class GenerationEngine: @unchecked Sendable {
 
     /// Positions per sequence: prompt plus answer.
     var context: Int { batch.capacity }
-    var slots: Int { batch.slots }
 
     /// Why `prompt` with `maxNewTokens` cannot run, or nil.
     func problem(promptTokens: Int) -> String? {

@@ -17,12 +17,14 @@ struct APIError: Error {
         APIError(status: 400, message: message, type: "invalid_request_error", param: param, code: code)
     }
 
-    var body: String {
+    var json: JSONValue {
         var error: [String: JSONValue] = ["message": .string(message), "type": .string(type)]
         error["param"] = param.map(JSONValue.string) ?? .null
         error["code"] = code.map(JSONValue.string) ?? .null
-        return JSONValue.object(["error": .object(error)]).serialized
+        return .object(["error": .object(error)])
     }
+
+    var body: String { json.serialized }
 }
 
 /// How the request asks to spend depth (the optional `sortedtrain` field).

@@ -140,6 +140,11 @@ public final class OpenAIServer: @unchecked Sendable {
         }
     }
 
+    private var timeoutError: APIError {
+        APIError(status: 504, message: "the answer took longer than the server's time limit of \(String(format: "%g", options.timeLimit.seconds)) s",
+                 type: "timeout", param: nil, code: "timeout")
+    }
+
     private func notFound(_ model: String) -> APIError {
         APIError(status: 404, message: "the model '\(model)' does not exist; GET /v1/models lists this server's models",
                  type: "invalid_request_error", param: "model", code: "model_not_found")
@@ -216,8 +221,7 @@ public final class OpenAIServer: @unchecked Sendable {
             case .finished(let finish):
                 if finish == .timeout {
                     log(answer, "timeout")
-                return error(APIError(status: 504, message: "the answer took longer than the server's time limit of \(String(format: "%g", options.timeLimit.seconds)) s",
-                                          type: "timeout", param: nil, code: "timeout"))
+                    return error(timeoutError)
                 }
                 if finish == .cancelled && !answer.text.stopped {
                     log(answer, "cancelled: the client went away")
@@ -278,8 +282,7 @@ public final class OpenAIServer: @unchecked Sendable {
                         if finish == .cancelled && !answer.text.stopped { throw CancellationError() }
                         if finish == .timeout {
                             self.log(answer, "timeout")
-                            try await send(APIError(status: 504, message: "the answer took longer than the server's time limit of \(String(format: "%g", self.options.timeLimit.seconds)) s",
-                                                    type: "timeout", param: nil, code: "timeout").json)
+                            try await send(self.timeoutError.json)
                             break
                         }
                         let rest = answer.text.finish()
@@ -382,10 +385,6 @@ private struct Answer {
         }
         return .object(fields)
     }
-}
-
-extension APIError {
-    var json: JSONValue { try! JSONParser.parse(body) }
 }
 
 /// The request context that keeps the connection, so a request can notice its client leave.
