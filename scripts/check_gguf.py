@@ -9,7 +9,7 @@ With the `gguf` package (pip install gguf; it brings numpy):
     f32 epsilon and RoPE base), general.file_type matching the tensor types, a tokenizer
     (gpt2 with merges and a known pre-tokenizer, or llama with scores);
   * tensors: exactly the llama tensor names for llama.block_count blocks, ggml shapes
-    (ne[0] innermost) implied by the metadata, norms F32, matrices F32/F16/Q8_0, offsets aligned;
+    (ne[0] innermost) implied by the metadata, norms F32, matrices F32/F16/Q8_0/Q4_0/Q4_1, offsets aligned;
   * logits: a numpy forward pass with llama.cpp's semantics (adjacent-pair RoPE on the
     permuted q/k rows as stored) on the dequantised tensors.
 The numpy logits are compared with --expected (JSON {"input_ids": [...], "logits": [[...]],
@@ -120,9 +120,9 @@ def main() -> int:
     norms_f32 = all(t.tensor_type == Q.F32 for t in r.tensors if len(t.shape) == 1)
     check(norms_f32, "1-D tensors (norms) are F32")
     kinds = {t.tensor_type for t in r.tensors if len(t.shape) == 2}
-    check(kinds <= {Q.F32, Q.F16, Q.Q8_0}, f"matrices are F32/F16/Q8_0 ({sorted(k.name for k in kinds)})")
+    check(kinds <= {Q.F32, Q.F16, Q.Q8_0, Q.Q4_0, Q.Q4_1}, f"matrices are F32/F16/Q8_0/Q4_0/Q4_1 ({sorted(k.name for k in kinds)})")
     file_type = value("general.file_type")
-    main_type = {0: Q.F32, 1: Q.F16, 7: Q.Q8_0}.get(file_type)
+    main_type = {0: Q.F32, 1: Q.F16, 7: Q.Q8_0, 2: Q.Q4_0, 3: Q.Q4_1}.get(file_type)
     check(main_type is not None and main_type in kinds, f"general.file_type {file_type} names the matrices' type")
     check(all(t.data_offset % 32 == 0 for t in r.tensors), "tensor data offsets are 32-byte aligned")
     if failures:

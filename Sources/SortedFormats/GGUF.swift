@@ -221,6 +221,12 @@ public struct GGUFFile {
         return tensors[i]
     }
 
+    /// The file's bytes (mapped, not read into memory), for reading tensors in place at their
+    /// `fileOffset`.
+    public func withBytes<R>(_ body: (UnsafeRawPointer) throws -> R) rethrows -> R {
+        try data.withUnsafeBytes { try body($0.baseAddress!) }
+    }
+
     /// The tensor dequantised to Float, row-major in `shape` order.
     public func floats(_ name: String) throws -> [Float] {
         let t = try tensor(name)
@@ -238,7 +244,7 @@ public struct GGUFFile {
     }
 
     /// Dequantises `count` values of `type` (ggml block layouts, little-endian).
-    static func dequantize(type: TensorType, from src: UnsafeRawPointer, count: Int, into dst: UnsafeMutablePointer<Float>) {
+    public static func dequantize(type: TensorType, from src: UnsafeRawPointer, count: Int, into dst: UnsafeMutablePointer<Float>) {
         @inline(__always) func half(_ p: UnsafeRawPointer) -> Float {
             Float(Float16(bitPattern: UInt16(littleEndian: p.loadUnaligned(as: UInt16.self))))
         }

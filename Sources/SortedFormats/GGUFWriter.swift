@@ -3,6 +3,7 @@
 // order (innermost first), and tensor data in F32, F16 or Q8_0, each tensor's offset a
 // multiple of general.alignment (32) with zero padding. The file is written atomically.
 import Foundation
+import SortedKit
 
 public struct GGUFWriter {
     public static let alignment = 32
@@ -24,7 +25,8 @@ public struct GGUFWriter {
     public mutating func removeValue(forKey key: String) { metadata.removeAll { $0.key == key } }
 
     /// Adds a tensor of `values` (row-major in `shape`, slowest first) encoded as `type`
-    /// (F32, F16 or Q8_0; Q8_0 needs the innermost dimension to be a multiple of 32).
+    /// (F32, F16, Q8_0, Q4_0 or Q4_1; the block types need the innermost dimension to be a
+    /// multiple of 32).
     public mutating func addTensor(_ name: String, shape: [Int], values: UnsafeBufferPointer<Float>, type: GGUFFile.TensorType) {
         precondition(!shape.isEmpty && shape.reduce(1, *) == values.count, "GGUFWriter: \(name) has \(values.count) values for shape \(shape)")
         let bytes: [UInt8]
@@ -34,7 +36,10 @@ public struct GGUFWriter {
         case .q8_0:
             precondition(shape.last! % 32 == 0, "GGUFWriter: Q8_0 rows of \(name) are \(shape.last!) long, not a multiple of 32")
             bytes = Self.encodeQ8_0(values)
-        default: preconditionFailure("GGUFWriter writes F32, F16 and Q8_0, not \(type)")
+        case .q4_0, .q4_1:
+            precondition(shape.last! % 32 == 0, "GGUFWriter: \(type) rows of \(name) are \(shape.last!) long, not a multiple of 32")
+            bytes = (type == .q4_0 ? WeightFormat.q4_0 : .q4_1).encodeBlocks(values, columns: shape.last!)
+        default: preconditionFailure("GGUFWriter writes F32, F16, Q8_0, Q4_0 and Q4_1, not \(type)")
         }
         addTensor(name, shape: shape, type: type, bytes: bytes)
     }

@@ -23,28 +23,7 @@ extension ModelFiles {
             throw FormatError(file: file.path, "\(what) not usable: \(error.message)")
         }
 
-        // Check every tensor's presence, shape and type before dequantising any.
-        var sources: [(spec: TensorSpec, info: GGUFFile.TensorInfo)] = []
-        for spec in model.layout.tensors {
-            let name = GGUFLlama.ggufName(forHF: spec.name)
-            guard let info = try? file.tensor(name) else {
-                throw FormatError(file: file.path, "has no tensor '\(name)' (HF \(spec.name)), which a llama model with these metadata needs")
-            }
-            guard info.shape == spec.shape else {
-                throw FormatError(file: file.path, "tensor '\(name)' has shape \(info.shape), the metadata imply \(spec.shape)")
-            }
-            guard info.type.isDequantizable else {
-                throw FormatError(file: file.path, "tensor '\(name)' is \(info.type); sortedtrain dequantises F32, F16, BF16, Q8_0, Q4_0 and Q4_1 (convert the model with llama.cpp's llama-quantize to one of these)")
-            }
-            sources.append((spec, info))
-        }
-        let used = Set(sources.map(\.info.name))
-        if let extra = file.tensors.first(where: { !used.contains($0.name) }) {
-            // Biases, RoPE frequency factors or experts would change the model's output; refusing is
-            // better than importing a different model silently.
-            throw FormatError(file: file.path, "has tensor \(GGUFFile.shown(extra.name)), which sortedtrain's LLaMA (no biases, default RoPE, no experts) has no place for")
-        }
-
+        let sources = try GGUFLlama.tensors(of: file, for: model.layout)
         for (spec, info) in sources {
             let values = try file.floats(info.name)
             let destination = model.parameters.pointer + spec.offset
@@ -69,6 +48,10 @@ public enum GGUFDType: String, CaseIterable, Sendable {
     case f16
     /// Matrices Q8_0 (8-bit, one f16 scale per 32 values), norms float32 (MOSTLY_Q8_0).
     case q8_0
+    /// Matrices Q4_0 (4-bit, one f16 scale per 32 values), norms float32 (MOSTLY_Q4_0).
+    case q4_0
+    /// Matrices Q4_1 (4-bit, an f16 scale and minimum per 32 values), norms float32 (MOSTLY_Q4_1).
+    case q4_1
 
     /// llama.cpp's `general.file_type` (enum llama_ftype).
     public var fileType: UInt32 {
@@ -76,6 +59,8 @@ public enum GGUFDType: String, CaseIterable, Sendable {
         case .f32: return 0
         case .f16: return 1
         case .q8_0: return 7
+        case .q4_0: return 2
+        case .q4_1: return 3
         }
     }
 
@@ -84,6 +69,8 @@ public enum GGUFDType: String, CaseIterable, Sendable {
         case .f32: return .f32
         case .f16: return .f16
         case .q8_0: return .q8_0
+        case .q4_0: return .q4_0
+        case .q4_1: return .q4_1
         }
     }
 }
@@ -120,9 +107,9 @@ extension ModelFiles {
             let ggufName = GGUFLlama.ggufName(forHF: spec.name)
             let source = UnsafeBufferPointer(start: model.parameters.pointer + spec.offset, count: spec.count)
             var type = spec.shape.count == 1 ? .f32 : dtype.matrixType
-            if type == .q8_0 && spec.shape.last! % 32 != 0 {
+            if [.q8_0, .q4_0, .q4_1].contains(type) && spec.shape.last! % 32 != 0 {
+                notes.append("\(ggufName) rows are \(spec.shape.last!) long, not a multiple of 32: written F16 instead of \(type)")
                 type = .f16
-                notes.append("\(ggufName) rows are \(spec.shape.last!) long, not a multiple of 32: written F16 instead of Q8_0")
             }
             let columns = spec.shape.count == 2 ? spec.shape[1] : 1
             if ggufName.hasSuffix(".attn_q.weight") || ggufName.hasSuffix(".attn_k.weight") {
@@ -139,6 +126,31 @@ extension ModelFiles {
 
 /// The llama-architecture conventions of GGUF: metadata keys, tensor names, q/k permutation.
 enum GGUFLlama {
+    /// The file's tensor for each of the layout's, checked for presence, shape and type before
+    /// any is read; a tensor the layout has no place for is refused.
+    static func tensors(of file: GGUFFile, for layout: ParameterLayout) throws -> [(spec: TensorSpec, info: GGUFFile.TensorInfo)] {
+        var sources: [(spec: TensorSpec, info: GGUFFile.TensorInfo)] = []
+        for spec in layout.tensors {
+            let name = GGUFLlama.ggufName(forHF: spec.name)
+            guard let info = try? file.tensor(name) else {
+                throw FormatError(file: file.path, "has no tensor '\(name)' (HF \(spec.name)), which a llama model with these metadata needs")
+            }
+            guard info.shape == spec.shape else {
+                throw FormatError(file: file.path, "tensor '\(name)' has shape \(info.shape), the metadata imply \(spec.shape)")
+            }
+            guard info.type.isDequantizable else {
+                throw FormatError(file: file.path, "tensor '\(name)' is \(info.type); sortedtrain dequantises F32, F16, BF16, Q8_0, Q4_0 and Q4_1 (convert the model with llama.cpp's llama-quantize to one of these)")
+            }
+            sources.append((spec, info))
+        }
+        let used = Set(sources.map(\.info.name))
+        if let extra = file.tensors.first(where: { !used.contains($0.name) }) {
+            // Biases, RoPE frequency factors or experts would change the model's output; refusing is
+            // better than importing a different model silently.
+            throw FormatError(file: file.path, "has tensor \(GGUFFile.shown(extra.name)), which sortedtrain's LLaMA (no biases, default RoPE, no experts) has no place for")
+        }
+        return sources
+    }
     /// LlamaConfig from `llama.*` metadata. Keys that llama.cpp itself defaults
     /// (head_count_kv, rope.freq_base, context_length) take its defaults; the rest are required.
     static func config(of file: GGUFFile) throws -> LlamaConfig {

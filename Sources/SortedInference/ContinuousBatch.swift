@@ -41,7 +41,7 @@ public final class ContinuousBatch {
         public let finish: Finish?
     }
 
-    public let model: LlamaModel
+    public let model: InferenceModel
     /// Positions per slot: prompt plus answer.
     public let capacity: Int
     public var slots: Int { decoder.cache.slots }
@@ -60,15 +60,15 @@ public final class ContinuousBatch {
     private var sequences: [Int: Sequence] = [:]
     private var V: Int { model.config.vocabSize }
 
-    public init(model: LlamaModel, weights: InferenceWeights? = nil, slots: Int, capacity: Int) throws {
+    public init(model: InferenceModel, slots: Int, capacity: Int) throws {
         guard slots >= 1 else { throw ConfigError(key: "slots", "must be positive, got \(slots)") }
         self.model = model
         self.capacity = min(capacity, model.config.maxPositionEmbeddings)
-        try TextGenerator.checkMemory(model: model, weights: weights, slots: slots, layers: model.config.numHiddenLayers,
+        try TextGenerator.checkMemory(model: model, slots: slots, layers: model.config.numHiddenLayers,
                                       capacity: self.capacity, key: "parallel")
         // Prefill chunks of up to 256 rows; a decoding step has at most one row per slot.
         let maxRows = max(slots, min(256, self.capacity))
-        decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, weights: weights)
+        decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows)
         hidden = decoder.makeHidden(rows: maxRows)
         logits = FloatBuffer(count: maxRows * model.config.vocabSize)
     }

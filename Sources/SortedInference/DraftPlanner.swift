@@ -19,7 +19,7 @@ public enum DraftPlanner {
     /// The best plan over the probed exits and 1…maxDraft tokens, in the bytes `weights`
     /// store; `shortlist`: the tokens a shortlist draft scores (its head rows are float32),
     /// nil for a draft over the whole head.
-    public static func plan(probes: ExitProbes, weights: InferenceWeights, shortlist: Int? = nil, maxDraft: Int = 8) -> DraftPlan? {
+    public static func plan(probes: ExitProbes, weights: InferenceModel, shortlist: Int? = nil, maxDraft: Int = 8) -> DraftPlan? {
         let layer = Double(weights.layerBytes(0)), head = Double(weights.head.bytes)
         let draftHead = shortlist.map { Double($0 * weights.head.columns * 4) } ?? head
         let L = Double(weights.layers.count)

@@ -127,7 +127,7 @@ public enum Evaluator {
         let builder = ExampleBuilder(tokenizer: loaded.tokenizer, template: loaded.template, maxLength: loaded.window,
                                      chatTemplate: loaded.chatTemplate)
         let dataset = try DatasetLoader.load(files, builder: builder)
-        var reports = try heldOut(loaded.model, dataset: dataset, exits: exits, communicator: communicator, weights: loaded.weights)
+        var reports = try heldOut(loaded.model, dataset: dataset, exits: exits, communicator: communicator)
         say("loss on \(dataset.count) examples of \(files.joined(separator: ", "))")
         guard settings.answerLimit > 0 else { return (reports, []) }
 
@@ -147,8 +147,7 @@ public enum Evaluator {
         var fullDepth: [[Int32]]?
         for (e, depth) in exits.enumerated() {
             let generator = try TextGenerator(model: loaded.model, strategy: .fixed(depth: depth), stop: loaded.stopTokens,
-                                              batchSize: min(settings.batchSize, max(asked.count, 1)), capacity: capacity,
-                                              weights: loaded.weights)
+                                              batchSize: min(settings.batchSize, max(asked.count, 1)), capacity: capacity)
             let outputs = generator.generate(asked.map(\.prompt), maxNewTokens: settings.maxNewTokens)
             if depth == L { fullDepth = outputs }
             var counts = [0.0, Double(generator.stats.generatedTokens),
@@ -167,8 +166,7 @@ public enum Evaluator {
         }
         var strategies: [StrategyReport] = []
         for (name, strategy) in settings.strategies {
-            let generator = try TextGenerator(model: loaded.model, strategy: strategy, stop: loaded.stopTokens, capacity: capacity,
-                                              weights: loaded.weights)
+            let generator = try TextGenerator(model: loaded.model, strategy: strategy, stop: loaded.stopTokens, capacity: capacity)
             let outputs = generator.generate(asked.map(\.prompt), maxNewTokens: settings.maxNewTokens)
             let (same, total) = fullDepth.map { tokenAgreement(outputs, $0) } ?? (0, 0)
             let st = generator.stats
@@ -192,11 +190,11 @@ public enum Evaluator {
     /// The loss-side report of every exit (no generation) over the first `limit` examples
     /// of a tokenized dataset, shared out over the communicator's ranks: what `eval` prints
     /// and what training logs every `log.eval_every` steps. exits: ascending.
-    public static func heldOut(_ model: LlamaModel, dataset: PreparedDataset, exits: [Int], limit: Int? = nil,
-                               communicator: Communicator, weights: InferenceWeights? = nil) throws -> [ExitReport] {
+    public static func heldOut(_ model: InferenceModel, dataset: PreparedDataset, exits: [Int], limit: Int? = nil,
+                               communicator: Communicator) throws -> [ExitReport] {
         let count = min(dataset.count, limit ?? dataset.count)
         let mine = Array(stride(from: communicator.rank, to: count, by: communicator.size))
-        var sums = try exitStatistics(model, dataset: dataset, examples: mine, exits: exits, weights: weights)
+        var sums = try exitStatistics(model, dataset: dataset, examples: mine, exits: exits)
         try communicator.allReduceSum(&sums)
         return exits.enumerated().map { e, depth in
             let s = Array(sums[(e * 5)..<(e * 5 + 5)])   // nll, tokens, correct, agree, kl
@@ -209,15 +207,13 @@ public enum Evaluator {
 
     /// Per exit, five sums over the labelled tokens of the given examples: NLL, tokens,
     /// correct argmax, argmax agreeing with the deepest exit, KL(deepest ‖ exit).
-    static func exitStatistics(_ model: LlamaModel, dataset: PreparedDataset, examples: [Int], exits: [Int],
-                               weights: InferenceWeights? = nil) throws -> [Double] {
+    static func exitStatistics(_ model: InferenceModel, dataset: PreparedDataset, examples: [Int], exits: [Int]) throws -> [Double] {
         let E = exits.count, V = model.config.vocabSize, D = model.config.hiddenSize
         var sums = [Double](repeating: 0, count: 5 * E)
         guard !examples.isEmpty else { return sums }
         let capacity = min(model.config.maxPositionEmbeddings, max(1, examples.map(dataset.length).max()!))
         let chunk = min(128, capacity)
-        let decoder = try IncrementalDecoder(model: model, slots: 1, capacity: capacity, maxRows: chunk, cacheLayers: exits.last!,
-                                             weights: weights)
+        let decoder = try IncrementalDecoder(model: model, slots: 1, capacity: capacity, maxRows: chunk, cacheLayers: exits.last!)
         let hidden = decoder.makeHidden(rows: chunk)
         let exitStates = exits.map { _ in decoder.makeHidden(rows: chunk) }   // labelled rows at each exit
         let deepest = FloatBuffer(count: chunk * V), current = FloatBuffer(count: chunk * V)

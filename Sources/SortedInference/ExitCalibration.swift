@@ -68,11 +68,11 @@ public enum ExitCalibration {
 
         progress("full-depth greedy answers to \(prompts.count) prompts")
         let full = try TextGenerator(model: model, strategy: .fixed(depth: L), stop: loaded.stopTokens,
-                                     batchSize: min(settings.batchSize, prompts.count), capacity: capacity, weights: loaded.weights)
+                                     batchSize: min(settings.batchSize, prompts.count), capacity: capacity)
         let answers = full.generate(prompts, maxNewTokens: settings.maxNewTokens)
 
         progress("every exit on the answers, teacher-forced")
-        let recorder = try ExitRecorder(model: model, exits: exits, capacity: capacity, weights: loaded.weights)
+        let recorder = try ExitRecorder(model: model, exits: exits, capacity: capacity)
         let fitSamples = recorder.record(fit.map { (prompts[$0], answers[$0]) })
         let chooseSamples = recorder.record(choose.map { (prompts[$0], answers[$0]) })
 
@@ -111,7 +111,7 @@ public enum ExitCalibration {
             func measure(_ set: [Int]) throws -> (agreement: Double, layers: Double) {
                 guard !set.isEmpty else { return (1, Double(L)) }
                 let generator = try TextGenerator(model: model, strategy: .earlyExit(exits: exits + [L], decision: .probe(result, thresholds: thresholds)),
-                                                  stop: loaded.stopTokens, capacity: capacity, weights: loaded.weights)
+                                                  stop: loaded.stopTokens, capacity: capacity)
                 let outputs = generator.generate(set.map { prompts[$0] }, maxNewTokens: settings.maxNewTokens)
                 let (same, total) = tokenAgreement(outputs, set.map { answers[$0] })
                 return (total > 0 ? Double(same) / Double(total) : 1, generator.stats.meanLayersPerToken)
@@ -165,7 +165,7 @@ public enum ExitCalibration {
 /// gives at full depth, and the stop token's position when the answer ended on one), the
 /// probe features at every exit and whether the exit's argmax equals the last layer's.
 final class ExitRecorder {
-    let model: LlamaModel
+    let model: InferenceModel
     let exits: [Int]
     let decoder: IncrementalDecoder
     let hidden: FloatBuffer       // [R, D]
@@ -174,11 +174,11 @@ final class ExitRecorder {
     let deepest: FloatBuffer      // [R, V] the last layer's logits
     let features: FloatBuffer     // [F]
 
-    init(model: LlamaModel, exits: [Int], capacity: Int, weights: InferenceWeights?) throws {
+    init(model: InferenceModel, exits: [Int], capacity: Int) throws {
         self.model = model
         self.exits = exits
         let rows = min(capacity, 128)
-        decoder = try IncrementalDecoder(model: model, slots: 1, capacity: capacity, maxRows: rows, weights: weights)
+        decoder = try IncrementalDecoder(model: model, slots: 1, capacity: capacity, maxRows: rows)
         hidden = decoder.makeHidden(rows: rows)
         previous = decoder.makeHidden(rows: rows)
         logits = FloatBuffer(count: rows * model.config.vocabSize)

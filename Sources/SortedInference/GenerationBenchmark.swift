@@ -110,7 +110,6 @@ public enum GenerationBenchmark {
     public static func run(_ loaded: LoadedModel, prompts: [[Int32]], settings s: GenerationBenchmarkSettings,
                            progress: (String) -> Void = { _ in }) throws -> GenerationBenchmarkResult {
         let model = loaded.model, c = model.config, L = c.numHiddenLayers
-        let weights = try loaded.weights ?? InferenceWeights(model: model)
         precondition(!prompts.isEmpty, "GenerationBenchmark: no prompts")
         let window = min(s.window ?? c.maxPositionEmbeddings, c.maxPositionEmbeddings)
         guard (1..<window).contains(s.promptTokens), (1..<window).contains(s.newTokens) else {
@@ -118,7 +117,7 @@ public enum GenerationBenchmark {
         }
         guard s.batchSize >= 1 else { throw ConfigError(key: "batch_size", "must be positive, got \(s.batchSize)") }
         let capacity = min(window, max(s.promptTokens, prompts.map(\.count).max()!) + s.newTokens + 1)
-        try TextGenerator.checkMemory(model: model, weights: loaded.weights, slots: s.batchSize, layers: L, capacity: capacity)
+        try TextGenerator.checkMemory(model: model, slots: s.batchSize, layers: L, capacity: capacity)
         let bandwidth = MemoryBandwidth.measureRead()
         progress(String(format: "read bandwidth %.1f GB/s (%d threads, OpenBLAS %@)", bandwidth, BLAS.threads, BLAS.coreName))
         if BLAS.coreName.lowercased() == "prescott" {
@@ -134,8 +133,7 @@ public enum GenerationBenchmark {
         /// Best-of-repeats stats of one strategy on the given prompts.
         func measure(_ strategy: DecodingStrategy, _ inputs: [[Int32]], batchSize: Int, newTokens: Int,
                      stop: Set<Int32> = []) throws -> (GenerationStats, [[Int32]]) {
-            let generator = try TextGenerator(model: model, strategy: strategy, stop: stop, batchSize: batchSize, capacity: capacity,
-                                              weights: weights)
+            let generator = try TextGenerator(model: model, strategy: strategy, stop: stop, batchSize: batchSize, capacity: capacity)
             var best: GenerationStats?
             var outputs: [[Int32]] = []
             for _ in 0..<s.repeats {
@@ -147,8 +145,8 @@ public enum GenerationBenchmark {
             return (best!, outputs)
         }
 
-        let layerBytes = Double(weights.layerBytes(0))
-        let headBytes = Double(weights.head.bytes)
+        let layerBytes = Double(model.layerBytes(0))
+        let headBytes = Double(model.head.bytes)
         let meanLength = Double(prompts[0].count) + Double(s.newTokens) / 2
         var depths: [DepthSpeed] = []
         var fullBatch1 = 0.0
@@ -212,7 +210,7 @@ public enum GenerationBenchmark {
                             name, speed.tokensPerSecond, speed.speedupOverFullDepth, speed.meanLayersPerToken, speed.bytesOverFullDepth,
                             speed.agreementWithFullDepth))
         }
-        return GenerationBenchmarkResult(model: loaded.description, weightFormat: weights.format.rawValue,
+        return GenerationBenchmarkResult(model: loaded.description, weightFormat: model.formatDescription,
                                          quantKernel: QuantKernels.name, openblasCore: BLAS.coreName, threads: BLAS.threads,
                                          readBandwidthGBPerSecond: bandwidth, promptTokens: prefillPrompt.count,
                                          newTokens: s.newTokens, batchSize: s.batchSize, depths: depths, strategies: strategies)

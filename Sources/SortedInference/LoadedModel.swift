@@ -5,7 +5,8 @@ import SortedData
 import SortedKit
 
 public struct LoadedModel {
-    public let model: LlamaModel
+    /// The weights, in the format they are decoded in.
+    public let model: InferenceModel
     public let tokenizer: Tokenizer
     public let template: PromptTemplate
     /// The model's own chat template, for template `model`.
@@ -23,10 +24,8 @@ public struct LoadedModel {
     public let probes: ExitProbes?
     /// Why the probes kept with the model could not be used (a damaged file), if so.
     public let probesProblem: String?
-    /// The matrices generation multiplies when not the model's float32 (e.g. quantized at load).
-    public var weights: InferenceWeights?
 
-    public init(model: LlamaModel, tokenizer: Tokenizer, template: PromptTemplate, chatTemplate: ChatTemplate? = nil,
+    public init(model: InferenceModel, tokenizer: Tokenizer, template: PromptTemplate, chatTemplate: ChatTemplate? = nil,
                 exits: [Int], window: Int, validation: [String], description: String, probesLocation: URL? = nil,
                 probes: ExitProbes? = nil, probesProblem: String? = nil) {
         self.model = model

@@ -23,6 +23,8 @@ public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
     case storedConfig(folder: String, problem: String)
     /// Weights that are NaN or infinite: whatever they generate is garbage.
     case nonFiniteWeights(path: String, tensor: String, count: Int)
+    /// The weights cannot be stored in the format asked for.
+    case unusableFormat(path: String, problem: String)
 
     public var description: String {
         switch self {
@@ -36,6 +38,7 @@ public enum ModelLoadError: Error, Equatable, CustomStringConvertible {
         case .storedConfig(let folder, let problem): return "\(folder): the stored run config \(problem)"
         case .nonFiniteWeights(let path, let tensor, let count):
             return "\(path): \(tensor) holds \(count) NaN or infinite value\(count == 1 ? "" : "s"); the model is damaged (a diverged run, or a damaged file): use an earlier checkpoint"
+        case .unusableFormat(let path, let problem): return "\(path): \(problem)"
         }
     }
 }
@@ -70,12 +73,14 @@ struct StoredServingConfig {
 
 public enum ModelSource {
     /// path: a checkpoint folder or checkpoints root, an HF directory, an HDF5 model file or a .gguf file.
+    /// format: the weights' format for decoding; nil keeps a GGUF file's own block formats
+    /// (read in place, never as float32) and any other model's float32.
     /// readProbes: false skips the exit probes kept with the model (calibrate replaces them).
     public static func load(_ path: String, tokenizer tokenizerSpec: String?, template templateName: String?,
-                            readProbes: Bool = true) throws -> LoadedModel {
+                            format: WeightFormat? = nil, readProbes: Bool = true) throws -> LoadedModel {
         let kind = ModelPath.classify(path)
         if kind == .missing { throw ModelLookupError.notFound(path: path) }
-        func load(_ model: LlamaModel, tokenizer spec: String, fallback: String?, exits: [Int], window: Int,
+        func load(_ model: InferenceModel, tokenizer spec: String, fallback: String?, exits: [Int], window: Int,
                   validation: [String], description: String, probes: URL, embedded: () throws -> ExitProbes? = { nil }) throws -> LoadedModel {
             let own = TokenizerLoader.chatTemplate(spec)
             var template = own == nil ? PromptTemplate.none : .model
@@ -90,10 +95,6 @@ public enum ModelSource {
                     throw ModelLoadError.chatTemplateUnusable(path: spec, error)
                 }
             }
-            // NaN or infinite weights make every answer garbage: refuse them with the tensor's name.
-            if let bad = model.nonFiniteTensor() {
-                throw ModelLoadError.nonFiniteWeights(path: path, tensor: bad.name, count: bad.count)
-            }
             // Damaged probes do not stop a command that does not use them: it gets the reason.
             var found: ExitProbes?, problem: String?
             if readProbes {
@@ -105,8 +106,20 @@ public enum ModelSource {
         }
         let url = URL(fileURLWithPath: path)
         let isHF = kind == .hfFolder
+        // NaN or infinite weights make every answer garbage: refuse them with the tensor's name.
+        func checked(_ model: LlamaModel) throws -> InferenceModel {
+            if let bad = model.nonFiniteTensor() {
+                throw ModelLoadError.nonFiniteWeights(path: path, tensor: bad.name, count: bad.count)
+            }
+            do { return try InferenceModel(model, format: format ?? .f32) } catch let error as ConfigError {
+                throw ModelLoadError.unusableFormat(path: path, problem: error.message)
+            }
+        }
         if kind == .gguf {
-            let model = try ModelFiles.readGGUF(url)
+            let model = try ModelFiles.readGGUFForInference(url, format: format)
+            if let bad = model.nonFiniteTensor() {
+                throw ModelLoadError.nonFiniteWeights(path: path, tensor: bad.name, count: bad.count)
+            }
             return try load(model, tokenizer: tokenizerSpec ?? path, fallback: nil,
                             exits: [model.config.numHiddenLayers], window: min(model.config.maxPositionEmbeddings, 2048),
                             validation: [], description: "GGUF model \(path)", probes: ExitProbes.location(forModel: url, isFolder: false),
@@ -117,7 +130,7 @@ public enum ModelSource {
                             })
         }
         if isHF || kind == .file {
-            let model = isHF ? try ModelFiles.readHF(url) : try ModelFiles.readHDF5(url)
+            let model = try checked(isHF ? try ModelFiles.readHF(url) : try ModelFiles.readHDF5(url))
             let hasTokenizer = isHF && FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path)
             guard let spec = tokenizerSpec ?? (hasTokenizer ? path : nil) else {
                 throw ModelLoadError.tokenizerRequired(path: path)
@@ -128,9 +141,9 @@ public enum ModelSource {
                             probes: ExitProbes.location(forModel: url, isFolder: isHF))
         }
         let folder = try CheckpointDirectory.checkpointFolder(for: path)
-        let (model, state) = try CheckpointFiles.readModel(directory: folder)
+        let (stored, state) = try CheckpointFiles.readModel(directory: folder)
         let run = try StoredServingConfig(json: state.config, folder: folder)
-        return try load(model, tokenizer: tokenizerSpec ?? run.tokenizer, fallback: run.template,
+        return try load(try checked(stored), tokenizer: tokenizerSpec ?? run.tokenizer, fallback: run.template,
                         exits: state.exits, window: run.window, validation: run.validation,
                         description: "checkpoint \(folder) (step \(state.step))",
                         probes: ExitProbes.location(forModel: URL(fileURLWithPath: folder), isFolder: true))

@@ -90,7 +90,7 @@ public func tokenAgreement(_ a: [[Int32]], _ b: [[Int32]]) -> (same: Int, total:
 }
 
 public final class TextGenerator {
-    public let model: LlamaModel
+    public let model: InferenceModel
     public let strategy: DecodingStrategy
     public let sampling: SamplingSettings
     public let stop: Set<Int32>
@@ -117,9 +117,8 @@ public final class TextGenerator {
     private var V: Int { model.config.vocabSize }
     private var L: Int { model.config.numHiddenLayers }
 
-    /// weights: the model's matrices in another format (e.g. quantized at load); default float32.
-    public init(model: LlamaModel, strategy: DecodingStrategy, sampling: SamplingSettings = SamplingSettings(),
-                stop: Set<Int32>, batchSize: Int = 1, capacity: Int, weights: InferenceWeights? = nil) throws {
+    public init(model: InferenceModel, strategy: DecodingStrategy, sampling: SamplingSettings = SamplingSettings(),
+                stop: Set<Int32>, batchSize: Int = 1, capacity: Int) throws {
         let L = model.config.numHiddenLayers
         func depthProblem(_ d: Int) -> ConfigError? {
             d >= 1 && d <= L ? nil : ConfigError(key: "depth", "\(d) is outside 1...\(L)")
@@ -183,17 +182,16 @@ public final class TextGenerator {
         self.capacity = min(capacity, model.config.maxPositionEmbeddings)
         let slots: Int
         if case .fixed = strategy { slots = batchSize } else { slots = 1 }
-        try Self.checkMemory(model: model, weights: weights, slots: slots, layers: cacheLayers, capacity: self.capacity)
+        try Self.checkMemory(model: model, slots: slots, layers: cacheLayers, capacity: self.capacity)
         let maxRows = max(rows, min(256, self.capacity))
-        decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, cacheLayers: cacheLayers,
-                                         weights: weights)
+        decoder = try IncrementalDecoder(model: model, slots: slots, capacity: self.capacity, maxRows: maxRows, cacheLayers: cacheLayers)
         hidden = decoder.makeHidden(rows: maxRows)
         logits = FloatBuffer(count: maxRows * model.config.vocabSize)
         previousState = FloatBuffer(count: model.config.hiddenSize)
         if case .selfSpeculative(_, _, .shortlist(let ids)) = strategy {
-            let D = model.config.hiddenSize, head = model.parameters.pointer + model.layout.head
+            let D = model.config.hiddenSize
             let rows = FloatBuffer(count: ids.count * D)
-            for (i, id) in ids.enumerated() { (rows.pointer + i * D).update(from: head + Int(id) * D, count: D) }
+            for (i, id) in ids.enumerated() { model.head.dequantize(row: Int(id), into: rows.pointer + i * D) }
             shortlist = ids
             shortlistHead = rows
         } else {
@@ -202,16 +200,14 @@ public final class TextGenerator {
         }
     }
 
-    /// Refuses to decode when the model's weights (its float32 parameters, plus a quantized
-    /// copy when `weights` is one) and a KV cache of `slots` sequences × `capacity` tokens over
+    /// Refuses to decode when the model's weights (as stored) and a KV cache of `slots` sequences × `capacity` tokens over
     /// `layers` layers would not fit the machine, before the cache is allocated: --batch-size,
     /// --parallel and --context come from the user.
-    static func checkMemory(model: LlamaModel, weights: InferenceWeights?, slots: Int, layers: Int, capacity: Int,
+    static func checkMemory(model: InferenceModel, slots: Int, layers: Int, capacity: Int,
                             key: String = "batch_size") throws {
         let c = model.config
         let cache = 8 * Double(slots) * Double(layers) * Double(c.numKeyValueHeads) * Double(capacity) * Double(c.headDim)
-        let quantized = weights.map { $0.format == .f32 ? 0 : $0.bytes } ?? 0
-        let stored = Double(model.parameters.count) * 4 + Double(quantized)
+        let stored = Double(model.residentBytes)
         let what = "the model's weights (\(MemoryBudget.describe(Int(stored)))) and the KV cache of \(slots) sequences × \(capacity) tokens"
         try MemoryBudget.check(bytes: cache + stored < 9e18 ? Int(cache + stored) : nil, for: what, key: key)
     }
@@ -286,18 +282,18 @@ public final class TextGenerator {
     // its layers (or the head) once whatever its rows, which is what batch-1 decoding pays.
     private func run(_ hidden: FloatBuffer, at row: Int = 0, segments: [DecoderSegment], layers: Range<Int>) {
         decoder.forward(hidden, at: row, segments: segments, layers: layers)
-        stats.weightBytesRead += layers.reduce(0) { $0 + decoder.weights.layerBytes($1) }
+        stats.weightBytesRead += layers.reduce(0) { $0 + decoder.model.layerBytes($1) }
     }
 
     private func head(_ hidden: FloatBuffer, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         decoder.logits(hidden, rows: rows, into: out)
-        stats.weightBytesRead += decoder.weights.head.bytes
+        stats.weightBytesRead += decoder.model.head.bytes
     }
 
     /// State propagation reads each skipped layer's input norm and key/value rows only.
     private func propagateState(_ hidden: FloatBuffer, segments: [DecoderSegment], layers: Range<Int>) {
         decoder.propagate(hidden, segments: segments, layers: layers)
-        stats.weightBytesRead += layers.reduce(0) { $0 + decoder.weights.propagationBytes($1) }
+        stats.weightBytesRead += layers.reduce(0) { $0 + decoder.model.propagationBytes($1) }
     }
 
     /// The draft's logits for hidden row `r` into row 0: over the whole vocabulary, or over the

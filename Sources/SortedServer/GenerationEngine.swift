@@ -85,7 +85,7 @@ final class GenerationEngine: @unchecked Sendable {
         self.loaded = loaded
         self.queueLimit = queueLimit
         self.metrics = metrics
-        batch = try ContinuousBatch(model: loaded.model, weights: loaded.weights, slots: slots, capacity: context)
+        batch = try ContinuousBatch(model: loaded.model, slots: slots, capacity: context)
     }
 
     /// Positions per sequence: prompt plus answer.
@@ -227,7 +227,7 @@ final class GenerationEngine: @unchecked Sendable {
         let generator: TextGenerator
         do {
             generator = try TextGenerator(model: loaded.model, strategy: job.strategy, sampling: job.sampling,
-                                          stop: job.stop, capacity: capacity, weights: loaded.weights)
+                                          stop: job.stop, capacity: capacity)
         } catch {
             return end(job, slot: nil, .cancelled)
         }

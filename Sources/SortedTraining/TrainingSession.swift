@@ -179,7 +179,7 @@ public final class TrainingSession {
         /// Every exit on the held-out slice, logged as a "validation" metrics line.
         func validate(at step: Int) throws {
             guard let heldOut else { return }
-            let reports = try Evaluator.heldOut(model, dataset: heldOut, exits: config.log.evalExits ?? config.objective.exits,
+            let reports = try Evaluator.heldOut(try InferenceModel(model), dataset: heldOut, exits: config.log.evalExits ?? config.objective.exits,
                                                 limit: config.log.evalExamples, communicator: communicator)
             guard rank == 0 else { return }
             let line = ValidationMetrics(step: step, reports: reports)

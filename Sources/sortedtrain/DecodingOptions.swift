@@ -79,7 +79,7 @@ func speculation(_ loaded: LoadedModel, draftDepth: DraftExit, speculate: DraftL
     switch draftDepth {
     case .auto:
         guard let probes = loaded.probes,
-              let plan = DraftPlanner.plan(probes: probes, weights: try loaded.weights ?? InferenceWeights(model: loaded.model),
+              let plan = DraftPlanner.plan(probes: probes, weights: loaded.model,
                                            shortlist: vocabulary == .shortlist ? probes.shortlist.count : nil,
                                            maxDraft: count ?? maxDraft) else {
             throw CommandLineError("--draft-depth auto: \(loaded.description) has no exit probes to plan from; run `sortedtrain calibrate MODEL --data HELD_OUT.jsonl` or name a depth")

@@ -32,7 +32,7 @@ struct ExportCommand: ParsableCommand {
     @Option(help: "hf, hdf5 or gguf.")
     var format: ExportFormat = .hf
 
-    @Option(help: ArgumentHelp("gguf only: f32 (every tensor float32, exact), f16 (matrices float16, norms float32) or q8_0 (matrices 8-bit in blocks of 32 with an f16 scale, norms float32; a matrix whose rows are not a multiple of 32 is written f16).", valueName: "dtype"))
+    @Option(help: ArgumentHelp("gguf only: f32 (every tensor float32, exact), f16 (matrices float16, norms float32), q8_0 (matrices 8-bit in blocks of 32 with an f16 scale), q4_0 (4-bit, an f16 scale per block) or q4_1 (4-bit, an f16 scale and minimum per block); norms stay float32, and a matrix whose rows are not a multiple of 32 is written f16.", valueName: "dtype"))
     var dtype: GGUFDType?
 
     @Option(help: "Output folder (hf) or file (hdf5, gguf).")

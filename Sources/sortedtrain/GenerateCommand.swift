@@ -149,8 +149,7 @@ struct GenerateCommand: ParsableCommand {
         let capacity = min(tokens, longest + min(maxNewTokens, tokens))
         let sampling = SamplingSettings(temperature: temperature, topK: topK, topP: topP, seed: seed)
         var generator: TextGenerator! = try TextGenerator(model: loaded.model, strategy: strategy, sampling: sampling,
-                                          stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity,
-                                          weights: loaded.weights)
+                                          stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity)
         let start = ContinuousClock.now
         let outputs: [[Int32]]
         if promptsFile == nil {
@@ -213,8 +212,7 @@ struct GenerateCommand: ParsableCommand {
         printProgress(line)
         guard earlyExit != nil || earlyExitAgreement != nil || draftDepth != nil, temperature == 0 else { return }
         let full = try TextGenerator(model: loaded.model, strategy: .fixed(depth: loaded.model.config.numHiddenLayers),
-                                     stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity,
-                                     weights: loaded.weights)
+                                     stop: loaded.stopTokens, batchSize: min(batchSize, prompts.count), capacity: capacity)
         let reference = full.generate(prompts, maxNewTokens: maxNewTokens)
         let (same, total) = tokenAgreement(outputs, reference)
         printProgress(String(format: "agreement with full-depth greedy: %d of %d tokens (%.1f%%), identical outputs %d of %d; full depth %.1f tokens/s",

@@ -16,19 +16,20 @@ struct ServedModelOptions: ParsableArguments {
     @Option(help: "Template override: alpaca, chatml, none or model (default: the run's, else model when the tokenizer comes with a chat template, else none).")
     var template: String?
 
-    @Option(help: "Weights to decode with: f32, or quantized at load to q8_0, q4_0 or q4_1 (GGUF's block formats).")
-    var dtype: WeightFormat = .f32
+    @Option(help: "Weights to decode with: f32, or q8_0, q4_0 or q4_1 (GGUF's block formats), converted at load (default: as stored: a GGUF file's own formats, else f32).")
+    var dtype: WeightFormat?
 
     /// `path` (default: MODEL) with these options, checked to fit its tokenizer.
     func load(_ path: String? = nil, template fallback: String? = nil, readProbes: Bool = true) throws -> LoadedModel {
-        var loaded = try ModelSource.load(path ?? model, tokenizer: tokenizer, template: template ?? fallback, readProbes: readProbes)
+        let loaded: LoadedModel
+        do {
+            loaded = try ModelSource.load(path ?? model, tokenizer: tokenizer, template: template ?? fallback, format: dtype,
+                                          readProbes: readProbes)
+        } catch ModelLoadError.unusableFormat(_, let problem) {
+            throw CommandLineError("--dtype \(dtype?.rawValue ?? "f32"): \(problem)")
+        }
         if let problem = loaded.vocabularyProblem { throw CommandLineError("\(problem) (--tokenizer)") }
         if let problem = loaded.probesProblem { printProgress("Warning: \(problem); the exit probes are not used") }
-        if dtype != .f32 {
-            do { loaded.weights = try InferenceWeights(model: loaded.model, format: dtype) } catch let error as ConfigError {
-                throw CommandLineError("--dtype \(dtype.rawValue): \(error.message)")
-            }
-        }
         return loaded
     }
 }

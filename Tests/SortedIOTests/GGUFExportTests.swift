@@ -73,14 +73,26 @@ final class GGUFExportTests: XCTestCase {
     /// max |Δ logit| / logit range is F16 9.7e-4 and 1.2e-3, Q8_0 2.3e-2 and 3.2e-2 for the two
     /// configs — about what per-weight rounding predicts (f16 keeps 11 bits, Q8_0 ~7 per block
     /// scale), grown through 2–3 layers of an untrained model. The bounds leave 2.5× margin.
-    func testF16AndQ8_0StayCloseAndKeepNormsF32() throws {
+    /// The 4-bit types (16 levels a block) measured Q4_0 0.33 and 0.38, Q4_1 0.27 and 0.28: as
+    /// far from float as 4 bits make an untrained model; the bounds (1.5×) catch a wrong layout.
+    func testF16AndBlockTypesStayCloseAndKeepNormsF32() throws {
         for (i, c) in configs.enumerated() {
             let m = try model(c, seed: UInt64(i + 1))
             let f16 = try export(m, .f16)
             let q8 = try export(m, .q8_0)
-            print("GGUFExport config \(i): max |Δ logit| / range: f16 \(f16.relative), q8_0 \(q8.relative)")
+            let q4_0 = try export(m, .q4_0), q4_1 = try export(m, .q4_1)
+            print("GGUFExport config \(i): max |Δ logit| / range: f16 \(f16.relative), q8_0 \(q8.relative), q4_0 \(q4_0.relative), q4_1 \(q4_1.relative)")
             XCTAssertLessThanOrEqual(f16.relative, 3e-3)
             XCTAssertLessThanOrEqual(q8.relative, 8e-2)
+            XCTAssertLessThanOrEqual(q4_0.relative, 0.6)
+            XCTAssertLessThanOrEqual(q4_1.relative, 0.45)
+            XCTAssertEqual(q4_0.file.metadata["general.file_type"], .uint32(2))
+            XCTAssertEqual(q4_1.file.metadata["general.file_type"], .uint32(3))
+            for (export, type) in [(q4_0, GGUFFile.TensorType.q4_0), (q4_1, .q4_1)] {
+                for t in export.file.tensors {
+                    XCTAssertEqual(t.type, t.dimensions.count == 1 ? .f32 : (t.dimensions[0] % 32 == 0 ? type : .f16), t.name)
+                }
+            }
             XCTAssertEqual(f16.file.metadata["general.file_type"], .uint32(1))
             XCTAssertEqual(q8.file.metadata["general.file_type"], .uint32(7))
             for t in q8.file.tensors {
@@ -103,7 +115,7 @@ final class GGUFExportTests: XCTestCase {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("scripts/check_gguf.py")
         let directory = try makeTemporaryDirectory("gguf-check")
-        for (i, dtype) in [(0, GGUFDType.q8_0), (1, .f32)] {
+        for (i, dtype) in [(0, GGUFDType.q8_0), (1, .f32), (0, .q4_0), (1, .q4_1)] {
             let m = try model(configs[i], seed: 9)
             let url = directory.appendingPathComponent("\(dtype.rawValue).gguf")
             var (writer, _) = ModelFiles.ggufWriter(m, name: "check", dtype: dtype)

@@ -21,7 +21,7 @@ final class EvaluatorTests: XCTestCase {
     }
 
     func testLossAgreementAndKLEqualTheTrainingPass() throws {
-        let model = try inferenceModel(layers: 3, vocab: 259)
+        let source = try trainingModel(layers: 3, vocab: 259), model = try InferenceModel(source)
         let tokenizer = ByteTokenizer()
         let loaded = LoadedModel(model: model, tokenizer: tokenizer, template: .none, exits: [1, 2, 3], window: 64,
                                  validation: [], description: "test")
@@ -36,7 +36,7 @@ final class EvaluatorTests: XCTestCase {
             let T = dataset.length(i)
             let (ids, labels) = dataset.batch([i], sequenceLength: T)
             let batch = TokenBatch(batchSize: 1, sequenceLength: T, tokens: ids, labels: labels)
-            let pass = try SortedPass(model: model, batchSize: 1, sequenceLength: T)
+            let pass = try SortedPass(model: source, batchSize: 1, sequenceLength: T)
             let losses = pass.run(batch, exits: [1, 2, 3].map { WeightedExit(depth: $0, weight: 1) }, lossNormalizer: 1, computeGradients: false)
             for (e, loss) in losses.enumerated() { nll[e] += loss.negativeLogLikelihood }
             tokens += losses[0].tokens

@@ -224,10 +224,9 @@ final class ExitProbesTests: XCTestCase {
                        levels: [], calibration: CalibrationSummary(data: "", fitPrompts: 0, thresholdPrompts: 0, heldOutPrompts: 0,
                                                                    fitTokens: 0, maxNewTokens: 0, seconds: 0))
         }
-        let weights = try InferenceWeights(model: model)
-        let low = DraftPlanner.plan(probes: probes([(2, 0.3), (4, 0.9)]), weights: weights)!
+        let low = DraftPlanner.plan(probes: probes([(2, 0.3), (4, 0.9)]), weights: model)!
         XCTAssertEqual(low.depth, 4)
-        let high = DraftPlanner.plan(probes: probes([(2, 0.98)]), weights: weights)!
+        let high = DraftPlanner.plan(probes: probes([(2, 0.98)]), weights: model)!
         XCTAssertGreaterThanOrEqual(high.speculate, 3)
         XCTAssertGreaterThan(high.expectedSpeedup, 1)
     }
@@ -236,7 +235,7 @@ final class ExitProbesTests: XCTestCase {
     /// batch 1 (the batch shares them); never exiting by probe reads what full depth reads.
     func testWeightBytesReadPerToken() throws {
         let model = try inferenceModel()
-        let c = model.config, layer = model.layout.layerStride * 4, head = c.vocabSize * c.hiddenSize * 4
+        let c = model.config, layer = model.layerBytes(0), head = c.vocabSize * c.hiddenSize * 4
         let prompt: [Int32] = [3, 14, 15, 9, 2]
         let one = try TextGenerator(model: model, strategy: .fixed(depth: 2), stop: [], capacity: 40)
         _ = one.generate([prompt], maxNewTokens: 6)

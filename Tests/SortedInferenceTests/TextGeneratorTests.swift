@@ -9,7 +9,7 @@ import SortedKit
 
 /// A model whose layers from `quietFrom` on change the residual stream only a little, so a
 /// shallow exit drafts what the full model mostly agrees with (drafts get accepted and rejected).
-func inferenceModel(layers: Int = 4, vocab: Int = 61, quietFrom: Int? = nil, seed: UInt64 = 11) throws -> LlamaModel {
+func trainingModel(layers: Int = 4, vocab: Int = 61, quietFrom: Int? = nil, seed: UInt64 = 11) throws -> LlamaModel {
     let model = try LlamaModel(config: LlamaConfig(hiddenSize: 32, intermediateSize: 48, numHiddenLayers: layers,
                                                    numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: vocab, rmsNormEps: 1e-5,
                                                    tieWordEmbeddings: true, maxPositionEmbeddings: 96))
@@ -23,6 +23,11 @@ func inferenceModel(layers: Int = 4, vocab: Int = 61, quietFrom: Int? = nil, see
         }
     }
     return model
+}
+
+/// The same model as the decoder holds it (float32, its parameters wrapped).
+func inferenceModel(layers: Int = 4, vocab: Int = 61, quietFrom: Int? = nil, seed: UInt64 = 11) throws -> InferenceModel {
+    try InferenceModel(trainingModel(layers: layers, vocab: vocab, quietFrom: quietFrom, seed: seed))
 }
 
 /// Greedy decoding the plain way: the whole sequence through the training pass per token.
@@ -42,12 +47,12 @@ final class TextGeneratorTests: XCTestCase {
     let prompts: [[Int32]] = [[5, 17, 33], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], [40]]
 
     func testFixedDepthGreedyEqualsThePlainPathAndIgnoresBatching() throws {
-        let model = try inferenceModel()
+        let source = try trainingModel(), model = try InferenceModel(source)
         for depth in [1, 2, 4] {
             let batched = try TextGenerator(model: model, strategy: .fixed(depth: depth), stop: [], batchSize: 2, capacity: 40)
             let together = batched.generate(prompts, maxNewTokens: 10)
             for (i, prompt) in prompts.enumerated() {
-                XCTAssertEqual(together[i], try referenceGreedy(model, prompt, depth: depth, count: 10), "prompt \(i), depth \(depth)")
+                XCTAssertEqual(together[i], try referenceGreedy(source, prompt, depth: depth, count: 10), "prompt \(i), depth \(depth)")
             }
             XCTAssertEqual(batched.stats.generatedTokens, 30)
             XCTAssertEqual(batched.stats.meanLayersPerToken, Double(depth))
@@ -99,7 +104,7 @@ final class TextGeneratorTests: XCTestCase {
     }
 
     func testEarlyExitSpendsTheDepthItsThresholdsAskFor() throws {
-        let model = try inferenceModel()
+        let source = try trainingModel(), model = try InferenceModel(source)
         for exitDepth in [1, 2] {
             let always = try TextGenerator(model: model, strategy: .earlyExit(exits: [exitDepth, 4], decision: .confidence(thresholds: [0], measure: .probability)),
                                            stop: [], capacity: 40)
@@ -109,7 +114,7 @@ final class TextGeneratorTests: XCTestCase {
             // token, which the full-depth prefill chose.
             for prompt in prompts {
                 let out = always.generate([prompt], maxNewTokens: 8)[0]
-                let firstFull = try referenceGreedy(model, prompt, depth: 4, count: 1)[0]
+                let firstFull = try referenceGreedy(source, prompt, depth: 4, count: 1)[0]
                 XCTAssertEqual(out[0], firstFull)
                 XCTAssertEqual(Array(out.dropFirst()), Array(fixed.generate([prompt + [firstFull]], maxNewTokens: 7)[0]))
             }
@@ -165,12 +170,12 @@ final class TextGeneratorTests: XCTestCase {
     /// its logits), while the draft's own distribution visibly does not.
     func testSpeculativeSamplingDrawsFromTheFullModel() throws {
         let V = 4
-        let model = try inferenceModel(layers: 3, vocab: V, seed: 4)
+        let source = try trainingModel(layers: 3, vocab: V, seed: 4), model = try InferenceModel(source)
         let prompt: [Int32] = [1, 3]
         func exactJoint(depth: Int) throws -> [Double] {
             var joint = [Double](repeating: 0, count: V * V * V)
             func probabilities(_ tokens: [Int32]) throws -> [Double] {
-                let pass = try SortedPass(model: model, batchSize: 1, sequenceLength: tokens.count)
+                let pass = try SortedPass(model: source, batchSize: 1, sequenceLength: tokens.count)
                 let l = pass.logits(TokenBatch(batchSize: 1, sequenceLength: tokens.count, tokens: tokens,
                                                targets: [Int32](repeating: -100, count: tokens.count)), depth: depth, rows: [tokens.count - 1])
                 let m = l.max()!, e = l.map { exp(Double($0 - m)) }, z = e.reduce(0, +)

@@ -12,7 +12,7 @@ final class IncrementalDecoderTests: XCTestCase {
     private func decodedLogits(_ model: LlamaModel, _ batch: TokenBatch, depth k: Int, prompt: Int,
                                chunk: Int) throws -> [[Float]] {
         let B = batch.batchSize, T = batch.sequenceLength, V = model.config.vocabSize
-        let decoder = try IncrementalDecoder(model: model, slots: B, capacity: T, maxRows: max(chunk, B), cacheLayers: k)
+        let decoder = try IncrementalDecoder(model: try InferenceModel(model), slots: B, capacity: T, maxRows: max(chunk, B), cacheLayers: k)
         let hidden = decoder.makeHidden(rows: max(chunk, B))
         var logits = [[Float]](repeating: [Float](repeating: .nan, count: T * V), count: B)
         let rowLogits = FloatBuffer(count: max(chunk, B) * V)
@@ -83,7 +83,7 @@ final class IncrementalDecoderTests: XCTestCase {
         let fixture = try GoldenFixture("golden-gqa-tied.safetensors")
         let model = try fixture.makeModel()
         let c = model.config
-        let decoder = try IncrementalDecoder(model: model, slots: 2, capacity: 8, maxRows: 4)
+        let decoder = try IncrementalDecoder(model: try InferenceModel(model), slots: 2, capacity: 8, maxRows: 4)
         let hidden = decoder.makeHidden(rows: 3)
         decoder.embed([3, 17, 42], into: hidden)
         decoder.forward(hidden, segments: [DecoderSegment(slot: 0, rows: 3)], layers: 0..<1)

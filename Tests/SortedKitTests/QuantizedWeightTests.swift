@@ -64,11 +64,11 @@ final class QuantizedWeightTests: XCTestCase {
         }
     }
 
-    func testEveryFormatAgainstItsDequantizedMatrix() {
+    func testEveryFormatAgainstItsDequantizedMatrix() throws {
         for format in [WeightFormat.q8_0, .q4_0, .q4_1] {
             for (rows, columns) in [(7, 32), (33, 576), (5, 1536)] {
                 let w = randomMatrix(rows * columns, seed: UInt64(rows * columns))
-                let weight = BlockQuantizedWeight(quantizing: w, rows: rows, columns: columns, codec: BlockCodec.of(format))
+                let weight = try InferenceModel.weight([.floats(w, rows: rows, columns: columns)], format: format, name: "w") as! BlockQuantizedWeight
                 XCTAssertEqual(weight.bytes, rows * columns / 32 * [.q8_0: 34, .q4_0: 18, .q4_1: 20][format]!)
                 for n in [1, 3, 17] { check(weight, n: n, seed: UInt64(n)) }
                 // Dequantized values are within half a step of the originals (the fp16 scale adds
@@ -108,9 +108,13 @@ final class QuantizedWeightTests: XCTestCase {
             default: continue
             }
             let (rows, columns) = (min(tensor.shape[0], 64), tensor.shape[1])
-            let weight = data.withUnsafeBytes { raw in
-                BlockQuantizedWeight(copying: raw.baseAddress! + tensor.fileOffset, rows: rows, columns: columns, codec: BlockCodec.of(format))
+            let weight = try data.withUnsafeBytes { raw in
+                let start = raw.baseAddress! + tensor.fileOffset, rowBytes = tensor.byteCount / tensor.shape[0]
+                let source = MatrixSource(rows: rows, columns: columns, blockFormat: format, storedRow: { start + $0 * rowBytes },
+                                          floatRow: { _, _ in XCTFail("stored blocks are copied, not converted") })
+                return try InferenceModel.weight([source], format: nil, name: tensor.name) as! BlockQuantizedWeight
             }
+            XCTAssertEqual(weight.format, format)
             check(weight, n: 2, seed: 5)
             tested += 1
         }
@@ -125,7 +129,7 @@ final class QuantizedWeightTests: XCTestCase {
         let model = try LlamaModel(config: config)
         model.initializeRandomly(seed: 3, std: 0.1)
         for format in [WeightFormat.q8_0, .q4_0, .q4_1] {
-            let weights = try InferenceWeights(model: model, format: format)
+            let weights = try InferenceModel(model, format: format)
             // The dequantized model: every matrix replaced by what its blocks hold.
             let plain = try LlamaModel(config: config)
             plain.parameters.copy(from: model.parameters)
@@ -138,10 +142,14 @@ final class QuantizedWeightTests: XCTestCase {
             }
             let head = weights.head as! BlockQuantizedWeight
             for r in 0..<head.rows { head.dequantize(row: r, into: plain.parameters.pointer + plain.layout.head + r * head.columns) }
+            XCTAssertFalse(weights.embedding === weights.head, "the untied embedding is its own table")
+            for r in 0..<head.rows {
+                weights.embedding.dequantize(row: r, into: plain.parameters.pointer + plain.layout.embedding + r * head.columns)
+            }
 
             let tokens: [Int32] = [5, 17, 42, 8, 91, 3, 60]
-            func logits(_ m: LlamaModel, _ w: InferenceWeights?) throws -> [Float] {
-                let decoder = try IncrementalDecoder(model: m, slots: 1, capacity: 16, maxRows: 16, weights: w)
+            func logits(_ m: InferenceModel) throws -> [Float] {
+                let decoder = try IncrementalDecoder(model: m, slots: 1, capacity: 16, maxRows: 16)
                 let hidden = decoder.makeHidden(rows: 16)
                 decoder.embed(tokens, into: hidden)
                 decoder.forward(hidden, segments: [DecoderSegment(slot: 0, rows: tokens.count)], layers: 0..<3)
@@ -149,7 +157,7 @@ final class QuantizedWeightTests: XCTestCase {
                 decoder.logits(hidden, rows: 0..<tokens.count, into: &out)
                 return out
             }
-            let quantized = try logits(model, weights), reference = try logits(plain, nil)
+            let quantized = try logits(weights), reference = try logits(try InferenceModel(plain))
             let scale = reference.map(abs).max()!
             let worst = zip(quantized, reference).map { abs($0 - $1) }.max()!
             // 8-bit activations: a relative error of a few hundredths of the logits' range.

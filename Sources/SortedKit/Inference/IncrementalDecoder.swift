@@ -18,9 +18,8 @@ public struct DecoderSegment: Sendable, Equatable {
 }
 
 public final class IncrementalDecoder {
-    public let model: LlamaModel
-    /// The matrices it multiplies, in their stored format (float32: the model's own).
-    public let weights: InferenceWeights
+    /// The weights it multiplies, in their stored format.
+    public let model: InferenceModel
     public let cache: KVCache
     /// Most rows one call may carry.
     public let maxRows: Int
@@ -38,10 +37,8 @@ public final class IncrementalDecoder {
 
     /// slots: sequences decoded together; capacity: positions per sequence (prompt and
     /// continuation); cacheLayers: the deepest layer any call will run (a depth-k model
-    /// needs only k layers of cache). weights: the model's matrices in another format (default:
-    /// its float32 parameters).
-    public init(model: LlamaModel, slots: Int, capacity: Int, maxRows: Int = 256, cacheLayers: Int? = nil,
-                weights: InferenceWeights? = nil) throws {
+    /// needs only k layers of cache).
+    public init(model: InferenceModel, slots: Int, capacity: Int, maxRows: Int = 256, cacheLayers: Int? = nil) throws {
         let c = model.config
         let layers = cacheLayers ?? c.numHiddenLayers
         guard layers >= 1 && layers <= c.numHiddenLayers else {
@@ -53,7 +50,6 @@ public final class IncrementalDecoder {
                               "\(capacity) positions asked, the model has \(c.maxPositionEmbeddings)")
         }
         self.model = model
-        self.weights = try weights ?? InferenceWeights(model: model)
         self.maxRows = maxRows
         cache = KVCache(slots: slots, layers: layers, kvHeads: c.numKeyValueHeads, headDim: c.headDim, capacity: capacity)
         rope = RotaryEmbedding(headDim: c.headDim, maxLength: capacity, theta: c.ropeTheta)
@@ -74,9 +70,9 @@ public final class IncrementalDecoder {
     public func embed(_ tokens: [Int32], into hidden: FloatBuffer, at row: Int = 0) {
         let D = config.hiddenSize
         precondition((row + tokens.count) * D <= hidden.count, "IncrementalDecoder.embed: hidden buffer too small")
-        tokens.withUnsafeBufferPointer { t in
-            Embedding.forward(tokens: t.baseAddress!, table: model.parameters.pointer + model.layout.embedding,
-                              out: hidden.pointer + row * D, rows: tokens.count, dim: D)
+        for (i, token) in tokens.enumerated() {
+            precondition(token >= 0 && Int(token) < config.vocabSize, "IncrementalDecoder.embed: token \(token) outside the vocabulary")
+            model.embedding.dequantize(row: Int(token), into: hidden.pointer + (row + i) * D)
         }
     }
 
@@ -94,14 +90,13 @@ public final class IncrementalDecoder {
     /// later tokens attend to a full cache.
     public func propagate(_ hidden: FloatBuffer, at firstRow: Int = 0, segments: [DecoderSegment], layers: Range<Int>) {
         let R = checkRows(hidden, firstRow, segments, layers)
-        let c = config, D = c.hiddenSize, A = c.queryWidth, KV = c.keyValueWidth, P = model.parameters.pointer
+        let c = config, D = c.hiddenSize, A = c.queryWidth, KV = c.keyValueWidth
         let x = hidden.pointer + firstRow * D
         for l in layers {
-            let w = model.layout.layers[l]
-            RMSNorm.forward(x: x, weight: P + w.inputNorm, y: normed.pointer, inverseRMS: inverseRMS.pointer,
+            RMSNorm.forward(x: x, weight: model.layers[l].inputNorm, y: normed.pointer, inverseRMS: inverseRMS.pointer,
                             rows: R, dim: D, eps: Float(c.rmsNormEps))
             // k|v rows follow the q rows in the fused weight; the output rows are k then v.
-            weights.layers[l].qkv.multiply(normed.pointer, count: R, rows: A..<(A + 2 * KV), into: qkv.pointer,
+            model.layers[l].qkv.multiply(normed.pointer, count: R, rows: A..<(A + 2 * KV), into: qkv.pointer,
                                            ldy: 2 * KV, accumulate: false)
             var row = 0
             for s in segments {
@@ -119,7 +114,7 @@ public final class IncrementalDecoder {
     /// logits[i] = head(finalNorm(hidden[rows[i]])): [rows.count, V] into `logits`.
     public func logits(_ hidden: FloatBuffer, rows: Range<Int>, into logits: UnsafeMutablePointer<Float>) {
         normalizeFinal(hidden, rows: rows)
-        weights.head.multiply(normed.pointer, count: rows.count, into: logits, ldy: config.vocabSize, accumulate: false)
+        model.head.multiply(normed.pointer, count: rows.count, into: logits, ldy: config.vocabSize, accumulate: false)
     }
 
     /// The same over another head: `head` [n, D] (e.g. a shortlist of the head's rows), so
@@ -135,7 +130,7 @@ public final class IncrementalDecoder {
         let c = config, D = c.hiddenSize
         precondition(rows.count <= maxRows && rows.upperBound * D <= hidden.count, "IncrementalDecoder.logits: rows out of range")
         ExitHead.normalize(hidden: hidden.pointer + rows.lowerBound * D, rows: rows.count,
-                           normWeight: model.parameters.pointer + model.layout.finalNorm, eps: Float(c.rmsNormEps),
+                           normWeight: model.finalNorm, eps: Float(c.rmsNormEps),
                            normed: normed.pointer, inverseRMS: inverseRMS.pointer, dim: D)
     }
 
@@ -172,12 +167,11 @@ public final class IncrementalDecoder {
     private func layerForward(_ l: Int, hidden x: UnsafeMutablePointer<Float>, rows R: Int, segments: [DecoderSegment]) {
         let c = config, D = c.hiddenSize, F = c.intermediateSize, W = c.qkvWidth, A = c.queryWidth
         let H = c.numAttentionHeads, Hkv = c.numKeyValueHeads, Dh = c.headDim
-        let w = model.layout.layers[l], P = model.parameters.pointer
+        let matrices = model.layers[l]
         let eps = Float(c.rmsNormEps)
 
-        RMSNorm.forward(x: x, weight: P + w.inputNorm, y: normed.pointer, inverseRMS: inverseRMS.pointer,
+        RMSNorm.forward(x: x, weight: matrices.inputNorm, y: normed.pointer, inverseRMS: inverseRMS.pointer,
                         rows: R, dim: D, eps: eps)
-        let matrices = weights.layers[l]
         matrices.qkv.multiply(normed.pointer, count: R, into: qkv.pointer, ldy: W, accumulate: false)
         var starts: [Int] = []
         var row = 0
@@ -194,7 +188,7 @@ public final class IncrementalDecoder {
         for s in segments { cache.advance(slot: s.slot, layer: l, by: s.rows) }
 
         matrices.output.multiply(attended.pointer, count: R, into: x, ldy: D, accumulate: true)
-        RMSNorm.forward(x: x, weight: P + w.postNorm, y: normed.pointer, inverseRMS: inverseRMS.pointer,
+        RMSNorm.forward(x: x, weight: matrices.postNorm, y: normed.pointer, inverseRMS: inverseRMS.pointer,
                         rows: R, dim: D, eps: eps)
         matrices.gateUp.multiply(normed.pointer, count: R, into: gateUp.pointer, ldy: 2 * F, accumulate: false)
         SwiGLU.forward(gateUp: gateUp.pointer, act: activated.pointer, rows: R, width: F)

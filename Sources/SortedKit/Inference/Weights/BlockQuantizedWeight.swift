@@ -37,32 +37,36 @@ public final class BlockQuantizedWeight: LinearWeight, @unchecked Sendable {
     public var format: WeightFormat { codec.format }
     public var bytes: Int { rows * rowBytes }
 
-    /// Quantizes `source` [rows, columns] (columns a multiple of 32).
-    init(quantizing source: UnsafePointer<Float>, rows: Int, columns: Int, codec: BlockCodec) {
-        self.rows = rows
+    /// The rows of `parts` stacked in order, in this codec's format: rows already stored in it
+    /// are copied, any other row is quantized from its float32 values.
+    init(stacking parts: [MatrixSource], columns: Int, codec: BlockCodec) {
+        rows = parts.reduce(0) { $0 + $1.rows }
         self.columns = columns
         self.codec = codec
         rowBytes = codec.rowBytes(columns)
         data = .allocate(byteCount: max(1, rows * rowBytes), alignment: 64)
         let (data, rowBytes) = (data, rowBytes)
-        forEachRowRange(0..<rows, work: rows * columns) { range in
-            for r in range { codec.quantize(source + r * columns, data + r * rowBytes, columns) }
+        var first = 0
+        for part in parts {
+            let base = data + first * rowBytes
+            if part.blockFormat == codec.format {
+                for r in 0..<part.rows { (base + r * rowBytes).copyMemory(from: part.storedRow(r), byteCount: rowBytes) }
+            } else {
+                forEachRowRange(0..<part.rows, work: part.rows * columns) { range in
+                    let row = UnsafeMutablePointer<Float>.allocate(capacity: columns)
+                    defer { row.deallocate() }
+                    for r in range {
+                        part.floatRow(r, row)
+                        codec.quantize(row, base + r * rowBytes, columns)
+                    }
+                }
+            }
+            first += part.rows
         }
-    }
-
-    /// Takes `blocks` (rows × rowBytes bytes, already in the format, e.g. from a GGUF file).
-    init(copying blocks: UnsafeRawPointer, rows: Int, columns: Int, codec: BlockCodec) {
-        self.rows = rows
-        self.columns = columns
-        self.codec = codec
-        rowBytes = codec.rowBytes(columns)
-        data = .allocate(byteCount: max(1, rows * rowBytes), alignment: 64)
-        data.copyMemory(from: blocks, byteCount: rows * rowBytes)
     }
 
     deinit { data.deallocate() }
 
-    /// Row r as float32 (what the kernels multiply by, up to the activations' rounding).
     public func dequantize(row r: Int, into out: UnsafeMutablePointer<Float>) {
         codec.dequantize(data + r * rowBytes, out, columns)
     }
@@ -112,4 +116,19 @@ extension BlockQuantizedWeight {
 /// The instruction set the block kernels run with on this CPU, for reports.
 public enum QuantKernels {
     public static var name: String { String(cString: cq_kernel_name()) }
+}
+
+extension WeightFormat {
+    /// `values` (rows of `columns`, a multiple of 32) in this block format, llama.cpp's layout:
+    /// what a GGUF file stores for a tensor of this type.
+    public func encodeBlocks(_ values: UnsafeBufferPointer<Float>, columns: Int) -> [UInt8] {
+        let codec = BlockCodec.of(self), rows = values.count / columns, rowBytes = codec.rowBytes(columns)
+        precondition(columns % BlockQuantizedWeight.blockSize == 0 && rows * columns == values.count,
+                     "encodeBlocks: \(values.count) values do not make rows of \(columns), a multiple of 32")
+        var out = [UInt8](repeating: 0, count: rows * rowBytes)
+        out.withUnsafeMutableBytes { raw in
+            for r in 0..<rows { codec.quantize(values.baseAddress! + r * columns, raw.baseAddress! + r * rowBytes, columns) }
+        }
+        return out
+    }
 }
