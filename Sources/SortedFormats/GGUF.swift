@@ -227,6 +227,19 @@ public struct GGUFFile {
         try data.withUnsafeBytes { try body($0.baseAddress!) }
     }
 
+    /// Lets the system take back the mapped pages of `tensor` once it has been copied out: they
+    /// stop counting toward the process's memory (reading the tensor again maps them back).
+    public func releasePages(of tensor: TensorInfo) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        data.withUnsafeBytes { raw in
+            let base = Int(bitPattern: raw.baseAddress!)
+            let start = (base + tensor.fileOffset + page - 1) / page * page
+            let end = (base + tensor.fileOffset + tensor.byteCount) / page * page
+            guard end > start else { return }
+            _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED)
+        }
+    }
+
     /// The tensor dequantised to Float, row-major in `shape` order.
     public func floats(_ name: String) throws -> [Float] {
         let t = try tensor(name)

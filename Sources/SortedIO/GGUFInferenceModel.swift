@@ -36,8 +36,11 @@ extension ModelFiles {
                                     storedRow: { start + fileRow($0) * rowBytes },
                                     floatRow: { GGUFFile.dequantize(type: type, from: start + fileRow($0) * rowBytes, count: columns, into: $1) })
             }
+            // Each matrix is copied (or converted) out of the mapping, whose pages are then given
+            // back: the file is never resident twice over.
             func weight(_ names: [String], _ shown: String, permuted: [Int?]? = nil) throws -> any LinearWeight {
                 let parts = names.enumerated().map { i, name in source(name, permutedHeads: permuted?[i] ?? nil) }
+                defer { for name in names { file.releasePages(of: info[name]!) } }
                 do { return try InferenceModel.weight(parts, format: format, name: shown) } catch let error as ConfigError {
                     throw FormatError(file: file.path, error.message)
                 }
