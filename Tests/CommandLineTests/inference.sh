@@ -183,13 +183,18 @@ check "a depth-2 export leaves the probes out and says why" \
 # llama.cpp-style forward against the HF export of the same depth and, with transformers,
 # transformers' load of the file (skipped when python3 has no gguf package).
 "$bin" export "$ckpt" --depth 2 --format hf --out "$work/d2-hf" > /dev/null 2>&1
-for dtype in f32 f16 q8_0; do
+for dtype in f32 f16 q8_0 q4_0 q4_1; do
     if ! "$bin" export "$ckpt" --depth 2 --format gguf --dtype $dtype --out "$work/d2-$dtype.gguf" > "$work/gguf-$dtype.out" 2>&1; then
         fail "export --format gguf --dtype $dtype" "$(tail -2 "$work/gguf-$dtype.out")"; continue
     fi
     if [ $dtype = f32 ]; then
         "$bin" generate "$work/d2-$dtype.gguf" --prompt "$q" --max-new-tokens 24 > "$work/gguf-d2.txt" 2>&1
         check "generate from the f32 GGUF of depth 2 prints the checkpoint's depth-2 answer" cmp "$work/gguf-d2.txt" "$work/d2.txt"
+    elif [ $dtype != f16 ]; then
+        # The file's blocks are decoded as stored: the same answer as quantizing the f32 export at load.
+        "$bin" generate "$work/d2-$dtype.gguf" --prompt "$q" --max-new-tokens 24 > "$work/gguf-d2-$dtype.txt" 2>&1
+        "$bin" generate "$work/d2-f32.gguf" --dtype $dtype --prompt "$q" --max-new-tokens 24 > "$work/gguf-d2-f32-$dtype.txt" 2>&1
+        check "generate from the $dtype GGUF (blocks as stored) equals the f32 GGUF quantized at load" cmp "$work/gguf-d2-$dtype.txt" "$work/gguf-d2-f32-$dtype.txt"
     fi
     if python3 -c 'import gguf' 2>/dev/null; then
         check "check_gguf.py on the $dtype export" python3 scripts/check_gguf.py "$work/d2-$dtype.gguf" --hf "$work/d2-hf"
