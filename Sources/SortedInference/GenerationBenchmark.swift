@@ -78,6 +78,32 @@ public struct StrategySpeed: Codable, Sendable {
     }
 }
 
+/// llama.cpp's llama-bench on the same GGUF file, threads and lengths, measured in the same
+/// run, and sortedtrain's full-depth rates over it.
+public struct LlamaCppRates: Codable, Sendable {
+    public var build: String
+    public var prefillTokensPerSecond: Double
+    public var decodeTokensPerSecond: Double
+    public var prefillRatio: Double
+    public var decodeRatio: Double
+
+    public init(build: String, prefillTokensPerSecond: Double, decodeTokensPerSecond: Double, prefillRatio: Double, decodeRatio: Double) {
+        self.build = build
+        self.prefillTokensPerSecond = prefillTokensPerSecond
+        self.decodeTokensPerSecond = decodeTokensPerSecond
+        self.prefillRatio = prefillRatio
+        self.decodeRatio = decodeRatio
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case build
+        case prefillTokensPerSecond = "prefill_tokens_per_s"
+        case decodeTokensPerSecond = "decode_tokens_per_s"
+        case prefillRatio = "prefill_ratio"
+        case decodeRatio = "decode_ratio"
+    }
+}
+
 public struct GenerationBenchmarkResult: Codable, Sendable {
     public var model: String
     /// How the matrices were stored while decoding (f32, q8_0, …), and the quantized kernels' ISA.
@@ -91,9 +117,26 @@ public struct GenerationBenchmarkResult: Codable, Sendable {
     public var batchSize: Int
     public var depths: [DepthSpeed]
     public var strategies: [StrategySpeed]
+    /// Memory while serving one sequence at full depth: the process's peak resident set through
+    /// loading, a prefill and a batch-1 decode (the bandwidth probe's buffer excluded; nil where
+    /// the peak cannot be reset), the weights as held, and that sequence's KV cache.
+    public var peakRSSBatch1MiB: Double?
+    public var weightBytes: Int
+    public var kvCacheBytesBatch1: Int
+    /// The model file's size, for a single-file model (GGUF, HDF5).
+    public var modelFileBytes: Int?
+    public var llamaCpp: LlamaCppRates?
+    /// Why llama.cpp was not measured, when it was asked for.
+    public var llamaCppSkipped: String?
 
     enum CodingKeys: String, CodingKey {
         case model, threads, depths, strategies
+        case peakRSSBatch1MiB = "peak_rss_batch1_mb"
+        case weightBytes = "weight_bytes"
+        case kvCacheBytesBatch1 = "kv_cache_bytes_batch1"
+        case modelFileBytes = "model_file_bytes"
+        case llamaCpp = "llama_cpp"
+        case llamaCppSkipped = "llama_cpp_skipped"
         case weightFormat = "weight_format"
         case quantKernel = "quant_kernel"
         case openblasCore = "openblas_core"
@@ -118,7 +161,11 @@ public enum GenerationBenchmark {
         guard s.batchSize >= 1 else { throw ConfigError(key: "batch_size", "must be positive, got \(s.batchSize)") }
         let capacity = min(window, max(s.promptTokens, prompts.map(\.count).max()!) + s.newTokens + 1)
         try TextGenerator.checkMemory(model: model, slots: s.batchSize, layers: L, capacity: capacity)
+        // The peak through loading, then the peak from here with the bandwidth probe's buffer left out.
+        let loadPeak = ProcessMemory.peakMiB()
         let bandwidth = MemoryBandwidth.measureRead()
+        let peakReset = ProcessMemory.resetPeak()
+        var peakBatch1: Double?
         progress(String(format: "read bandwidth %.1f GB/s (%d threads, OpenBLAS %@)", bandwidth, BLAS.threads, BLAS.coreName))
         if BLAS.coreName.lowercased() == "prescott" {
             progress("note: OpenBLAS chose its generic Prescott (SSE3) kernel: this OpenBLAS does not know the CPU; OPENBLAS_CORETYPE=Haswell (or SkylakeX on AVX-512) runs its fast kernels")
@@ -154,7 +201,10 @@ public enum GenerationBenchmark {
             let (prefill, _) = try measure(.fixed(depth: depth), [prefillPrompt], batchSize: 1, newTokens: 1)
             let (one, _) = try measure(.fixed(depth: depth), single, batchSize: 1, newTokens: s.newTokens)
             let (many, _) = try measure(.fixed(depth: depth), batch, batchSize: s.batchSize, newTokens: s.newTokens)
-            if depth == L { fullBatch1 = one.decodeTokensPerSecond }
+            if depth == L {
+                fullBatch1 = one.decodeTokensPerSecond
+                if peakReset { peakBatch1 = max(loadPeak, ProcessMemory.peakMiB()) }
+            }
             let kvBytes = Double(depth * 2 * c.keyValueWidth * 4) * meanLength
             let bytes = Double(depth) * layerBytes + headBytes + kvBytes
             let speed = DepthSpeed(depth: depth, prefillTokensPerSecond: prefill.prefillTokensPerSecond,
@@ -213,6 +263,9 @@ public enum GenerationBenchmark {
         return GenerationBenchmarkResult(model: loaded.description, weightFormat: model.formatDescription,
                                          quantKernel: QuantKernels.name, openblasCore: BLAS.coreName, threads: BLAS.threads,
                                          readBandwidthGBPerSecond: bandwidth, promptTokens: prefillPrompt.count,
-                                         newTokens: s.newTokens, batchSize: s.batchSize, depths: depths, strategies: strategies)
+                                         newTokens: s.newTokens, batchSize: s.batchSize, depths: depths, strategies: strategies,
+                                         peakRSSBatch1MiB: peakBatch1, weightBytes: model.residentBytes,
+                                         kvCacheBytesBatch1: L * 2 * c.keyValueWidth * 4 * (max(prompts[0].count, prefillPrompt.count) + s.newTokens),
+                                         modelFileBytes: loaded.fileBytes)
     }
 }

@@ -18,6 +18,8 @@ public struct LoadedModel {
     /// Held-out files named by the run config, if any.
     public let validation: [String]
     public let description: String
+    /// The size of the file the weights came from, when they came from one file (GGUF, HDF5).
+    public var fileBytes: Int?
     /// Where the model's exit probes are kept (`sortedtrain calibrate` writes there), and
     /// the probes when that file exists.
     public let probesLocation: URL?

@@ -120,7 +120,7 @@ public enum ModelSource {
             if let bad = model.nonFiniteTensor() {
                 throw ModelLoadError.nonFiniteWeights(path: path, tensor: bad.name, count: bad.count)
             }
-            return try load(model, tokenizer: tokenizerSpec ?? path, fallback: nil,
+            var loaded = try load(model, tokenizer: tokenizerSpec ?? path, fallback: nil,
                             exits: [model.config.numHiddenLayers], window: min(model.config.maxPositionEmbeddings, 2048),
                             validation: [], description: "GGUF model \(path)", probes: ExitProbes.location(forModel: url, isFolder: false),
                             embedded: {
@@ -128,6 +128,8 @@ public enum ModelSource {
                                     try ExitProbes.decode($0, source: "\(path): \(ExitProbes.ggufKey)", for: model.config)
                                 }
                             })
+            loaded.fileBytes = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int
+            return loaded
         }
         if isHF || kind == .file {
             let model = try checked(isHF ? try ModelFiles.readHF(url) : try ModelFiles.readHDF5(url))
@@ -135,10 +137,12 @@ public enum ModelSource {
             guard let spec = tokenizerSpec ?? (hasTokenizer ? path : nil) else {
                 throw ModelLoadError.tokenizerRequired(path: path)
             }
-            return try load(model, tokenizer: spec, fallback: nil, exits: [model.config.numHiddenLayers],
+            var loaded = try load(model, tokenizer: spec, fallback: nil, exits: [model.config.numHiddenLayers],
                             window: min(model.config.maxPositionEmbeddings, 2048),
                             validation: [], description: "\(isHF ? "HF model" : "HDF5 model") \(path)",
                             probes: ExitProbes.location(forModel: url, isFolder: isHF))
+            if !isHF { loaded.fileBytes = try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int }
+            return loaded
         }
         let folder = try CheckpointDirectory.checkpointFolder(for: path)
         let (stored, state) = try CheckpointFiles.readModel(directory: folder)

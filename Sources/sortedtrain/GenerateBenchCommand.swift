@@ -19,7 +19,10 @@ struct GenerateBenchCommand: ParsableCommand {
         its limit: the bytes of weights and KV cache read per token over the read bandwidth \
         measured here. In the per-depth figures no stop token ends an answer, so every run \
         decodes the same count; the early-exit and self-speculative rows answer as generate \
-        does, up to the model's end token.
+        does, up to the model's end token. Memory: the peak resident set through loading, a \
+        prefill and a batch-1 decode, beside the weights as held and that sequence's KV cache. \
+        --llama-bench runs llama.cpp's llama-bench on the same GGUF file (same threads, \
+        lengths and repeats) and gives sortedtrain's full-depth rates over it.
         """)
 
     @OptionGroup var served: ServedModelOptions
@@ -67,6 +70,9 @@ struct GenerateBenchCommand: ParsableCommand {
     @Option(help: "JSONL of prompts to decode ({\"instruction\": …, \"input\": …} or {\"prompt\": …}), e.g. the task the model was tuned on; default: eight built-in instructions.")
     var promptsFile: String?
 
+    @Option(help: ArgumentHelp("llama.cpp's llama-bench, run on the same GGUF file for a same-run comparison.", valueName: "path"))
+    var llamaBench: String?
+
     @Flag(help: "Print one JSON object.")
     var json = false
 
@@ -85,6 +91,9 @@ struct GenerateBenchCommand: ParsableCommand {
     func validate() throws {
         guard promptTokens >= 1, newTokens >= 1, batchSize >= 1, repeats >= 1 else {
             throw CommandLineError("--prompt-tokens, --new-tokens, --batch-size and --repeats must be positive")
+        }
+        if llamaBench != nil && !served.model.lowercased().hasSuffix(".gguf") {
+            throw CommandLineError("--llama-bench needs a .gguf model (llama.cpp reads only GGUF), got \(served.model)")
         }
         guard (1...64).contains(maxDraft) else { throw CommandLineError("--max-draft must be in 1...64, got \(maxDraft)") }
         if let draftDepth { _ = try parseDraftExits(draftDepth, flag: "--draft-depth") }
@@ -141,7 +150,13 @@ struct GenerateBenchCommand: ParsableCommand {
         }
         }
         settings.repeats = repeats
-        let result = try GenerationBenchmark.run(loaded, prompts: ids, settings: settings) { printProgress($0) }
+        var result = try GenerationBenchmark.run(loaded, prompts: ids, settings: settings) { printProgress($0) }
+        if let llamaBench {
+            switch LlamaCppReference.measure(tool: llamaBench, model: served.model, result: result, repeats: repeats, progress: printProgress) {
+            case .success(let rates): result.llamaCpp = rates
+            case .failure(let why): result.llamaCppSkipped = why.description
+            }
+        }
         if json {
             try printJSON(result)
             return
@@ -151,6 +166,16 @@ struct GenerateBenchCommand: ParsableCommand {
         for d in result.depths {
             print(String(format: "%-6d %-14.0f %-19.1f %-19.1f %-7.2f %.2f", d.depth, d.prefillTokensPerSecond, d.decodeTokensPerSecondBatch1,
                          d.decodeTokensPerSecondBatched, d.speedupOverFullDepth, d.fractionOfBandwidthLimit))
+        }
+        let mib = { (bytes: Int) in Double(bytes) / 1048576 }
+        print(String(format: "memory: peak RSS %@ (load, prefill, batch-1 decode); weights %.0f MiB, KV cache %.1f MiB%@", result.peakRSSBatch1MiB.map { String(format: "%.0f MiB", $0) } ?? "unknown",
+                     mib(result.weightBytes), mib(result.kvCacheBytesBatch1),
+                     result.modelFileBytes.map { String(format: ", file %.0f MiB", mib($0)) } ?? ""))
+        if let l = result.llamaCpp {
+            print(String(format: "llama.cpp %@ on the same file: prefill %.0f tok/s, decode %.1f tok/s; sortedtrain at full depth: %.2f× its prefill, %.2f× its decode",
+                         l.build, l.prefillTokensPerSecond, l.decodeTokensPerSecond, l.prefillRatio, l.decodeRatio))
+        } else if let why = result.llamaCppSkipped {
+            print("llama.cpp comparison skipped: \(why)")
         }
         let width = max(41, result.strategies.map(\.strategy.count).max() ?? 0)
         print("strategy".padding(toLength: width, withPad: " ", startingAt: 0)

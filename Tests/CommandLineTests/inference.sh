@@ -203,6 +203,28 @@ for dtype in f32 f16 q8_0 q4_0 q4_1; do
     fi
 done
 
+# bench generate --llama-bench: a stand-in llama-bench (its JSON as llama.cpp prints it) gives
+# the same-run reference; sortedtrain's full-depth rates are divided by its rates; memory is reported.
+cat > "$work/llama-bench" <<'SH'
+#!/bin/sh
+echo "$@" > "$(dirname "$0")/llama-bench.args"
+echo '[{"build_commit": "fake123", "n_prompt": 16, "n_gen": 0, "avg_ts": 400.0}, {"build_commit": "fake123", "n_prompt": 0, "n_gen": 8, "avg_ts": 50.0}]'
+SH
+chmod +x "$work/llama-bench"
+"$bin" bench generate "$work/d2-q8_0.gguf" --tokenizer byte --exits 2 --new-tokens 8 --prompt-tokens 16 --batch-size 1 --repeats 1 \
+    --llama-bench "$work/llama-bench" --json > "$work/bench-llama.json" 2> "$work/bench-llama.err"
+check "bench generate --llama-bench runs it on the same file and lengths and divides by its rates" python3 -c "
+import json, sys; r = json.load(open(sys.argv[1])); l = r['llama_cpp']; d = r['depths'][-1]
+args = open(sys.argv[2]).read().split()
+assert args[args.index('-m') + 1].endswith('d2-q8_0.gguf') and args[args.index('-p') + 1] == '16' and args[args.index('-n') + 1] == '8', args
+assert l['build'] == 'fake123' and l['prefill_tokens_per_s'] == 400 and l['decode_tokens_per_s'] == 50
+assert abs(l['prefill_ratio'] - d['prefill_tokens_per_s'] / 400) < 1e-9 and abs(l['decode_ratio'] - d['decode_tokens_per_s_batch1'] / 50) < 1e-9
+assert r['weight_format'] == 'q8_0' and r['model_file_bytes'] > r['weight_bytes'] > 0 and r['kv_cache_bytes_batch1'] > 0
+assert r['peak_rss_batch1_mb'] is None or r['peak_rss_batch1_mb'] > r['weight_bytes'] / 2**20" "$work/bench-llama.json" "$work/llama-bench.args"
+"$bin" bench generate "$work/d2-q8_0.gguf" --tokenizer byte --exits 2 --new-tokens 4 --prompt-tokens 8 --batch-size 1 --repeats 1 \
+    --llama-bench /bin/false > "$work/bench-false.txt" 2>&1
+check "a llama-bench that fails is reported as skipped, with sortedtrain's figures kept" grep -q "llama.cpp comparison skipped: /bin/false exited 1" "$work/bench-false.txt"
+
 # Bad arguments: one line on stderr, exit 1, no backtrace.
 bad() {  # NAME ARGS...
     local name=$1; shift
@@ -260,6 +282,7 @@ bad "generate --early-exit-agreement with a damaged exit-probes.json" generate "
 check "a damaged exit-probes.json does not stop a command that needs no probes: it warns, naming the file" \
     sh -c "grep -q 'Warning: .*exit-probes.json: is not a probes file' '$work/damaged.err' && [ -s '$work/damaged.txt' ]"
 bad "generate on a missing model" generate "$work/nothing" --prompt hi
+bad "bench generate --llama-bench on a checkpoint (llama.cpp reads GGUF only)" bench generate "$ckpt" --llama-bench /bin/true
 bad "export --format hf --dtype q8_0" export "$ckpt" --depth 2 --format hf --dtype q8_0 --out "$work/hf-q8"
 bad "export --format gguf onto an existing non-.gguf file" export "$ckpt" --depth 2 --format gguf --out "$work/run.json" --overwrite
 
