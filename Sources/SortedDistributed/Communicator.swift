@@ -4,31 +4,86 @@
 import Foundation
 
 /// A collective that failed: MPI refused, or peers did not arrive in time. `seenBy` is the
-/// rank that reports it; the text names the ranks to blame.
+/// rank that reports it; the text names the ranks to blame. `hosts` is the host of every rank
+/// when the job spans several (empty on one host): the text then says where the blamed ranks
+/// run, and which hosts fell silent as a whole.
 public enum CommunicatorError: Error, Equatable, CustomStringConvertible {
     /// An MPI call returned an error (MPI's own text).
     case mpi(call: String, message: String)
     /// `ranks` never announced `collective` within `seconds`.
-    case peersBehind(ranks: [Int], collective: String, seconds: Double, seenBy: Int)
+    case peersBehind(ranks: [Int], collective: String, seconds: Double, seenBy: Int, hosts: [String] = [])
     /// `ranks` stopped saying they wait during `collective` (their last `quietSeconds`).
-    case peersSilent(ranks: [Int], collective: String, seconds: Double, quietSeconds: Double, seenBy: Int)
+    case peersSilent(ranks: [Int], collective: String, seconds: Double, quietSeconds: Double, seenBy: Int, hosts: [String] = [])
     /// `collective` did not complete within `seconds`, and no peer can be blamed.
     case timedOut(collective: String, seconds: Double, seenBy: Int)
 
-    public var description: String {
-        func names(_ ranks: [Int]) -> String {
-            ranks.count == 1 ? "rank \(ranks[0])" : "ranks " + ranks.map(String.init).joined(separator: ", ")
+    /// The ranks this error blames.
+    public var blamedRanks: [Int] {
+        switch self {
+        case .peersBehind(let ranks, _, _, _, _), .peersSilent(let ranks, _, _, _, _, _): return ranks
+        case .mpi, .timedOut: return []
         }
+    }
+
+    public var description: String {
         func s(_ v: Double) -> String { String(format: "%g", v) }
         switch self {
         case .mpi(let call, let message): return "\(call) failed: \(message)"
-        case .peersBehind(let ranks, let what, let seconds, let rank):
-            return "\(names(ranks)) did not reach \(what) within \(s(seconds)) s (distributed.timeout_s): dead or stuck (seen from rank \(rank))"
-        case .peersSilent(let ranks, let what, let seconds, let quiet, let rank):
-            return "\(names(ranks)) went silent during \(what): the others waited \(s(seconds)) s (distributed.timeout_s) and heard nothing from \(ranks.count == 1 ? "it" : "them") for the last \(s(quiet)) s; dead or stuck (seen from rank \(rank))"
+        case .peersBehind(let ranks, let what, let seconds, let rank, let hosts):
+            let place = RankPlaces(hosts: hosts)
+            return "\(place.names(ranks)) did not reach \(what) within \(s(seconds)) s (distributed.timeout_s): dead or stuck\(place.unreachable(ranks, seenBy: rank)) (seen from \(place.names([rank])))"
+        case .peersSilent(let ranks, let what, let seconds, let quiet, let rank, let hosts):
+            let place = RankPlaces(hosts: hosts)
+            return "\(place.names(ranks)) went silent during \(what): the others waited \(s(seconds)) s (distributed.timeout_s) and heard nothing from \(ranks.count == 1 ? "it" : "them") for the last \(s(quiet)) s; dead or stuck\(place.unreachable(ranks, seenBy: rank)) (seen from \(place.names([rank])))"
         case .timedOut(let what, let seconds, let rank):
             return "\(what) did not complete within \(s(seconds)) s (distributed.timeout_s): a peer rank is dead or stuck (seen from rank \(rank))"
         }
+    }
+}
+
+/// Where ranks run, for messages: "ranks 2, 3 on node2". On one host (or with no hosts known)
+/// ranks are named alone, as before multi-host runs.
+public struct RankPlaces {
+    /// The host of every rank, indexed by rank; empty when unknown.
+    public let hosts: [String]
+
+    public init(hosts: [String]) {
+        self.hosts = Set(hosts).count > 1 ? hosts : []
+    }
+
+    private static func plain(_ ranks: [Int]) -> String {
+        ranks.count == 1 ? "rank \(ranks[0])" : "ranks " + ranks.map(String.init).joined(separator: ", ")
+    }
+
+    /// "rank 1", "ranks 2, 3 on node2", "rank 1 on node1 and ranks 2, 3 on node2".
+    public func names(_ ranks: [Int]) -> String {
+        guard !hosts.isEmpty, ranks.allSatisfy(hosts.indices.contains) else { return Self.plain(ranks) }
+        var order: [String] = []
+        var byHost: [String: [Int]] = [:]
+        for rank in ranks {
+            if byHost[hosts[rank]] == nil { order.append(hosts[rank]) }
+            byHost[hosts[rank], default: []].append(rank)
+        }
+        return order.map { "\(Self.plain(byHost[$0]!)) on \($0)" }.joined(separator: " and ")
+    }
+
+    /// Hosts other than `seenBy`'s all of whose ranks are among `ranks`: from where `seenBy`
+    /// stands, each may be unreachable rather than its ranks stuck.
+    public func silentHosts(_ ranks: [Int], seenBy: Int) -> [String] {
+        guard !hosts.isEmpty, hosts.indices.contains(seenBy) else { return [] }
+        let named = Set(ranks)
+        var seen: [String] = []
+        for rank in ranks where hosts.indices.contains(rank) && hosts[rank] != hosts[seenBy] && !seen.contains(hosts[rank]) {
+            let host = hosts[rank]
+            if hosts.indices.allSatisfy({ hosts[$0] != host || named.contains($0) }) { seen.append(host) }
+        }
+        return seen
+    }
+
+    /// ", or node2 unreachable" when a whole other host fell silent; empty otherwise.
+    func unreachable(_ ranks: [Int], seenBy: Int) -> String {
+        let silent = silentHosts(ranks, seenBy: seenBy)
+        return silent.isEmpty ? "" : ", or \(silent.joined(separator: " and ")) unreachable"
     }
 }
 

@@ -11,6 +11,10 @@ public final class MPICommunicator: Communicator {
     public var stopRequested: @Sendable () -> Bool = { false }
     private let comm: MPI_Comm
     private let progress: PeerProgress
+    /// The host of every rank (MPI_Get_processor_name), gathered when the communicator is
+    /// made, so that a timeout can say where the ranks it blames run, and whether a whole
+    /// host fell silent.
+    public private(set) var hosts: [String] = []
 
     /// True when this process was started by an MPI launcher: mpirun sets
     /// OMPI_COMM_WORLD_SIZE, PMIx-based launchers (srun --mpi=pmix) set PMIX_RANK.
@@ -36,6 +40,54 @@ public final class MPICommunicator: Communicator {
         rank = Int(r)
         size = Int(s)
         progress = try PeerProgress(duplicating: comm, rank: rank, size: size)
+        hosts = try gatherHosts()
+    }
+
+    private func gatherHosts() throws -> [String] {
+        let width = Int(MPI_MAX_PROCESSOR_NAME) + 1
+        var mine = [CChar](repeating: 0, count: width)
+        var length: Int32 = 0
+        MPI_Get_processor_name(&mine, &length)
+        var all = [CChar](repeating: 0, count: width * size)
+        try mine.withUnsafeBufferPointer { own in
+            try all.withUnsafeMutableBufferPointer { out in
+                try pending("a gathering of host names", {
+                    MPI_Iallgather(own.baseAddress, Int32(width), cmpi_uint8(), out.baseAddress, Int32(width), cmpi_uint8(), comm, &$0)
+                }, "MPI_Iallgather").wait(timeout: timeout)
+            }
+        }
+        return (0..<size).map { r in
+            all[(r * width)..<((r + 1) * width)].withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+        }
+    }
+
+    /// Hosts other than this rank's all of whose ranks are among `ranks` (empty on one host).
+    public func silentHosts(_ ranks: [Int]) -> [String] {
+        RankPlaces(hosts: hosts).silentHosts(ranks, seenBy: rank)
+    }
+
+    /// Under mpirun (Open MPI's ORTE), the longest its daemons take to notice a host that
+    /// stopped answering: TCP keepalive on their connections, oob_tcp_keepalive_time +
+    /// oob_tcp_keepalive_intvl × oob_tcp_keepalive_probes as mpirun passed them to this
+    /// process (Open MPI's defaults 300, 20 and 9 for those it did not). nil when mpirun did
+    /// not start this process, or its keepalive is off.
+    public static var launcherNoticeSeconds: Double? {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment["OMPI_MCA_orte_hnp_uri"] != nil else { return nil }
+        func value(_ name: String, _ fallback: Double) -> Double {
+            environment["OMPI_MCA_oob_tcp_keepalive_" + name].flatMap { Double($0.trimmingCharacters(in: .whitespaces)) } ?? fallback
+        }
+        let time = value("time", 300)
+        guard time > 0 else { return nil }
+        return time + value("intvl", 20) * value("probes", 9)
+    }
+
+    /// Whether this process's own daemon is mpirun: its output then reaches mpirun without
+    /// crossing the network.
+    public static var besideLauncher: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        guard let launcher = environment["OMPI_MCA_orte_hnp_uri"] else { return false }
+        return environment["OMPI_MCA_orte_local_daemon_uri"].map { $0 == launcher } ?? true
     }
 
     /// A communicator over the same ranks with its own message space (MPI_Comm_dup), so
@@ -71,7 +123,7 @@ public final class MPICommunicator: Communicator {
         var request = cmpi_request_null()
         try Self.check(post(&request), call)
         return MPIPendingReduction(request: request, sequence: sequence, progress: progress, rank: rank, what: what,
-                                   stopRequested: stopRequested, arguments: arguments)
+                                   stopRequested: stopRequested, arguments: arguments, hosts: hosts)
     }
 
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) throws {
@@ -180,9 +232,11 @@ final class MPIPendingReduction: PendingReduction {
     private let rank: Int
     private let what: String
     private let stopRequested: @Sendable () -> Bool
+    private let hosts: [String]
 
     init(request: MPI_Request?, sequence: Int64, progress: PeerProgress, rank: Int, what: String,
-         stopRequested: @escaping @Sendable () -> Bool, arguments: CountArrays? = nil) {
+         stopRequested: @escaping @Sendable () -> Bool, arguments: CountArrays? = nil, hosts: [String] = []) {
+        self.hosts = hosts
         self.request = request
         self.arguments = arguments
         self.sequence = sequence
@@ -221,7 +275,9 @@ final class MPIPendingReduction: PendingReduction {
                     // entered this collective, else one that stopped saying it waits (a peer
                     // ticks every 0.25 s while it waits; a dead one falls silent).
                     var named = (try? progress.peers(behind: sequence)) ?? []
-                    if named.isEmpty { named = (try? progress.silentPeers(for: 0.35)) ?? [] }
+                    let silent = (try? progress.silentPeers(for: 0.35)) ?? []
+                    let together = Array(Set(named).union(silent)).sorted()
+                    if named.isEmpty || !RankPlaces(hosts: hosts).silentHosts(together, seenBy: rank).isEmpty { named = together }
                     if !named.isEmpty || now - since >= .milliseconds(750) {
                         warnStoppedWhileWaiting(named)
                         warned = true
@@ -234,8 +290,12 @@ final class MPIPendingReduction: PendingReduction {
     }
 
     private func warnStoppedWhileWaiting(_ named: [Int]) {
-        let peers = named.isEmpty ? "its peers" : (named.count == 1 ? "rank \(named[0])" : "ranks " + named.map(String.init).joined(separator: ", "))
-        let line = "sortedtrain: rank \(rank) was told to stop while waiting for \(peers) in \(what); if mpirun reports that a process exited, that rank died: resume from the last checkpoint with --resume auto\n"
+        let place = RankPlaces(hosts: hosts)
+        let peers = named.isEmpty ? "its peers" : place.names(named)
+        let lost = place.silentHosts(named, seenBy: rank)
+        let cause = lost.isEmpty ? "if mpirun reports that a process exited, that rank died"
+            : "if mpirun reports that it lost communication with \(lost.joined(separator: " and ")), that host is unreachable"
+        let line = "sortedtrain: \(place.names([rank])) was told to stop while waiting for \(peers) in \(what); \(cause): resume from the last checkpoint with --resume auto\n"
         FileHandle.standardError.write(Data(line.utf8))
     }
 
@@ -243,13 +303,22 @@ final class MPIPendingReduction: PendingReduction {
     /// that went silent while everyone else kept announcing that it was waiting.
     private func timeoutError(_ timeout: Double) -> CommunicatorError {
         let behind = (try? progress.peers(behind: sequence)) ?? []
-        if !behind.isEmpty {
-            return .peersBehind(ranks: behind, collective: what, seconds: timeout, seenBy: rank)
-        }
         let quiet = min(timeout / 2, 4 * PeerProgress.tickSeconds)
         let silent = (try? progress.silentPeers(for: quiet)) ?? []
+        // A host cut off mid-step may have passed on some of its ranks' announcements of this
+        // collective and not others': when the ranks behind and the silent ones together make
+        // up a whole other host, all of them are named (and the job waits for mpirun, see
+        // TrainCommand), not just those behind.
+        let together = Array(Set(behind).union(silent)).sorted()
+        let place = RankPlaces(hosts: hosts)
+        if together != behind && place.silentHosts(together, seenBy: rank) != place.silentHosts(behind, seenBy: rank) {
+            return .peersSilent(ranks: together, collective: what, seconds: timeout, quietSeconds: quiet, seenBy: rank, hosts: hosts)
+        }
+        if !behind.isEmpty {
+            return .peersBehind(ranks: behind, collective: what, seconds: timeout, seenBy: rank, hosts: hosts)
+        }
         if !silent.isEmpty {
-            return .peersSilent(ranks: silent, collective: what, seconds: timeout, quietSeconds: quiet, seenBy: rank)
+            return .peersSilent(ranks: silent, collective: what, seconds: timeout, quietSeconds: quiet, seenBy: rank, hosts: hosts)
         }
         return .timedOut(collective: what, seconds: timeout, seenBy: rank)
     }

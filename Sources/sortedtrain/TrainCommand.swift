@@ -74,7 +74,12 @@ struct TrainCommand: ParsableCommand {
                 fflush(stdout)
             }
         } catch let failure as JobFailure {
-            if failure.reportsHere { printError(ErrorMessages.line(for: failure, training: true)) }
+            var reported = false
+            if failure.reach == .thisRank, let mpi = communicator as? MPICommunicator, let error = failure.error as? CommunicatorError,
+               !mpi.silentHosts(error.blamedRanks).isEmpty, let notice = MPICommunicator.launcherNoticeSeconds {
+                reported = leaveToLauncher(failure, mpi, notice: notice)
+            }
+            if failure.reportsHere && !reported { printError(ErrorMessages.line(for: failure, training: true)) }
             guard failure.reach == .thisRank else { finish(communicator, code: 1); return }
             // This rank alone failed (a timeout, a bad batch): the others may be waiting in a
             // collective, so end the whole job. Rank 0 reports first; the others give it a
@@ -86,6 +91,27 @@ struct TrainCommand: ParsableCommand {
             throw ExitCode(1)
         }
         finish(communicator, code: 0)
+    }
+
+    /// Every rank of another host fell silent: that host may be unreachable. MPI_Abort now
+    /// would make mpirun send the abort to that host's daemon and wait for it, and TCP retries
+    /// an unacknowledged message for about 15 minutes, during which its keepalive (how mpirun
+    /// notices a lost host) is off. So this rank waits for mpirun to notice and stop it, then
+    /// exits; if mpirun has not stopped it by the time its keepalive would have noticed, the
+    /// host answers (its ranks are stuck) and the caller aborts as usual. The diagnosis is
+    /// printed at once only beside mpirun: output from another host crosses the network too,
+    /// and queued for a lost host it would keep that host's daemon from noticing in turn.
+    /// Returns whether it printed the diagnosis.
+    private func leaveToLauncher(_ failure: JobFailure, _ communicator: MPICommunicator, notice: Double) -> Bool {
+        let early = MPICommunicator.besideLauncher
+        if early && failure.reportsHere { printError(ErrorMessages.line(for: failure, training: true)) }
+        let deadline = ContinuousClock.now + .milliseconds(Int((notice + 5) * 1000))
+        while !communicator.stopRequested() && ContinuousClock.now < deadline { usleep(50_000) }
+        guard communicator.stopRequested() else { return early }
+        if !early && failure.reportsHere { printError(ErrorMessages.line(for: failure, training: true)) }
+        // mpirun is ending the job: leave without MPI_Finalize or atexit work.
+        fflush(stdout)
+        _exit(1)
     }
 
     private func printError(_ message: String) {

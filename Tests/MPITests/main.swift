@@ -119,10 +119,37 @@ check("a collective a peer never joins times out and names that rank") {
         return false
     } catch {
         let message = "\(error)"
-        let named = message.hasPrefix("rank \(world - 1) did not reach a barrier within 0.5 s")
+        let named = message.hasPrefix("\(RankPlaces(hosts: abandoned.hosts).names([world - 1])) did not reach a barrier within 0.5 s")
         if !named { print("rank \(abandoned.rank): unexpected message: \(message)") }
         return named
     }
+}
+
+check("every rank knows every rank's host; on one host a timeout names ranks alone") {
+    var name = [CChar](repeating: 0, count: 256)
+    gethostname(&name, 255)
+    func short(_ host: String) -> Substring { host.split(separator: ".").first ?? "" }
+    let hosts = comm.hosts
+    let gathered = hosts.count == world && !hosts[comm.rank].isEmpty && hosts == abandoned.hosts
+        && short(hosts[comm.rank]) == short(String(cString: name))
+    let oneHost = "\(CommunicatorError.peersBehind(ranks: [1], collective: "a barrier", seconds: 2, seenBy: 0, hosts: ["h", "h"]))"
+    return gathered && oneHost == "rank 1 did not reach a barrier within 2 s (distributed.timeout_s): dead or stuck (seen from rank 0)"
+}
+
+check("across hosts a timeout says where the blamed ranks run, and which hosts fell silent as a whole") {
+    let hosts = ["node1", "node1", "node2", "node2", "node3"]
+    let places = RankPlaces(hosts: hosts)
+    let silent = CommunicatorError.peersSilent(ranks: [2, 3], collective: "a gradient all-reduce", seconds: 5, quietSeconds: 1,
+                                              seenBy: 0, hosts: hosts)
+    let one = CommunicatorError.peersBehind(ranks: [3, 4], collective: "a barrier", seconds: 5, seenBy: 1, hosts: hosts)
+    return places.names([2, 3]) == "ranks 2, 3 on node2"
+        && places.names([1, 3, 2]) == "rank 1 on node1 and ranks 3, 2 on node2"
+        && places.silentHosts([2, 3, 4], seenBy: 0) == ["node2", "node3"]
+        && places.silentHosts([3, 4], seenBy: 0) == ["node3"]          // rank 2 still answers
+        && places.silentHosts([1], seenBy: 0).isEmpty                    // its own host never
+        && "\(silent)" == "ranks 2, 3 on node2 went silent during a gradient all-reduce: the others waited 5 s (distributed.timeout_s) and heard nothing from them for the last 1 s; dead or stuck, or node2 unreachable (seen from rank 0 on node1)"
+        && "\(one)" == "rank 3 on node2 and rank 4 on node3 did not reach a barrier within 5 s (distributed.timeout_s): dead or stuck, or node3 unreachable (seen from rank 1 on node1)"
+        && silent.blamedRanks == [2, 3]
 }
 
 /// Trains 10 steps with `sorted` as the config's sorted section, data-parallel and on one
