@@ -275,9 +275,10 @@ final class MPIPendingReduction: PendingReduction {
                     // entered this collective, else one that stopped saying it waits (a peer
                     // ticks every 0.25 s while it waits; a dead one falls silent).
                     var named = (try? progress.peers(behind: sequence)) ?? []
-                    let silent = (try? progress.silentPeers(for: 0.35)) ?? []
-                    let together = Array(Set(named).union(silent)).sorted()
-                    if named.isEmpty || !RankPlaces(hosts: hosts).silentHosts(together, seenBy: rank).isEmpty { named = together }
+                    if named.isEmpty { named = (try? progress.silentPeers(for: 0.35)) ?? [] }
+                    let longSilent = (try? progress.silentPeers(for: 4 * PeerProgress.tickSeconds)) ?? []
+                    let together = Array(Set(named).union(longSilent)).sorted()
+                    if !RankPlaces(hosts: hosts).silentHosts(together, seenBy: rank).isEmpty { named = together }
                     if !named.isEmpty || now - since >= .milliseconds(750) {
                         warnStoppedWhileWaiting(named)
                         warned = true
@@ -306,10 +307,11 @@ final class MPIPendingReduction: PendingReduction {
         let quiet = min(timeout / 2, 4 * PeerProgress.tickSeconds)
         let silent = (try? progress.silentPeers(for: quiet)) ?? []
         // A host cut off mid-step may have passed on some of its ranks' announcements of this
-        // collective and not others': when the ranks behind and the silent ones together make
-        // up a whole other host, all of them are named (and the job waits for mpirun, see
-        // TrainCommand), not just those behind.
-        let together = Array(Set(behind).union(silent)).sorted()
+        // collective and not others': when the ranks behind and those silent for 4 ticks
+        // together make up a whole other host, all of them are named (and the job waits for
+        // mpirun, see TrainCommand), not just those behind.
+        let longSilent = (try? progress.silentPeers(for: 4 * PeerProgress.tickSeconds)) ?? []
+        let together = Array(Set(behind).union(longSilent)).sorted()
         let place = RankPlaces(hosts: hosts)
         if together != behind && place.silentHosts(together, seenBy: rank) != place.silentHosts(behind, seenBy: rank) {
             return .peersSilent(ranks: together, collective: what, seconds: timeout, quietSeconds: quiet, seenBy: rank, hosts: hosts)
