@@ -28,7 +28,7 @@ ensure_packages() {
 # to one core), and OPENBLAS_NUM_THREADS so ranks do not fight over the cores.
 # SORTEDTRAIN_PROGRESS tells the ranks what this stdout is (Open MPI gives each rank a
 # pseudo-terminal, so they cannot see it): "bar" on an interactive terminal, "lines" into
-# a file, a pipe or tee. A value already in the environment is kept.
+# a file, a pipe or tee. A value already in the environment is kept. MPIRUN: another mpirun.
 mpirun_local() {
     local np=$1; shift
     local cores; cores=$(nproc)
@@ -39,7 +39,38 @@ mpirun_local() {
     local progress=lines
     [ -t 1 ] && [ -n "${TERM:-}" ] && [ "$TERM" != dumb ] && progress=bar
     OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$threads} SORTEDTRAIN_PROGRESS=${SORTEDTRAIN_PROGRESS:-$progress} \
-        mpirun "${flags[@]}" -x OPENBLAS_NUM_THREADS -x SORTEDTRAIN_PROGRESS ${OPENBLAS_CORETYPE:+-x OPENBLAS_CORETYPE} "$@"
+        "${MPIRUN:-mpirun}" "${flags[@]}" -x OPENBLAS_NUM_THREADS -x SORTEDTRAIN_PROGRESS ${OPENBLAS_CORETYPE:+-x OPENBLAS_CORETYPE} "$@"
+}
+
+# mpirun over the hosts of a hostfile: mpirun_hosts HOSTFILE NP [mpirun options…] COMMAND…
+# - A host that stops answering ends the job: mpirun and its daemons hear about a lost host
+#   only when their TCP connection to it fails. With Open MPI's keepalive defaults (300 s
+#   idle, then 9 probes 20 s apart) an idle one fails after 8 minutes, and one holding
+#   unacknowledged data (an abort mpirun sends there) only after the system's ~15 minutes of
+#   retransmissions. Probes after 5 s idle, 3 of them 2 s apart (at most 11 s), make mpirun
+#   end the job and a cut-off host's daemon kill its own ranks; the ranks do not abort while
+#   a whole host is silent, so mpirun sends nothing there first (see TrainCommand).
+# - SORTEDTRAIN_NETWORK (a CIDR like 10.0.0.0/24, or interface names): TCP only, over that
+#   network, for both MPI traffic (btl_tcp_if_include) and mpirun's own (oob_tcp_if_include);
+#   pml ob1, since Debian's Open MPI prefers UCX's pml when libucx is installed, and UCX
+#   ignores the btl settings. SORTEDTRAIN_BTL: the transports (default tcp,vader,self;
+#   vader is shared memory between ranks of one host). Unset: Open MPI chooses (InfiniBand…).
+# - MPIRUN: another mpirun (the multi-host tests run it under another name).
+# - OPENBLAS_NUM_THREADS: threads per rank, 1 unless set (set it to cores per rank).
+SORTEDTRAIN_LOST_HOST_MCA=(--mca oob_tcp_keepalive_time 5 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3)
+mpirun_hosts() {
+    local hostfile=$1 np=$2; shift 2
+    local flags=(--hostfile "$hostfile" -np "$np" --bind-to none)
+    [ "$(id -u)" -eq 0 ] && flags+=(--allow-run-as-root)
+    flags+=("${SORTEDTRAIN_LOST_HOST_MCA[@]}")
+    if [ -n "${SORTEDTRAIN_NETWORK:-}" ]; then
+        flags+=(--mca pml ob1 --mca btl "${SORTEDTRAIN_BTL:-tcp,vader,self}"
+                --mca btl_tcp_if_include "$SORTEDTRAIN_NETWORK" --mca oob_tcp_if_include "$SORTEDTRAIN_NETWORK")
+    fi
+    local progress=lines
+    [ -t 1 ] && [ -n "${TERM:-}" ] && [ "$TERM" != dumb ] && progress=bar
+    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} SORTEDTRAIN_PROGRESS=${SORTEDTRAIN_PROGRESS:-$progress} \
+        "${MPIRUN:-mpirun}" "${flags[@]}" -x OPENBLAS_NUM_THREADS -x SORTEDTRAIN_PROGRESS ${OPENBLAS_CORETYPE:+-x OPENBLAS_CORETYPE} "$@"
 }
 
 # Debian 12's OpenBLAS (0.3.21) does not recognise CPUs newer than itself (Sapphire Rapids
