@@ -17,12 +17,14 @@
  *     return 0 and the other functions return without touching their outputs.
  *   - Pointers need no particular alignment (all loads are unaligned-safe).
  *   - Inputs to the quantizers must be finite (Q8_0 activations also |x| < ~8e6, so d fits fp16).
- *   - All functions are reentrant and thread-safe (no global scratch; a matmul keeps its activation
- *     scales in a 16 KB stack buffer, or a malloc'ed one for k * min(n, 16) > 65536); the only global
- *     state is the kernel choice (see cq_set_portable), best set before worker threads start.
- *   - Build cquant.c optimized (-O2): at -O0 the kernels run ~50x slower.
- *   - Dependencies: libc (malloc, free, memcpy, strcmp) and, on x86-64, the compiler runtime
- *     behind __builtin_cpu_supports (libgcc / compiler-rt); no libm.
+ *   - All functions are reentrant and thread-safe. Global state: the kernel choice (see
+ *     cq_set_portable), best set before worker threads start; the thread pool (cq_parallel_for);
+ *     cq_linear's per-thread activation scratch (grown as needed, freed at thread exit). The
+ *     cq_matmul_* functions keep their activation scales in a 16 KB stack buffer, or a malloc'ed
+ *     one for k * min(n, 16) > 65536.
+ *   - Build the sources optimized (-O2): at -O0 the kernels run ~50x slower.
+ *   - Dependencies: libc (malloc, free, memcpy, strcmp), pthreads and, on x86-64, the compiler
+ *     runtime behind __builtin_cpu_supports (libgcc / compiler-rt); no libm.
  */
 #ifndef CQUANT_H
 #define CQUANT_H
@@ -82,6 +84,58 @@ void cq_matmul_q4_0(const void *W, const void *Xq, float *Y, int64_t k, int64_t 
 /* Q4_1 weights times Q8_1 activations. */
 void cq_matmul_q4_1(const void *W, const void *Xq, float *Y, int64_t k, int64_t rows, int64_t n,
                     int64_t ldy, int accumulate);
+
+/*
+ * Packed matrices and cq_linear: the fast path for a weight matrix multiplied many times.
+ *
+ * A packed matrix holds the same blocks as `rows` GGUF rows of k elements, regrouped so that the
+ * kernels read 16 rows at once (panels of 16 rows; see cq_linear.c for the byte layout); it takes
+ * cq_packed_bytes bytes (rows rounded up to 16; padding rows should be zero, e.g. calloc). Fill
+ * it with cq_pack_row; rows may be packed in any order and from different threads.
+ * format: CQ_Q8_0, CQ_Q4_0 or CQ_Q4_1.
+ */
+enum { CQ_Q8_0 = 0, CQ_Q4_0 = 1, CQ_Q4_1 = 2 };
+
+/* Bytes of a packed matrix (0 if k or format is invalid). */
+size_t cq_packed_bytes(int format, int64_t k, int64_t rows);
+/* Stores `row` (one GGUF row of k elements in `format`, cq_row_bytes_*(k) bytes) as row r of P. */
+void cq_pack_row(int format, void *P, int64_t k, int64_t r, const void *row);
+/* Row r of P back as a GGUF row (the bytes cq_pack_row was given). */
+void cq_unpack_row(int format, const void *P, int64_t k, int64_t r, void *row);
+/* Row r of P dequantized to k floats (what cq_dequantize_row_* gives for the GGUF row). */
+void cq_dequantize_packed_row(int format, const void *P, int64_t k, int64_t r, float *y);
+
+/*
+ * One matrix multiply on a packed matrix: for r in [r0, r1), i in [0, n):
+ *     Y[i * ldy + (r - r0)]  = dot(W row r, Xq row i)       (accumulate == 0)
+ *     Y[i * ldy + (r - r0)] += dot(W row r, Xq row i)       (accumulate != 0)
+ * where Xq row i is X[i * ldx ... + k) quantized per block exactly as cq_quantize_row_q8_0
+ * (Q8_0 / Q4_0 weights) or cq_quantize_row_q8_1 (Q4_1) would. The call quantizes X into scratch
+ * of the calling thread (reused across calls), then splits the rows of W over the thread pool.
+ * 0 <= r0 < r1 <= the rows P was sized for; Y must not overlap P or X; ldy >= r1 - r0 when n > 1.
+ * If the scratch cannot be allocated, Y is left untouched.
+ * Exactness: each element depends only on its weight row, its activation row and the kernel
+ * path, never on n, r0 / r1 or the thread count: the SIMD paths all give the same bits, and the
+ * portable path differs from them only by float rounding.
+ */
+void cq_linear(int format, const void *P, int64_t k, int64_t r0, int64_t r1, const float *X, int64_t ldx,
+               int64_t n, float *Y, int64_t ldy, int accumulate);
+
+/*
+ * The thread pool: cq_parallel_for runs fn(ctx, t) for every t in [0, tasks), on the calling
+ * thread and the pool's persistent workers, and returns when all are done (tasks are claimed
+ * dynamically, in no particular order). Workers spin briefly after a job, then sleep, so an idle
+ * process uses no CPU. Calls from different threads are serialized; a call made from inside a
+ * task runs its tasks serially on that thread. fn must not block on another thread's
+ * cq_parallel_for.
+ */
+void cq_parallel_for(int tasks, void (*fn)(void *ctx, int task), void *ctx);
+/* Threads per job, the caller included: n > 0, or n <= 0 for the default (the environment's
+ * CQ_THREADS if set, else the CPUs this process may run on). Waits for a running job; not to be
+ * called from inside a task. */
+void cq_set_threads(int n);
+/* Threads per job, the caller included. */
+int cq_threads(void);
 
 /* Kernels the matmuls currently use: "avx512-vnni", "avx512", "avx2" or "portable". */
 const char *cq_kernel_name(void);

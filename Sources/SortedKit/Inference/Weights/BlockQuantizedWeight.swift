@@ -1,7 +1,7 @@
-// BlockQuantizedWeight: a matrix stored in one of GGUF's block formats (32 values a block
-// along each row, in the layout llama.cpp reads), multiplied by the C kernels of its codec:
-// the activation rows are quantized to 8 bits per block once per call (llama.cpp's scheme),
-// then integer dot products over blocks, split over the cores by weight rows.
+// BlockQuantizedWeight: a matrix in one of GGUF's block formats (32 values a block along each
+// row, llama.cpp's blocks), held in CQuant's packed layout (the same blocks regrouped 16 rows at
+// a time) and multiplied by cq_linear: one C call quantizes the activation rows to 8 bits per
+// block (llama.cpp's scheme), then integer dot products over blocks, split over CQuant's pool.
 import CQuant
 
 /// What a block format brings: its bytes per row, its quantizer and its kernel.
@@ -32,32 +32,42 @@ public final class BlockQuantizedWeight: LinearWeight, @unchecked Sendable {
     public let columns: Int
     let codec: BlockCodec
     let rowBytes: Int
+    let cqFormat: Int32
+    /// The rows packed for cq_linear (cq_packed_bytes: panels of 16 rows, the last one padded).
     let data: UnsafeMutableRawPointer
 
     public var format: WeightFormat { codec.format }
+    /// What a pass over the rows reads (the packing's padding rows aside).
     public var bytes: Int { rows * rowBytes }
 
     /// The rows of `parts` stacked in order, in this codec's format: rows already stored in it
-    /// are copied, any other row is quantized from its float32 values.
+    /// are packed as they are, any other row is quantized from its float32 values.
     init(stacking parts: [MatrixSource], columns: Int, codec: BlockCodec) {
         rows = parts.reduce(0) { $0 + $1.rows }
         self.columns = columns
         self.codec = codec
         rowBytes = codec.rowBytes(columns)
-        data = .allocate(byteCount: max(1, rows * rowBytes), alignment: 64)
+        let format = codec.format.cqFormat, k = Int64(columns)
+        cqFormat = format
+        let packed = max(1, cq_packed_bytes(format, k, Int64(rows)))
+        data = .allocate(byteCount: packed, alignment: 64)
+        data.initializeMemory(as: UInt8.self, repeating: 0, count: packed)
         let (data, rowBytes) = (data, rowBytes)
         var first = 0
         for part in parts {
-            let base = data + first * rowBytes
+            let base = first
             if part.blockFormat == codec.format {
-                for r in 0..<part.rows { (base + r * rowBytes).copyMemory(from: part.storedRow(r), byteCount: rowBytes) }
+                for r in 0..<part.rows { cq_pack_row(format, data, k, Int64(base + r), part.storedRow(r)) }
             } else {
+                // Rows of one panel may be packed by different threads: each writes only its own bytes.
                 forEachRowRange(0..<part.rows, work: part.rows * columns) { range in
                     let row = UnsafeMutablePointer<Float>.allocate(capacity: columns)
-                    defer { row.deallocate() }
+                    let blocks = UnsafeMutableRawPointer.allocate(byteCount: rowBytes, alignment: 16)
+                    defer { row.deallocate(); blocks.deallocate() }
                     for r in range {
                         part.floatRow(r, row)
-                        codec.quantize(row, base + r * rowBytes, columns)
+                        codec.quantize(row, blocks, columns)
+                        cq_pack_row(format, data, k, Int64(base + r), blocks)
                     }
                 }
             }
@@ -68,47 +78,34 @@ public final class BlockQuantizedWeight: LinearWeight, @unchecked Sendable {
     deinit { data.deallocate() }
 
     public func dequantize(row r: Int, into out: UnsafeMutablePointer<Float>) {
-        codec.dequantize(data + r * rowBytes, out, columns)
+        cq_dequantize_packed_row(cqFormat, data, Int64(columns), Int64(r), out)
     }
 
-    /// From this many activation rows on (a prefill chunk), tiles of weight rows are
-    /// dequantized and multiplied by sgemm: its FLOP rate beats integer dot products there.
-    /// Above the most rows a speculative verification carries (64 drafts + 1), so verifying
-    /// takes the same integer path as decoding one row: a row's result never depends on how
-    /// many rows come with it, and greedy speculation stays exact.
-    static let gemmRows = 80
+    /// CQuant's pool runs as many threads as the rest of the inference path (OPENBLAS_NUM_THREADS
+    /// when ranks share a machine); set once, before the first multiply.
+    private static let poolThreads: Void = cq_set_threads(Int32(Parallel.workers))
 
+    /// One cq_linear call for any n: every (weight row, activation row) result is the same
+    /// whatever n is and however the rows are split (cq_linear's contract), so a speculative
+    /// verification over many rows reproduces decoding them one at a time exactly.
     public func multiply(_ x: UnsafePointer<Float>, count n: Int, rows range: Range<Int>, into y: UnsafeMutablePointer<Float>,
                          ldy: Int, accumulate: Bool) {
         guard n > 0, !range.isEmpty else { return }
-        if n >= Self.gemmRows {
-            multiplyByTiles(x, count: n, rows: range, into: y, ldy: ldy, accumulate: accumulate)
-            return
-        }
-        let k = columns, xBytes = codec.activationRowBytes(k)
-        let quantized = UnsafeMutableRawPointer.allocate(byteCount: n * xBytes, alignment: 64)
-        defer { quantized.deallocate() }
-        for i in 0..<n { codec.quantizeActivations(x + i * k, quantized + i * xBytes, k) }
-        let (data, rowBytes, codec) = (data, rowBytes, codec)
-        forEachRowRange(range, work: n * range.count * k) { part in
-            codec.matmul(data + part.lowerBound * rowBytes, quantized, y + (part.lowerBound - range.lowerBound),
-                         k, part.count, n, ldy, accumulate)
-        }
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) outside 0..<\(rows)")
+        _ = Self.poolThreads
+        cq_linear(cqFormat, data, Int64(columns), Int64(range.lowerBound), Int64(range.upperBound), x, Int64(columns),
+                  Int64(n), y, Int64(ldy), accumulate ? 1 : 0)
     }
 }
 
-extension BlockQuantizedWeight {
-    /// Tiles of 128 weight rows dequantized to float32, each multiplied by one sgemm.
-    func multiplyByTiles(_ x: UnsafePointer<Float>, count n: Int, rows range: Range<Int>, into y: UnsafeMutablePointer<Float>,
-                         ldy: Int, accumulate: Bool) {
-        let k = columns, tile = 128
-        let scratch = UnsafeMutablePointer<Float>.allocate(capacity: tile * k)
-        defer { scratch.deallocate() }
-        for first in stride(from: range.lowerBound, to: range.upperBound, by: tile) {
-            let count = min(tile, range.upperBound - first)
-            for r in 0..<count { dequantize(row: first + r, into: scratch + r * k) }
-            BLAS.gemm(transposeA: false, transposeB: true, m: n, n: count, k: k, a: x, lda: k, b: scratch, ldb: k,
-                      beta: accumulate ? 1 : 0, c: y + (first - range.lowerBound), ldc: ldy)
+extension WeightFormat {
+    /// CQuant's name for a block format.
+    var cqFormat: Int32 {
+        switch self {
+        case .q8_0: return Int32(CQ_Q8_0)
+        case .q4_0: return Int32(CQ_Q4_0)
+        case .q4_1: return Int32(CQ_Q4_1)
+        case .f32: preconditionFailure("float32 is not a block format")
         }
     }
 }
