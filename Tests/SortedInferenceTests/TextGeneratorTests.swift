@@ -144,7 +144,7 @@ final class TextGeneratorTests: XCTestCase {
         let model = try inferenceModel(layers: 6, quietFrom: 2)
         let full = try TextGenerator(model: model, strategy: .fixed(depth: 6), stop: [], capacity: 60)
         let expected = full.generate(prompts, maxNewTokens: 30)
-        for lookahead: DecodingStrategy.Lookahead in [.fixed(1), .fixed(3), .fixed(7), .adaptive(maximum: 6, threshold: 0.3)] {
+        for lookahead: DecodingStrategy.Lookahead in [.fixed(1), .fixed(3), .fixed(7), .fixed(12), .fixed(24), .adaptive(maximum: 6, threshold: 0.3)] {
             for draft in [1, 2, 5] {
                 let speculative = try TextGenerator(model: model, strategy: .selfSpeculative(draftDepth: draft, lookahead: lookahead),
                                                     stop: [], capacity: 60)

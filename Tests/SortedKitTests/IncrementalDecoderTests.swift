@@ -65,16 +65,18 @@ final class IncrementalDecoderTests: XCTestCase {
 
     func testLongPromptTakesTheGEMMPathInChunks() throws {
         let config = LlamaConfig(hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 3, numAttentionHeads: 4,
-                                 numKeyValueHeads: 2, vocabSize: 50, rmsNormEps: 1e-5, maxPositionEmbeddings: 64)
+                                 numKeyValueHeads: 2, vocabSize: 50, rmsNormEps: 1e-5, maxPositionEmbeddings: 192)
         let model = try LlamaModel(config: config)
         model.initializeRandomly(seed: 11, std: 0.3)
         var rng = SplitMix64(seed: 5)
-        let T = 40
+        let T = 160
         let tokens = (0..<(2 * T)).map { _ in Int32(rng.below(50)) }
         let batch = TokenBatch(batchSize: 2, sequenceLength: T, tokens: tokens,
                                targets: [Int32](repeating: TokenBatch.ignoreIndex, count: 2 * T))
-        // 30 prompt rows in chunks of 12, 12, 6: the first two take GEMM attention.
-        try assertMatchesFullForward(model, batch, depths: [2, 3], prompt: 30, chunk: 12, "random GQA model")
+        // 150 prompt rows in chunks of 70, 70, 10: the first two take GEMM attention (above
+        // IncrementalDecoder.dotProductRows), the last the dot products.
+        XCTAssertGreaterThan(70, IncrementalDecoder.dotProductRows)
+        try assertMatchesFullForward(model, batch, depths: [2, 3], prompt: 150, chunk: 70, "random GQA model")
     }
 
     /// A token that exited early gives the skipped layers the keys and values that layer

@@ -195,6 +195,9 @@ public final class IncrementalDecoder {
         matrices.down.multiply(activated.pointer, count: R, into: x, ldy: D, accumulate: true)
     }
 
+    /// Most rows of one segment whose attention takes the dot-product path.
+    static let dotProductRows = 65
+
     /// attended[row, h] = softmax(q·Kᵀ/√Dh) V over the cached positions up to the row's own,
     /// for every query head h, reading key/value head h / (H/Hkv).
     private func attention(layer l: Int, segments: [DecoderSegment], starts: [Int]) {
@@ -203,9 +206,11 @@ public final class IncrementalDecoder {
         var firstRow: [Int] = []
         var row = 0
         for s in segments { firstRow.append(row); row += s.rows }
-        // Few rows per segment (decoding, verifying a draft): dot products against the cache.
-        // Many (a prompt): two GEMMs per head, as the training forward.
-        let useGEMM = segments.contains { $0.rows > 8 }
+        // Up to the rows a speculative verification carries (64 drafts + 1): dot products
+        // against the cache, so a row attends exactly as it would decoded alone and greedy
+        // speculation reproduces full-depth greedy decoding. More (a prompt chunk): two GEMMs
+        // per head, as the training forward.
+        let useGEMM = segments.contains { $0.rows > Self.dotProductRows }
         let items = segments.count * H
         // Below ~64k multiply-adds a second thread costs more to wake than it saves (small
         // models, short caches: what a draft step is).
@@ -224,7 +229,7 @@ public final class IncrementalDecoder {
                 let out = self.attended.pointer + firstRow[si] * A + h * Dh
                 let k = self.cache.keyBase(slot: s.slot, layer: l, head: g)
                 let v = self.cache.valueBase(slot: s.slot, layer: l, head: g)
-                if n > 8 {
+                if n > Self.dotProductRows {
                     BLAS.gemm(transposeA: false, transposeB: true, m: n, n: length, k: Dh, alpha: scale,
                               a: q, lda: W, b: k, ldb: Dh, beta: 0, c: scratch, ldc: length)
                     for i in 0..<n {

@@ -4,17 +4,12 @@
 // block (llama.cpp's scheme), then integer dot products over blocks, split over CQuant's pool.
 import CQuant
 
-/// What a block format brings: its bytes per row, its quantizer and its kernel.
+/// What a block format brings: its bytes per row and its quantizer (llama.cpp's rounding); the
+/// kernels are cq_linear's, chosen by `format.cqFormat`.
 struct BlockCodec: Sendable {
     let format: WeightFormat
     let rowBytes: @Sendable (Int) -> Int
     let quantize: @Sendable (UnsafePointer<Float>, UnsafeMutableRawPointer, Int) -> Void
-    let dequantize: @Sendable (UnsafeRawPointer, UnsafeMutablePointer<Float>, Int) -> Void
-    /// How activations are quantized for this format's dot products (Q8_0, or Q8_1 with sums).
-    let activationRowBytes: @Sendable (Int) -> Int
-    let quantizeActivations: @Sendable (UnsafePointer<Float>, UnsafeMutableRawPointer, Int) -> Void
-    /// (W, Xq, Y, k, rows, n, ldy, accumulate)
-    let matmul: @Sendable (UnsafeRawPointer, UnsafeRawPointer, UnsafeMutablePointer<Float>, Int, Int, Int, Int, Bool) -> Void
 
     static func of(_ format: WeightFormat) -> BlockCodec {
         switch format {

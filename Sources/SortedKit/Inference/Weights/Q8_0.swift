@@ -6,9 +6,5 @@ extension BlockCodec {
     static let q8_0 = BlockCodec(
         format: .q8_0,
         rowBytes: { Int(cq_row_bytes_q8_0(Int64($0))) },
-        quantize: { cq_quantize_row_q8_0($0, $1, Int64($2)) },
-        dequantize: { cq_dequantize_row_q8_0($0, $1, Int64($2)) },
-        activationRowBytes: { Int(cq_row_bytes_q8_0(Int64($0))) },
-        quantizeActivations: { cq_quantize_row_q8_0($0, $1, Int64($2)) },
-        matmul: { cq_matmul_q8_0($0, $1, $2, Int64($3), Int64($4), Int64($5), Int64($6), $7 ? 1 : 0) })
+        quantize: { cq_quantize_row_q8_0($0, $1, Int64($2)) })
 }
