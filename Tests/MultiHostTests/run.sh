@@ -23,7 +23,8 @@ cd "$(dirname "$0")/../.."
 source launch/common.sh
 bin=${SORTEDTRAIN_BIN:-$PWD/.build/release/sortedtrain}
 kill_trials=${MULTIHOST_KILL_TRIALS:-3}
-timeout_s=5   # distributed.timeout_s of every run here
+timeout_s=5   # distributed.timeout_s of the lost-host run (the others wait 60 s: a loaded
+              # machine can hold a collective past 5 s, and only that run measures the bound)
 passed=0; failed=0; skipped=0
 pass() { echo "ok   $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
@@ -71,7 +72,7 @@ cat > "$work/small.json" <<JSON
  "train": {"micro_batch_size": 4, "sequence_length": 96, "max_steps": 40},
  "log": {"dir": "$work/run", "progress": "lines", "every": 1},
  "checkpoint": {"every": 4, "keep": 20},
- "distributed": {"timeout_s": $timeout_s}}
+ "distributed": {"timeout_s": 60}}
 JSON
 
 # Every process below runs in the namespaces (mpirun on node1), so `down` ends them all.
@@ -211,7 +212,7 @@ fi
 # connection is closed, so only timeouts and keepalive probes can tell.
 name="a lost host ends the job"
 t=$SECONDS
-two_hosts "$work/lost" --set train.max_steps=100000 > "$work/lost.out" 2>&1 &
+two_hosts "$work/lost" --set train.max_steps=100000 --set distributed.timeout_s=$timeout_s > "$work/lost.out" 2>&1 &
 job=$!
 if ! wait_for_steps "$work/lost/metrics.jsonl" 10; then
     fail "$name" "training did not start: $(tail -n 3 "$work/lost.out" | head -c 400)"
@@ -277,7 +278,8 @@ for trial in $(seq "$kill_trials"); do
     if kill -0 $job 2>/dev/null; then why="trial $trial: the job did not end after rank $victim_rank was killed"; break; fi
     wait $job; code=$?
     namespaces_empty 5 || { why="trial $trial: processes left: $(leftovers)"; break; }
-    two_hosts "$dir" --resume auto > "$dir-resume.out" 2>&1 || { why="trial $trial: resume failed: $(tail -n 2 "$dir-resume.out" | head -c 300)"; break; }
+    two_hosts "$dir" --resume auto > "$dir-resume.out" 2>&1 \
+        || { why="trial $trial: resume failed: $(grep -v '^step ' "$dir-resume.out" | grep -v 'help message\|help / error' | tail -n 4 | head -c 600)"; break; }
     diff=$(runs_differ "$dir" "$work/a" 1 40)
     [ -n "$diff" ] && { why="trial $trial (rank $victim_rank killed, exit $code): $diff"; break; }
     from=$(sed -n 's/^resumed from .*step-0*\([0-9]*\) at step.*/\1/p' "$dir-resume.out")
