@@ -293,17 +293,25 @@ reap
 # check passes when all of them resumed exactly.
 name="SIGKILL of a random rank, then resume"
 kill_trial() {  # $1 trial number; prints why it failed, nothing when it resumed exactly
-    # A random step of the 40, then a random moment within it (0–99 ms: a step takes ~70).
-    local dir=$work/kill$1 rank=$((SRANDOM % 4)) target=$((1 + SRANDOM % 37)) victim="" pid job code at
-    two_hosts "$dir" > "$dir.out" 2>&1 &
-    job=$!
-    wait_for_steps "$dir/metrics.jsonl" "$target" || { echo "training did not reach step $target"; return; }
-    sleep "0.0$((SRANDOM % 10))$((SRANDOM % 10))"
-    for pid in $(launch/netns-hosts pids "$tag"); do
-        tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$rank" \
-            && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = trainer ] && victim=$pid && break
+    local dir=$work/kill$1 rank victim pid job code at attempt
+    for attempt in 1 2 3; do
+        # A random step of the 40 (1–36), then a random moment within it (0–49 ms; a step
+        # takes 30–70 ms here), so the kill lands before the run ends; if it ended anyway,
+        # draw again.
+        rank=$((SRANDOM % 4)); victim=""
+        rm -rf "$dir"
+        two_hosts "$dir" > "$dir.out" 2>&1 &
+        job=$!
+        wait_for_steps "$dir/metrics.jsonl" $((1 + SRANDOM % 36)) || { echo "training did not start"; return; }
+        sleep "0.0$((SRANDOM % 5))$((SRANDOM % 10))"
+        for pid in $(launch/netns-hosts pids "$tag"); do
+            { tr '\0' '\n' < "/proc/$pid/environ"; } 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$rank" \
+                && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = trainer ] && victim=$pid && break
+        done
+        [ -n "$victim" ] && break
+        wait $job
     done
-    [ -n "$victim" ] || { echo "rank $rank not found (the run ended first?)"; return; }
+    [ -n "$victim" ] || { echo "three runs ended before rank $rank could be killed"; return; }
     at=$( { wc -l < "$dir/metrics.jsonl"; } 2>/dev/null || echo 0)
     kill -KILL "$victim"
     for _ in $(seq 600); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
