@@ -66,13 +66,21 @@ public final class CheckpointManager {
         let temporary = directory.path(name + ".tmp"), final = directory.path(name)
         let world = communicator.size, rank = communicator.rank
         let layout = trainer.model.layout
-        if rank == 0 {
-            try? fileManager.removeItem(atPath: temporary)
-            do { try fileManager.createDirectory(atPath: temporary, withIntermediateDirectories: true) } catch {
-                throw FileFailure(path: temporary, "cannot create the checkpoint folder", reason: error.localizedDescription, remedy: "set checkpoint.dir to a writable folder")
-            }
+        // Every rank learns whether rank 0 made the folder, whether every shard was written, and
+        // whether rank 0 committed the folder (a full disk on one host must not leave the others
+        // waiting); a failed save leaves no partial folder and the previous checkpoint as `latest`.
+        let failed = { (first: Int, error: Error?) -> Error in
+            if rank == 0 { try? self.fileManager.removeItem(atPath: temporary) }
+            let free = Self.freeBytes(self.directory.root).map { " (\(Self.describe($0)) free; a checkpoint needs \(Self.describe(Self.bytesNeeded(layout))))" } ?? ""
+            let failure = FileFailure(path: self.directory.root, "could not save step \(trainer.state.step)\(world > 1 ? " on rank \(first)" : "")\(free)",
+                                      reason: error.map { "\($0)" })
+            return CheckpointSaveFailure(failure: failure, step: trainer.state.step, reportsHere: first == rank)
         }
-        try communicator.barrier()
+        try communicator.agreed({
+            guard rank == 0 else { return }
+            try? fileManager.removeItem(atPath: temporary)
+            try fileManager.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        }, failure: failed)
         // Every shard carries rank 0's run id (each rank's manager drew its own).
         if world > 1 {
             var id = [UInt8](runID.utf8.prefix(64)) + [UInt8](repeating: 0, count: max(0, 64 - runID.utf8.count))
@@ -84,59 +92,67 @@ public final class CheckpointManager {
         let buffers = CheckpointBuffers(parameters: trainer.model.parameters, firstMoment: trainer.optimizer.firstMoment,
                                         secondMoment: trainer.optimizer.secondMoment, momentRange: trainer.optimizer.owned)
         let shardedDigests = try trainer.partition.map { _ in try gatherMomentDigests(layout: layout, buffers: buffers) }
-        // Every rank learns whether every shard was written (a full disk on one host must not
-        // leave the others waiting); a failed save leaves no partial folder and the previous
-        // checkpoint as `latest`.
         try communicator.agreed({
             try CheckpointFiles.writeShard(at: (temporary as NSString).appendingPathComponent(CheckpointNames.shard(rank: rank, of: world)),
                                            identity: ShardIdentity(runID: runID, step: trainer.state.step),
                                            tensors: plan.tensors(of: rank, in: layout), buffers: buffers)
-        }) { first, error in
-            if rank == 0 { try? self.fileManager.removeItem(atPath: temporary) }
-            let free = Self.freeBytes(self.directory.root).map { " (\(Self.describe($0)) free; a checkpoint needs \(Self.describe(Self.bytesNeeded(layout))))" } ?? ""
-            let failure = FileFailure(path: self.directory.root, "could not save step \(trainer.state.step)\(world > 1 ? " on rank \(first)" : "")\(free)",
-                                      reason: error.map { "\($0)" }, remedy: "the previous checkpoint is intact; free space or set checkpoint.dir elsewhere, then --resume auto")
-            // Every rank knows: the job ends cleanly, reported once, by the rank that failed.
-            return JobFailure(failure, reach: .everyRank, reportsHere: first == rank)
-        }
-        if rank == 0 {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            let state = CheckpointState(
+        }, failure: failed)
+        try communicator.agreed({
+            guard rank == 0 else { return }
+            try commit(temporary, as: name, state: CheckpointState(
                 training: trainer.state,
                 worldSize: world, exits: trainer.config.objective.exits, config: trainer.config.json,
-                modelConfig: String(decoding: try encoder.encode(trainer.model.config), as: UTF8.self),
+                modelConfig: String(decoding: try Self.sortedKeysEncoder.encode(trainer.model.config), as: UTF8.self),
                 trainSeed: trainer.config.train.seed, sortedSeed: trainer.config.objective.seed,
                 shards: (0..<world).map { CheckpointNames.shard(rank: $0, of: world) },
                 tensors: layout.tensors.map(\.name), runID: runID,
                 // Every rank holds the same weights (and, unless sharded, moments): rank 0 digests them.
                 digests: CheckpointFiles.digests(layout: layout, buffers: buffers).merging(shardedDigests ?? [:]) { own, _ in own },
-                initialWeights: initialWeights)
-            try CheckpointFiles.writeIndex(at: (temporary as NSString).appendingPathComponent(CheckpointNames.index),
-                                           state: state, plan: plan, layout: layout)
-            // A checkpoint of this step already there (a resumed run saving the same step
-            // again) is moved aside, not deleted, until the new one is in place. A damaged one
-            // (resume skipped it) is kept for the user under another name, never deleted.
-            let replaced = directory.path(name + ".old")
-            try? fileManager.removeItem(atPath: replaced)
-            if fileManager.fileExists(atPath: final) {
-                if (try? CheckpointFiles.readState(directory: final)) == nil {
-                    let kept = (1...).lazy.map { self.directory.path(name + ".damaged" + ($0 == 1 ? "" : "-\($0)")) }
-                        .first { !fileManager.fileExists(atPath: $0) }!
-                    try fileManager.moveItem(atPath: final, toPath: kept)
-                    FileHandle.standardError.write(Data("warning: the damaged checkpoint \(final) is kept as \(kept); this step is saved anew\n".utf8))
-                } else {
-                    try fileManager.moveItem(atPath: final, toPath: replaced)
-                }
-            }
-            try fileManager.moveItem(atPath: temporary, toPath: final)
-            try directory.writeLatest(name)
-            try? fileManager.removeItem(atPath: replaced)
-            directory.prune(keeping: name)
-        }
-        try communicator.barrier()
+                initialWeights: initialWeights), plan: plan, layout: layout)
+        }, failure: failed)
         return final
     }
+
+    private static let sortedKeysEncoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }()
+
+    /// Rank 0: the index into the written folder, then the folder in place of any checkpoint of
+    /// the same step and `latest` pointed at it. A checkpoint of this step already there (a
+    /// resumed run saving the same step again) is moved aside, not deleted, until the new one is
+    /// in place, and put back if it cannot be. A damaged one (resume skipped it) is kept for the
+    /// user under another name, never deleted.
+    private func commit(_ temporary: String, as name: String, state: CheckpointState, plan: ShardPlan, layout: ParameterLayout) throws {
+        let final = directory.path(name)
+        try CheckpointFiles.writeIndex(at: (temporary as NSString).appendingPathComponent(CheckpointNames.index),
+                                       state: state, plan: plan, layout: layout)
+        let replaced = directory.path(name + ".old")
+        try? fileManager.removeItem(atPath: replaced)
+        var movedAside = false
+        if fileManager.fileExists(atPath: final) {
+            if (try? CheckpointFiles.readState(directory: final)) == nil {
+                let kept = (1...).lazy.map { self.directory.path(name + ".damaged" + ($0 == 1 ? "" : "-\($0)")) }
+                    .first { !fileManager.fileExists(atPath: $0) }!
+                try fileManager.moveItem(atPath: final, toPath: kept)
+                FileHandle.standardError.write(Data("warning: the damaged checkpoint \(final) is kept as \(kept); this step is saved anew\n".utf8))
+            } else {
+                try fileManager.moveItem(atPath: final, toPath: replaced)
+                movedAside = true
+            }
+        }
+        do {
+            try fileManager.moveItem(atPath: temporary, toPath: final)
+        } catch {
+            if movedAside { try? fileManager.moveItem(atPath: replaced, toPath: final) }
+            throw error
+        }
+        try directory.writeLatest(name)
+        try? fileManager.removeItem(atPath: replaced)
+        directory.prune(keeping: name)
+    }
+
 
     /// Under ZeRO-1: every tensor's moment digests, each computed by the rank holding them.
     /// A digest travels as two 32-bit halves in a sum of doubles (exact: one rank adds it).

@@ -55,6 +55,16 @@ public struct CheckpointSettings: Equatable, Sendable {
     public var every: Int
     /// How many checkpoints to keep (older ones are deleted after a successful save).
     public var keep: Int
+    /// What a save that fails (a full disk) does to the run.
+    public var onError: CheckpointFailurePolicy = .stop
+}
+
+/// checkpoint.on_error. `stop` (the default): the run ends at the failed save, so the problem is
+/// seen while at most `every` steps are lost. `continue`: a warning, and training goes on to try
+/// again at the next save (worth it when the space comes back, e.g. other jobs' files are
+/// cleaned up); the final save, and one on a stop signal, still end the run if they fail.
+public enum CheckpointFailurePolicy: String, CaseIterable, Sendable {
+    case stop, `continue`
 }
 
 public struct DistributedSettings: Equatable, Sendable {
@@ -288,10 +298,11 @@ public struct RunConfig: Sendable {
             throw ConfigError(key: "log.eval_every", "needs held-out data: set data.validation (files), or eval_every 0")
         }
 
-        let ck = try section("checkpoint", ["dir", "every", "keep"])
+        let ck = try section("checkpoint", ["dir", "every", "keep", "on_error"])
         let checkpoint = CheckpointSettings(directory: try ck.string("dir", default: log.directory + "/checkpoints"),
                                             every: try ck.int("every", default: 0, min: 0),
-                                            keep: try ck.int("keep", default: 3, min: 1))
+                                            keep: try ck.int("keep", default: 3, min: 1),
+                                            onError: try ck.choice("on_error", default: CheckpointFailurePolicy.stop))
 
         let d = try section("distributed", ["timeout_s", "zero_stage"])
         let distributed = DistributedSettings(timeoutSeconds: try d.double("timeout_s", default: 300),

@@ -85,6 +85,16 @@ public struct FileFailure: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// A checkpoint save that failed on some rank. Every rank throws it (the outcome is agreed), so
+/// the run stops or trains on together, as `checkpoint.on_error` says.
+public struct CheckpointSaveFailure: Error, CustomStringConvertible {
+    public let failure: FileFailure
+    public let step: Int
+    /// Whether this rank is the one that failed (and so reports it).
+    public let reportsHere: Bool
+    public var description: String { failure.description }
+}
+
 /// How a failure ends a job of one or more ranks: the error, and who reports it.
 public struct JobFailure: Error, CustomStringConvertible {
     public enum Reach: Sendable {

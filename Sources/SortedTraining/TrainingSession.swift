@@ -206,10 +206,23 @@ public final class TrainingSession {
             step = summary.finalStep
             let atCheckpoint = every > 0 ? step % every == 0 : step == config.train.maxSteps
             if step > lastSaved && (atCheckpoint || step == config.train.maxSteps || summary.stoppedBySignal) {
-                let folder = try checkpoints.save(trainer)
-                lastSaved = step
-                progress.finish()
-                say("saved \(folder)")
+                do {
+                    let folder = try checkpoints.save(trainer)
+                    lastSaved = step
+                    progress.finish()
+                    say("saved \(folder)")
+                } catch let failed as CheckpointSaveFailure {
+                    // Training on is only worth it while a later save can still keep its work.
+                    guard config.checkpoint.onError == .continue && step < config.train.maxSteps && !summary.stoppedBySignal else {
+                        throw JobFailure(FileFailure(path: failed.failure.path, failed.failure.failure, reason: failed.failure.reason,
+                                                     remedy: "the previous checkpoint is intact; free space or set checkpoint.dir elsewhere, then --resume auto"),
+                                         reach: .everyRank, reportsHere: failed.reportsHere)
+                    }
+                    progress.finish()
+                    if failed.reportsHere {
+                        FileHandle.standardError.write(Data("warning: \(failed); training goes on (checkpoint.on_error = continue) and saves again at the next checkpoint\n".utf8))
+                    }
+                }
             }
             // After the save, so a failed evaluation cannot cost the checkpoint.
             if evalEvery > 0 && step % evalEvery == 0 && summary.stepsRun > 0 && !summary.stoppedBySignal {

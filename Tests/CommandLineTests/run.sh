@@ -220,6 +220,22 @@ if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=2m tmpfs "$work/full" 2>/dev/nul
         fail "a disk that fills during a save" "exit $code, latest '$latest': $(tail -n 2 <<< "$out") $(ls "$work/full/ck")"
     fi
     umount "$work/full"
+    # checkpoint.on_error = continue: the failed saves warn and training goes on to its last
+    # step; the final save, which fails too, still ends the run, the last good checkpoint intact.
+    mount -t tmpfs -o size=7m tmpfs "$work/full"
+    out=$("$bin" train --config "$work/small.json" --set "log.dir=$work/fill-on" --set "checkpoint.dir=$work/full/ck" \
+          --set checkpoint.every=1 --set checkpoint.keep=3 --set checkpoint.on_error=continue --set train.max_steps=8 --set log.every=1 --quiet 2>&1); code=$?
+    latest=$(cat "$work/full/ck/latest" 2>/dev/null)
+    last_step=$(tail -n 1 "$work/fill-on/metrics.jsonl" 2>/dev/null | grep -o '"step":[0-9]*')
+    if [ $code -ne 0 ] && grep -q "training goes on (checkpoint.on_error = continue)" <<< "$out" && grep -q "could not save step 8" <<< "$out" \
+       && [ "$last_step" = '"step":8' ] && [ -n "$latest" ] && "$bin" inspect "$work/full/ck/$latest" > /dev/null 2>&1 \
+       && ! ls -d "$work"/full/ck/*.tmp > /dev/null 2>&1; then
+        pass "checkpoint.on_error = continue: $(grep -c 'training goes on' <<< "$out") failed saves warned, trained to step 8, the final save's failure ends the run, $latest intact"
+    else
+        fail "checkpoint.on_error = continue" "exit $code, latest '$latest', last metrics $last_step: $(tail -n 3 <<< "$out")"
+    fi
+    umount "$work/full"
+    one_line_error "a bad checkpoint.on_error" "checkpoint\.on_error" "$bin" train --config "$work/small.json" --set checkpoint.on_error=retry
 else
     echo "skip disk-full checks: mounting a small tmpfs needs root"; skipped=$((${skipped:-0} + 1))
 fi
