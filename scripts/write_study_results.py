@@ -12,7 +12,8 @@ is the same config at twice the steps):
   metrics-ARM.jsonl   the arm's training metrics
 and eval-base.json (the untouched model at every exit), commands.txt (COMMAND<TAB>SECONDS, "-"
 for a step kept from an earlier run), quality-per-exit.svg and training-curves.svg (copied
-beside the document as study-*.svg). The arms are the eval-*.json files present; an arm
+beside the document as study-*.svg; when no arm meets the targets, study-trade-off.svg is drawn
+here from the same numbers). The arms are the eval-*.json files present; an arm
 without its bench or metrics file still has its quality rows ("-" where data is missing).
 """
 import argparse
@@ -181,6 +182,44 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def trade_off_svg(points, path, shallowest):
+    """A scatter of the arms: exit-`shallowest` loss ÷ SoFT's (x) against last-exit loss ÷ SFT's
+    (y), the targets as dashed lines. Written by hand (standard library only)."""
+    width, height, left, right, top, bottom = 560, 380, 70, 150, 20, 50
+    xs = [p[1] for p in points] + [1.0, SHALLOW_LOSS_RATIO]
+    ys = [p[2] for p in points] + [1.0, LAST_LOSS_RATIO]
+    x0, x1 = min(xs) - 0.02, max(xs) + 0.02
+    y0, y1 = min(ys) - 0.02, max(ys) + 0.05
+
+    def px(x):
+        return left + (x - x0) / (x1 - x0) * (width - left - right)
+
+    def py(y):
+        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" fill="none" stroke="#888"/>']
+    for k in range(6):
+        x = x0 + (x1 - x0) * k / 5
+        y = y0 + (y1 - y0) * k / 5
+        out.append(f'<text x="{px(x):.1f}" y="{height - bottom + 16}" text-anchor="middle">{x:.2f}</text>')
+        out.append(f'<text x="{left - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.2f}</text>')
+    out.append(f'<text x="{(left + width - right) / 2:.1f}" y="{height - 12}" text-anchor="middle">exit-{shallowest} loss ÷ SoFT\'s (lower is better)</text>')
+    out.append(f'<text transform="translate(16,{(top + height - bottom) / 2:.1f}) rotate(-90)" text-anchor="middle">last-exit loss ÷ SFT\'s (lower is better)</text>')
+    # The targets: last exit ≤ 1.02 × SFT's; shallow exits ≤ 1.10 × SoFT's.
+    out.append(f'<line x1="{left}" x2="{width - right}" y1="{py(LAST_LOSS_RATIO):.1f}" y2="{py(LAST_LOSS_RATIO):.1f}" stroke="#2a2" stroke-dasharray="5,4"/>')
+    out.append(f'<text x="{width - right + 4}" y="{py(LAST_LOSS_RATIO) + 4:.1f}" fill="#2a2">target {LAST_LOSS_RATIO:.2f}×</text>')
+    out.append(f'<line x1="{px(SHALLOW_LOSS_RATIO):.1f}" x2="{px(SHALLOW_LOSS_RATIO):.1f}" y1="{top}" y2="{height - bottom}" stroke="#2a2" stroke-dasharray="5,4"/>')
+    out.append(f'<text x="{px(SHALLOW_LOSS_RATIO) + 4:.1f}" y="{top + 14}" fill="#2a2">{SHALLOW_LOSS_RATIO:.2f}× (the target at every exit ≤ {SHALLOW_MAX_DEPTH})</text>')
+    for arm, x, y in points:
+        out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="#1f5fa8"/>')
+        out.append(f'<text x="{px(x) + 7:.1f}" y="{py(y) + 4:.1f}">{arm}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
 def table(header, rows):
     """A Markdown table; every row padded or checked to the header's width."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -227,6 +266,22 @@ def describe_objective(config, deepest):
         text += (f"; plus self-distillation of every exit from the {d.get('teacher', 'last')} exit "
                  f"(weight {number(d.get('weight', 1))}, temperature {number(d.get('temperature', 1))})")
     return text
+
+
+def last_exit_share(config):
+    """The deepest exit's share of an arm's cross-entropy objective (exit weights normalised; under
+    random sampling, averaged over the exit drawn beside it); None without a config."""
+    if config is None:
+        return None
+    s = config.get("sorted", {})
+    exits = s.get("exits", [])
+    if len(exits) <= 1:
+        return 1.0
+    weights = s.get("weights") or [1.0] * len(exits)
+    last, others = weights[-1], weights[:-1]
+    if s.get("sampling", "all") == "random":
+        return sum(last / (last + w) for w in others) / len(others)
+    return last / sum(weights)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,6 +613,14 @@ def write(study, args, figures):
             rows = [[code(a), fmt(last), times(r_last, 3), times(r_shallow, 3)] for a, last, r_last, r_shallow in curve]
             extend(table(["arm", "last-exit loss", "÷ SFT's", f"exit-{s.shallowest} loss ÷ SoFT's"], rows))
             add("")
+            # SFT's shallow exits are far off any useful scale: the chart holds the SoFT family.
+            points = [(a, r_shallow, r_last) for a, _, r_last, r_shallow in curve
+                      if r_last is not None and r_shallow is not None and not s.is_sft(a)]
+            if len(points) > 1:
+                name = "study-trade-off.svg"
+                trade_off_svg(points, os.path.join(os.path.dirname(os.path.abspath(args.doc)), name), s.shallowest)
+                add(f"![the trade-off across arms]({name})")
+                add("")
             scored = [t for t in checked.values() if t["a"] is not None]
             if scored:
                 close = min(scored, key=lambda t: (t["failed"], t["loss_ratio"], arm_order(t["arm"])))
@@ -576,6 +639,27 @@ def write(study, args, figures):
                                 f"(the target is ≤ {SHALLOW_LOSS_RATIO:.2f}×)")
                 add(f"Closest: {code(close['arm'])}, which misses {close['failed']} of the 3 targets: "
                     + "; ".join(gaps) + ".")
+                add("")
+            # Why: what the last exit's gap follows, from the arms' own numbers.
+            shares = [(a, last_exit_share(arm_config(a)), r_last) for a, _, r_last, _ in curve
+                      if r_last is not None and not s.is_sft(a) and not is_long(a) and not arm_config(a).get("sorted", {}).get("distill")]
+            shares = [x for x in shares if x[1] is not None]
+            if len(shares) > 1:
+                shares.sort(key=lambda x: x[1])
+                follows = all(b[2] <= a[2] for a, b in zip(shares, shares[1:]))
+                add("Why the last exit falls short: it trains on its share of each step's objective, the shared final norm "
+                    "and (tied) head serving the other exits too. Without distillation, the gap "
+                    + ("shrinks as that share grows: " if follows else "does not simply follow that share: ")
+                    + "; ".join(f"{code(a)} gives exit {s.deepest} {share:.0%} of the cross-entropy and ends at "
+                                f"{times(r, 3)} SFT's loss" for a, share, r in shares) + ".")
+                pairs = [(a, a + "-long") for a, _, _ in shares if a + "-long" in arms and s.sft_reference(a + "-long")]
+                for short, long in pairs:
+                    r_short = ratio(s.loss(short, s.last(short)), s.loss(s.sft_reference(short), s.last(s.sft_reference(short))))
+                    r_long = ratio(s.loss(long, s.last(long)), s.loss(s.sft_reference(long), s.last(s.sft_reference(long))))
+                    if r_short is not None and r_long is not None:
+                        add(f"With twice the steps the gap {'narrows' if r_long < r_short else 'widens'}: {code(short)} "
+                            f"{times(r_short, 3)} SFT's last-exit loss at {(s.cost[short] or {}).get('steps', '-')} steps, {code(long)} "
+                            f"{times(r_long, 3)} at {(s.cost[long] or {}).get('steps', '-')}.")
                 add("")
 
     # Speed.
