@@ -24,11 +24,13 @@ let package = Package(
                        providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "CHDF5", path: "Sources/CHDF5", pkgConfig: "hdf5",
                        providers: [.apt(["libhdf5-dev"])]),
+        // oneDNN, for bf16 GEMMs (Debian's OpenBLAS has no sbgemm); no pkg-config file in Debian.
+        .systemLibrary(name: "CDNNL", path: "Sources/CDNNL", providers: [.apt(["libdnnl-dev"])]),
 
         // Pure math: tensors, kernels, the LLaMA model, the sorted loss, AdamW. Optimised in
         // debug builds too: unoptimised, its SIMD loops made the long-sequence unit tests
         // take minutes instead of seconds.
-        .target(name: "SortedKit", dependencies: ["CBLAS", "CQuant"], swiftSettings: [.unsafeFlags(["-O"])]),
+        .target(name: "SortedKit", dependencies: ["CBLAS", "CDNNL", "CQuant"], swiftSettings: [.unsafeFlags(["-O"])]),
         // The quantized weight kernels (GGUF block formats): C with intrinsics per CPU
         // feature, chosen at run time; optimised in debug builds too.
         .target(name: "CQuant", cSettings: [.unsafeFlags(["-O2"])]),

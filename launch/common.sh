@@ -2,7 +2,7 @@
 # Sourced, not run.
 
 # Debian packages the build and the tests need.
-SORTEDTRAIN_PACKAGES=(pkg-config libopenblas-dev libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools python3 curl)
+SORTEDTRAIN_PACKAGES=(pkg-config libopenblas-dev libdnnl-dev libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools python3 curl)
 
 # Installs the packages that are missing (apt-get, only when something is missing).
 ensure_packages() {

@@ -44,7 +44,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: training steps (default), generation, tokenizer and checkpoint throughput.",
-        subcommands: [StepBenchCommand.self, GenerateBenchCommand.self, ServeBenchCommand.self, TokenizerBenchCommand.self, CheckpointBenchCommand.self],
+        subcommands: [StepBenchCommand.self, GEMMBenchCommand.self, GenerateBenchCommand.self, ServeBenchCommand.self, TokenizerBenchCommand.self, CheckpointBenchCommand.self],
         defaultSubcommand: StepBenchCommand.self
     )
 }

@@ -329,6 +329,8 @@ bench_keys() {  # $1 name, $2 required keys, command…
 }
 bench_keys "bench step --json" "sft_step_s soft_step_s sft_gflops sgemm_peak_gflops sft_peak_fraction flop_ratio soft_sft_ratio sft_peak_rss_mb soft_peak_rss_mb openblas_core threads" \
     "$bin" bench step --config "$work/small.json" --steps 1 --warmup 0 --json
+bench_keys "bench gemm --json" "rows exits shapes openblas_core onednn_isa bf16_native step_fp32_gemm_s step_bf16_gemm_s step_gemm_speedup rounding_gb_per_s" \
+    "$bin" bench gemm --config "$work/small.json" --repeats 1 --json
 bench_keys "bench checkpoint --json" "checkpoint_write_mb_s plain_write_mb_s write_ratio read_ratio resume_s" \
     "$bin" bench checkpoint --config "$work/small.json" --dir "$work/bench" --repeats 1 --json
 bench_keys "bench under mpirun --json" "exposed_comm_fraction bucketed_allreduce_gbps plain_allreduce_gbps" \
