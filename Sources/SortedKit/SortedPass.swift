@@ -14,6 +14,8 @@ public final class SortedPass {
     private let rows: Int            // N = B·T
     /// Whether the backward recomputes each layer's activations from its saved input.
     public let recompute: Bool
+    /// The projections' and the head's GEMMs, in float32 or bf16 (attention's tiles stay float32).
+    public let matmul: MatrixMultiply
     private let rope: RotaryEmbedding
     private let attention: CausalAttention
     private let head: FusedHeadLoss
@@ -81,8 +83,9 @@ public final class SortedPass {
 
     /// headChunkRows: rows of all exits stacked per head GEMM in the fused loss (memory ≈ rows·V floats).
     public init(model: LlamaModel, batchSize: Int, sequenceLength: Int, headChunkRows: Int = defaultHeadChunkRows,
-                recompute: Bool = false) throws {
+                recompute: Bool = false, precision: TrainingPrecision = .fp32) throws {
         let c = model.config
+        matmul = try MatrixMultiply(precision: precision)
         guard batchSize > 0 else { throw ConfigError(key: "batch_size", "must be positive, got \(batchSize)") }
         guard sequenceLength > 0 && sequenceLength <= c.maxPositionEmbeddings else {
             throw ConfigError(key: "sequence_length",
@@ -99,7 +102,7 @@ public final class SortedPass {
         attention = CausalAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads,
                                     headDim: c.headDim, sequenceLength: sequenceLength)
         head = FusedHeadLoss(vocab: c.vocabSize, dim: D,
-                             stackRows: Self.stackRows(headChunkRows, layers: c.numHiddenLayers, rows: N))
+                             stackRows: Self.stackRows(headChunkRows, layers: c.numHiddenLayers, rows: N), matmul: matmul)
         residual = FloatBuffer(count: (c.numHiddenLayers + 1) * N * D)
         normed1 = FloatBuffer(count: L * N * D)
         inverseRMS1 = FloatBuffer(count: L * N)
@@ -214,7 +217,7 @@ public final class SortedPass {
                            eps: Float(c.rmsNormEps), normed: normed, inverseRMS: inverseRMSFinal.pointer, dim: D)
         var out = [Float](repeating: 0, count: selected.count * V)
         out.withUnsafeMutableBufferPointer { o in
-            ExitHead.logits(normed: normed, rows: selected.count, headWeight: P + layout.head, vocab: V, dim: D,
+            ExitHead.logits(normed: normed, rows: selected.count, headWeight: P + layout.head, vocab: V, dim: D, matmul: matmul,
                             logits: o.baseAddress!)
         }
         return out
@@ -274,7 +277,7 @@ public final class SortedPass {
                             rows: N, dim: D, eps: eps)
         }
         StepProfiler.measure("projections") {
-            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: W, k: D,
+            matmul.gemm(transposeA: false, transposeB: true, m: N, n: W, k: D,
                       a: xn1, lda: D, b: P + w.qkv, ldb: D, beta: 0, c: qkvL, ldc: W)
         }
         StepProfiler.measure("rope") {
@@ -290,7 +293,7 @@ public final class SortedPass {
         }
         StepProfiler.measure("projections") {
             h1.update(from: x, count: N * D)
-            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: D, k: A,
+            matmul.gemm(transposeA: false, transposeB: true, m: N, n: D, k: A,
                       a: att, lda: A, b: P + w.output, ldb: A, beta: 1, c: h1, ldc: D)
         }
         StepProfiler.measure("norms") {
@@ -298,13 +301,13 @@ public final class SortedPass {
                             rows: N, dim: D, eps: eps)
         }
         StepProfiler.measure("projections") {
-            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: 2 * F, k: D,
+            matmul.gemm(transposeA: false, transposeB: true, m: N, n: 2 * F, k: D,
                       a: xn2, lda: D, b: P + w.gateUp, ldb: D, beta: 0, c: gu, ldc: 2 * F)
         }
         StepProfiler.measure("swiglu") { SwiGLU.forward(gateUp: gu, act: act, rows: N, width: F) }
         StepProfiler.measure("projections") {
             out.update(from: h1, count: N * D)
-            BLAS.gemm(transposeA: false, transposeB: true, m: N, n: D, k: F,
+            matmul.gemm(transposeA: false, transposeB: true, m: N, n: D, k: F,
                       a: act, lda: F, b: P + w.down, ldb: F, beta: 1, c: out, ldc: D)
         }
     }
@@ -322,18 +325,18 @@ public final class SortedPass {
 
         // MLP: out = h1 + act·W_downᵀ
         StepProfiler.measure("projections") {
-            BLAS.gemm(transposeA: false, transposeB: false, m: N, n: F, k: D,
+            matmul.gemm(transposeA: false, transposeB: false, m: N, n: F, k: D,
                       a: dr, lda: D, b: P + w.down, ldb: F, beta: 0, c: dActivated.pointer, ldc: F)
-            BLAS.gemm(transposeA: true, transposeB: false, m: D, n: F, k: N,
+            matmul.gemm(transposeA: true, transposeB: false, m: D, n: F, k: N,
                       a: dr, lda: D, b: act, ldb: F, beta: 1, c: G + w.down, ldc: F)
         }
         StepProfiler.measure("swiglu") {
             SwiGLU.backward(dAct: dActivated.pointer, gateUp: gu, dGateUp: dGateUp.pointer, rows: N, width: F)
         }
         StepProfiler.measure("projections") {
-            BLAS.gemm(transposeA: true, transposeB: false, m: 2 * F, n: D, k: N,
+            matmul.gemm(transposeA: true, transposeB: false, m: 2 * F, n: D, k: N,
                       a: dGateUp.pointer, lda: 2 * F, b: xn2, ldb: D, beta: 1, c: G + w.gateUp, ldc: D)
-            BLAS.gemm(transposeA: false, transposeB: false, m: N, n: D, k: 2 * F,
+            matmul.gemm(transposeA: false, transposeB: false, m: N, n: D, k: 2 * F,
                       a: dGateUp.pointer, lda: 2 * F, b: P + w.gateUp, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
         }
         StepProfiler.measure("norms") {
@@ -343,9 +346,9 @@ public final class SortedPass {
 
         // Attention: h1 = x + attended·W_oᵀ
         StepProfiler.measure("projections") {
-            BLAS.gemm(transposeA: false, transposeB: false, m: N, n: A, k: D,
+            matmul.gemm(transposeA: false, transposeB: false, m: N, n: A, k: D,
                       a: dr, lda: D, b: P + w.output, ldb: A, beta: 0, c: dAttended.pointer, ldc: A)
-            BLAS.gemm(transposeA: true, transposeB: false, m: D, n: A, k: N,
+            matmul.gemm(transposeA: true, transposeB: false, m: D, n: A, k: N,
                       a: dr, lda: D, b: att, ldb: A, beta: 1, c: G + w.output, ldc: A)
         }
         StepProfiler.measure("attention") {
@@ -359,9 +362,9 @@ public final class SortedPass {
             }
         }
         StepProfiler.measure("projections") {
-            BLAS.gemm(transposeA: true, transposeB: false, m: W, n: D, k: N,
+            matmul.gemm(transposeA: true, transposeB: false, m: W, n: D, k: N,
                       a: dQKV.pointer, lda: W, b: xn1, ldb: D, beta: 1, c: G + w.qkv, ldc: D)
-            BLAS.gemm(transposeA: false, transposeB: false, m: N, n: D, k: W,
+            matmul.gemm(transposeA: false, transposeB: false, m: N, n: D, k: W,
                       a: dQKV.pointer, lda: W, b: P + w.qkv, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
         }
         StepProfiler.measure("norms") {

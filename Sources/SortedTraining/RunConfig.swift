@@ -17,6 +17,9 @@ public struct TrainSettings: Equatable, Sendable {
     /// train.recompute: keep every layer's activations, or only each layer's input and run
     /// the layer again in the backward (about a third more compute, a fraction of the memory).
     public var recompute: ActivationRecompute
+    /// train.precision: the GEMMs in float32, or on bfloat16 inputs with float32 accumulation
+    /// (weights, gradients, AdamW and checkpoints stay float32 either way).
+    public var precision: TrainingPrecision = .fp32
 }
 
 public struct DataSettings: Equatable, Sendable {
@@ -193,8 +196,8 @@ public struct RunConfig: Sendable {
         }
 
         let t = try section("train", ["micro_batch_size", "sequence_length", "accumulation_steps", "max_steps", "seed",
-                                      "on_nonfinite", "recompute"])
-        let train = TrainSettings(
+                                      "on_nonfinite", "recompute", "precision"])
+        var train = TrainSettings(
             microBatchSize: try t.int("micro_batch_size", default: 4, min: 1),
             sequenceLength: try t.int("sequence_length", default: 256, min: 2),
             accumulationSteps: try t.int("accumulation_steps", default: 1, min: 1),
@@ -202,6 +205,11 @@ public struct RunConfig: Sendable {
             seed: UInt64(try t.int("seed", default: 1234, min: 0)),
             skipNonFiniteSteps: try t.choice("on_nonfinite", default: NonFiniteStepPolicy.stop) == .skip,
             recompute: try t.choice("recompute", default: ActivationRecompute.none))
+        train.precision = try t.choice("precision", default: TrainingPrecision.fp32)
+        if train.precision == .bf16, !BFloat16.hardware.native {
+            let hardware = BFloat16.hardware
+            throw ConfigError(key: "train.precision", "bf16 needs a CPU with AVX512_BF16 or AMX-BF16; this one offers \(hardware.isa), where bf16 would be emulated and slower than fp32: use fp32")
+        }
         if train.sequenceLength > model.maxPositionEmbeddings {
             throw ConfigError(key: "train.sequence_length",
                               "\(train.sequenceLength) exceeds the model's max_position_embeddings \(model.maxPositionEmbeddings)")

@@ -19,6 +19,8 @@ public struct StepBenchmarkResult: Codable, Sendable {
     public var softPeakRSSMiB: Double
     public var sftTokensPerSecond: Double
     public var openBLASCore: String
+    /// train.precision of the measured steps (fp32 or bf16).
+    public var precision: String
     public var threads: Int
     public var sftExits: [Int]
     public var softExits: [Int]
@@ -48,7 +50,7 @@ public struct StepBenchmarkResult: Codable, Sendable {
              sftPeakFraction = "sft_peak_fraction", softPeakFraction = "soft_peak_fraction",
              flopRatio = "flop_ratio", softSFTRatio = "soft_sft_ratio", sftPeakRSSMiB = "sft_peak_rss_mb",
              softPeakRSSMiB = "soft_peak_rss_mb", sftTokensPerSecond = "sft_tokens_per_s",
-             openBLASCore = "openblas_core", threads, sftExits = "sft_exits", softExits = "soft_exits", batch,
+             openBLASCore = "openblas_core", precision, threads, sftExits = "sft_exits", softExits = "soft_exits", batch,
              sequenceLength = "sequence_length", parameters, timedSteps = "timed_steps",
              sftBreakdownSeconds = "sft_breakdown_s", softBreakdownSeconds = "soft_breakdown_s",
              distillStepSeconds = "distill_step_s", distillSoFTRatio = "distill_soft_ratio",
@@ -134,7 +136,7 @@ public enum StepBenchmark {
             flopRatio: soft.flops / sft.flops, softSFTRatio: soft.seconds / sft.seconds,
             sftPeakRSSMiB: sft.rss, softPeakRSSMiB: soft.rss,
             sftTokensPerSecond: Double(B * T) / sft.seconds,
-            openBLASCore: BLAS.coreName, threads: BLAS.threads,
+            openBLASCore: BLAS.coreName, precision: config.train.precision.rawValue, threads: BLAS.threads,
             sftExits: sftObjective.exits, softExits: config.objective.exits,
             batch: B, sequenceLength: T, parameters: sft.params, timedSteps: steps,
             sftBreakdownSeconds: sft.phases, softBreakdownSeconds: soft.phases,

@@ -76,7 +76,7 @@ public final class Trainer {
         self.data = data
         pass = try SortedPass(model: model, batchSize: config.train.microBatchSize,
                               sequenceLength: config.train.sequenceLength,
-                              recompute: config.train.recompute == .layers)
+                              recompute: config.train.recompute == .layers, precision: config.train.precision)
         partition = config.distributed.zeroStage == 1 && communicator.size > 1
             ? ParameterPartition(layout: model.layout, ranks: communicator.size) : nil
         optimizer = try AdamW(layout: model.layout, settings: config.optimizer, owned: partition?.ranges[communicator.rank])

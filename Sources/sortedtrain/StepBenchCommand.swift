@@ -58,6 +58,9 @@ struct StepBenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Sequences per micro-batch (default: the config's train.micro_batch_size).")
     var batch: Int?
 
+    @Option(help: "The GEMMs' precision: fp32, or bf16 (bfloat16 inputs, float32 accumulation; needs AVX512_BF16 or AMX). Default: the config's train.precision.")
+    var precision: String?
+
     @Flag(help: "Leave out SoFT with self-distillation (keeps a long sweep affordable).")
     var skipDistill = false
 
@@ -82,7 +85,7 @@ struct StepBenchCommand: ParsableCommand {
 
     func run() throws {
         // --batch and each length go through the config's own checks (the memory budget among them).
-        let batchOverride = batch.map { ["train.micro_batch_size=\($0)"] } ?? []
+        let batchOverride = (batch.map { ["train.micro_batch_size=\($0)"] } ?? []) + (precision.map { ["train.precision=\($0)"] } ?? [])
         let runConfig = try RunConfig.load(path: config, overrides: batchOverride)
         // Under mpirun: the data-parallel measurement.
         if let communicator = try communicatorFromEnvironment() as? MPICommunicator {
@@ -133,7 +136,7 @@ struct StepBenchCommand: ParsableCommand {
         }
         let r = result
         print("model \(runConfig.source): \(r.parameters / 1_000_000)M parameters, batch \(r.batch) × \(r.sequenceLength) tokens")
-        print("OpenBLAS kernel \(r.openBLASCore), \(r.threads) threads; sgemm peak \(fmt(r.sgemmPeakGFLOPS, 1)) GFLOP/s")
+        print("OpenBLAS kernel \(r.openBLASCore), \(r.threads) threads; sgemm peak \(fmt(r.sgemmPeakGFLOPS, 1)) GFLOP/s; GEMMs in \(r.precision)")
         print("")
         print("mode   exits          step (s)   GFLOP/s   of peak   peak RSS (MiB)")
         print("SFT    \(pad("\(r.sftExits)", 14)) \(pad(fmt(r.sftStepSeconds, 3), 10)) \(pad(fmt(r.sftGFLOPS, 1), 9)) \(pad(fmt(100 * r.sftPeakFraction, 1) + "%", 9)) \(fmt(r.sftPeakRSSMiB, 0))")

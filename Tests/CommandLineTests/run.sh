@@ -331,6 +331,24 @@ bench_keys "bench step --json" "sft_step_s soft_step_s sft_gflops sgemm_peak_gfl
     "$bin" bench step --config "$work/small.json" --steps 1 --warmup 0 --json
 bench_keys "bench gemm --json" "rows exits shapes openblas_core onednn_isa bf16_native step_fp32_gemm_s step_bf16_gemm_s step_gemm_speedup rounding_gb_per_s" \
     "$bin" bench gemm --config "$work/small.json" --repeats 1 --json
+# train.precision bf16: a checkpoint does not depend on the precision (fp32 steps resume in bf16);
+# where the CPU has no bf16 arithmetic it is refused with the key named.
+if grep -qE ' (avx512_bf16|amx_bf16)( |$)' /proc/cpuinfo; then
+    bench_keys "bench step --precision bf16 --json" "precision soft_step_s" \
+        "$bin" bench step --config "$work/small.json" --precision bf16 --steps 1 --warmup 0 --skip-distill --json
+    if "$bin" train --config "$work/small.json" --set "log.dir=$work/prec" --set train.max_steps=2 --set checkpoint.every=2 --quiet 2>/dev/null \
+       && out=$("$bin" train --config "$work/small.json" --set "log.dir=$work/prec" --set train.max_steps=4 --set checkpoint.every=2 \
+                --set train.precision=bf16 --resume auto 2>&1) && grep -q "resumed from" <<< "$out" \
+       && [ "$(cat "$work/prec/checkpoints/latest")" = step-00000004 ]; then
+        pass "an fp32 checkpoint resumes in bf16"
+    else
+        fail "an fp32 checkpoint resumes in bf16" "$(tail -n 2 <<< "${out:-}")"
+    fi
+else
+    one_line_error "bf16 without bf16 arithmetic is refused" "train\.precision: bf16 needs a CPU with AVX512_BF16" \
+        "$bin" train --config "$work/small.json" --set train.precision=bf16
+fi
+one_line_error "a bad train.precision" "train\.precision: 'fp8' is not one of: fp32, bf16" "$bin" train --config "$work/small.json" --set train.precision=fp8
 bench_keys "bench checkpoint --json" "checkpoint_write_mb_s plain_write_mb_s write_ratio read_ratio resume_s" \
     "$bin" bench checkpoint --config "$work/small.json" --dir "$work/bench" --repeats 1 --json
 bench_keys "bench under mpirun --json" "exposed_comm_fraction bucketed_allreduce_gbps plain_allreduce_gbps" \

@@ -154,7 +154,7 @@ final class KernelGradientTests: XCTestCase {
         var dHidden = [Float](repeating: 0, count: N * D)
         var dNorm = [Float](repeating: 0, count: D), dHead = [Float](repeating: 0, count: V * D)
         for chunk in [1, 2, 64] {
-            let head = FusedHeadLoss(vocab: V, dim: D, stackRows: chunk)
+            let head = FusedHeadLoss(vocab: V, dim: D, stackRows: chunk, matmul: MatrixMultiply())
             func loss() -> Double {
                 var d2 = dHidden, d3 = dNorm, d4 = dHead
                 return d2.withUnsafeMutableBufferPointer { dh in
@@ -205,7 +205,7 @@ final class KernelGradientTests: XCTestCase {
 
         /// Per exit (NLL, dh), and the accumulated norm and head gradients, of one pass over `exits`.
         func pass(_ exits: [Int], stackRows: Int) -> (nll: [Double], dHidden: [[Float]], dNorm: [Float], dHead: [Float]) {
-            let head = FusedHeadLoss(vocab: V, dim: D, stackRows: stackRows)
+            let head = FusedHeadLoss(vocab: V, dim: D, stackRows: stackRows, matmul: MatrixMultiply())
             var dHidden = [Float](repeating: 7, count: exits.count * N * D)
             var dNorm = [Float](repeating: 0, count: D), dHead = [Float](repeating: 0, count: V * D)
             let results = hidden.withUnsafeBufferPointer { h in

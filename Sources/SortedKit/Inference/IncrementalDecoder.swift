@@ -122,7 +122,8 @@ public final class IncrementalDecoder {
     public func logits(_ hidden: FloatBuffer, rows: Range<Int>, head: UnsafePointer<Float>, vocab n: Int,
                        into logits: UnsafeMutablePointer<Float>) {
         normalizeFinal(hidden, rows: rows)
-        ExitHead.logits(normed: normed.pointer, rows: rows.count, headWeight: head, vocab: n, dim: config.hiddenSize, logits: logits)
+        BLAS.gemm(transposeA: false, transposeB: true, m: rows.count, n: n, k: config.hiddenSize, a: normed.pointer,
+                  lda: config.hiddenSize, b: head, ldb: config.hiddenSize, beta: 0, c: logits, ldc: n)
     }
 
     /// normed[0..<rows.count] = finalNorm(hidden[rows]).

@@ -12,8 +12,8 @@ enum ExitHead {
     /// logits[rows, V] = normed[rows, D] · headᵀ (head: [V, D], as HF's lm_head stores it).
     @inline(__always)
     static func logits(normed: UnsafePointer<Float>, rows: Int, headWeight: UnsafePointer<Float>,
-                       vocab V: Int, dim D: Int, logits: UnsafeMutablePointer<Float>) {
-        BLAS.gemm(transposeA: false, transposeB: true, m: rows, n: V, k: D, a: normed, lda: D,
+                       vocab V: Int, dim D: Int, matmul: MatrixMultiply, logits: UnsafeMutablePointer<Float>) {
+        matmul.gemm(transposeA: false, transposeB: true, m: rows, n: V, k: D, a: normed, lda: D,
                   b: headWeight, ldb: D, beta: 0, c: logits, ldc: V)
     }
 }

@@ -62,7 +62,11 @@ final class FusedHeadLoss {
     let workerRows: FloatBuffer  // [workers, 2, V]
     private static var workers: Int { Parallel.workers }
 
-    init(vocab: Int, dim: Int, stackRows: Int) {
+    /// The head's GEMMs, in the pass's precision.
+    let matmul: MatrixMultiply
+
+    init(vocab: Int, dim: Int, stackRows: Int, matmul: MatrixMultiply) {
+        self.matmul = matmul
         self.vocab = vocab
         self.dim = dim
         self.stackRows = stackRows
@@ -109,7 +113,7 @@ final class FusedHeadLoss {
                                    normed: normed.pointer, inverseRMS: inverseRMS.pointer, dim: D)
             }
             StepProfiler.measure("head") {
-                ExitHead.logits(normed: normed.pointer, rows: rows, headWeight: headWeight, vocab: V, dim: D,
+                ExitHead.logits(normed: normed.pointer, rows: rows, headWeight: headWeight, vocab: V, dim: D, matmul: matmul,
                                 logits: logits.pointer)
             }
             let chunk = StepProfiler.measure("cross-entropy") {
@@ -123,9 +127,9 @@ final class FusedHeadLoss {
             if backward {
                 // dW_head += dlogitsᵀ·normed; d normed = dlogits·W_head, for all exits' rows at once.
                 StepProfiler.measure("head") {
-                    BLAS.gemm(transposeA: true, transposeB: false, m: V, n: D, k: rows,
+                    matmul.gemm(transposeA: true, transposeB: false, m: V, n: D, k: rows,
                               a: logits.pointer, lda: V, b: normed.pointer, ldb: D, beta: 1, c: dHeadWeight, ldc: D)
-                    BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: D, k: V,
+                    matmul.gemm(transposeA: false, transposeB: false, m: rows, n: D, k: V,
                               a: logits.pointer, lda: V, b: headWeight, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
                 }
                 StepProfiler.measure("norms") {

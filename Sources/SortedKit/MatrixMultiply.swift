@@ -1,0 +1,89 @@
+// MatrixMultiply: the training pass's GEMMs in the run's precision. float32 goes to OpenBLAS's
+// sgemm; bf16 rounds both operands to bfloat16 (nearest, ties to even) and multiplies them on
+// the CPU's bf16 units through oneDNN, accumulating and writing float32 — so every output,
+// gradient and the weights themselves stay float32, as in PyTorch's autocast.
+import Foundation
+
+/// train.precision: the arithmetic of the training GEMMs.
+public enum TrainingPrecision: String, CaseIterable, Sendable {
+    case fp32, bf16
+}
+
+public enum TrainingPrecisionError: Error, CustomStringConvertible {
+    case noHardwareBF16(isa: String)
+    public var description: String {
+        switch self {
+        case .noHardwareBF16(let isa):
+            "train.precision: bf16 needs a CPU with AVX512_BF16 or AMX-BF16 (AMD Zen 4 and later, Intel Cooper Lake, Sapphire Rapids and later); this one offers \(isa), where bf16 would be emulated and slower than fp32: use fp32"
+        }
+    }
+}
+
+public final class MatrixMultiply {
+    public let precision: TrainingPrecision
+    private struct Shape: Hashable {
+        let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int, accumulate: Bool
+    }
+    private var plans: [Shape: BF16Matmul] = [:]
+    private var roundedA: [UInt16] = [], roundedB: [UInt16] = []
+
+    /// float32 through OpenBLAS.
+    public convenience init() {
+        try! self.init(precision: .fp32)   // only bf16 can be refused
+    }
+
+    /// Refuses bf16 where the CPU has no bf16 arithmetic (oneDNN would emulate it, slower than fp32).
+    public init(precision: TrainingPrecision) throws {
+        self.precision = precision
+        if precision == .bf16 {
+            let hardware = BFloat16.hardware
+            guard hardware.native else { throw TrainingPrecisionError.noHardwareBF16(isa: hardware.isa) }
+        }
+    }
+
+    /// C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C, row-major; beta 0 or 1 (what the pass uses).
+    public func gemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard precision == .bf16 else {
+            BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda,
+                      b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        if m == 0 || n == 0 { return }
+        precondition(beta == 0 || beta == 1, "MatrixMultiply: beta must be 0 or 1 in bf16, got \(beta)")
+        if k == 0 {
+            if beta == 0 { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
+            return
+        }
+        let shape = Shape(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, lda: lda, ldb: ldb,
+                          ldc: ldc, accumulate: beta == 1)
+        let plan: BF16Matmul
+        if let known = plans[shape] {
+            plan = known
+        } else {
+            do {
+                plan = try BF16Matmul(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                                      lda: lda, ldb: ldb, ldc: ldc, accumulate: beta == 1)
+            } catch {
+                fatalError("MatrixMultiply: \(error)")   // the CPU passed init's check: an internal error
+            }
+            plans[shape] = plan
+        }
+        // The stored extent of each operand: its rows, the last one only as long as it is used.
+        let (aRows, aColumns) = transposeA ? (k, m) : (m, k)
+        let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
+        let aCount = (aRows - 1) * lda + aColumns, bCount = (bRows - 1) * ldb + bColumns
+        if roundedA.count < aCount { roundedA = [UInt16](repeating: 0, count: aCount) }
+        if roundedB.count < bCount { roundedB = [UInt16](repeating: 0, count: bCount) }
+        roundedA.withUnsafeMutableBufferPointer { ra in
+            roundedB.withUnsafeMutableBufferPointer { rb in
+                BFloat16.round(a, into: ra.baseAddress!, count: aCount)
+                BFloat16.round(b, into: rb.baseAddress!, count: bCount)
+                do { try plan.run(a: ra.baseAddress!, b: rb.baseAddress!, c: c) } catch {
+                    fatalError("MatrixMultiply: \(error)")
+                }
+            }
+        }
+    }
+}
