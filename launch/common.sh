@@ -25,7 +25,8 @@ ensure_packages() {
 
 # mpirun with the flags this machine needs for `np` ranks: --allow-run-as-root as root,
 # --oversubscribe when ranks exceed cores, --bind-to none (one rank must not be pinned
-# to one core), and OPENBLAS_NUM_THREADS so ranks do not fight over the cores.
+# to one core), and OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS, oneDNN's bf16 GEMMs) so ranks
+# do not fight over the cores.
 # SORTEDTRAIN_PROGRESS tells the ranks what this stdout is (Open MPI gives each rank a
 # pseudo-terminal, so they cannot see it): "bar" on an interactive terminal, "lines" into
 # a file, a pipe or tee. A value already in the environment is kept. MPIRUN: another mpirun.
@@ -38,8 +39,9 @@ mpirun_local() {
     local threads=$(( cores / np )); [ "$threads" -lt 1 ] && threads=1
     local progress=lines
     [ -t 1 ] && [ -n "${TERM:-}" ] && [ "$TERM" != dumb ] && progress=bar
-    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$threads} SORTEDTRAIN_PROGRESS=${SORTEDTRAIN_PROGRESS:-$progress} \
-        "${MPIRUN:-mpirun}" "${flags[@]}" -x OPENBLAS_NUM_THREADS -x SORTEDTRAIN_PROGRESS ${OPENBLAS_CORETYPE:+-x OPENBLAS_CORETYPE} "$@"
+    local blas=${OPENBLAS_NUM_THREADS:-$threads}
+    OPENBLAS_NUM_THREADS=$blas OMP_NUM_THREADS=${OMP_NUM_THREADS:-$blas} SORTEDTRAIN_PROGRESS=${SORTEDTRAIN_PROGRESS:-$progress} \
+        "${MPIRUN:-mpirun}" "${flags[@]}" -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x SORTEDTRAIN_PROGRESS ${OPENBLAS_CORETYPE:+-x OPENBLAS_CORETYPE} "$@"
 }
 
 # mpirun over the hosts of a hostfile: mpirun_hosts HOSTFILE NP [mpirun options…] COMMAND…
@@ -69,8 +71,9 @@ mpirun_hosts() {
     fi
     local progress=lines
     [ -t 1 ] && [ -n "${TERM:-}" ] && [ "$TERM" != dumb ] && progress=bar
-    OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1} SORTEDTRAIN_PROGRESS=${SORTEDTRAIN_PROGRESS:-$progress} \
-        "${MPIRUN:-mpirun}" "${flags[@]}" -x OPENBLAS_NUM_THREADS -x SORTEDTRAIN_PROGRESS ${OPENBLAS_CORETYPE:+-x OPENBLAS_CORETYPE} "$@"
+    local blas=${OPENBLAS_NUM_THREADS:-1}
+    OPENBLAS_NUM_THREADS=$blas OMP_NUM_THREADS=${OMP_NUM_THREADS:-$blas} SORTEDTRAIN_PROGRESS=${SORTEDTRAIN_PROGRESS:-$progress} \
+        "${MPIRUN:-mpirun}" "${flags[@]}" -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS -x SORTEDTRAIN_PROGRESS ${OPENBLAS_CORETYPE:+-x OPENBLAS_CORETYPE} "$@"
 }
 
 # Debian 12's OpenBLAS (0.3.21) does not recognise CPUs newer than itself (Sapphire Rapids

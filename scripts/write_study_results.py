@@ -211,7 +211,7 @@ def trade_off_svg(points, path, shallowest):
     out.append(f'<line x1="{left}" x2="{width - right}" y1="{py(LAST_LOSS_RATIO):.1f}" y2="{py(LAST_LOSS_RATIO):.1f}" stroke="#2a2" stroke-dasharray="5,4"/>')
     out.append(f'<text x="{width - right + 4}" y="{py(LAST_LOSS_RATIO) + 4:.1f}" fill="#2a2">target {LAST_LOSS_RATIO:.2f}×</text>')
     out.append(f'<line x1="{px(SHALLOW_LOSS_RATIO):.1f}" x2="{px(SHALLOW_LOSS_RATIO):.1f}" y1="{top}" y2="{height - bottom}" stroke="#2a2" stroke-dasharray="5,4"/>')
-    out.append(f'<text x="{px(SHALLOW_LOSS_RATIO) + 4:.1f}" y="{top + 14}" fill="#2a2">{SHALLOW_LOSS_RATIO:.2f}× (the target at every exit ≤ {SHALLOW_MAX_DEPTH})</text>')
+    out.append(f'<text x="{px(SHALLOW_LOSS_RATIO) + 4:.1f}" y="{top + 14}" fill="#2a2">{SHALLOW_LOSS_RATIO:.2f}× (target (c) holds it at every exit ≤ {SHALLOW_MAX_DEPTH}; exit {shallowest} shown)</text>')
     for arm, x, y in points:
         out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="#1f5fa8"/>')
         out.append(f'<text x="{px(x) + 7:.1f}" y="{py(y) + 4:.1f}">{arm}</text>')
@@ -269,18 +269,22 @@ def describe_objective(config, deepest):
 
 
 def last_exit_share(config):
-    """The deepest exit's share of an arm's cross-entropy objective (exit weights normalised; under
-    random sampling, averaged over the exit drawn beside it); None without a config."""
+    """The deepest exit's share of an arm's cross-entropy objective, from its exit weights
+    (normalised); under random sampling the mean over the exit drawn (uniformly among all exits;
+    when the deepest is drawn it trains alone). None without a config, or when the share changes
+    during training or with depth (scales, curricula, weight warm-ups)."""
     if config is None:
         return None
     s = config.get("sorted", {})
+    if any(k in s for k in ("scale", "weight_start", "warmup_steps")) or s.get("curriculum", "none") != "none":
+        return None
     exits = s.get("exits", [])
     if len(exits) <= 1:
         return 1.0
     weights = s.get("weights") or [1.0] * len(exits)
     last, others = weights[-1], weights[:-1]
     if s.get("sampling", "all") == "random":
-        return sum(last / (last + w) for w in others) / len(others)
+        return (sum(last / (last + w) for w in others) + 1) / len(exits)
     return last / sum(weights)
 
 
@@ -641,14 +645,16 @@ def write(study, args, figures):
                     + "; ".join(gaps) + ".")
                 add("")
             # Why: what the last exit's gap follows, from the arms' own numbers.
-            shares = [(a, last_exit_share(arm_config(a)), r_last) for a, _, r_last, _ in curve
-                      if r_last is not None and not s.is_sft(a) and not is_long(a) and not arm_config(a).get("sorted", {}).get("distill")]
+            shares = [(a, last_exit_share(s.config[a]), r_last) for a, _, r_last, _ in curve
+                      if r_last is not None and not s.is_sft(a) and not is_long(a)
+                      and not (s.config[a] or {}).get("sorted", {}).get("distill")]
             shares = [x for x in shares if x[1] is not None]
-            if len(shares) > 1:
+            # Only when every such arm falls short at the last exit, and their shares differ.
+            if len(shares) > 1 and all(r > 1 for _, _, r in shares) and len({round(x[1], 6) for x in shares}) == len(shares):
                 shares.sort(key=lambda x: x[1])
-                follows = all(b[2] <= a[2] for a, b in zip(shares, shares[1:]))
+                follows = all(b[2] < a[2] for a, b in zip(shares, shares[1:]))
                 add("Why the last exit falls short: it trains on its share of each step's objective, the shared final norm "
-                    "and (tied) head serving the other exits too. Without distillation, the gap "
+                    "and head serving the other exits too. Without distillation, the gap "
                     + ("shrinks as that share grows: " if follows else "does not simply follow that share: ")
                     + "; ".join(f"{code(a)} gives exit {s.deepest} {share:.0%} of the cross-entropy and ends at "
                                 f"{times(r, 3)} SFT's loss" for a, share, r in shares) + ".")
@@ -657,7 +663,8 @@ def write(study, args, figures):
                     r_short = ratio(s.loss(short, s.last(short)), s.loss(s.sft_reference(short), s.last(s.sft_reference(short))))
                     r_long = ratio(s.loss(long, s.last(long)), s.loss(s.sft_reference(long), s.last(s.sft_reference(long))))
                     if r_short is not None and r_long is not None:
-                        add(f"With twice the steps the gap {'narrows' if r_long < r_short else 'widens'}: {code(short)} "
+                        change = "narrows" if r_long < r_short else "widens" if r_long > r_short else "stays"
+                        add(f"With twice the steps the gap {change}: {code(short)} "
                             f"{times(r_short, 3)} SFT's last-exit loss at {(s.cost[short] or {}).get('steps', '-')} steps, {code(long)} "
                             f"{times(r_long, 3)} at {(s.cost[long] or {}).get('steps', '-')}.")
                 add("")

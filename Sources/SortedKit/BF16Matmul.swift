@@ -39,6 +39,13 @@ public enum BFloat16 {
     }
 }
 
+extension BFloat16 {
+    /// Whether oneDNN multiplies bfloat16 here at all (natively or emulated): oneDNN 2.6 has no
+    /// bf16 matmul below AVX-512 (e.g. AMD Zen 3). Asked once, by making a 1×1×1 multiply.
+    public static let matmulAvailable: Bool = (try? BF16Matmul(transposeA: false, transposeB: false, m: 1, n: 1, k: 1,
+                                                               lda: 1, ldb: 1, ldc: 1, accumulate: false)) != nil
+}
+
 public enum BF16MatmulError: Error, CustomStringConvertible {
     case oneDNN(call: String, status: Int)
     public var description: String {
@@ -48,15 +55,15 @@ public enum BF16MatmulError: Error, CustomStringConvertible {
 
 /// C[m,n] = op(A)[m,k] · op(B)[k,n] (+ C when accumulating): A and B bfloat16, C float32, all
 /// row-major with leading dimensions, as `BLAS.gemm` with alpha 1 and beta 0 or 1. One
-/// oneDNN primitive per shape, made on first use and kept.
-public final class BF16Matmul: @unchecked Sendable {
+/// oneDNN primitive per shape, made on first use and kept. Not for concurrent use: every
+/// instance runs on one shared oneDNN stream (the training pass calls it from one thread).
+public final class BF16Matmul {
     public let m: Int, n: Int, k: Int
     public let transposeA: Bool, transposeB: Bool, accumulate: Bool
     /// oneDNN's name for the kernel it chose (e.g. "brg:avx512_core_bf16").
     public let implementation: String
     private let primitive: dnnl_primitive_t
     private let memory: (a: dnnl_memory_t, b: dnnl_memory_t, c: dnnl_memory_t)
-    private let lock = NSLock()
 
     private static let engine: (dnnl_engine_t, dnnl_stream_t)? = {
         var engine: dnnl_engine_t?
@@ -126,8 +133,6 @@ public final class BF16Matmul: @unchecked Sendable {
     /// Runs the multiply on these operands (the shapes and strides of init).
     public func run(a: UnsafePointer<UInt16>, b: UnsafePointer<UInt16>, c: UnsafeMutablePointer<Float>) throws {
         guard let (_, stream) = Self.engine else { return }
-        lock.lock()
-        defer { lock.unlock() }
         try Self.check(dnnl_memory_set_data_handle(memory.a, UnsafeMutableRawPointer(mutating: a)), "memory_set_data_handle (A)")
         try Self.check(dnnl_memory_set_data_handle(memory.b, UnsafeMutableRawPointer(mutating: b)), "memory_set_data_handle (B)")
         try Self.check(dnnl_memory_set_data_handle(memory.c, UnsafeMutableRawPointer(c)), "memory_set_data_handle (C)")

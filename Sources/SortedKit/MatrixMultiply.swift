@@ -37,7 +37,7 @@ public final class MatrixMultiply {
         self.precision = precision
         if precision == .bf16 {
             let hardware = BFloat16.hardware
-            guard hardware.native else { throw TrainingPrecisionError.noHardwareBF16(isa: hardware.isa) }
+            guard hardware.native && BFloat16.matmulAvailable else { throw TrainingPrecisionError.noHardwareBF16(isa: hardware.isa) }
         }
     }
 

@@ -76,8 +76,16 @@ public enum GEMMBenchmark {
         return shapes
     }
 
+    public struct Unavailable: Error, CustomStringConvertible {
+        public let isa: String
+        public var description: String {
+            "bench gemm: oneDNN has no bfloat16 matmul on this CPU (it offers \(isa)); bf16 needs AVX-512, natively AVX512_BF16 or AMX-BF16"
+        }
+    }
+
     public static func run(model c: LlamaConfig, rows: Int, exits: [Int], repeats: Int,
                            progress: (String) -> Void = { _ in }) throws -> GEMMBenchmarkResult {
+        guard BFloat16.matmulAvailable else { throw Unavailable(isa: BFloat16.hardware.isa) }
         var results: [GEMMShapeResult] = []
         var fp32Step = 0.0, bf16Step = 0.0
         for shape in stepShapes(c, rows: rows, exits: exits) {

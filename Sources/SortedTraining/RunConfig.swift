@@ -134,6 +134,10 @@ public struct RunConfig: Sendable {
         do {
             var config = try parse(root, source: path, initialModel: initialModel)
             config.json = JSONValue.object(root).serialized
+            // Where the run trains, not in parse: a stored config (export, eval) is read anywhere.
+            if config.train.precision == .bf16, !BFloat16.hardware.native {
+                throw ConfigError(key: "train.precision", "bf16 needs a CPU with AVX512_BF16 or AMX-BF16; this one offers \(BFloat16.hardware.isa), where bf16 would be emulated and slower than fp32: use fp32")
+            }
             return config
         } catch var error as ConfigError where error.file == nil {
             // Located where the value is written: the key's, else its section's (not for a
@@ -206,10 +210,6 @@ public struct RunConfig: Sendable {
             skipNonFiniteSteps: try t.choice("on_nonfinite", default: NonFiniteStepPolicy.stop) == .skip,
             recompute: try t.choice("recompute", default: ActivationRecompute.none))
         train.precision = try t.choice("precision", default: TrainingPrecision.fp32)
-        if train.precision == .bf16, !BFloat16.hardware.native {
-            let hardware = BFloat16.hardware
-            throw ConfigError(key: "train.precision", "bf16 needs a CPU with AVX512_BF16 or AMX-BF16; this one offers \(hardware.isa), where bf16 would be emulated and slower than fp32: use fp32")
-        }
         if train.sequenceLength > model.maxPositionEmbeddings {
             throw ConfigError(key: "train.sequence_length",
                               "\(train.sequenceLength) exceeds the model's max_position_embeddings \(model.maxPositionEmbeddings)")

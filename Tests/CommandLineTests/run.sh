@@ -329,8 +329,14 @@ bench_keys() {  # $1 name, $2 required keys, command…
 }
 bench_keys "bench step --json" "sft_step_s soft_step_s sft_gflops sgemm_peak_gflops sft_peak_fraction flop_ratio soft_sft_ratio sft_peak_rss_mb soft_peak_rss_mb openblas_core threads" \
     "$bin" bench step --config "$work/small.json" --steps 1 --warmup 0 --json
-bench_keys "bench gemm --json" "rows exits shapes openblas_core onednn_isa bf16_native step_fp32_gemm_s step_bf16_gemm_s step_gemm_speedup rounding_gb_per_s" \
-    "$bin" bench gemm --config "$work/small.json" --repeats 1 --json
+# oneDNN 2.6 multiplies bf16 only from AVX-512 up (emulated without AVX512_BF16).
+if grep -qw avx512bw /proc/cpuinfo; then
+    bench_keys "bench gemm --json" "rows exits shapes openblas_core onednn_isa bf16_native step_fp32_gemm_s step_bf16_gemm_s step_gemm_speedup rounding_gb_per_s" \
+        "$bin" bench gemm --config "$work/small.json" --repeats 1 --json
+else
+    one_line_error "bench gemm without AVX-512 says so" "oneDNN has no bfloat16 matmul on this CPU" \
+        "$bin" bench gemm --config "$work/small.json" --repeats 1
+fi
 # train.precision bf16: a checkpoint does not depend on the precision (fp32 steps resume in bf16);
 # where the CPU has no bf16 arithmetic it is refused with the key named.
 if grep -qE ' (avx512_bf16|amx_bf16)( |$)' /proc/cpuinfo; then

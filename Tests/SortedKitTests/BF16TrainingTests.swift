@@ -52,20 +52,26 @@ final class BF16TrainingTests: XCTestCase {
         print("bf16 against PyTorch float64: worst loss rtol \(worstLoss), worst gradient relative L2 \(worstGradient)")
     }
 
-    /// The bf16 GEMM funnel against sgemm on the rounded inputs, for the accumulating and
-    /// overwriting products the pass makes (the pass's other checks go through PyTorch).
+    /// The bf16 GEMM funnel against sgemm on the rounded inputs, for every layout the pass uses
+    /// (NT forward, NN input gradient, TN weight gradient), padded leading dimensions, overwrite
+    /// and accumulate: the operands' stored extents are rounded, no more and no less.
     func testMatrixMultiplyRoundsBothOperands() throws {
-        let (m, n, k) = (5, 6, 7)
-        let a = randomArray(m * k, seed: 1), b = randomArray(n * k, seed: 2), c0 = randomArray(m * n, seed: 3)
+        let (m, n, k, pad) = (5, 6, 7, 2)
         let matmul = try MatrixMultiply(precision: .bf16)
-        for beta: Float in [0, 1] {
-            var actual = c0, expected = c0
-            matmul.gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: b, ldb: k,
-                        beta: beta, c: &actual, ldc: n)
-            BLAS.gemm(transposeA: false, transposeB: true, m: m, n: n, k: k,
-                      a: a.map { BFloat16.float(BFloat16.round($0)) }, lda: k,
-                      b: b.map { BFloat16.float(BFloat16.round($0)) }, ldb: k, beta: beta, c: &expected, ldc: n)
-            assertClose(actual, expected, atol: 1e-5, rtol: 1e-5, "beta \(beta)")
+        for (transposeA, transposeB) in [(false, true), (false, false), (true, false)] {
+            let (aRows, aColumns) = transposeA ? (k, m) : (m, k)
+            let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
+            let lda = aColumns + pad, ldb = bColumns + pad, ldc = n + pad
+            let a = randomArray(aRows * lda, seed: 1), b = randomArray(bRows * ldb, seed: 2), c0 = randomArray(m * ldc, seed: 3)
+            for beta: Float in [0, 1] {
+                var actual = c0, expected = c0
+                matmul.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda, b: b, ldb: ldb,
+                            beta: beta, c: &actual, ldc: ldc)
+                BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                          a: a.map { BFloat16.float(BFloat16.round($0)) }, lda: lda,
+                          b: b.map { BFloat16.float(BFloat16.round($0)) }, ldb: ldb, beta: beta, c: &expected, ldc: ldc)
+                assertClose(actual, expected, atol: 1e-5, rtol: 1e-5, "\(transposeA ? "T" : "N")\(transposeB ? "T" : "N") beta \(beta)")
+            }
         }
     }
 }
