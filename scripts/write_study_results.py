@@ -211,7 +211,7 @@ def trade_off_svg(points, path, shallowest):
     out.append(f'<line x1="{left}" x2="{width - right}" y1="{py(LAST_LOSS_RATIO):.1f}" y2="{py(LAST_LOSS_RATIO):.1f}" stroke="#2a2" stroke-dasharray="5,4"/>')
     out.append(f'<text x="{width - right + 4}" y="{py(LAST_LOSS_RATIO) + 4:.1f}" fill="#2a2">target {LAST_LOSS_RATIO:.2f}×</text>')
     out.append(f'<line x1="{px(SHALLOW_LOSS_RATIO):.1f}" x2="{px(SHALLOW_LOSS_RATIO):.1f}" y1="{top}" y2="{height - bottom}" stroke="#2a2" stroke-dasharray="5,4"/>')
-    out.append(f'<text x="{px(SHALLOW_LOSS_RATIO) + 4:.1f}" y="{top + 14}" fill="#2a2">{SHALLOW_LOSS_RATIO:.2f}× (target (c) holds it at every exit ≤ {SHALLOW_MAX_DEPTH}; exit {shallowest} shown)</text>')
+    out.append(f'<text x="{px(SHALLOW_LOSS_RATIO) + 4:.1f}" y="{height - bottom - 22}" fill="#2a2">{SHALLOW_LOSS_RATIO:.2f}×</text>')
     for arm, x, y in points:
         out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="4" fill="#1f5fa8"/>')
         out.append(f'<text x="{px(x) + 7:.1f}" y="{py(y) + 4:.1f}">{arm}</text>')
@@ -624,6 +624,10 @@ def write(study, args, figures):
                 name = "study-trade-off.svg"
                 trade_off_svg(points, os.path.join(os.path.dirname(os.path.abspath(args.doc)), name), s.shallowest)
                 add(f"![the trade-off across arms]({name})")
+                add("")
+                add(f"Dashed: the targets, (a) last-exit loss ≤ {LAST_LOSS_RATIO:.2f}× SFT's and (c) loss ≤ {SHALLOW_LOSS_RATIO:.2f}× "
+                    f"SoFT's at every exit ≤ {SHALLOW_MAX_DEPTH} (exit {s.shallowest} shown; an arm left of the line can "
+                    "still miss (c) at a deeper exit).")
                 add("")
             scored = [t for t in checked.values() if t["a"] is not None]
             if scored:
