@@ -35,22 +35,3 @@ public enum BLAS {
 
     public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(n)) }
 }
-
-extension BLAS {
-    /// Best-of-`repeats` sgemm throughput on C[m,n] = A[m,k]·B[n,k]ᵀ (the layout of every
-    /// projection in the model): the machine's reference figure for benchmarks.
-    public static func measureGFLOPS(m: Int, n: Int, k: Int, repeats: Int = 5) -> Double {
-        let a = FloatBuffer(count: m * k), b = FloatBuffer(count: n * k), c = FloatBuffer(count: m * n)
-        for i in 0..<a.count { a[i] = Float(i % 7) * 0.01 }
-        for i in 0..<b.count { b[i] = Float(i % 5) * 0.01 }
-        var best = 0.0
-        for _ in 0..<(repeats + 1) {
-            let start = ContinuousClock.now
-            gemm(transposeA: false, transposeB: true, m: m, n: n, k: k,
-                 a: a.pointer, lda: k, b: b.pointer, ldb: k, beta: 0, c: c.pointer, ldc: n)
-            let seconds = (ContinuousClock.now - start).seconds
-            best = max(best, 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9)
-        }
-        return best
-    }
-}

@@ -1,6 +1,7 @@
 // StepBenchmark: times full training steps (forward, backward, AdamW) for plain SFT, for
 // SoFT, for SoFT with self-distillation and for SoFT recomputing its layers in the backward
-// on the same model and batch, next to the sgemm peak measured in the same process.
+// on the same model and batch, next to the GEMM peak (in the run's precision) measured in the
+// same process.
 import Foundation
 import SortedDistributed
 import SortedKit
@@ -10,6 +11,8 @@ public struct StepBenchmarkResult: Codable, Sendable {
     public var softStepSeconds: Double
     public var sftGFLOPS: Double
     public var softGFLOPS: Double
+    /// The GEMM peak in train.precision (OpenBLAS sgemm in fp32, oneDNN with rounding in bf16),
+    /// which the peak fractions are of.
     public var sgemmPeakGFLOPS: Double
     public var sftPeakFraction: Double
     public var softPeakFraction: Double
@@ -73,12 +76,13 @@ public enum StepBenchmark {
         let targets = (0..<(B * T)).map { _ in Int32(rng.next() % UInt64(c.vocabSize)) }
         let batch = TokenBatch(batchSize: B, sequenceLength: T, tokens: tokens, targets: targets)
 
-        // The sgemm reference: the best throughput on the step's two largest GEMM shapes
-        // (fused gate|up projection, LM head chunk), measured before and after the steps.
+        // The GEMM reference: the best throughput on the step's two largest GEMM shapes (fused
+        // gate|up projection, LM head chunk) in the run's precision, before and after the steps.
+        let matmul = try MatrixMultiply(precision: config.train.precision)
         func sgemmPeak() -> Double {
-            progress("sgemm peak on [\(B * T)×\(c.hiddenSize)]·[\(c.hiddenSize)×\(2 * c.intermediateSize)] and [512×\(c.hiddenSize)]·[\(c.hiddenSize)×\(c.vocabSize)]")
-            return max(BLAS.measureGFLOPS(m: B * T, n: 2 * c.intermediateSize, k: c.hiddenSize, repeats: 20),
-                       BLAS.measureGFLOPS(m: min(512, B * T), n: c.vocabSize, k: c.hiddenSize, repeats: 10))
+            progress("\(config.train.precision) GEMM peak on [\(B * T)×\(c.hiddenSize)]·[\(c.hiddenSize)×\(2 * c.intermediateSize)] and [512×\(c.hiddenSize)]·[\(c.hiddenSize)×\(c.vocabSize)]")
+            return max(matmul.measureGFLOPS(m: B * T, n: 2 * c.intermediateSize, k: c.hiddenSize, repeats: 20),
+                       matmul.measureGFLOPS(m: min(512, B * T), n: c.vocabSize, k: c.hiddenSize, repeats: 10))
         }
         let peakBefore = sgemmPeak()
 

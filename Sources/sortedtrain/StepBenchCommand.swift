@@ -24,7 +24,8 @@ struct StepBenchCommand: ParsableCommand {
         discussion: """
         Runs SFT (the last exit only) and SoFT (the config's exits) on the same model and a \
         random batch of micro_batch_size × sequence_length tokens, and reports the median step \
-        time, achieved GFLOP/s as a fraction of the sgemm peak measured in the same process, \
+        time, achieved GFLOP/s as a fraction of the GEMM peak measured in the same process (in \
+        the run's precision: sgemm for fp32, oneDNN's bf16 GEMM with its rounding for bf16), \
         the SoFT/SFT time ratio next to the FLOP ratio, and peak memory of each; and SoFT with \
         self-distillation from the last exit (the config's sorted.distill, else α 1, τ 2) as \
         ratios of time and memory to SoFT without it. --recompute adds SoFT with \
@@ -136,7 +137,7 @@ struct StepBenchCommand: ParsableCommand {
         }
         let r = result
         print("model \(runConfig.source): \(r.parameters / 1_000_000)M parameters, batch \(r.batch) × \(r.sequenceLength) tokens")
-        print("OpenBLAS kernel \(r.openBLASCore), \(r.threads) threads; sgemm peak \(fmt(r.sgemmPeakGFLOPS, 1)) GFLOP/s; GEMMs in \(r.precision)")
+        print("OpenBLAS kernel \(r.openBLASCore), \(r.threads) threads; GEMMs in \(r.precision), peak \(fmt(r.sgemmPeakGFLOPS, 1)) GFLOP/s")
         print("")
         print("mode   exits          step (s)   GFLOP/s   of peak   peak RSS (MiB)")
         print("SFT    \(pad("\(r.sftExits)", 14)) \(pad(fmt(r.sftStepSeconds, 3), 10)) \(pad(fmt(r.sftGFLOPS, 1), 9)) \(pad(fmt(100 * r.sftPeakFraction, 1) + "%", 9)) \(fmt(r.sftPeakRSSMiB, 0))")
