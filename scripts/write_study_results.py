@@ -749,8 +749,10 @@ def write(study, args, figures):
         for arm, c in calibrated:
             cal = c["calibration"]
             agreements = ", ".join(f"{d}: {a:.3f}" for d, a in zip(c["exits"], c["exit_agreement"]))
+            split = (f"thresholds cross-fitted in {cal['folds']} folds, {cal['threshold_prompts']} of them also measured the levels"
+                     if cal.get("folds") else f"{cal['threshold_prompts']} more chose thresholds")
             add(f"- {code(arm)}: probes fitted on {cal['fit_tokens']} answer tokens of {cal['fit_prompts']} prompts "
-                f"({cal['threshold_prompts']} chose thresholds, {cal['held_out_prompts']} held out) in {cal['seconds']:.0f} s; "
+                f"({split}, {cal['held_out_prompts']} held out) in {cal['seconds']:.0f} s; "
                 f"top-1 agreement with exit 30 per exit: {agreements}; draft shortlist {c.get('shortlist_tokens', 0)} tokens, "
                 f"covering {100 * cal.get('shortlist_coverage', 0):.1f}% of the held-out answers' tokens.")
         add("")

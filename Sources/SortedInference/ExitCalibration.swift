@@ -1,11 +1,15 @@
-// ExitCalibration: what `sortedtrain calibrate` does. The prompts are split three ways (fit,
-// threshold, held out). Full-depth greedy answers are generated for all of them; each answer
-// is then run once more, teacher-forced, through every exit, recording each exit's probe
-// features and whether its top-1 token equals the last layer's. Probes are fitted on the fit
-// split (the ridge chosen on the threshold split). For each token risk of a grid, every exit
-// gets the lowest threshold whose exiting tokens of the threshold split disagree with the last
-// layer at most that often; the level is then measured by generating with it, on the
-// threshold prompts (which choose a level at run time) and the held-out prompts (reported).
+// ExitCalibration: what `sortedtrain calibrate` does. Every fourth prompt from the fourth is
+// held out; the others fit the probes. Full-depth greedy answers are generated for all of
+// them; each answer is then run once more, teacher-forced, through every exit, recording each
+// exit's probe features and whether its top-1 token equals the last layer's. The fit prompts
+// are cross-fitted in four folds: each token is scored by a probe fitted on the other folds,
+// which chooses the ridge (the least out-of-fold log-loss) and, for each token risk of a grid,
+// every exit's threshold (the lowest whose exiting tokens disagree with the last layer at most
+// that often). The stored probe is then fitted on all the fit prompts. Each level is measured
+// by generating with it, on a quarter of the fit prompts (with the held-out ones, what chooses a
+// level at run time) and on the held-out prompts (reported). Cross-fitting lets the thresholds
+// see three times the tokens a separate threshold split would give them, on scores as
+// uncalibrated as the ones generation will meet.
 // The probes learn from the model's own greedy answers, the tokens early exit will decide.
 import Foundation
 import SortedKit
@@ -13,7 +17,7 @@ import SortedKit
 public struct CalibrationSettings: Sendable {
     public var maxNewTokens = 32
     /// Token risks of the stored levels.
-    public var tokenRisks: [Double] = [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3]
+    public var tokenRisks: [Double] = [0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.2, 0.3]
     public var batchSize = 8
     /// Draft shortlist: its size, and answer texts (tokenised) whose token counts choose it,
     /// together with the calibration's own full-depth answers.
@@ -61,8 +65,9 @@ public enum ExitCalibration {
         let exits = (chosen ?? loaded.exits).filter { $0 < L }
         guard !exits.isEmpty else { throw CalibrationError.noExitBelowLast(layers: L, exits: chosen ?? loaded.exits) }
         guard prompts.count >= 8 else { throw CalibrationError.tooFewPrompts(prompts.count) }
-        // Every fourth prompt from the third is a threshold prompt, from the fourth held out.
-        let fit = prompts.indices.filter { $0 % 4 < 2 }, choose = prompts.indices.filter { $0 % 4 == 2 },
+        // Held out: every fourth prompt from the fourth. The rest fit, in `folds` folds; every
+        // fourth from the third also measures the levels by generating.
+        let fit = prompts.indices.filter { $0 % 4 != 3 }, choose = prompts.indices.filter { $0 % 4 == 2 },
             heldOut = prompts.indices.filter { $0 % 4 == 3 }
         let capacity = min(c.maxPositionEmbeddings, (prompts.map(\.count).max() ?? 1) + settings.maxNewTokens)
 
@@ -73,41 +78,36 @@ public enum ExitCalibration {
 
         progress("every exit on the answers, teacher-forced")
         let recorder = try ExitRecorder(model: model, exits: exits, capacity: capacity)
-        let fitSamples = recorder.record(fit.map { (prompts[$0], answers[$0]) })
-        let chooseSamples = recorder.record(choose.map { (prompts[$0], answers[$0]) })
-
-        guard fitSamples.count > 0 else { throw CalibrationError.noAnswerTokens }
-        progress("fitting \(exits.count) probes on \(fitSamples.count) tokens")
+        let folds = (0..<Self.folds).map { f in
+            recorder.record(fit.indices.filter { $0 % Self.folds == f }.map { (prompts[fit[$0]], answers[fit[$0]]) })
+        }
+        let fitTokens = folds.reduce(0) { $0 + $1.count }
+        guard fitTokens > 0 else { throw CalibrationError.noAnswerTokens }
+        progress("fitting \(exits.count) probes on \(fitTokens) tokens, cross-fitted in \(Self.folds) folds")
         let F = ExitProbes.featureCount(dim: D)
         var probes: [ExitProbe] = []
+        var scores: [[Double]] = []    // per exit, every fit token's out-of-fold score (folds in order)
+        var agrees: [[Bool]] = []
         for (i, depth) in exits.enumerated() {
-            // The ridge that predicts the threshold split best.
-            var best: (loss: Double, weights: [Double], bias: Double)?
-            for ridge in [1.0, 10.0, 100.0] {
-                let (w, b) = LogisticRegression.fit(features: fitSamples.features[i], labels: fitSamples.agrees[i], count: F, ridge: ridge)
-                let loss = chooseSamples.count > 0
-                    ? LogisticRegression.logLoss(features: chooseSamples.features[i], labels: chooseSamples.agrees[i], count: F, weights: w, bias: b)
-                    : 0
-                if best == nil || loss < best!.loss { best = (loss, w, b) }
+            let labels = folds.flatMap { $0.agrees[i] }
+            var best: (loss: Double, ridge: Double, scores: [Double])?
+            for ridge in [1.0, 10.0, 100.0, 1000.0] {
+                let (loss, outOfFold) = crossFit(folds, exit: i, features: F, ridge: ridge)
+                if best == nil || loss < best!.loss { best = (loss, ridge, outOfFold) }
             }
-            let agreement = Double(fitSamples.agrees[i].filter { $0 }.count) / Double(max(fitSamples.count, 1))
-            probes.append(ExitProbe(depth: depth, weights: best!.weights.prefix(D).map(Float.init), saturation: Float(best!.weights[D]),
-                                    bias: Float(best!.bias), agreement: agreement))
+            let (w, b) = LogisticRegression.fit(features: folds.flatMap { $0.features[i] }, labels: labels, count: F, ridge: best!.ridge)
+            let agreement = Double(labels.filter { $0 }.count) / Double(labels.count)
+            probes.append(ExitProbe(depth: depth, weights: w.prefix(D).map(Float.init), saturation: Float(w[D]),
+                                    bias: Float(b), agreement: agreement))
+            scores.append(best!.scores)
+            agrees.append(labels)
         }
         var result = ExitProbes(layers: L, hiddenSize: D, probes: probes, levels: [],
                                 calibration: CalibrationSummary(data: data, fitPrompts: fit.count, thresholdPrompts: choose.count,
-                                                                heldOutPrompts: heldOut.count, fitTokens: fitSamples.count,
-                                                                maxNewTokens: settings.maxNewTokens, seconds: 0))
-        // Probe scores of the threshold split, per exit.
-        let scores = exits.indices.map { i in
-            (0..<chooseSamples.count).map { n in
-                chooseSamples.features[i].withUnsafeBufferPointer { x in
-                    probes[i].probability(features: x.baseAddress! + n * F)
-                }
-            }
-        }
+                                                                heldOutPrompts: heldOut.count, fitTokens: fitTokens,
+                                                                maxNewTokens: settings.maxNewTokens, seconds: 0, folds: Self.folds))
         for risk in settings.tokenRisks {
-            let thresholds = exits.indices.map { threshold(scores: scores[$0], agrees: chooseSamples.agrees[$0], risk: risk) }
+            let thresholds = exits.indices.map { threshold(scores: scores[$0], agrees: agrees[$0], risk: risk) }
             func measure(_ set: [Int]) throws -> (agreement: Double, layers: Double) {
                 guard !set.isEmpty else { return (1, Double(L)) }
                 let generator = try TextGenerator(model: model, strategy: .earlyExit(exits: exits + [L], decision: .probe(result, thresholds: thresholds)),
@@ -132,6 +132,29 @@ public enum ExitCalibration {
                         result.shortlist.count, result.calibration.shortlistCoverage))
         result.calibration.seconds = (ContinuousClock.now - start).seconds
         return result
+    }
+
+    static let folds = 4
+
+    /// Fits a probe for exit `i` on all folds but one, for each fold, and scores that fold's
+    /// tokens with it: the mean out-of-fold log-loss and every token's out-of-fold score. A fold
+    /// whose complement holds no token is scored by a probe fitted on all of them.
+    static func crossFit(_ folds: [Samples], exit i: Int, features F: Int, ridge: Double) -> (loss: Double, scores: [Double]) {
+        var loss = 0.0, scores: [Double] = []
+        let everything = LogisticRegression.fit(features: folds.flatMap { $0.features[i] }, labels: folds.flatMap { $0.agrees[i] },
+                                                 count: F, ridge: ridge)
+        for (f, fold) in folds.enumerated() where fold.count > 0 {
+            let others = folds.indices.filter { $0 != f }
+            let labels = others.flatMap { folds[$0].agrees[i] }
+            let (w, b) = labels.isEmpty ? everything
+                : LogisticRegression.fit(features: others.flatMap { folds[$0].features[i] }, labels: labels, count: F, ridge: ridge)
+            let probe = ExitProbe(depth: 0, weights: w.prefix(F - 1).map(Float.init), saturation: Float(w[F - 1]), bias: Float(b), agreement: 0)
+            loss += LogisticRegression.logLoss(features: fold.features[i], labels: fold.agrees[i], count: F, weights: w, bias: b) * Double(fold.count)
+            fold.features[i].withUnsafeBufferPointer { x in
+                for n in 0..<fold.count { scores.append(probe.probability(features: x.baseAddress! + n * F)) }
+            }
+        }
+        return (loss / Double(max(scores.count, 1)), scores)
     }
 
     /// The `size` most frequent tokens of `corpus` (ties by id), and `always`, most frequent first.

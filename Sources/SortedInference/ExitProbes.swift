@@ -50,7 +50,8 @@ public struct CalibrationLevel: Codable, Sendable, Equatable {
     public var tokenRisk: Double
     /// One per probe; above 1 means that exit never answers.
     public var thresholds: [Double]
-    /// Token agreement with full-depth greedy answers, generating on the threshold prompts.
+    /// Token agreement with full-depth greedy answers, generating on a quarter of the fit
+    /// prompts (`CalibrationSummary.thresholdPrompts`).
     public var agreement: Double
     public var layersPerToken: Double
     /// The same on the held-out prompts, which neither the probes nor the thresholds saw.
@@ -69,19 +70,23 @@ public struct CalibrationLevel: Codable, Sendable, Equatable {
 /// Where the probes came from.
 public struct CalibrationSummary: Codable, Sendable, Equatable {
     public var data: String
-    /// Prompts per split: probes fitted, thresholds chosen, held out.
+    /// Prompts that fitted the probes and their thresholds (cross-fitted), those of them each
+    /// level was also measured on by generating, and those held out.
     public var fitPrompts: Int
     public var thresholdPrompts: Int
     public var heldOutPrompts: Int
-    /// Answer tokens the probes were fitted on (per exit).
+    /// Answer tokens the probes were fitted on (per exit), over every fit prompt.
     public var fitTokens: Int
     public var maxNewTokens: Int
     public var seconds: Double
     /// Fraction of the held-out prompts' full-depth answer tokens that are in the shortlist.
     public var shortlistCoverage: Double = 0
+    /// The folds the probes' thresholds were cross-fitted in; nil in files from before
+    /// cross-fitting, whose thresholds came from the measured quarter alone.
+    public var folds: Int?
 
     enum CodingKeys: String, CodingKey {
-        case data, seconds
+        case data, seconds, folds
         case shortlistCoverage = "shortlist_coverage"
         case fitPrompts = "fit_prompts"
         case thresholdPrompts = "threshold_prompts"
@@ -127,8 +132,8 @@ public struct ExitProbes: Codable, Sendable, Equatable {
     /// The probed exits, ascending.
     public var exits: [Int] { probes.map(\.depth) }
 
-    /// The level that meets `agreement` on both the threshold and the held-out prompts with
-    /// the fewest layers per token, or nil when none does. (The threshold prompts alone
+    /// The level that meets `agreement` on both the measured fit prompts and the held-out ones
+    /// with the fewest layers per token, or nil when none does. (The fit prompts alone
     /// overstate it: the thresholds were chosen on them.)
     public func level(forAgreement agreement: Double) -> CalibrationLevel? {
         levels.filter { min($0.agreement, $0.heldOutAgreement) >= agreement }.min { $0.layersPerToken < $1.layersPerToken }

@@ -14,10 +14,11 @@ struct CalibrateCommand: ParsableCommand {
         Generates full-depth greedy answers to the prompts of --data, then records at every \
         trained exit below the last whether its top-1 token equals the last layer's, and fits \
         one logistic probe per exit on the exit's hidden state (CALM's learned classifier). \
-        The prompts are split: half fit the probes, a quarter choose the thresholds of each \
-        level (a token risk), a quarter is held out. Each level is measured by generating with \
-        it: its agreement with full-depth greedy answers and layers per token, on the threshold \
-        prompts and on the held-out ones; generate --early-exit-agreement A takes the cheapest \
+        A quarter of the prompts is held out; the rest fit the probes and, cross-fitted in four \
+        folds (each token scored by a probe that did not see its prompt), the per-exit \
+        thresholds of each level (a token risk). Each level is measured by generating with \
+        it: its agreement with full-depth greedy answers and layers per token, on a quarter \
+        of the fit prompts and on the held-out ones; generate --early-exit-agreement A takes the cheapest \
         level that reaches A on both. The probes go to exit-probes.json in a checkpoint or HF folder, or to \
         FILE.exit-probes.json beside a GGUF or HDF5 file; generate, bench generate and inspect \
         read them from there.
@@ -50,7 +51,7 @@ struct CalibrateCommand: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard prompts >= 8 else { throw CommandLineError("--prompts must be at least 8 (a half fits, a quarter chooses, a quarter is held out), got \(prompts)") }
+        guard prompts >= 8 else { throw CommandLineError("--prompts must be at least 8 (three quarters fit, a quarter is held out), got \(prompts)") }
         guard (1...4096).contains(maxNewTokens) else { throw CommandLineError("--max-new-tokens must be in 1...4096, got \(maxNewTokens)") }
         if let exits { _ = try parseDepths(exits, flag: "--exits") }
         guard shortlist >= 1 else { throw CommandLineError("--shortlist must be at least 1, got \(shortlist)") }

@@ -146,7 +146,7 @@ import json, sys; r = json.load(open(sys.argv[1])); p = json.load(open(sys.argv[
 assert r['exits'] == [2] and p['layers'] == 4 and len(p['probes'][0]['weights']) == 64, r
 levels = r['levels']; assert len(levels) >= 3 and all(0 <= l['agreement'] <= 1 and 2 <= l['layers_per_token'] <= 4 for l in levels)
 assert levels[0]['thresholds'][0] >= levels[-1]['thresholds'][0]
-assert r['calibration']['fit_prompts'] == 20 and r['calibration']['held_out_prompts'] == 10" "$work/calibrate.json" "$probes"
+assert r['calibration']['fit_prompts'] == 30 and r['calibration']['held_out_prompts'] == 10" "$work/calibrate.json" "$probes"
 "$bin" generate "$ckpt" --prompt "$q" --early-exit-agreement 0.9 --max-new-tokens 24 --stats > "$work/probe.txt" 2> "$work/probe.err"
 check "generate --early-exit-agreement answers by the probes and reports its agreement" \
     grep -q "agreement with full-depth greedy" "$work/probe.err"

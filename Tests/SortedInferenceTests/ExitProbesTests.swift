@@ -49,6 +49,37 @@ final class ExitProbesTests: XCTestCase {
         XCTAssertEqual(ExitCalibration.threshold(scores: scores, agrees: scores.map { _ in false }, risk: 0.5), 2)
     }
 
+    /// Cross-fitting scores each fold with a probe fitted on the others: a fold's own labels
+    /// never reach its scores, and they are what a probe fitted by hand on the other folds gives.
+    func testCrossFittedScoresComeFromProbesThatDidNotSeeTheirFold() {
+        let F = 4
+        var rng = SplitMix64(seed: 31)
+        func fold(_ n: Int) -> ExitCalibration.Samples {
+            var s = ExitCalibration.Samples(exits: 1)
+            for _ in 0..<n {
+                let x = (0..<F).map { _ in Float(Double(rng.next() % 2000) / 1000 - 1) }
+                s.features[0] += x
+                s.agrees[0].append(x[0] + 0.5 * x[1] > Float(Double(rng.next() % 1000) / 1000 - 0.5))
+            }
+            return s
+        }
+        var folds = [fold(30), fold(25), fold(0), fold(28)]
+        let (loss, scores) = ExitCalibration.crossFit(folds, exit: 0, features: F, ridge: 1)
+        XCTAssertEqual(scores.count, 83)
+        XCTAssertGreaterThan(loss, 0)
+        let (w, b) = LogisticRegression.fit(features: folds[1...].flatMap { $0.features[0] }, labels: folds[1...].flatMap { $0.agrees[0] },
+                                            count: F, ridge: 1)
+        let byHand = ExitProbe(depth: 0, weights: w.prefix(F - 1).map(Float.init), saturation: Float(w[F - 1]), bias: Float(b), agreement: 0)
+        folds[0].features[0].withUnsafeBufferPointer { x in
+            for n in 0..<30 { XCTAssertEqual(scores[n], byHand.probability(features: x.baseAddress! + n * F), accuracy: 1e-12) }
+        }
+        // Flipping fold 0's labels leaves its own scores alone and moves the others'.
+        folds[0].agrees[0] = folds[0].agrees[0].map { !$0 }
+        let flipped = ExitCalibration.crossFit(folds, exit: 0, features: F, ridge: 1).scores
+        XCTAssertEqual(Array(flipped[0..<30]), Array(scores[0..<30]))
+        XCTAssertNotEqual(Array(flipped[30...]), Array(scores[30...]))
+    }
+
     func testStoredProbeScoresItsFeaturesAndSurvivesTheFile() throws {
         let D = 6
         var rng = SplitMix64(seed: 9)
@@ -151,9 +182,10 @@ final class ExitProbesTests: XCTestCase {
         let probes = try ExitCalibration.run(loaded, prompts: prompts, data: "random", settings: settings)
         XCTAssertEqual(probes.exits, [1, 2])
         XCTAssertEqual(probes.levels.count, 3)
-        XCTAssertEqual(probes.calibration.fitPrompts, 12)
+        XCTAssertEqual(probes.calibration.heldOutPrompts, 6)
+        XCTAssertEqual(probes.calibration.fitPrompts, 18)
         XCTAssertEqual(probes.calibration.thresholdPrompts, 6)
-        XCTAssertEqual(probes.calibration.fitTokens, 12 * 10)
+        XCTAssertEqual(probes.calibration.fitTokens, 18 * 10)
         XCTAssertGreaterThanOrEqual(probes.levels[0].layersPerToken, probes.levels[2].layersPerToken)
         // Re-measure the first level by hand on the threshold prompts (every fourth from the third).
         let chosen = prompts.indices.filter { $0 % 4 == 2 }.map { prompts[$0] }
