@@ -20,6 +20,10 @@ public struct GenerationBenchmarkSettings: Sendable {
     /// Self-speculative strategies to measure, by name.
     public var speculations: [(name: String, strategy: DecodingStrategy)] = []
     public var repeats: Int = 2
+    /// Prompts the strategies (full depth, early exit, self-speculative) answer one at a time
+    /// (default: batchSize). Short answers give few tokens a prompt, and an agreement over a
+    /// few dozen tokens moves in steps of several percent.
+    public var answers: Int?
 
     public init(exits: [Int]) {
         self.exits = exits
@@ -115,6 +119,10 @@ public struct GenerationBenchmarkResult: Codable, Sendable {
     public var promptTokens: Int
     public var newTokens: Int
     public var batchSize: Int
+    /// Prompts the strategies answered, and the full-depth answers' tokens (what their
+    /// agreement is counted over).
+    public var answeredPrompts: Int
+    public var answeredTokens: Int
     public var depths: [DepthSpeed]
     public var strategies: [StrategySpeed]
     /// Memory while serving one sequence at full depth: the process's peak resident set through
@@ -144,6 +152,8 @@ public struct GenerationBenchmarkResult: Codable, Sendable {
         case promptTokens = "prompt_tokens"
         case newTokens = "new_tokens"
         case batchSize = "batch_size"
+        case answeredPrompts = "answered_prompts"
+        case answeredTokens = "answered_tokens"
     }
 }
 
@@ -159,6 +169,7 @@ public enum GenerationBenchmark {
             throw ConfigError(key: "prompt_tokens", "prompt tokens (\(s.promptTokens)) and new tokens (\(s.newTokens)) must each be in 1..<\(window), the model's context")
         }
         guard s.batchSize >= 1 else { throw ConfigError(key: "batch_size", "must be positive, got \(s.batchSize)") }
+        guard (s.answers ?? 1) >= 1 else { throw ConfigError(key: "answers", "must be positive, got \(s.answers!)") }
         let capacity = min(window, max(s.promptTokens, prompts.map(\.count).max()!) + s.newTokens + 1)
         try TextGenerator.checkMemory(model: model, slots: s.batchSize, layers: L, capacity: capacity)
         // The peak through loading, then the peak from here with the bandwidth probe's buffer left out.
@@ -222,7 +233,7 @@ public enum GenerationBenchmark {
         // Dynamic depth on the same prompts, one at a time, against full-depth greedy; answers
         // end at the model's end token, as generate's do (what follows an answer is text the
         // model was never tuned on, and would measure the draft on noise).
-        let answered = Array(prompts.prefix(s.batchSize))
+        let answered = (0..<(s.answers ?? s.batchSize)).map { prompts[$0 % prompts.count] }
         let stop = loaded.stopTokens
         let (full, reference) = try measure(.fixed(depth: L), answered, batchSize: 1, newTokens: s.newTokens, stop: stop)
         var strategies = [StrategySpeed(strategy: "full depth \(L)", tokensPerSecond: full.decodeTokensPerSecond, speedupOverFullDepth: 1,
@@ -263,7 +274,8 @@ public enum GenerationBenchmark {
         return GenerationBenchmarkResult(model: loaded.description, weightFormat: model.formatDescription,
                                          quantKernel: QuantKernels.name, openblasCore: BLAS.coreName, threads: BLAS.threads,
                                          readBandwidthGBPerSecond: bandwidth, promptTokens: prefillPrompt.count,
-                                         newTokens: s.newTokens, batchSize: s.batchSize, depths: depths, strategies: strategies,
+                                         newTokens: s.newTokens, batchSize: s.batchSize, answeredPrompts: answered.count,
+                                         answeredTokens: reference.reduce(0) { $0 + $1.count }, depths: depths, strategies: strategies,
                                          peakRSSBatch1MiB: peakBatch1, weightBytes: model.residentBytes,
                                          kvCacheBytesBatch1: L * 2 * c.keyValueWidth * 4 * (max(prompts[0].count, prefillPrompt.count) + s.newTokens),
                                          modelFileBytes: loaded.fileBytes)

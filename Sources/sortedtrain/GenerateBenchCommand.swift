@@ -40,6 +40,9 @@ struct GenerateBenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Prompts decoded together in the batched measurement.")
     var batchSize: Int = 8
 
+    @Option(parsing: .unconditional, help: "Prompts full depth, early exit and self-speculative decoding each answer, one at a time (default: --batch-size; the prompts are reused when fewer).")
+    var answers: Int?
+
     @Option(help: "Early-exit thresholds: one, or one per exit below the last.")
     var earlyExit: String = "0.9"
 
@@ -89,8 +92,8 @@ struct GenerateBenchCommand: ParsableCommand {
     ]
 
     func validate() throws {
-        guard promptTokens >= 1, newTokens >= 1, batchSize >= 1, repeats >= 1 else {
-            throw CommandLineError("--prompt-tokens, --new-tokens, --batch-size and --repeats must be positive")
+        guard promptTokens >= 1, newTokens >= 1, batchSize >= 1, repeats >= 1, (answers ?? 1) >= 1 else {
+            throw CommandLineError("--prompt-tokens, --new-tokens, --batch-size, --answers and --repeats must be positive")
         }
         if llamaBench != nil && !served.model.lowercased().hasSuffix(".gguf") {
             throw CommandLineError("--llama-bench needs a .gguf model (llama.cpp reads only GGUF), got \(served.model)")
@@ -124,6 +127,7 @@ struct GenerateBenchCommand: ParsableCommand {
         settings.promptTokens = promptTokens
         settings.newTokens = newTokens
         settings.batchSize = batchSize
+        settings.answers = answers
         settings.earlyExitThresholds = thresholds
         settings.confidence = confidence
         if let earlyExitAgreement {
@@ -178,6 +182,7 @@ struct GenerateBenchCommand: ParsableCommand {
             print("llama.cpp comparison skipped: \(why)")
         }
         let width = max(41, result.strategies.map(\.strategy.count).max() ?? 0)
+        print("strategies on \(result.answeredPrompts) prompts answered one at a time (\(result.answeredTokens) full-depth answer tokens):")
         print("strategy".padding(toLength: width, withPad: " ", startingAt: 0)
               + " tok/s   × full  layers/token  bytes × full  agreement  identical  acceptance")
         for s in result.strategies {

@@ -113,10 +113,11 @@ key = lambda e: (e['depth'], e['loss'], e['exact_match'])
 assert list(map(key, r['compared']['exits'])) == list(map(key, r['exits']))" "$work/compare.json"
 
 # bench generate: every section of the JSON, on the small model (smoke only, no timing asserted).
-"$bin" bench generate "$ckpt" --new-tokens 8 --prompt-tokens 16 --batch-size 2 --repeats 1 --json > "$work/bench.json" 2> "$work/bench.err"
-check "bench generate reports depths, strategies and the bandwidth limit" python3 -c "
+"$bin" bench generate "$ckpt" --new-tokens 8 --prompt-tokens 16 --batch-size 2 --answers 11 --repeats 1 --json > "$work/bench.json" 2> "$work/bench.err"
+check "bench generate reports depths, strategies (on --answers prompts) and the bandwidth limit" python3 -c "
 import json, sys; r = json.load(open(sys.argv[1]))
 assert [d['depth'] for d in r['depths']] == [2, 4] and r['read_bandwidth_gb_per_s'] > 0
+assert r['answered_prompts'] == 11 and r['answered_tokens'] > 0 and r['batch_size'] == 2
 assert all(d['fraction_of_bandwidth_limit'] > 0 for d in r['depths'])
 s = {x['strategy'].split()[0]: x for x in r['strategies']}
 assert s['self-speculative']['identical_to_full_depth'] and 'early' in s" "$work/bench.json"
