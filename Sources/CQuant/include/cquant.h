@@ -13,8 +13,9 @@
  * Q8_0, Q4_0 and Q4_1 rows are byte-identical to GGUF tensor rows of those types.
  *
  * Conventions for every function below:
- *   - k (elements per row) must be a positive multiple of 32; otherwise the row-size functions
- *     return 0 and the other functions return without touching their outputs.
+ *   - k (elements per row) must be a positive multiple of 32 (cq_linear_f32: any k > 0);
+ *     otherwise the row-size functions return 0 and the other functions return without touching
+ *     their outputs.
  *   - Pointers need no particular alignment (all loads are unaligned-safe).
  *   - Inputs to the quantizers must be finite (Q8_0 activations also |x| < ~8e6, so d fits fp16).
  *   - All functions are reentrant and thread-safe. Global state: the kernel choice (see
@@ -120,6 +121,24 @@ void cq_dequantize_packed_row(int format, const void *P, int64_t k, int64_t r, f
  */
 void cq_linear(int format, const void *P, int64_t k, int64_t r0, int64_t r1, const float *X, int64_t ldx,
                int64_t n, float *Y, int64_t ldy, int accumulate);
+
+/*
+ * float32 weights times a few activation rows (the "skinny" matmul; for n <= 16 each weight byte
+ * is read from memory once per call, in place: W is not packed or copied). For r in [r0, r1),
+ * i in [0, n):
+ *     Y[i * ldy + (r - r0)]  = dot(W row r, X row i)       (accumulate == 0)
+ *     Y[i * ldy + (r - r0)] += dot(W row r, X row i)       (accumulate != 0)
+ * where W row r is W[r * ldw ... + k) and X row i is X[i * ldx ... + k). Unlike the block
+ * formats, any k > 0 works; ldw >= k and ldx >= k; Y must not overlap W or X; ldy >= r1 - r0
+ * when n > 1. Invalid arguments return without touching Y. Rows are split over the thread pool.
+ * Exactness: each element depends only on its weight row, its activation row and the kernel
+ * path, never on n, on the other rows, on r0 / r1 or on the thread count (every tile sums the
+ * same 16 lanes along k in the same order and reduces them by the same tree): the SIMD paths
+ * (AVX2, AVX-512) all give the same bits, the portable path differs from them only by float
+ * rounding (no fma).
+ */
+void cq_linear_f32(const float *W, int64_t k, int64_t ldw, int64_t r0, int64_t r1, const float *X, int64_t ldx,
+                   int64_t n, float *Y, int64_t ldy, int accumulate);
 
 /*
  * The thread pool: cq_parallel_for runs fn(ctx, t) for every t in [0, tasks), on the calling

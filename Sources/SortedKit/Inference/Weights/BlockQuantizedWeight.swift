@@ -76,10 +76,6 @@ public final class BlockQuantizedWeight: LinearWeight, @unchecked Sendable {
         cq_dequantize_packed_row(cqFormat, data, Int64(columns), Int64(r), out)
     }
 
-    /// CQuant's pool runs as many threads as the rest of the inference path (OPENBLAS_NUM_THREADS
-    /// when ranks share a machine); set once, before the first multiply.
-    private static let poolThreads: Void = cq_set_threads(Int32(Parallel.workers))
-
     /// One cq_linear call for any n: every (weight row, activation row) result is the same
     /// whatever n is and however the rows are split (cq_linear's contract), so a speculative
     /// verification over many rows reproduces decoding them one at a time exactly.
@@ -87,7 +83,7 @@ public final class BlockQuantizedWeight: LinearWeight, @unchecked Sendable {
                          ldy: Int, accumulate: Bool) {
         guard n > 0, !range.isEmpty else { return }
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) outside 0..<\(rows)")
-        _ = Self.poolThreads
+        _ = CQuantPool.configured
         cq_linear(cqFormat, data, Int64(columns), Int64(range.lowerBound), Int64(range.upperBound), x, Int64(columns),
                   Int64(n), y, Int64(ldy), accumulate ? 1 : 0)
     }

@@ -1,6 +1,7 @@
 // LinearWeight: the seam between the inference path and how a weight matrix is stored. The
 // decoder asks a weight [rows, columns] (HF's [out, in]) to multiply activation rows; each
 // storage format (F32 here, the GGUF block formats in their own files) brings its kernels.
+import CQuant
 import Dispatch
 
 public enum WeightFormat: String, CaseIterable, Sendable {
@@ -32,7 +33,7 @@ extension LinearWeight {
 }
 
 /// A float32 matrix inside a buffer someone else owns (the model's parameters, or a buffer of
-/// its own): OpenBLAS sgemm.
+/// its own): CQuant's cq_linear_f32 for a few activation rows, OpenBLAS sgemm for more.
 public final class F32Weight: LinearWeight, @unchecked Sendable {
     public var format: WeightFormat { .f32 }
     public let rows: Int
@@ -54,11 +55,31 @@ public final class F32Weight: LinearWeight, @unchecked Sendable {
         out.update(from: data + r * columns, count: columns)
     }
 
+    /// Up to this many activation rows, cq_linear_f32 (streams W once, in place); sgemm packs W
+    /// first and, below ~16 rows, reads it at about half the speed.
+    static let skinnyRows = 16
+
+    /// Rows up to `skinnyRows` are exact across n and row splits (cq_linear_f32's contract), so a
+    /// speculative verification reproduces decoding its rows one at a time.
     public func multiply(_ x: UnsafePointer<Float>, count n: Int, rows range: Range<Int>, into y: UnsafeMutablePointer<Float>,
                          ldy: Int, accumulate: Bool) {
+        guard n > 0, !range.isEmpty else { return }
+        if n <= Self.skinnyRows {
+            precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) outside 0..<\(rows)")
+            _ = CQuantPool.configured
+            cq_linear_f32(data, Int64(columns), Int64(columns), Int64(range.lowerBound), Int64(range.upperBound), x, Int64(columns),
+                          Int64(n), y, Int64(ldy), accumulate ? 1 : 0)
+            return
+        }
         BLAS.gemm(transposeA: false, transposeB: true, m: n, n: range.count, k: columns, a: x, lda: columns,
                   b: data + range.lowerBound * columns, ldb: columns, beta: accumulate ? 1 : 0, c: y, ldc: ldy)
     }
+}
+
+/// CQuant's pool runs as many threads as the rest of the inference path (OPENBLAS_NUM_THREADS
+/// when ranks share a machine); set once, before the first multiply.
+enum CQuantPool {
+    static let configured: Void = cq_set_threads(Int32(Parallel.workers))
 }
 
 /// Splits `rows` weight rows over the cores when the work is worth a second thread.
