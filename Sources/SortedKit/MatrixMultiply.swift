@@ -1,7 +1,10 @@
 // MatrixMultiply: the training pass's GEMMs in the run's precision. float32 goes to OpenBLAS's
 // sgemm; bf16 rounds both operands to bfloat16 (nearest, ties to even) and multiplies them on
 // the CPU's bf16 units through oneDNN, accumulating and writing float32 — so every output,
-// gradient and the weights themselves stay float32, as in PyTorch's autocast.
+// gradient and the weights themselves stay float32, as in PyTorch's autocast. A weight (a `b`
+// operand inside the parameters given to `roundWeightsOncePerPass`) is rounded once per pass,
+// into a bfloat16 mirror of the parameters, rather than at each of its GEMMs: the tied head
+// alone serves 2·exits GEMMs a step.
 import Foundation
 
 /// train.precision: the arithmetic of the training GEMMs.
@@ -26,6 +29,11 @@ public final class MatrixMultiply {
     }
     private var plans: [Shape: BF16Matmul] = [:]
     private var roundedA: [UInt16] = [], roundedB: [UInt16] = []
+    /// The parameters' float32 values, their bfloat16 mirror, and the regions (offset → values)
+    /// of the mirror rounded since the parameters last changed.
+    private var parameters: (values: UnsafePointer<Float>, count: Int)?
+    private var mirror: UnsafeMutablePointer<UInt16>?
+    private var current: [Int: Int] = [:]
 
     /// float32 through OpenBLAS.
     public convenience init() {
@@ -39,6 +47,34 @@ public final class MatrixMultiply {
             let hardware = BFloat16.hardware
             guard hardware.native && BFloat16.matmulAvailable else { throw TrainingPrecisionError.noHardwareBF16(isa: hardware.isa) }
         }
+    }
+
+    deinit { mirror?.deallocate() }
+
+    /// In bf16, `b` operands inside `values` are weights: each is rounded on its first GEMM after
+    /// `parametersChanged` and reused until the next one (2 bytes a parameter). No-op in fp32.
+    public func roundWeightsOncePerPass(of values: UnsafePointer<Float>, count: Int) {
+        guard precision == .bf16 else { return }
+        mirror?.deallocate()
+        mirror = .allocate(capacity: count)
+        parameters = (values, count)
+        current.removeAll()
+    }
+
+    /// The parameters may have changed (an optimizer step, a load): round weights again.
+    public func parametersChanged() {
+        current.removeAll(keepingCapacity: true)
+    }
+
+    /// The bfloat16 copy of `count` values at `b`, when they are parameters.
+    private func roundedWeight(_ b: UnsafePointer<Float>, count: Int) -> UnsafePointer<UInt16>? {
+        guard let (values, total) = parameters, let mirror, b >= values, b + count <= values + total else { return nil }
+        let offset = b - values
+        if current[offset, default: 0] < count {
+            BFloat16.round(b, into: mirror + offset, count: count)
+            current[offset] = count
+        }
+        return UnsafePointer(mirror + offset)
     }
 
     /// C[m,n] = op(A)[m,k] · op(B)[k,n] + beta · C, row-major; beta 0 or 1 (what the pass uses).
@@ -75,12 +111,16 @@ public final class MatrixMultiply {
         let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
         let aCount = (aRows - 1) * lda + aColumns, bCount = (bRows - 1) * ldb + bColumns
         if roundedA.count < aCount { roundedA = [UInt16](repeating: 0, count: aCount) }
-        if roundedB.count < bCount { roundedB = [UInt16](repeating: 0, count: bCount) }
+        let weight = roundedWeight(b, count: bCount)
+        if weight == nil && roundedB.count < bCount { roundedB = [UInt16](repeating: 0, count: bCount) }
         roundedA.withUnsafeMutableBufferPointer { ra in
             roundedB.withUnsafeMutableBufferPointer { rb in
                 BFloat16.round(a, into: ra.baseAddress!, count: aCount)
-                BFloat16.round(b, into: rb.baseAddress!, count: bCount)
-                do { try plan.run(a: ra.baseAddress!, b: rb.baseAddress!, c: c) } catch {
+                let rounded = weight ?? {
+                    BFloat16.round(b, into: rb.baseAddress!, count: bCount)
+                    return UnsafePointer(rb.baseAddress!)
+                }()
+                do { try plan.run(a: ra.baseAddress!, b: rounded, c: c) } catch {
                     fatalError("MatrixMultiply: \(error)")
                 }
             }

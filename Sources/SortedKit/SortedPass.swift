@@ -86,6 +86,7 @@ public final class SortedPass {
                 recompute: Bool = false, precision: TrainingPrecision = .fp32) throws {
         let c = model.config
         matmul = try MatrixMultiply(precision: precision)
+        matmul.roundWeightsOncePerPass(of: model.parameters.pointer, count: model.parameters.count)
         guard batchSize > 0 else { throw ConfigError(key: "batch_size", "must be positive, got \(batchSize)") }
         guard sequenceLength > 0 && sequenceLength <= c.maxPositionEmbeddings else {
             throw ConfigError(key: "sequence_length",
@@ -138,6 +139,7 @@ public final class SortedPass {
         precondition(batch.batchSize == batchSize && batch.sequenceLength == sequenceLength,
                      "SortedPass: batch shape differs from the pass's (B, T)")
         precondition(!exits.isEmpty, "SortedPass: no exits")
+        matmul.parametersChanged()   // an optimizer step or a load may have moved them since the last pass
         let c = config, L = c.numHiddenLayers, N = rows, D = c.hiddenSize
         let P = model.parameters.pointer, G = model.gradients.pointer, layout = model.layout
         let labelled = batch.targets.indices.compactMap { batch.targets[$0] >= 0 ? Int32($0) : nil }
@@ -202,6 +204,7 @@ public final class SortedPass {
     /// the layers run up to depth k only, the head only on those rows. For generation.
     public func logits(_ batch: TokenBatch, depth k: Int, rows selected: [Int]) -> [Float] {
         precondition(k >= 1 && k <= config.numHiddenLayers, "SortedPass: depth outside 1...L")
+        matmul.parametersChanged()
         let c = config, N = rows, D = c.hiddenSize, V = c.vocabSize
         let P = model.parameters.pointer, layout = model.layout
         batch.tokens.withUnsafeBufferPointer { tokens in

@@ -260,11 +260,14 @@ public struct RunConfig: Sendable {
             warmup: try exitWarmup(s, exits: exits, numLayers: L),
             totalSteps: train.maxSteps, distillation: try distillation(s))
 
-        // Parameters, gradients and both AdamW moments (16 bytes a parameter) and one micro-batch's activations.
+        // Parameters, gradients and both AdamW moments (16 bytes a parameter; 18 in bf16, with the
+        // weights' bfloat16 copy) and one micro-batch's activations.
         let activations = SortedPass.bytesNeeded(config: model, batchSize: train.microBatchSize, sequenceLength: train.sequenceLength,
                                                  exits: objective.exits.count, recompute: train.recompute == .layers)
         try MemoryBudget.check(bytes: activations.flatMap { a in
-            model.parameterCount.flatMap { p in (16 * p).addingReportingOverflow(a).overflow ? nil : 16 * p + a } },
+            model.parameterCount.flatMap { p in
+                let perParameter = train.precision == .bf16 ? 18 : 16
+                return (perParameter * p).addingReportingOverflow(a).overflow ? nil : perParameter * p + a } },
                                for: "training (parameters, gradients, AdamW moments and micro-batch \(train.microBatchSize) × \(train.sequenceLength) tokens of activations)",
                                key: "train.micro_batch_size")
 

@@ -74,4 +74,64 @@ final class BF16TrainingTests: XCTestCase {
             }
         }
     }
+
+    /// A weight is rounded on its first GEMM after `parametersChanged` and reused until the next
+    /// one: a weight changed in between is not seen (the contract), and is once it is declared.
+    func testWeightsAreRoundedOncePerPass() throws {
+        let (m, n, k) = (3, 4, 5)
+        let matmul = try MatrixMultiply(precision: .bf16)
+        let parameters = FloatBuffer(count: 2 + n * k)
+        for i in 0..<parameters.count { parameters[i] = Float(i % 9) * 0.37 - 1.1 }
+        matmul.roundWeightsOncePerPass(of: parameters.pointer, count: parameters.count)
+        let a = randomArray(m * k, seed: 4)
+        func product() -> [Float] {
+            var c = [Float](repeating: 0, count: m * n)
+            matmul.gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, lda: k, b: parameters.pointer + 2, ldb: k,
+                        beta: 0, c: &c, ldc: n)
+            return c
+        }
+        func reference() -> [Float] {
+            var c = [Float](repeating: 0, count: m * n)
+            BLAS.gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a.map { BFloat16.float(BFloat16.round($0)) }, lda: k,
+                      b: parameters.array(offset: 2, count: n * k).map { BFloat16.float(BFloat16.round($0)) }, ldb: k,
+                      beta: 0, c: &c, ldc: n)
+            return c
+        }
+        let before = product()
+        assertClose(before, reference(), atol: 1e-5, rtol: 1e-5, "first pass")
+        for i in 2..<parameters.count { parameters[i] *= -2 }
+        XCTAssertEqual(product(), before, "a weight is rounded once per pass")
+        matmul.parametersChanged()
+        assertClose(product(), reference(), atol: 1e-5, rtol: 1e-5, "after parametersChanged")
+    }
+
+    /// Three AdamW steps in bf16 through one pass, whose weight copies must follow every update,
+    /// against a fresh pass (fresh copies) at every step: bit for bit.
+    func testRoundedWeightsFollowEveryOptimizerStep() throws {
+        let fixture = try GoldenFixture(GoldenPyTorchTests.fixtures[0])
+        let (settings, _) = try fixture.adamw()
+        let objective = try SortedObjective(exits: fixture.exits, numLayers: fixture.config.numHiddenLayers)
+        func train(freshPassEachStep: Bool) throws -> (losses: [Double], parameters: [Float]) {
+            let model = try fixture.makeModel()
+            let optimizer = try AdamW(layout: model.layout, settings: settings)
+            func makePass() throws -> SortedPass {
+                try SortedPass(model: model, batchSize: fixture.batch.batchSize, sequenceLength: fixture.batch.sequenceLength,
+                               headChunkRows: 5, precision: .bf16)
+            }
+            var pass = try makePass()
+            var losses: [Double] = []
+            for step in 1...3 {
+                if freshPassEachStep { pass = try makePass() }
+                model.zeroGradients()
+                losses += pass.run(fixture.batch, exits: objective.activeExits(step: step),
+                                   lossNormalizer: Double(fixture.batch.labelledCount)).map(\.mean)
+                optimizer.step(step, parameters: model.parameters, gradients: model.gradients, learningRate: 10 * settings.learningRate)
+            }
+            return (losses, model.parameters.array(offset: 0, count: model.parameters.count))
+        }
+        let reused = try train(freshPassEachStep: false), fresh = try train(freshPassEachStep: true)
+        XCTAssertEqual(reused.losses, fresh.losses)
+        XCTAssertTrue(reused.parameters == fresh.parameters, "the weights after three steps differ from a fresh pass's")
+        XCTAssertNotEqual(reused.losses[0], reused.losses[2], "the steps moved the weights")
+    }
 }
