@@ -7,6 +7,8 @@ import SortedTraining
 /// attention, peak RSS against sdpa's (nil where PyTorch's measurement failed).
 struct PyTorchComparison: Codable {
     var sequenceLength: Int
+    /// sortedtrain's train.precision on this row (PyTorch's side is float32).
+    var precision: String
     var pytorchSFTStepSeconds: Double?
     var pytorchSFTAttention: String?
     var pytorchSoFTStepSeconds: Double?
@@ -19,7 +21,7 @@ struct PyTorchComparison: Codable {
     var softMemoryRatio: Double?
 
     enum CodingKeys: String, CodingKey {
-        case sequenceLength = "sequence_length", pytorchSFTStepSeconds = "pytorch_sft_step_s",
+        case precision, sequenceLength = "sequence_length", pytorchSFTStepSeconds = "pytorch_sft_step_s",
              pytorchSFTAttention = "pytorch_sft_attention", pytorchSoFTStepSeconds = "pytorch_soft_step_s",
              pytorchSoFTAttention = "pytorch_soft_attention", sdpaSFTPeakRSSMiB = "sdpa_sft_peak_rss_mb",
              sdpaSoFTPeakRSSMiB = "sdpa_soft_peak_rss_mb", sftTimeRatio = "sft_time_ratio",
@@ -53,7 +55,7 @@ enum PyTorchReference {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", script, config, "--attention", "both",
-                             "--sequence-lengths", results.map { "\($0.sequenceLength)" }.joined(separator: ","),
+                             "--sequence-lengths", results.map(\.sequenceLength).uniqued().map(String.init).joined(separator: ","),
                              "--batch", "\(first.batch)", "--modes", "sft,soft", "--steps", "\(steps)",
                              "--warmup", "\(warmup)", "--threads", "\(first.threads)"]
         // The script's progress and errors go to stderr as they come; its JSON is read at the end.
@@ -74,7 +76,7 @@ enum PyTorchReference {
             let sdpa = { (mode: String) in here.first { $0.mode == mode && $0.attention == "sdpa" }?.peakRSSMiB }
             let sft = best("sft"), soft = best("soft")
             return PyTorchComparison(
-                sequenceLength: r.sequenceLength,
+                sequenceLength: r.sequenceLength, precision: r.precision,
                 pytorchSFTStepSeconds: sft?.stepSeconds, pytorchSFTAttention: sft?.attention,
                 pytorchSoFTStepSeconds: soft?.stepSeconds, pytorchSoFTAttention: soft?.attention,
                 sdpaSFTPeakRSSMiB: sdpa("sft"), sdpaSoFTPeakRSSMiB: sdpa("soft"),
@@ -83,5 +85,13 @@ enum PyTorchReference {
                 sftMemoryRatio: sdpa("sft").map { r.sftPeakRSSMiB / $0 },
                 softMemoryRatio: sdpa("soft").map { r.softPeakRSSMiB / $0 })
         })
+    }
+}
+
+extension Array where Element: Hashable {
+    /// The elements in order, each kept at its first occurrence.
+    func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
     }
 }

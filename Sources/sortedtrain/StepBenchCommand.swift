@@ -2,18 +2,49 @@
 import ArgumentParser
 import Foundation
 import SortedDistributed
+import SortedKit
 import SortedTraining
 
-/// `bench step --sequence-lengths` / `--pytorch` as JSON: one result per length, each with its
-/// own sgemm peak (measured on that length's GEMM shapes), and with --pytorch the ratios per
-/// length or why there are none.
+/// `bench step --sequence-lengths` / `--precision fp32,bf16` / `--pytorch` as JSON: one result
+/// per precision and length, each with its own GEMM peak (measured on that length's shapes in
+/// that precision), each later precision's ratios to the first, and with --pytorch the ratios
+/// per result or why there are none.
 struct StepSweep: Encodable {
     var lengths: [StepBenchmarkResult]
+    var precisions: [PrecisionComparison]?
     var pytorch: [PyTorchComparison]?
     var pytorchSkipped: String?
 
     enum CodingKeys: String, CodingKey {
-        case lengths, pytorch, pytorchSkipped = "pytorch_skipped"
+        case lengths, precisions, pytorch, pytorchSkipped = "pytorch_skipped"
+    }
+}
+
+/// One precision against another at one length: step time and peak RSS, as ratios.
+struct PrecisionComparison: Encodable {
+    var sequenceLength: Int
+    var precision: String
+    var baseline: String
+    var softTimeRatio: Double
+    var sftTimeRatio: Double
+    var softMemoryRatio: Double
+    var sftMemoryRatio: Double
+
+    enum CodingKeys: String, CodingKey {
+        case precision, baseline, sequenceLength = "sequence_length", softTimeRatio = "soft_time_ratio",
+             sftTimeRatio = "sft_time_ratio", softMemoryRatio = "soft_memory_ratio", sftMemoryRatio = "sft_memory_ratio"
+    }
+
+    /// Each result of a precision other than the first's against the first's at its length.
+    static func all(_ results: [StepBenchmarkResult]) -> [PrecisionComparison] {
+        guard let first = results.first?.precision else { return [] }
+        return results.filter { $0.precision != first }.compactMap { r in
+            results.first { $0.precision == first && $0.sequenceLength == r.sequenceLength }.map { b in
+                PrecisionComparison(sequenceLength: r.sequenceLength, precision: r.precision, baseline: b.precision,
+                                    softTimeRatio: r.softStepSeconds / b.softStepSeconds, sftTimeRatio: r.sftStepSeconds / b.sftStepSeconds,
+                                    softMemoryRatio: r.softPeakRSSMiB / b.softPeakRSSMiB, sftMemoryRatio: r.sftPeakRSSMiB / b.sftPeakRSSMiB)
+            }
+        }
     }
 }
 
@@ -35,6 +66,8 @@ struct StepBenchCommand: ParsableCommand {
         With --sequence-lengths 256,1024,2048 it measures each length in turn (peak memory \
         reset before every measurement, the sgemm peak measured on each length's shapes) and \
         prints one table, or with --json an object whose "lengths" holds one result per length. \
+        --precision fp32,bf16 measures each precision the same way, one after the other, and \
+        gives each later one's step time and peak RSS as ratios to the first's. \
         --pytorch adds scripts/bench_pytorch.py's timings of the same config, lengths, batch, \
         steps and threads (when python3 has torch and transformers): sortedtrain's step time \
         over the better of PyTorch's eager and sdpa attention, and its peak RSS over sdpa's.
@@ -59,7 +92,7 @@ struct StepBenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Sequences per micro-batch (default: the config's train.micro_batch_size).")
     var batch: Int?
 
-    @Option(help: "The GEMMs' precision: fp32, or bf16 (bfloat16 inputs, float32 accumulation; needs AVX512_BF16 or AMX). Default: the config's train.precision.")
+    @Option(help: "The GEMMs' precision: fp32, or bf16 (bfloat16 inputs, float32 accumulation; needs AVX512_BF16 or AMX), or several one after another, e.g. fp32,bf16. Default: the config's train.precision.")
     var precision: String?
 
     @Flag(help: "Leave out SoFT with self-distillation (keeps a long sweep affordable).")
@@ -82,37 +115,54 @@ struct StepBenchCommand: ParsableCommand {
         guard warmup >= 0 else { throw ValidationError("--warmup must be non-negative") }
         if let batch, batch < 1 { throw CommandLineError("--batch must be at least 1, got \(batch)") }
         if let sequenceLengths { _ = try parseLengths(sequenceLengths) }
+        if let precision { _ = try parsePrecisions(precision) }
+    }
+
+    /// "fp32,bf16" as train.precision values, each once.
+    private func parsePrecisions(_ text: String) throws -> [String] {
+        let names = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        for name in names where TrainingPrecision(rawValue: name) == nil {
+            throw CommandLineError("--precision: '\(name)' is not fp32 or bf16")
+        }
+        guard Set(names).count == names.count else { throw CommandLineError("--precision: \(text) names a precision twice") }
+        return names
     }
 
     func run() throws {
         // --batch and each length go through the config's own checks (the memory budget among them).
-        let batchOverride = (batch.map { ["train.micro_batch_size=\($0)"] } ?? []) + (precision.map { ["train.precision=\($0)"] } ?? [])
+        let precisions = try precision.map(parsePrecisions) ?? []
+        let batchOverride = (batch.map { ["train.micro_batch_size=\($0)"] } ?? []) + precisions.prefix(1).map { "train.precision=\($0)" }
         let runConfig = try RunConfig.load(path: config, overrides: batchOverride)
         // Under mpirun: the data-parallel measurement.
         if let communicator = try communicatorFromEnvironment() as? MPICommunicator {
+            guard precisions.count <= 1 else { throw CommandLineError("--precision: under mpirun, one precision at a time") }
             try runDataParallel(runConfig, communicator)
             return
         }
-        // --pytorch reports in the sweep's form, at the config's length when no lengths are given.
-        if let lengths = try sequenceLengths.map(parseLengths) ?? (pytorch ? [runConfig.train.sequenceLength] : nil) {
+        // --pytorch and several precisions report in the sweep's form, at the config's length when no lengths are given.
+        if let lengths = try sequenceLengths.map(parseLengths) ?? (pytorch || precisions.count > 1 ? [runConfig.train.sequenceLength] : nil) {
             let limit = runConfig.model.maxPositionEmbeddings
             if let long = lengths.first(where: { $0 > limit }) {
                 throw CommandLineError("--sequence-lengths: \(long) exceeds the model's max_position_embeddings \(limit)")
             }
-            let results = try lengths.map { T in
-                let lengthConfig = try RunConfig.load(path: config, overrides: batchOverride + ["train.sequence_length=\(T)"])
+            let runs = (precisions.isEmpty ? [nil] : precisions.map(Optional.some)).flatMap { p in lengths.map { (p, $0) } }
+            let results = try runs.map { p, T in
+                let overrides = (batch.map { ["train.micro_batch_size=\($0)"] } ?? []) + (p.map { ["train.precision=\($0)"] } ?? [])
+                let lengthConfig = try RunConfig.load(path: config, overrides: overrides + ["train.sequence_length=\(T)"])
+                let label = "length \(T)" + (precisions.count > 1 ? ", \(lengthConfig.train.precision.rawValue)" : "")
                 let r = try StepBenchmark.run(config: lengthConfig, steps: steps, warmup: warmup, breakdown: breakdown,
                                               distill: !skipDistill, recompute: recompute) { line in
-                    if !json { printProgress("length \(T): \(line)") }
+                    if !json { printProgress("\(label): \(line)") }
                 }
                 // Each length's figures as soon as they are known: a sweep stopped later (out of memory) keeps them.
                 if !json {
-                    printProgress("length \(T): SFT \(fmt(r.sftStepSeconds, 3)) s, peak RSS \(fmt(r.sftPeakRSSMiB, 0)) MiB; "
+                    printProgress("\(label): SFT \(fmt(r.sftStepSeconds, 3)) s, peak RSS \(fmt(r.sftPeakRSSMiB, 0)) MiB; "
                                   + "SoFT \(fmt(r.softStepSeconds, 3)) s, peak RSS \(fmt(r.softPeakRSSMiB, 0)) MiB")
                 }
                 return r
             }
             var sweep = StepSweep(lengths: results)
+            if precisions.count > 1 { sweep.precisions = PrecisionComparison.all(results) }
             if pytorch {
                 switch PyTorchReference.compare(config: config, results: results, steps: steps, warmup: warmup,
                                                 progress: { if !json { printProgress($0) } }) {
@@ -187,11 +237,11 @@ struct StepBenchCommand: ParsableCommand {
         print("model \(source): \(first.parameters / 1_000_000)M parameters, batch \(first.batch), SoFT exits \(first.softExits)")
         print("OpenBLAS kernel \(first.openBLASCore), \(first.threads) threads; \(first.timedSteps) timed steps per mode (median)")
         print("")
-        print("length  mode          step (s)   tokens/s   GFLOP/s   of peak   sgemm peak   peak RSS (MiB)")
+        print("length  precision  mode          step (s)   tokens/s   GFLOP/s   of peak   GEMM peak    peak RSS (MiB)")
         for r in results {
             let tokens = Double(r.batch * r.sequenceLength)
             func row(_ mode: String, _ seconds: Double, _ gflops: Double?, _ fraction: Double?, _ rss: Double?) {
-                print("\(pad("\(r.sequenceLength)", 7)) \(pad(mode, 13)) \(pad(fmt(seconds, 3), 10)) \(pad(fmt(tokens / seconds, 0), 10)) "
+                print("\(pad("\(r.sequenceLength)", 7)) \(pad(r.precision, 10)) \(pad(mode, 13)) \(pad(fmt(seconds, 3), 10)) \(pad(fmt(tokens / seconds, 0), 10)) "
                       + "\(pad(gflops.map { fmt($0, 1) } ?? "-", 9)) \(pad(fraction.map { fmt(100 * $0, 1) + "%" } ?? "-", 9)) "
                       + "\(pad(fmt(r.sgemmPeakGFLOPS, 1), 12)) \(rss.map { fmt($0, 0) } ?? "-")")
             }
@@ -204,10 +254,14 @@ struct StepBenchCommand: ParsableCommand {
                 row("SoFT+recomp", seconds, nil, nil, r.recomputePeakRSSMiB)
             }
         }
-        for r in results { printBreakdown(r, heading: "phase at \(r.sequenceLength)") }
+        for r in results { printBreakdown(r, heading: "phase at \(r.sequenceLength) \(r.precision)") }
         print("")
+        for c in sweep.precisions ?? [] {
+            print("length \(c.sequenceLength): \(c.precision) against \(c.baseline): SoFT step \(fmt(c.softTimeRatio, 3))× (\(fmt(1 / c.softTimeRatio, 2))× faster), "
+                  + "SFT step \(fmt(c.sftTimeRatio, 3))×; peak RSS SoFT \(fmt(c.softMemoryRatio, 3))×, SFT \(fmt(c.sftMemoryRatio, 3))×")
+        }
         for r in results {
-            print("length \(r.sequenceLength): SoFT/SFT time \(fmt(r.softSFTRatio, 3)) vs FLOP ratio \(fmt(r.flopRatio, 3)); memory \(fmt(r.softPeakRSSMiB / r.sftPeakRSSMiB, 3))×")
+            print("length \(r.sequenceLength) \(r.precision): SoFT/SFT time \(fmt(r.softSFTRatio, 3)) vs FLOP ratio \(fmt(r.flopRatio, 3)); memory \(fmt(r.softPeakRSSMiB / r.sftPeakRSSMiB, 3))×")
             printRecompute(r, prefix: "length \(r.sequenceLength): ")
         }
         if let why = sweep.pytorchSkipped {
@@ -217,10 +271,10 @@ struct StepBenchCommand: ParsableCommand {
         guard let comparison = sweep.pytorch else { return }
         let opt = { (x: Double?, digits: Int) in x.map { fmt($0, digits) } ?? "-" }
         print("")
-        print("against PyTorch (time: the better of eager and sdpa; memory: sdpa's)")
-        print("length  PyTorch SFT (s)  SFT ratio  PyTorch SoFT (s)  SoFT ratio  SFT RSS ratio  SoFT RSS ratio")
+        print("against PyTorch in float32 (time: the better of eager and sdpa; memory: sdpa's)")
+        print("length  precision  PyTorch SFT (s)  SFT ratio  PyTorch SoFT (s)  SoFT ratio  SFT RSS ratio  SoFT RSS ratio")
         for c in comparison {
-            print("\(pad("\(c.sequenceLength)", 7)) \(pad(opt(c.pytorchSFTStepSeconds, 3) + (c.pytorchSFTAttention.map { " \($0)" } ?? ""), 16)) "
+            print("\(pad("\(c.sequenceLength)", 7)) \(pad(c.precision, 10)) \(pad(opt(c.pytorchSFTStepSeconds, 3) + (c.pytorchSFTAttention.map { " \($0)" } ?? ""), 16)) "
                   + "\(pad(opt(c.sftTimeRatio, 3), 10)) \(pad(opt(c.pytorchSoFTStepSeconds, 3) + (c.pytorchSoFTAttention.map { " \($0)" } ?? ""), 17)) "
                   + "\(pad(opt(c.softTimeRatio, 3), 11)) \(pad(opt(c.sftMemoryRatio, 3), 14)) \(opt(c.softMemoryRatio, 3))")
         }

@@ -340,8 +340,16 @@ fi
 # train.precision bf16: a checkpoint does not depend on the precision (fp32 steps resume in bf16);
 # where the CPU has no bf16 arithmetic it is refused with the key named.
 if grep -qE ' (avx512_bf16|amx_bf16)( |$)' /proc/cpuinfo; then
-    bench_keys "bench step --precision bf16 --json" "precision soft_step_s" \
-        "$bin" bench step --config "$work/small.json" --precision bf16 --steps 1 --warmup 0 --skip-distill --json
+    "$bin" bench step --config "$work/small.json" --precision fp32,bf16 --steps 1 --warmup 0 --skip-distill --json > "$work/precisions.json" 2>/dev/null
+    if python3 -c "
+import json, sys; r = json.load(open(sys.argv[1]))
+assert [x['precision'] for x in r['lengths']] == ['fp32', 'bf16'] and all(x['soft_step_s'] > 0 for x in r['lengths'])
+c, = r['precisions']; assert c['precision'] == 'bf16' and c['baseline'] == 'fp32'
+assert abs(c['soft_time_ratio'] - r['lengths'][1]['soft_step_s'] / r['lengths'][0]['soft_step_s']) < 1e-9" "$work/precisions.json"; then
+        pass "bench step --precision fp32,bf16 measures both and gives bf16's ratios to fp32's"
+    else
+        fail "bench step --precision fp32,bf16 measures both and gives bf16's ratios to fp32's" "$(head -c 300 "$work/precisions.json")"
+    fi
     if "$bin" train --config "$work/small.json" --set "log.dir=$work/prec" --set train.max_steps=2 --set checkpoint.every=2 --quiet 2>/dev/null \
        && out=$("$bin" train --config "$work/small.json" --set "log.dir=$work/prec" --set train.max_steps=4 --set checkpoint.every=2 \
                 --set train.precision=bf16 --resume auto 2>&1) && grep -q "resumed from" <<< "$out" \
@@ -355,6 +363,7 @@ else
         "$bin" train --config "$work/small.json" --set train.precision=bf16
 fi
 one_line_error "a bad train.precision" "train\.precision: 'fp8' is not one of: fp32, bf16" "$bin" train --config "$work/small.json" --set train.precision=fp8
+one_line_error "a bad bench step --precision" "--precision: 'fp16' is not fp32 or bf16" "$bin" bench step --config "$work/small.json" --precision fp32,fp16
 bench_keys "bench checkpoint --json" "checkpoint_write_mb_s plain_write_mb_s write_ratio read_ratio resume_s" \
     "$bin" bench checkpoint --config "$work/small.json" --dir "$work/bench" --repeats 1 --json
 bench_keys "bench under mpirun --json" "exposed_comm_fraction bucketed_allreduce_gbps plain_allreduce_gbps" \
