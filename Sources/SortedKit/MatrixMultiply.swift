@@ -28,7 +28,8 @@ public final class MatrixMultiply {
         let transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int, accumulate: Bool
     }
     private var plans: [Shape: BF16Matmul] = [:]
-    private var roundedA: [UInt16] = [], roundedB: [UInt16] = []
+    private var scratchA = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: 0)
+    private var scratchB = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: 0)
     /// The parameters' float32 values, their bfloat16 mirror, and the regions (offset → values)
     /// of the mirror rounded since the parameters last changed.
     private var parameters: (values: UnsafePointer<Float>, count: Int)?
@@ -49,7 +50,11 @@ public final class MatrixMultiply {
         }
     }
 
-    deinit { mirror?.deallocate() }
+    deinit {
+        mirror?.deallocate()
+        scratchA.deallocate()
+        scratchB.deallocate()
+    }
 
     /// In bf16, `b` operands inside `values` are weights: each is rounded on its first GEMM after
     /// `parametersChanged` and reused until the next one (2 bytes a parameter). No-op in fp32.
@@ -81,7 +86,17 @@ public final class MatrixMultiply {
     public func gemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: .float(a), lda: lda, b: .float(b), ldb: ldb,
+             beta: beta, c: c, ldc: ldc)
+    }
+
+    /// The same with either operand possibly already in bfloat16 (bf16 only: a saved activation
+    /// kept as its rounding).
+    public func gemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                     a: MatrixOperand, lda: Int, b: MatrixOperand, ldb: Int,
+                     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard precision == .bf16 else {
+            guard case .float(let a) = a, case .float(let b) = b else { preconditionFailure("MatrixMultiply: a bfloat16 operand in fp32") }
             BLAS.gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, lda: lda,
                       b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
@@ -110,22 +125,37 @@ public final class MatrixMultiply {
         let (aRows, aColumns) = transposeA ? (k, m) : (m, k)
         let (bRows, bColumns) = transposeB ? (n, k) : (k, n)
         let aCount = (aRows - 1) * lda + aColumns, bCount = (bRows - 1) * ldb + bColumns
-        if roundedA.count < aCount { roundedA = [UInt16](repeating: 0, count: aCount) }
-        let weight = roundedWeight(b, count: bCount)
-        if weight == nil && roundedB.count < bCount { roundedB = [UInt16](repeating: 0, count: bCount) }
-        roundedA.withUnsafeMutableBufferPointer { ra in
-            roundedB.withUnsafeMutableBufferPointer { rb in
-                BFloat16.round(a, into: ra.baseAddress!, count: aCount)
-                let rounded = weight ?? {
-                    BFloat16.round(b, into: rb.baseAddress!, count: bCount)
-                    return UnsafePointer(rb.baseAddress!)
-                }()
-                do { try plan.run(a: ra.baseAddress!, b: rounded, c: c) } catch {
-                    fatalError("MatrixMultiply: \(error)")
-                }
-            }
+        let roundedA = rounded(a, count: aCount, scratch: &scratchA, weights: false)
+        let roundedB = rounded(b, count: bCount, scratch: &scratchB, weights: true)
+        do { try plan.run(a: roundedA, b: roundedB, c: c) } catch {
+            fatalError("MatrixMultiply: \(error)")
         }
     }
+
+    /// The operand's bfloat16 values: as given, from the weights' mirror (a `b` operand inside
+    /// the parameters), or rounded into `scratch`.
+    private func rounded(_ operand: MatrixOperand, count: Int, scratch: inout UnsafeMutableBufferPointer<UInt16>,
+                         weights: Bool) -> UnsafePointer<UInt16> {
+        switch operand {
+        case .bfloat16(let values):
+            return values
+        case .float(let values):
+            if weights, let weight = roundedWeight(values, count: count) { return weight }
+            if scratch.count < count {
+                scratch.deallocate()
+                scratch = .allocate(capacity: count)
+            }
+            BFloat16.round(values, into: scratch.baseAddress!, count: count)
+            return UnsafePointer(scratch.baseAddress!)
+        }
+    }
+}
+
+/// A GEMM operand: float32 values (rounded at each call in bf16), or values already rounded to
+/// bfloat16 (what a bf16 GEMM takes, so they are not rounded again).
+public enum MatrixOperand {
+    case float(UnsafePointer<Float>)
+    case bfloat16(UnsafePointer<UInt16>)
 }
 
 extension MatrixMultiply {

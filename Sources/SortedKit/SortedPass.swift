@@ -23,16 +23,17 @@ public final class SortedPass {
     // Saved activations: the residual stream at every depth, and the rest for L layers, or
     // for one layer at a time when recomputing (shapes per layer).
     private let residual: FloatBuffer      // [(L+1), N, D]: input of layer l at block l
-    private let normed1: FloatBuffer       // [L, N, D]
+    // normed1, normed2 and activated are read only by GEMMs: in bf16, kept as their rounding.
+    private let normed1: GEMMOperandBuffer // [L, N, D]
     private let inverseRMS1: FloatBuffer   // [L, N]
     private let qkv: FloatBuffer           // [L, N, (H+2Hkv)·Dh], q and k after RoPE
     private let logSumExp: FloatBuffer     // [L, B, H, T]: attention's softmax normalisers
     private let attended: FloatBuffer      // [L, N, H·Dh]
     private let mid: FloatBuffer           // [L, N, D]: residual after attention
-    private let normed2: FloatBuffer       // [L, N, D]
+    private let normed2: GEMMOperandBuffer // [L, N, D]
     private let inverseRMS2: FloatBuffer   // [L, N]
     private let gateUp: FloatBuffer        // [L, N, 2F]
-    private let activated: FloatBuffer     // [L, N, F]
+    private let activated: GEMMOperandBuffer // [L, N, F]
 
     // Scratch for evaluation's logits, each exit's gradient and the backward.
     private let normedFinal: FloatBuffer   // [N, D]
@@ -49,7 +50,8 @@ public final class SortedPass {
     /// The bytes the buffers below take for one micro-batch (nil when the sizes overflow),
     /// so a run config can be refused before anything is allocated.
     public static func bytesNeeded(config c: LlamaConfig, batchSize: Int, sequenceLength: Int, exits: Int,
-                                   headChunkRows: Int = defaultHeadChunkRows, recompute: Bool = false) -> Int? {
+                                   headChunkRows: Int = defaultHeadChunkRows, recompute: Bool = false,
+                                   precision: TrainingPrecision = .fp32) -> Int? {
         // In Double: the sizes may come from a hostile config, and a product must not trap.
         let B = Double(batchSize), T = Double(sequenceLength), N = B * T
         let L = Double(c.numHiddenLayers), D = Double(c.hiddenSize), F = Double(c.intermediateSize)
@@ -58,7 +60,8 @@ public final class SortedPass {
         // mid, qkv, attended, gate|up, activation, two RMS factors, a log-sum-exp per head),
         // for every layer or for one when recomputing; the single-layer backward scratch and
         // each exit's dh_e.
-        let perLayerToken = 3 * D + qkv + q + 3 * F + 2 + H
+        // normed1, normed2 and activated (2D + F) take half the bytes in bf16.
+        let perLayerToken = 3 * D + qkv + q + 3 * F + 2 + H - (precision == .bf16 ? (2 * D + F) / 2 : 0)
         let savedLayers = recompute ? 1 : L
         let scratchToken = 3 * D + 1 + qkv + q + 3 * F
         let stack = max(L, min(Double(headChunkRows), L * N))   // as stackRows, in Double
@@ -105,16 +108,16 @@ public final class SortedPass {
         head = FusedHeadLoss(vocab: c.vocabSize, dim: D,
                              stackRows: Self.stackRows(headChunkRows, layers: c.numHiddenLayers, rows: N), matmul: matmul)
         residual = FloatBuffer(count: (c.numHiddenLayers + 1) * N * D)
-        normed1 = FloatBuffer(count: L * N * D)
+        normed1 = GEMMOperandBuffer(count: L * N * D, precision: precision)
         inverseRMS1 = FloatBuffer(count: L * N)
         qkv = FloatBuffer(count: L * N * c.qkvWidth)
         logSumExp = FloatBuffer(count: L * attention.savedCount(batch: batchSize))
         attended = FloatBuffer(count: L * N * c.queryWidth)
         mid = FloatBuffer(count: L * N * D)
-        normed2 = FloatBuffer(count: L * N * D)
+        normed2 = GEMMOperandBuffer(count: L * N * D, precision: precision)
         inverseRMS2 = FloatBuffer(count: L * N)
         gateUp = FloatBuffer(count: L * N * 2 * F)
-        activated = FloatBuffer(count: L * N * F)
+        activated = GEMMOperandBuffer(count: L * N * F, precision: precision)
         normedFinal = FloatBuffer(count: N * D)
         inverseRMSFinal = FloatBuffer(count: N)
         dResidual = FloatBuffer(count: N * D)
@@ -239,16 +242,16 @@ public final class SortedPass {
     private struct LayerActivations {
         let input: UnsafeMutablePointer<Float>       // residual[l]: [N, D]
         let output: UnsafeMutablePointer<Float>      // residual[l+1]: [N, D]
-        let normed1: UnsafeMutablePointer<Float>     // [N, D]
+        let normed1: Int                             // offset in normed1: [N, D]
         let inverseRMS1: UnsafeMutablePointer<Float> // [N]
         let qkv: UnsafeMutablePointer<Float>         // [N, (H+2Hkv)·Dh]
         let logSumExp: UnsafeMutablePointer<Float>   // [B, H, T]
         let attended: UnsafeMutablePointer<Float>    // [N, H·Dh]
         let mid: UnsafeMutablePointer<Float>         // [N, D]
-        let normed2: UnsafeMutablePointer<Float>     // [N, D]
+        let normed2: Int                             // offset in normed2: [N, D]
         let inverseRMS2: UnsafeMutablePointer<Float> // [N]
         let gateUp: UnsafeMutablePointer<Float>      // [N, 2F]
-        let activated: UnsafeMutablePointer<Float>   // [N, F]
+        let activated: Int                           // offset in activated: [N, F]
     }
 
     /// Layer l's slices: its own block of every buffer, or the one block when recomputing.
@@ -257,12 +260,12 @@ public final class SortedPass {
         let block = recompute ? 0 : l
         return LayerActivations(
             input: residual.pointer + l * N * D, output: residual.pointer + (l + 1) * N * D,
-            normed1: normed1.pointer + block * N * D, inverseRMS1: inverseRMS1.pointer + block * N,
+            normed1: block * N * D, inverseRMS1: inverseRMS1.pointer + block * N,
             qkv: qkv.pointer + block * N * c.qkvWidth,
             logSumExp: logSumExp.pointer + block * attention.savedCount(batch: batchSize),
             attended: attended.pointer + block * N * c.queryWidth, mid: mid.pointer + block * N * D,
-            normed2: normed2.pointer + block * N * D, inverseRMS2: inverseRMS2.pointer + block * N,
-            gateUp: gateUp.pointer + block * N * 2 * F, activated: activated.pointer + block * N * F)
+            normed2: block * N * D, inverseRMS2: inverseRMS2.pointer + block * N,
+            gateUp: gateUp.pointer + block * N * 2 * F, activated: block * N * F)
     }
 
     /// residual[l] → residual[l+1], saving what the backward needs.
@@ -271,17 +274,23 @@ public final class SortedPass {
         let W = c.qkvWidth, A = c.queryWidth
         let w = model.layout.layers[l], P = model.parameters.pointer
         let a = activations(l)
-        let x = a.input, xn1 = a.normed1, qkvL = a.qkv, att = a.attended, h1 = a.mid
-        let xn2 = a.normed2, gu = a.gateUp, act = a.activated, out = a.output
+        let x = a.input, qkvL = a.qkv, att = a.attended, h1 = a.mid
+        let gu = a.gateUp, out = a.output
+        // The GEMM-only activations are written in float32 here (in bf16 into the backward's
+        // scratch, free during a forward) and kept by commit.
+        let xn1 = normed1.values(at: a.normed1, scratch: dNormed.pointer)
+        let xn2 = normed2.values(at: a.normed2, scratch: dNormed.pointer)
+        let act = activated.values(at: a.activated, scratch: dActivated.pointer)
         let eps = Float(c.rmsNormEps)
 
         StepProfiler.measure("norms") {
             RMSNorm.forward(x: x, weight: P + w.inputNorm, y: xn1, inverseRMS: a.inverseRMS1,
                             rows: N, dim: D, eps: eps)
+            normed1.commit(at: a.normed1, count: N * D, from: xn1)
         }
         StepProfiler.measure("projections") {
             matmul.gemm(transposeA: false, transposeB: true, m: N, n: W, k: D,
-                      a: xn1, lda: D, b: P + w.qkv, ldb: D, beta: 0, c: qkvL, ldc: W)
+                      a: normed1.operand(at: a.normed1), lda: D, b: .float(P + w.qkv), ldb: D, beta: 0, c: qkvL, ldc: W)
         }
         StepProfiler.measure("rope") {
             for b in 0..<batchSize {
@@ -302,16 +311,20 @@ public final class SortedPass {
         StepProfiler.measure("norms") {
             RMSNorm.forward(x: h1, weight: P + w.postNorm, y: xn2, inverseRMS: a.inverseRMS2,
                             rows: N, dim: D, eps: eps)
+            normed2.commit(at: a.normed2, count: N * D, from: xn2)
         }
         StepProfiler.measure("projections") {
             matmul.gemm(transposeA: false, transposeB: true, m: N, n: 2 * F, k: D,
-                      a: xn2, lda: D, b: P + w.gateUp, ldb: D, beta: 0, c: gu, ldc: 2 * F)
+                      a: normed2.operand(at: a.normed2), lda: D, b: .float(P + w.gateUp), ldb: D, beta: 0, c: gu, ldc: 2 * F)
         }
-        StepProfiler.measure("swiglu") { SwiGLU.forward(gateUp: gu, act: act, rows: N, width: F) }
+        StepProfiler.measure("swiglu") {
+            SwiGLU.forward(gateUp: gu, act: act, rows: N, width: F)
+            activated.commit(at: a.activated, count: N * F, from: act)
+        }
         StepProfiler.measure("projections") {
             out.update(from: h1, count: N * D)
             matmul.gemm(transposeA: false, transposeB: true, m: N, n: D, k: F,
-                      a: act, lda: F, b: P + w.down, ldb: F, beta: 1, c: out, ldc: D)
+                      a: activated.operand(at: a.activated), lda: F, b: .float(P + w.down), ldb: F, beta: 1, c: out, ldc: D)
         }
     }
 
@@ -322,8 +335,8 @@ public final class SortedPass {
         let W = c.qkvWidth, A = c.queryWidth
         let w = model.layout.layers[l], P = model.parameters.pointer, G = model.gradients.pointer
         let a = activations(l)
-        let x = a.input, xn1 = a.normed1, qkvL = a.qkv, att = a.attended, h1 = a.mid
-        let xn2 = a.normed2, gu = a.gateUp, act = a.activated
+        let x = a.input, qkvL = a.qkv, att = a.attended, h1 = a.mid
+        let gu = a.gateUp
         let dr = dResidual.pointer
 
         // MLP: out = h1 + act·W_downᵀ
@@ -331,14 +344,14 @@ public final class SortedPass {
             matmul.gemm(transposeA: false, transposeB: false, m: N, n: F, k: D,
                       a: dr, lda: D, b: P + w.down, ldb: F, beta: 0, c: dActivated.pointer, ldc: F)
             matmul.gemm(transposeA: true, transposeB: false, m: D, n: F, k: N,
-                      a: dr, lda: D, b: act, ldb: F, beta: 1, c: G + w.down, ldc: F)
+                      a: .float(dr), lda: D, b: activated.operand(at: a.activated), ldb: F, beta: 1, c: G + w.down, ldc: F)
         }
         StepProfiler.measure("swiglu") {
             SwiGLU.backward(dAct: dActivated.pointer, gateUp: gu, dGateUp: dGateUp.pointer, rows: N, width: F)
         }
         StepProfiler.measure("projections") {
             matmul.gemm(transposeA: true, transposeB: false, m: 2 * F, n: D, k: N,
-                      a: dGateUp.pointer, lda: 2 * F, b: xn2, ldb: D, beta: 1, c: G + w.gateUp, ldc: D)
+                      a: .float(dGateUp.pointer), lda: 2 * F, b: normed2.operand(at: a.normed2), ldb: D, beta: 1, c: G + w.gateUp, ldc: D)
             matmul.gemm(transposeA: false, transposeB: false, m: N, n: D, k: 2 * F,
                       a: dGateUp.pointer, lda: 2 * F, b: P + w.gateUp, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
         }
@@ -366,7 +379,7 @@ public final class SortedPass {
         }
         StepProfiler.measure("projections") {
             matmul.gemm(transposeA: true, transposeB: false, m: W, n: D, k: N,
-                      a: dQKV.pointer, lda: W, b: xn1, ldb: D, beta: 1, c: G + w.qkv, ldc: D)
+                      a: .float(dQKV.pointer), lda: W, b: normed1.operand(at: a.normed1), ldb: D, beta: 1, c: G + w.qkv, ldc: D)
             matmul.gemm(transposeA: false, transposeB: false, m: N, n: D, k: W,
                       a: dQKV.pointer, lda: W, b: P + w.qkv, ldb: D, beta: 0, c: dNormed.pointer, ldc: D)
         }

@@ -263,7 +263,8 @@ public struct RunConfig: Sendable {
         // Parameters, gradients and both AdamW moments (16 bytes a parameter; 18 in bf16, with the
         // weights' bfloat16 copy) and one micro-batch's activations.
         let activations = SortedPass.bytesNeeded(config: model, batchSize: train.microBatchSize, sequenceLength: train.sequenceLength,
-                                                 exits: objective.exits.count, recompute: train.recompute == .layers)
+                                                 exits: objective.exits.count, recompute: train.recompute == .layers,
+                                                 precision: train.precision)
         try MemoryBudget.check(bytes: activations.flatMap { a in
             model.parameterCount.flatMap { p in
                 let perParameter = train.precision == .bf16 ? 18 : 16
