@@ -23,17 +23,17 @@ public final class SortedPass {
     // Saved activations: the residual stream at every depth, and the rest for L layers, or
     // for one layer at a time when recomputing (shapes per layer).
     private let residual: FloatBuffer      // [(L+1), N, D]: input of layer l at block l
-    // normed1, normed2 and activated are read only by GEMMs: in bf16, kept as their rounding.
-    private let normed1: GEMMOperandBuffer // [L, N, D]
+    // normed1, normed2, gateUp and activated: in bf16, kept as their rounding (ActivationBuffer).
+    private let normed1: ActivationBuffer // [L, N, D]
     private let inverseRMS1: FloatBuffer   // [L, N]
     private let qkv: FloatBuffer           // [L, N, (H+2Hkv)·Dh], q and k after RoPE
     private let logSumExp: FloatBuffer     // [L, B, H, T]: attention's softmax normalisers
     private let attended: FloatBuffer      // [L, N, H·Dh]
     private let mid: FloatBuffer           // [L, N, D]: residual after attention
-    private let normed2: GEMMOperandBuffer // [L, N, D]
+    private let normed2: ActivationBuffer // [L, N, D]
     private let inverseRMS2: FloatBuffer   // [L, N]
-    private let gateUp: FloatBuffer        // [L, N, 2F]
-    private let activated: GEMMOperandBuffer // [L, N, F]
+    private let gateUp: ActivationBuffer   // [L, N, 2F]
+    private let activated: ActivationBuffer // [L, N, F]
 
     // Scratch for evaluation's logits, each exit's gradient and the backward.
     private let normedFinal: FloatBuffer   // [N, D]
@@ -46,6 +46,7 @@ public final class SortedPass {
     private let dGateUp: FloatBuffer       // [N, 2F]
     private let dActivated: FloatBuffer    // [N, F]
     private let attentionScratch: FloatBuffer
+    private let gateUpWide: FloatBuffer    // [N, 2F] in bf16: one layer's gate|up in float32
 
     /// The bytes the buffers below take for one micro-batch (nil when the sizes overflow),
     /// so a run config can be refused before anything is allocated.
@@ -60,10 +61,12 @@ public final class SortedPass {
         // mid, qkv, attended, gate|up, activation, two RMS factors, a log-sum-exp per head),
         // for every layer or for one when recomputing; the single-layer backward scratch and
         // each exit's dh_e.
-        // normed1, normed2 and activated (2D + F) take half the bytes in bf16.
-        let perLayerToken = 3 * D + qkv + q + 3 * F + 2 + H - (precision == .bf16 ? (2 * D + F) / 2 : 0)
+        // normed1, normed2, gate|up and activated (2D + 3F) take half the bytes in bf16, which
+        // widens one layer's gate|up (2F) for SwiGLU's backward.
+        let bf16 = precision == .bf16
+        let perLayerToken = 3 * D + qkv + q + 3 * F + 2 + H - (bf16 ? (2 * D + 3 * F) / 2 : 0)
         let savedLayers = recompute ? 1 : L
-        let scratchToken = 3 * D + 1 + qkv + q + 3 * F
+        let scratchToken = 3 * D + 1 + qkv + q + 3 * F + (bf16 ? 2 * F : 0)
         let stack = max(L, min(Double(headChunkRows), L * N))   // as stackRows, in Double
         let floats = N * ((L + 1) * D + savedLayers * perLayerToken + scratchToken + Double(exits) * D)
             + FusedHeadLoss.floatsNeeded(vocab: c.vocabSize, dim: c.hiddenSize, stackRows: stack)
@@ -108,16 +111,17 @@ public final class SortedPass {
         head = FusedHeadLoss(vocab: c.vocabSize, dim: D,
                              stackRows: Self.stackRows(headChunkRows, layers: c.numHiddenLayers, rows: N), matmul: matmul)
         residual = FloatBuffer(count: (c.numHiddenLayers + 1) * N * D)
-        normed1 = GEMMOperandBuffer(count: L * N * D, precision: precision)
+        normed1 = ActivationBuffer(count: L * N * D, precision: precision)
         inverseRMS1 = FloatBuffer(count: L * N)
         qkv = FloatBuffer(count: L * N * c.qkvWidth)
         logSumExp = FloatBuffer(count: L * attention.savedCount(batch: batchSize))
         attended = FloatBuffer(count: L * N * c.queryWidth)
         mid = FloatBuffer(count: L * N * D)
-        normed2 = GEMMOperandBuffer(count: L * N * D, precision: precision)
+        normed2 = ActivationBuffer(count: L * N * D, precision: precision)
         inverseRMS2 = FloatBuffer(count: L * N)
-        gateUp = FloatBuffer(count: L * N * 2 * F)
-        activated = GEMMOperandBuffer(count: L * N * F, precision: precision)
+        gateUp = ActivationBuffer(count: L * N * 2 * F, precision: precision)
+        gateUpWide = FloatBuffer(count: precision == .bf16 ? N * 2 * F : 0)
+        activated = ActivationBuffer(count: L * N * F, precision: precision)
         normedFinal = FloatBuffer(count: N * D)
         inverseRMSFinal = FloatBuffer(count: N)
         dResidual = FloatBuffer(count: N * D)
@@ -250,7 +254,7 @@ public final class SortedPass {
         let mid: UnsafeMutablePointer<Float>         // [N, D]
         let normed2: Int                             // offset in normed2: [N, D]
         let inverseRMS2: UnsafeMutablePointer<Float> // [N]
-        let gateUp: UnsafeMutablePointer<Float>      // [N, 2F]
+        let gateUp: Int                              // offset in gateUp: [N, 2F]
         let activated: Int                           // offset in activated: [N, F]
     }
 
@@ -265,7 +269,7 @@ public final class SortedPass {
             logSumExp: logSumExp.pointer + block * attention.savedCount(batch: batchSize),
             attended: attended.pointer + block * N * c.queryWidth, mid: mid.pointer + block * N * D,
             normed2: block * N * D, inverseRMS2: inverseRMS2.pointer + block * N,
-            gateUp: gateUp.pointer + block * N * 2 * F, activated: block * N * F)
+            gateUp: block * N * 2 * F, activated: block * N * F)
     }
 
     /// residual[l] → residual[l+1], saving what the backward needs.
@@ -275,12 +279,13 @@ public final class SortedPass {
         let w = model.layout.layers[l], P = model.parameters.pointer
         let a = activations(l)
         let x = a.input, qkvL = a.qkv, att = a.attended, h1 = a.mid
-        let gu = a.gateUp, out = a.output
+        let out = a.output
         // The GEMM-only activations are written in float32 here (in bf16 into the backward's
         // scratch, free during a forward) and kept by commit.
         let xn1 = normed1.values(at: a.normed1, scratch: dNormed.pointer)
         let xn2 = normed2.values(at: a.normed2, scratch: dNormed.pointer)
         let act = activated.values(at: a.activated, scratch: dActivated.pointer)
+        let gu = gateUp.values(at: a.gateUp, scratch: gateUpWide.pointer)
         let eps = Float(c.rmsNormEps)
 
         StepProfiler.measure("norms") {
@@ -318,6 +323,7 @@ public final class SortedPass {
                       a: normed2.operand(at: a.normed2), lda: D, b: .float(P + w.gateUp), ldb: D, beta: 0, c: gu, ldc: 2 * F)
         }
         StepProfiler.measure("swiglu") {
+            gateUp.commit(at: a.gateUp, count: N * 2 * F, from: gu, writeBack: true)   // SwiGLU reads what the backward will
             SwiGLU.forward(gateUp: gu, act: act, rows: N, width: F)
             activated.commit(at: a.activated, count: N * F, from: act)
         }
@@ -336,7 +342,6 @@ public final class SortedPass {
         let w = model.layout.layers[l], P = model.parameters.pointer, G = model.gradients.pointer
         let a = activations(l)
         let x = a.input, qkvL = a.qkv, att = a.attended, h1 = a.mid
-        let gu = a.gateUp
         let dr = dResidual.pointer
 
         // MLP: out = h1 + act·W_downᵀ
@@ -347,6 +352,7 @@ public final class SortedPass {
                       a: .float(dr), lda: D, b: activated.operand(at: a.activated), ldb: F, beta: 1, c: G + w.down, ldc: F)
         }
         StepProfiler.measure("swiglu") {
+            let gu = gateUp.read(at: a.gateUp, count: N * 2 * F, scratch: gateUpWide.pointer)
             SwiGLU.backward(dAct: dActivated.pointer, gateUp: gu, dGateUp: dGateUp.pointer, rows: N, width: F)
         }
         StepProfiler.measure("projections") {
