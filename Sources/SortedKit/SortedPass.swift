@@ -23,10 +23,10 @@ public final class SortedPass {
     // Saved activations: the residual stream at every depth, and the rest for L layers, or
     // for one layer at a time when recomputing (shapes per layer).
     private let residual: FloatBuffer      // [(L+1), N, D]: input of layer l at block l
-    // normed1, normed2, gateUp and activated: in bf16, kept as their rounding (ActivationBuffer).
+    // normed1, qkv, normed2, gateUp and activated: in bf16, kept as their rounding (ActivationBuffer).
     private let normed1: ActivationBuffer // [L, N, D]
     private let inverseRMS1: FloatBuffer   // [L, N]
-    private let qkv: FloatBuffer           // [L, N, (H+2Hkv)·Dh], q and k after RoPE
+    private let qkv: ActivationBuffer      // [L, N, (H+2Hkv)·Dh], q and k after RoPE
     private let logSumExp: FloatBuffer     // [L, B, H, T]: attention's softmax normalisers
     private let attended: FloatBuffer      // [L, N, H·Dh]
     private let mid: FloatBuffer           // [L, N, D]: residual after attention
@@ -47,6 +47,7 @@ public final class SortedPass {
     private let dActivated: FloatBuffer    // [N, F]
     private let attentionScratch: FloatBuffer
     private let gateUpWide: FloatBuffer    // [N, 2F] in bf16: one layer's gate|up in float32
+    private let qkvWide: FloatBuffer       // [N, (H+2Hkv)·Dh] in bf16: one layer's q|k|v in float32
 
     /// The bytes the buffers below take for one micro-batch (nil when the sizes overflow),
     /// so a run config can be refused before anything is allocated.
@@ -61,12 +62,12 @@ public final class SortedPass {
         // mid, qkv, attended, gate|up, activation, two RMS factors, a log-sum-exp per head),
         // for every layer or for one when recomputing; the single-layer backward scratch and
         // each exit's dh_e.
-        // normed1, normed2, gate|up and activated (2D + 3F) take half the bytes in bf16, which
-        // widens one layer's gate|up (2F) for SwiGLU's backward.
+        // normed1, q|k|v, normed2, gate|up and activated take half the bytes in bf16, which
+        // widens one layer's q|k|v and gate|up for attention's and SwiGLU's backward.
         let bf16 = precision == .bf16
-        let perLayerToken = 3 * D + qkv + q + 3 * F + 2 + H - (bf16 ? (2 * D + 3 * F) / 2 : 0)
+        let perLayerToken = 3 * D + qkv + q + 3 * F + 2 + H - (bf16 ? (2 * D + qkv + 3 * F) / 2 : 0)
         let savedLayers = recompute ? 1 : L
-        let scratchToken = 3 * D + 1 + qkv + q + 3 * F + (bf16 ? 2 * F : 0)
+        let scratchToken = 3 * D + 1 + qkv + q + 3 * F + (bf16 ? qkv + 2 * F : 0)
         let stack = max(L, min(Double(headChunkRows), L * N))   // as stackRows, in Double
         let floats = N * ((L + 1) * D + savedLayers * perLayerToken + scratchToken + Double(exits) * D)
             + FusedHeadLoss.floatsNeeded(vocab: c.vocabSize, dim: c.hiddenSize, stackRows: stack)
@@ -113,7 +114,8 @@ public final class SortedPass {
         residual = FloatBuffer(count: (c.numHiddenLayers + 1) * N * D)
         normed1 = ActivationBuffer(count: L * N * D, precision: precision)
         inverseRMS1 = FloatBuffer(count: L * N)
-        qkv = FloatBuffer(count: L * N * c.qkvWidth)
+        qkv = ActivationBuffer(count: L * N * c.qkvWidth, precision: precision)
+        qkvWide = FloatBuffer(count: precision == .bf16 ? N * c.qkvWidth : 0)
         logSumExp = FloatBuffer(count: L * attention.savedCount(batch: batchSize))
         attended = FloatBuffer(count: L * N * c.queryWidth)
         mid = FloatBuffer(count: L * N * D)
@@ -248,7 +250,7 @@ public final class SortedPass {
         let output: UnsafeMutablePointer<Float>      // residual[l+1]: [N, D]
         let normed1: Int                             // offset in normed1: [N, D]
         let inverseRMS1: UnsafeMutablePointer<Float> // [N]
-        let qkv: UnsafeMutablePointer<Float>         // [N, (H+2Hkv)·Dh]
+        let qkv: Int                                 // offset in qkv: [N, (H+2Hkv)·Dh]
         let logSumExp: UnsafeMutablePointer<Float>   // [B, H, T]
         let attended: UnsafeMutablePointer<Float>    // [N, H·Dh]
         let mid: UnsafeMutablePointer<Float>         // [N, D]
@@ -265,7 +267,7 @@ public final class SortedPass {
         return LayerActivations(
             input: residual.pointer + l * N * D, output: residual.pointer + (l + 1) * N * D,
             normed1: block * N * D, inverseRMS1: inverseRMS1.pointer + block * N,
-            qkv: qkv.pointer + block * N * c.qkvWidth,
+            qkv: block * N * c.qkvWidth,
             logSumExp: logSumExp.pointer + block * attention.savedCount(batch: batchSize),
             attended: attended.pointer + block * N * c.queryWidth, mid: mid.pointer + block * N * D,
             normed2: block * N * D, inverseRMS2: inverseRMS2.pointer + block * N,
@@ -278,8 +280,9 @@ public final class SortedPass {
         let W = c.qkvWidth, A = c.queryWidth
         let w = model.layout.layers[l], P = model.parameters.pointer
         let a = activations(l)
-        let x = a.input, qkvL = a.qkv, att = a.attended, h1 = a.mid
+        let x = a.input, att = a.attended, h1 = a.mid
         let out = a.output
+        let qkvL = qkv.values(at: a.qkv, scratch: qkvWide.pointer)
         // The GEMM-only activations are written in float32 here (in bf16 into the backward's
         // scratch, free during a forward) and kept by commit.
         let xn1 = normed1.values(at: a.normed1, scratch: dNormed.pointer)
@@ -305,6 +308,7 @@ public final class SortedPass {
             }
         }
         StepProfiler.measure("attention") {
+            qkv.commit(at: a.qkv, count: N * W, from: qkvL, writeBack: true)   // attention reads what the backward will
             attention.forward(qkv: qkvL, logSumExp: a.logSumExp, out: att,
                               scratch: attentionScratch.pointer, batch: batchSize)
         }
@@ -341,7 +345,7 @@ public final class SortedPass {
         let W = c.qkvWidth, A = c.queryWidth
         let w = model.layout.layers[l], P = model.parameters.pointer, G = model.gradients.pointer
         let a = activations(l)
-        let x = a.input, qkvL = a.qkv, att = a.attended, h1 = a.mid
+        let x = a.input, att = a.attended, h1 = a.mid
         let dr = dResidual.pointer
 
         // MLP: out = h1 + act·W_downᵀ
@@ -374,6 +378,7 @@ public final class SortedPass {
                       a: dr, lda: D, b: att, ldb: A, beta: 1, c: G + w.output, ldc: A)
         }
         StepProfiler.measure("attention") {
+            let qkvL = qkv.read(at: a.qkv, count: N * W, scratch: qkvWide.pointer)
             attention.backward(dOut: dAttended.pointer, qkv: qkvL, out: att, logSumExp: a.logSumExp,
                                dQKV: dQKV.pointer, scratch: attentionScratch.pointer, batch: batchSize)
         }
