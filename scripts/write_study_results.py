@@ -220,6 +220,41 @@ def trade_off_svg(points, path, shallowest):
         f.write("\n".join(out) + "\n")
 
 
+def dynamic_bounds(bench, arms):
+    """One bullet per arm: how long the answers are, the share of tokens early exit cannot
+    shorten (each answer's first token comes from the prefill at full depth), the mean depth of
+    the tokens it decides, and each dynamic strategy's speed-up against its byte bound."""
+    lines = []
+    for arm in arms:
+        b = bench.get(arm) or {}
+        prompts, tokens = b.get("answered_prompts"), b.get("answered_tokens")
+        strategies = b.get("strategies") or []
+        full = next((x for x in strategies if x["strategy"].startswith("full depth")), None)
+        if not prompts or not tokens or not full:
+            continue
+        deepest = full["mean_layers_per_token"]
+        parts = []
+        for x in strategies:
+            name = x["strategy"]
+            if not (name.startswith("early exit by probes") or name.startswith("self-speculative")):
+                continue
+            bytes_ratio = x.get("bytes_over_full_depth")
+            if not bytes_ratio:
+                continue
+            text = f"{name}: {x['speedup_over_full_depth']:.2f}× against a byte bound of {1 / bytes_ratio:.2f}×"
+            if name.startswith("early exit"):
+                decided = (x["mean_layers_per_token"] * tokens - deepest * prompts) / max(tokens - prompts, 1)
+                text += f", the other tokens at {decided:.1f} layers on average"
+            if x.get("acceptance_rate") is not None:
+                text += f", acceptance {x['acceptance_rate']:.2f}"
+            parts.append(text)
+        if parts:
+            lines.append(f"- {code(arm)}: answers of {tokens / prompts:.1f} tokens on average ({tokens} tokens, {prompts} prompts), "
+                         f"so {100 * prompts / tokens:.0f}% of the tokens are first tokens, made by the prefill at full depth; "
+                         + "; ".join(parts) + ".")
+    return lines
+
+
 def table(header, rows):
     """A Markdown table; every row padded or checked to the header's width."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -696,6 +731,14 @@ def write(study, args, figures):
         "bytes each exit reads) over the whole vocabulary or the calibrated shortlist; its greedy output equals full "
         "depth's. Weight bytes per token are counted by the decoder (layers, heads, state propagation; not the KV cache), "
         "over full-depth decoding's.")
+    current = [a for a in arms if (s.bench.get(a) or {}).get("answered_prompts")]
+    older = [a for a in arms if s.bench.get(a) and a not in current]
+    if current and older:
+        add("")
+        add(f"The benchmarks of {join_words(map(code, current))} answered {s.bench[current[0]]['answered_prompts']} prompts "
+            f"with the current decoder; those of {join_words(map(code, older))} come from an earlier run, which answered 16 "
+            "prompts and whose speculative verifications and batches went through sgemm (which packs the weights first, "
+            "so 2 rows cost nearly twice one): compare speeds within an arm, not across the two groups.")
     add("")
     rows = []
     for arm in arms:
@@ -711,6 +754,14 @@ def write(study, args, figures):
         add("")
         add(f"No benchmark file for {join_words(map(code, missing))}.")
     add("")
+    bounds = dynamic_bounds(s.bench, arms)
+    if bounds:
+        add("What bounds them, from each benchmark's own counts (arms whose benchmark answered 100 prompts; "
+            "weight bytes per token over full depth's are the byte bound: the speed-up a memory-bound decoder "
+            "could reach at most):")
+        add("")
+        extend(bounds)
+        add("")
     calibrated = [(arm, load_optional(os.path.join(s.out, f"calibration-{arm}.json"))) for arm in arms]
     calibrated = [(arm, c) for arm, c in calibrated if c]
     if calibrated:
