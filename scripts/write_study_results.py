@@ -736,8 +736,8 @@ def write(study, args, figures):
     if current and older:
         add("")
         add(f"The benchmarks of {join_words(map(code, current))} answered {s.bench[current[0]]['answered_prompts']} prompts "
-            f"with the current decoder; those of {join_words(map(code, older))} come from an earlier run, which answered 16 "
-            "prompts and whose speculative verifications and batches went through sgemm (which packs the weights first, "
+            f"with the current decoder; those of {join_words(map(code, older))} come from an earlier run, which answered "
+            f"{s.bench[older[0]].get('batch_size', '-')} prompts and whose speculative verifications and batches went through sgemm (which packs the weights first, "
             "so 2 rows cost nearly twice one): compare speeds within an arm, not across the two groups.")
     add("")
     rows = []
@@ -756,7 +756,7 @@ def write(study, args, figures):
     add("")
     bounds = dynamic_bounds(s.bench, arms)
     if bounds:
-        add("What bounds them, from each benchmark's own counts (arms whose benchmark answered 100 prompts; "
+        add("What bounds them, from each benchmark's own counts (the arms whose benchmark counted its answers; "
             "weight bytes per token over full depth's are the byte bound: the speed-up a memory-bound decoder "
             "could reach at most):")
         add("")

@@ -20,8 +20,8 @@ public struct GenerationBenchmarkSettings: Sendable {
     /// Self-speculative strategies to measure, by name.
     public var speculations: [(name: String, strategy: DecodingStrategy)] = []
     public var repeats: Int = 2
-    /// Prompts the strategies (full depth, early exit, self-speculative) answer one at a time
-    /// (default: batchSize). Short answers give few tokens a prompt, and an agreement over a
+    /// Prompts the strategies (full depth, early exit, self-speculative) answer one at a time,
+    /// the first ones, each once (default: batchSize, or all when fewer). Short answers give few tokens a prompt, and an agreement over a
     /// few dozen tokens moves in steps of several percent.
     public var answers: Int?
 
@@ -169,7 +169,9 @@ public enum GenerationBenchmark {
             throw ConfigError(key: "prompt_tokens", "prompt tokens (\(s.promptTokens)) and new tokens (\(s.newTokens)) must each be in 1..<\(window), the model's context")
         }
         guard s.batchSize >= 1 else { throw ConfigError(key: "batch_size", "must be positive, got \(s.batchSize)") }
-        guard (s.answers ?? 1) >= 1 else { throw ConfigError(key: "answers", "must be positive, got \(s.answers!)") }
+        if let n = s.answers, !(1...prompts.count).contains(n) {
+            throw ConfigError(key: "answers", "\(n) prompts to answer, but there are \(prompts.count): give at most \(prompts.count), or more prompts")
+        }
         let capacity = min(window, max(s.promptTokens, prompts.map(\.count).max()!) + s.newTokens + 1)
         try TextGenerator.checkMemory(model: model, slots: s.batchSize, layers: L, capacity: capacity)
         // The peak through loading, then the peak from here with the bandwidth probe's buffer left out.
@@ -233,7 +235,7 @@ public enum GenerationBenchmark {
         // Dynamic depth on the same prompts, one at a time, against full-depth greedy; answers
         // end at the model's end token, as generate's do (what follows an answer is text the
         // model was never tuned on, and would measure the draft on noise).
-        let answered = (0..<(s.answers ?? s.batchSize)).map { prompts[$0 % prompts.count] }
+        let answered = Array(prompts.prefix(s.answers ?? s.batchSize))
         let stop = loaded.stopTokens
         let (full, reference) = try measure(.fixed(depth: L), answered, batchSize: 1, newTokens: s.newTokens, stop: stop)
         var strategies = [StrategySpeed(strategy: "full depth \(L)", tokensPerSecond: full.decodeTokensPerSecond, speedupOverFullDepth: 1,

@@ -423,6 +423,7 @@ public final class TextGenerator {
         guard !kept.isEmpty, maxNewTokens > 0 else { return [] }
         prefill(kept, slot: 0, layers: 0..<L)
         let maxDraft = min(lookahead.maximum, max(1, capacity - 2))
+        let exactRows = model.exactRows
         // A probe's saturation feature needs the state at the probed exit before the draft's.
         var probe: (probes: ExitProbes, index: Int, before: Int, threshold: Double)?
         if case .probed(_, let probes, let threshold) = lookahead, let i = probes.exits.firstIndex(of: k) {
@@ -489,9 +490,14 @@ public final class TextGenerator {
                     drafts.append(d)
                     input = d
                 }
-                // Verify: layers k..<L over all fed rows at once; row i predicts after input i.
-                run(hidden, segments: [DecoderSegment(slot: 0, rows: fed)], layers: k..<L)
-                head(hidden, rows: 0..<fed, into: logits.pointer)
+                // Verify: layers k..<L over the fed rows, in chunks the weights compute exactly as
+                // single rows (the later chunks attend to the earlier ones' keys, as a chunked
+                // prefill does); row i predicts after input i.
+                for first in stride(from: 0, to: fed, by: exactRows) {
+                    let rows = first..<min(fed, first + exactRows)
+                    run(hidden, at: first, segments: [DecoderSegment(slot: 0, rows: rows.count)], layers: k..<L)
+                    head(hidden, rows: rows, into: logits.pointer + first * V)
+                }
                 stats.verifications += 1
                 stats.drafted += drafts.count
                 var acceptedCount = 0

@@ -160,17 +160,22 @@ public enum MatrixOperand {
 
 extension MatrixMultiply {
     /// Best-of-`repeats` throughput of C[m,n] = A[m,k]·B[n,k]ᵀ (every projection's layout) in this
-    /// precision, rounding included in bf16 as the pass pays it: the peak a training step is
-    /// measured against.
+    /// precision: the peak a training step is measured against. In bf16 the weight B comes
+    /// rounded (as the pass keeps it, once per pass) and A is rounded at each call (as the pass's
+    /// float32 operands are; its saved ones come rounded, so this peak is a little low for them).
     public func measureGFLOPS(m: Int, n: Int, k: Int, repeats: Int = 5) -> Double {
         let a = FloatBuffer(count: m * k), b = FloatBuffer(count: n * k), c = FloatBuffer(count: m * n)
         for i in 0..<a.count { a[i] = Float(i % 7) * 0.01 }
         for i in 0..<b.count { b[i] = Float(i % 5) * 0.01 }
+        var roundedB = [UInt16](repeating: 0, count: precision == .bf16 ? n * k : 0)
+        if precision == .bf16 { roundedB.withUnsafeMutableBufferPointer { BFloat16.round(b.pointer, into: $0.baseAddress!, count: n * k) } }
         var best = 0.0
         for _ in 0..<(repeats + 1) {
             let start = ContinuousClock.now
-            gemm(transposeA: false, transposeB: true, m: m, n: n, k: k,
-                 a: a.pointer, lda: k, b: b.pointer, ldb: k, beta: 0, c: c.pointer, ldc: n)
+            roundedB.withUnsafeBufferPointer { rb in
+                gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: .float(a.pointer), lda: k,
+                     b: precision == .bf16 ? .bfloat16(rb.baseAddress!) : .float(b.pointer), ldb: k, beta: 0, c: c.pointer, ldc: n)
+            }
             let seconds = (ContinuousClock.now - start).seconds
             best = max(best, 2 * Double(m) * Double(n) * Double(k) / seconds / 1e9)
         }

@@ -35,7 +35,8 @@ public final class SortedPass {
     private let gateUp: ActivationBuffer   // [L, N, 2F]
     private let activated: ActivationBuffer // [L, N, F]
 
-    // Scratch for evaluation's logits, each exit's gradient and the backward.
+    // Scratch for evaluation's logits, each exit's gradient and the backward (in bf16 the forward
+    // also writes its float32 activations through dNormed and dActivated before keeping them).
     private let normedFinal: FloatBuffer   // [N, D]
     private let inverseRMSFinal: FloatBuffer // [N]
     private var exitGradients: [Int: FloatBuffer] = [:]  // depth → dh_e [N, D]

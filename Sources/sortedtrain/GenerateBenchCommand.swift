@@ -40,7 +40,7 @@ struct GenerateBenchCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "Prompts decoded together in the batched measurement.")
     var batchSize: Int = 8
 
-    @Option(parsing: .unconditional, help: "Prompts full depth, early exit and self-speculative decoding each answer, one at a time (default: --batch-size; the prompts are reused when fewer).")
+    @Option(parsing: .unconditional, help: "Prompts full depth, early exit and self-speculative decoding each answer, one at a time: the first N, each once (default: --batch-size, or every prompt when fewer).")
     var answers: Int?
 
     @Option(help: "Early-exit thresholds: one, or one per exit below the last.")

@@ -113,11 +113,11 @@ key = lambda e: (e['depth'], e['loss'], e['exact_match'])
 assert list(map(key, r['compared']['exits'])) == list(map(key, r['exits']))" "$work/compare.json"
 
 # bench generate: every section of the JSON, on the small model (smoke only, no timing asserted).
-"$bin" bench generate "$ckpt" --new-tokens 8 --prompt-tokens 16 --batch-size 2 --answers 11 --repeats 1 --json > "$work/bench.json" 2> "$work/bench.err"
+"$bin" bench generate "$ckpt" --new-tokens 8 --prompt-tokens 16 --batch-size 2 --answers 5 --repeats 1 --json > "$work/bench.json" 2> "$work/bench.err"
 check "bench generate reports depths, strategies (on --answers prompts) and the bandwidth limit" python3 -c "
 import json, sys; r = json.load(open(sys.argv[1]))
 assert [d['depth'] for d in r['depths']] == [2, 4] and r['read_bandwidth_gb_per_s'] > 0
-assert r['answered_prompts'] == 11 and r['answered_tokens'] > 0 and r['batch_size'] == 2
+assert r['answered_prompts'] == 5 and r['answered_tokens'] > 0 and r['batch_size'] == 2
 assert all(d['fraction_of_bandwidth_limit'] > 0 for d in r['depths'])
 s = {x['strategy'].split()[0]: x for x in r['strategies']}
 assert s['self-speculative']['identical_to_full_depth'] and 'early' in s" "$work/bench.json"
@@ -271,6 +271,7 @@ grep -q "down_proj.*cannot be trained from" "$work/bad.err" && pass "training re
 long=$(python3 -c "print('Sort these words alphabetically: ' + ' '.join(['banana cherry apple'] * 20))")
 bad "generate with a prompt longer than the model's 128 positions" generate "$ckpt" --prompt "$long"
 bad "generate --context beyond the model's positions" generate "$ckpt" --prompt hi --context 500
+bad "bench generate --answers beyond the prompts it has" bench generate "$ckpt" --answers 9 --new-tokens 2 --prompt-tokens 4
 bad "bench generate with a prompt longer than --context" bench generate "$ckpt" --context 8 --prompt-tokens 4 --new-tokens 2
 "$bin" generate "$ckpt" --prompt "$long" --truncate left --max-new-tokens 8 > "$work/cut.txt" 2> "$work/cut.err"
 check "generate --truncate left answers from the prompt's last tokens and says so" grep -q "keeping its last 127" "$work/cut.err"

@@ -78,6 +78,16 @@ final class ExitProbesTests: XCTestCase {
         let flipped = ExitCalibration.crossFit(folds, exit: 0, features: F, ridge: 1).scores
         XCTAssertEqual(Array(flipped[0..<30]), Array(scores[0..<30]))
         XCTAssertNotEqual(Array(flipped[30...]), Array(scores[30...]))
+        // All tokens in one fold: nothing to fit the others' probe on, so that fold is scored
+        // by the probe fitted on every token.
+        let lone = [folds[1], ExitCalibration.Samples(exits: 1), ExitCalibration.Samples(exits: 1), ExitCalibration.Samples(exits: 1)]
+        let inSample = ExitCalibration.crossFit(lone, exit: 0, features: F, ridge: 1).scores
+        let (wa, ba) = LogisticRegression.fit(features: folds[1].features[0], labels: folds[1].agrees[0], count: F, ridge: 1)
+        let all = ExitProbe(depth: 0, weights: wa.prefix(F - 1).map(Float.init), saturation: Float(wa[F - 1]), bias: Float(ba), agreement: 0)
+        XCTAssertEqual(inSample.count, 25)
+        folds[1].features[0].withUnsafeBufferPointer { x in
+            for n in 0..<25 { XCTAssertEqual(inSample[n], all.probability(features: x.baseAddress! + n * F), accuracy: 1e-12) }
+        }
     }
 
     func testStoredProbeScoresItsFeaturesAndSurvivesTheFile() throws {

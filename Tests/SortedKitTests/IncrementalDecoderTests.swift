@@ -79,6 +79,43 @@ final class IncrementalDecoderTests: XCTestCase {
         try assertMatchesFullForward(model, batch, depths: [2, 3], prompt: 150, chunk: 70, "random GQA model")
     }
 
+    /// A speculative verification in float32: rows decoded together, in chunks of the model's
+    /// `exactRows`, give the logits that decoding them one at a time gives, bit for bit.
+    func testRowsInExactChunksEqualRowsOneAtATime() throws {
+        let config = LlamaConfig(hiddenSize: 64, intermediateSize: 96, numHiddenLayers: 3, numAttentionHeads: 4,
+                                 numKeyValueHeads: 2, vocabSize: 70, rmsNormEps: 1e-5, maxPositionEmbeddings: 64)
+        let model = try LlamaModel(config: config)
+        model.initializeRandomly(seed: 17, std: 0.3)
+        let inference = try InferenceModel(model)
+        XCTAssertEqual(inference.exactRows, 16)
+        var rng = SplitMix64(seed: 3)
+        let prompt = (0..<7).map { _ in Int32(rng.below(70)) }, rows = (0..<21).map { _ in Int32(rng.below(70)) }
+        let V = config.vocabSize, exact = inference.exactRows
+        func decode(chunked: Bool) throws -> [Float] {
+            let decoder = try IncrementalDecoder(model: inference, slots: 1, capacity: 40, maxRows: 32)
+            let hidden = decoder.makeHidden(rows: 32)
+            decoder.embed(prompt, into: hidden)
+            decoder.forward(hidden, segments: [DecoderSegment(slot: 0, rows: prompt.count)], layers: 0..<3)
+            let out = FloatBuffer(count: rows.count * V)
+            if chunked {
+                decoder.embed(rows, into: hidden)
+                for first in stride(from: 0, to: rows.count, by: exact) {
+                    let range = first..<min(rows.count, first + exact)
+                    decoder.forward(hidden, at: first, segments: [DecoderSegment(slot: 0, rows: range.count)], layers: 0..<3)
+                    decoder.logits(hidden, rows: range, into: out.pointer + first * V)
+                }
+            } else {
+                for (i, token) in rows.enumerated() {
+                    decoder.embed([token], into: hidden)
+                    decoder.forward(hidden, segments: [DecoderSegment(slot: 0, rows: 1)], layers: 0..<3)
+                    decoder.logits(hidden, rows: 0..<1, into: out.pointer + i * V)
+                }
+            }
+            return out.array()
+        }
+        XCTAssertTrue(try decode(chunked: true) == decode(chunked: false), "chunked rows differ from single rows")
+    }
+
     /// A token that exited early gives the skipped layers the keys and values that layer
     /// would compute from its exited state: propagate equals forward's own cache writes.
     func testStatePropagationWritesWhatTheLayerWouldHaveCached() throws {

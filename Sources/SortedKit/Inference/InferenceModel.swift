@@ -61,6 +61,12 @@ public final class InferenceModel: @unchecked Sendable {
         return bytes.max { $0.value < $1.value }?.key ?? head.format
     }
 
+    /// Up to how many rows one decoder call computes each row exactly as alone (every matrix's
+    /// `exactRows`): a speculative verification goes in chunks of at most this many.
+    public var exactRows: Int {
+        layers.flatMap(\.matrices).map(\.exactRows).reduce(head.exactRows, min)
+    }
+
     /// Every distinct storage format of the matrices and the head, e.g. "q4_1" or "q4_1, head q8_0".
     public var formatDescription: String {
         let body = format.rawValue

@@ -24,9 +24,13 @@ public protocol LinearWeight: AnyObject, Sendable {
     /// Row r as float32 (an embedding lookup; what the kernels multiply by, up to the
     /// activations' rounding).
     func dequantize(row r: Int, into out: UnsafeMutablePointer<Float>)
+    /// Up to how many activation rows a multiply gives each row the bits it would get alone.
+    var exactRows: Int { get }
 }
 
 extension LinearWeight {
+    public var exactRows: Int { .max }
+
     public func multiply(_ x: UnsafePointer<Float>, count n: Int, into y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool) {
         multiply(x, count: n, rows: 0..<rows, into: y, ldy: ldy, accumulate: accumulate)
     }
@@ -58,6 +62,8 @@ public final class F32Weight: LinearWeight, @unchecked Sendable {
     /// Up to this many activation rows, cq_linear_f32 (streams W once, in place); sgemm packs W
     /// first and, below ~16 rows, reads it at about half the speed.
     static let skinnyRows = 16
+
+    public var exactRows: Int { Self.skinnyRows }
 
     /// Rows up to `skinnyRows` are exact across n and row splits (cq_linear_f32's contract), so a
     /// speculative verification reproduces decoding its rows one at a time.
