@@ -141,8 +141,9 @@ public enum ExitCalibration {
     /// whose complement holds no token is scored by a probe fitted on all of them.
     static func crossFit(_ folds: [Samples], exit i: Int, features F: Int, ridge: Double) -> (loss: Double, scores: [Double]) {
         var loss = 0.0, scores: [Double] = []
-        let everything = LogisticRegression.fit(features: folds.flatMap { $0.features[i] }, labels: folds.flatMap { $0.agrees[i] },
-                                                 count: F, ridge: ridge)
+        // Needed only when every token sits in one fold.
+        lazy var everything = LogisticRegression.fit(features: folds.flatMap { $0.features[i] }, labels: folds.flatMap { $0.agrees[i] },
+                                                      count: F, ridge: ridge)
         for (f, fold) in folds.enumerated() where fold.count > 0 {
             let others = folds.indices.filter { $0 != f }
             let labels = others.flatMap { folds[$0].agrees[i] }

@@ -131,8 +131,8 @@ struct StepBenchCommand: ParsableCommand {
     func run() throws {
         // --batch and each length go through the config's own checks (the memory budget among them).
         let precisions = try precision.map(parsePrecisions) ?? []
-        let batchOverride = (batch.map { ["train.micro_batch_size=\($0)"] } ?? []) + precisions.prefix(1).map { "train.precision=\($0)" }
-        let runConfig = try RunConfig.load(path: config, overrides: batchOverride)
+        let batchOverride = batch.map { ["train.micro_batch_size=\($0)"] } ?? []
+        let runConfig = try RunConfig.load(path: config, overrides: batchOverride + precisions.prefix(1).map { "train.precision=\($0)" })
         // Under mpirun: the data-parallel measurement.
         if let communicator = try communicatorFromEnvironment() as? MPICommunicator {
             guard precisions.count <= 1 else { throw CommandLineError("--precision: under mpirun, one precision at a time") }
@@ -147,8 +147,8 @@ struct StepBenchCommand: ParsableCommand {
             }
             let runs = (precisions.isEmpty ? [nil] : precisions.map(Optional.some)).flatMap { p in lengths.map { (p, $0) } }
             let results = try runs.map { p, T in
-                let overrides = (batch.map { ["train.micro_batch_size=\($0)"] } ?? []) + (p.map { ["train.precision=\($0)"] } ?? [])
-                let lengthConfig = try RunConfig.load(path: config, overrides: overrides + ["train.sequence_length=\(T)"])
+                let lengthConfig = try RunConfig.load(path: config, overrides: batchOverride + (p.map { ["train.precision=\($0)"] } ?? [])
+                                                      + ["train.sequence_length=\(T)"])
                 let label = "length \(T)" + (precisions.count > 1 ? ", \(lengthConfig.train.precision.rawValue)" : "")
                 let r = try StepBenchmark.run(config: lengthConfig, steps: steps, warmup: warmup, breakdown: breakdown,
                                               distill: !skipDistill, recompute: recompute) { line in
@@ -257,7 +257,7 @@ struct StepBenchCommand: ParsableCommand {
         for r in results { printBreakdown(r, heading: "phase at \(r.sequenceLength) \(r.precision)") }
         print("")
         for c in sweep.precisions ?? [] {
-            print("length \(c.sequenceLength): \(c.precision) against \(c.baseline): SoFT step \(fmt(c.softTimeRatio, 3))× (\(fmt(1 / c.softTimeRatio, 2))× faster), "
+            print("length \(c.sequenceLength): \(c.precision) against \(c.baseline): SoFT step \(fmt(c.softTimeRatio, 3))× (speed-up \(fmt(1 / c.softTimeRatio, 2))×), "
                   + "SFT step \(fmt(c.sftTimeRatio, 3))×; peak RSS SoFT \(fmt(c.softMemoryRatio, 3))×, SFT \(fmt(c.sftMemoryRatio, 3))×")
         }
         for r in results {
