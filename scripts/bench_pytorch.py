@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """The PyTorch reference for `sortedtrain bench step`: the same model, batch and exits, timed
 the same way (median of N steps after warm-up: forward, backward, gradient clipping, AdamW),
-float32 on CPU, with transformers' `eager` or `sdpa` attention.
+on CPU, with transformers' `eager` or `sdpa` attention, in float32 or in bf16 autocast (the
+mixed precision of HF Trainer's bf16=True: float32 master weights and AdamW, the forward's
+matmuls and attention in bfloat16 under torch.autocast, the backward following it).
 
     python3 scripts/bench_pytorch.py configs/bench-smollm2.json [--attention eager|sdpa|both]
         [--sequence-lengths 256,1024,2048] [--batch 4] [--modes sft,soft]
-        [--steps 5] [--warmup 1] [--threads 2]
+        [--precisions fp32,bf16] [--steps 5] [--warmup 1] [--threads 2]
 
 The run config is read as sortedtrain reads it: `model` holds HF config keys inline or
 {"path": "config.json"}; train.micro_batch_size and train.sequence_length are the defaults of
@@ -16,15 +18,15 @@ per exit), the exit losses weighted as sorted.weights / sorted.scale / sorted.re
 them, one backward. (A weight warm-up changes no work and is left out; per-step exit sampling
 and curricula are refused, as they change the work from step to step.)
 
-Every (attention, length, mode) runs in a process of its own, so its peak RSS (VmHWM) is its
+Every (precision, attention, length, mode) runs in a process of its own, so its peak RSS (VmHWM) is its
 own and not a larger earlier run's. Progress goes to stderr; stdout gets one JSON object:
 {"torch", "transformers", "threads", "batch", "exits", "exit_weights", "steps", "warmup",
- "results": [{"attention", "sequence_length", "mode", "step_s", "tokens_per_s",
-              "peak_rss_mb", "loss"} or {"attention", "sequence_length", "mode", "error"}, ...]};
+ "results": [{"precision", "attention", "sequence_length", "mode", "step_s", "tokens_per_s",
+              "peak_rss_mb", "loss"} or {"precision", "attention", "sequence_length", "mode", "error"}, ...]};
 the exit status is 1 when any measurement failed.
 Exits 2 with one line when torch or transformers is not installed (pip install torch transformers).
 """
-import argparse, importlib.metadata, importlib.util, json, math, os, resource, statistics, subprocess, sys, time
+import argparse, importlib.metadata, itertools, importlib.util, json, math, os, resource, statistics, subprocess, sys, time
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -89,7 +91,8 @@ def peak_rss_mib() -> float:
 
 
 def measure(spec: dict) -> dict:
-    """One (attention, length, mode) measurement; run in a child process of its own."""
+    """One (precision, attention, length, mode) measurement; run in a child process of its own."""
+    import contextlib
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -111,8 +114,12 @@ def measure(spec: dict) -> dict:
     # sdpa is causal by itself when given no mask; eager attention adds the mask it is given.
     mask = None if spec["attention"] == "sdpa" else torch.full((T, T), float("-inf")).triu(1)[None, None]
 
-    def step() -> float:
-        optimizer.zero_grad(set_to_none=True)
+    # bf16: autocast runs the forward's matmuls (and sdpa) in bfloat16; the parameters, their
+    # gradients and AdamW stay float32, as in HF Trainer's bf16=True.
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if spec["precision"] == "bf16"
+                else contextlib.nullcontext())
+
+    def forward() -> "torch.Tensor":
         h = model.model.embed_tokens(tokens)
         rope = model.model.rotary_emb(h, position_ids)
         loss = 0
@@ -123,6 +130,12 @@ def measure(spec: dict) -> dict:
                 logits = model.lm_head(model.model.norm(h))
                 ce = torch.nn.functional.cross_entropy(logits.view(-1, vocab), targets.view(-1))
                 loss = loss + weights[depths.index(i + 1)] * ce
+        return loss
+
+    def step() -> float:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = forward()
         loss.backward()
         if clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -138,7 +151,7 @@ def measure(spec: dict) -> dict:
         if i >= spec["warmup"]:
             times.append(elapsed)
     seconds = statistics.median(times)
-    return {"attention": config._attn_implementation, "sequence_length": T, "mode": spec["mode"],
+    return {"precision": spec["precision"], "attention": config._attn_implementation, "sequence_length": T, "mode": spec["mode"],
             "step_s": seconds, "tokens_per_s": B * T / seconds, "peak_rss_mb": peak_rss_mib(), "loss": first_loss}
 
 
@@ -162,6 +175,8 @@ def main() -> None:
     parser.add_argument("--sequence-lengths", help="e.g. 256,1024,2048 (default: the config's train.sequence_length)")
     parser.add_argument("--batch", type=int, help="sequences per step (default: the config's train.micro_batch_size)")
     parser.add_argument("--modes", default="sft,soft", help="sft, soft or both (default sft,soft)")
+    parser.add_argument("--precisions", default="fp32",
+                        help="fp32 (float32 throughout), bf16 (autocast), or both: fp32,bf16 (default fp32)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
@@ -182,6 +197,9 @@ def main() -> None:
     modes = args.modes.split(",")
     if not modes or any(m not in ("sft", "soft") for m in modes):
         fail(f"--modes: '{args.modes}' is not a list of sft, soft")
+    precisions = args.precisions.split(",")
+    if any(p not in ("fp32", "bf16") for p in precisions) or len(set(precisions)) != len(precisions):
+        fail(f"--precisions: '{args.precisions}' is not a list of fp32, bf16 (each once)")
     for option, value, minimum in (("--batch", batch, 1), ("--steps", args.steps, 1), ("--warmup", args.warmup, 0),
                                    ("--threads", args.threads, 1)):
         if value < minimum:
@@ -195,27 +213,25 @@ def main() -> None:
         fail(f"needs torch and transformers (pip install torch transformers): no module named {', '.join(missing)}", code=2)
 
     results = []
-    for attention in attentions:
-        for T in lengths:
-            for mode in modes:
-                spec = {"model": fields, "attention": attention, "sequence_length": T, "mode": mode, "batch": batch,
-                        "exits": [layers] if mode == "sft" else exits, "weights": [1.0] if mode == "sft" else weights,
-                        "optim": run.get("optim", {}), "steps": args.steps, "warmup": args.warmup,
-                        "threads": args.threads}
-                child = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
-                                       capture_output=True, text=True)
-                if child.returncode == 0:
-                    result = json.loads(child.stdout.strip().splitlines()[-1])
-                    print(f"{attention:5} length {T:5} {mode:4}: {result['step_s']:.3f} s per step, "
-                          f"peak RSS {result['peak_rss_mb']:.0f} MiB, loss {result['loss']:.4f}", file=sys.stderr)
-                else:
-                    # One failed measurement (out of memory, most likely: the kernel kills it) leaves the sweep's others.
-                    last = (child.stderr.strip().splitlines() or ["no output"])[-1]
-                    killed = " (killed by a signal: out of memory?)" if child.returncode < 0 else ""
-                    result = {"attention": attention, "sequence_length": T, "mode": mode,
-                              "error": f"exit {child.returncode}{killed}: {last}"}
-                    print(f"{attention:5} length {T:5} {mode:4}: failed, {result['error']}", file=sys.stderr)
-                results.append(result)
+    for precision, attention, T, mode in itertools.product(precisions, attentions, lengths, modes):
+        spec = {"model": fields, "precision": precision, "attention": attention, "sequence_length": T, "mode": mode, "batch": batch,
+                "exits": [layers] if mode == "sft" else exits, "weights": [1.0] if mode == "sft" else weights,
+                "optim": run.get("optim", {}), "steps": args.steps, "warmup": args.warmup,
+                "threads": args.threads}
+        child = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec)],
+                               capture_output=True, text=True)
+        if child.returncode == 0:
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            print(f"{precision} {attention:5} length {T:5} {mode:4}: {result['step_s']:.3f} s per step, "
+                  f"peak RSS {result['peak_rss_mb']:.0f} MiB, loss {result['loss']:.4f}", file=sys.stderr)
+        else:
+            # One failed measurement (out of memory, most likely: the kernel kills it) leaves the sweep's others.
+            last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+            killed = " (killed by a signal: out of memory?)" if child.returncode < 0 else ""
+            result = {"precision": precision, "attention": attention, "sequence_length": T, "mode": mode,
+                      "error": f"exit {child.returncode}{killed}: {last}"}
+            print(f"{precision} {attention:5} length {T:5} {mode:4}: failed, {result['error']}", file=sys.stderr)
+        results.append(result)
     print(json.dumps({"torch": importlib.metadata.version("torch"), "transformers": importlib.metadata.version("transformers"),
                       "threads": args.threads,
                       "batch": batch, "exits": exits, "exit_weights": weights, "steps": args.steps,

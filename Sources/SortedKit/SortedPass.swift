@@ -14,7 +14,7 @@ public final class SortedPass {
     private let rows: Int            // N = B·T
     /// Whether the backward recomputes each layer's activations from its saved input.
     public let recompute: Bool
-    /// The projections' and the head's GEMMs, in float32 or bf16 (attention's tiles stay float32).
+    /// The projections' and the head's GEMMs, in float32 or bf16 (attention's tiles follow the same precision).
     public let matmul: MatrixMultiply
     private let rope: RotaryEmbedding
     private let attention: CausalAttention
@@ -72,7 +72,8 @@ public final class SortedPass {
         let stack = max(L, min(Double(headChunkRows), L * N))   // as stackRows, in Double
         let floats = N * ((L + 1) * D + savedLayers * perLayerToken + scratchToken + Double(exits) * D)
             + FusedHeadLoss.floatsNeeded(vocab: c.vocabSize, dim: c.hiddenSize, stackRows: stack)
-            + CausalAttention.scratchFloats(kvHeads: c.numKeyValueHeads, headDim: c.headDim, rows: N)
+            + CausalAttention.scratchFloats(kvHeads: c.numKeyValueHeads, headDim: c.headDim, batch: B, sequenceLength: T,
+                                            precision: precision)
         let bytes = 4 * floats
         return bytes < 9e18 ? Int(bytes) : nil
     }
@@ -109,7 +110,7 @@ public final class SortedPass {
         rows = N
         rope = RotaryEmbedding(headDim: c.headDim, maxLength: sequenceLength, theta: c.ropeTheta)
         attention = CausalAttention(heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads,
-                                    headDim: c.headDim, sequenceLength: sequenceLength)
+                                    headDim: c.headDim, sequenceLength: sequenceLength, precision: precision)
         head = FusedHeadLoss(vocab: c.vocabSize, dim: D,
                              stackRows: Self.stackRows(headChunkRows, layers: c.numHiddenLayers, rows: N), matmul: matmul)
         residual = FloatBuffer(count: (c.numHiddenLayers + 1) * N * D)

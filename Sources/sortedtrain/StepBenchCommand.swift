@@ -271,10 +271,10 @@ struct StepBenchCommand: ParsableCommand {
         guard let comparison = sweep.pytorch else { return }
         let opt = { (x: Double?, digits: Int) in x.map { fmt($0, digits) } ?? "-" }
         print("")
-        print("against PyTorch in float32 (time: the better of eager and sdpa; memory: sdpa's)")
-        print("length  precision  PyTorch SFT (s)  SFT ratio  PyTorch SoFT (s)  SoFT ratio  SFT RSS ratio  SoFT RSS ratio")
+        print("against PyTorch (time: the better of eager and sdpa; memory: sdpa's; PyTorch bf16: autocast)")
+        print("length  precision  PyTorch  PyTorch SFT (s)  SFT ratio  PyTorch SoFT (s)  SoFT ratio  SFT RSS ratio  SoFT RSS ratio")
         for c in comparison {
-            print("\(pad("\(c.sequenceLength)", 7)) \(pad(c.precision, 10)) \(pad(opt(c.pytorchSFTStepSeconds, 3) + (c.pytorchSFTAttention.map { " \($0)" } ?? ""), 16)) "
+            print("\(pad("\(c.sequenceLength)", 7)) \(pad(c.precision, 10)) \(pad(c.pytorchPrecision, 8)) \(pad(opt(c.pytorchSFTStepSeconds, 3) + (c.pytorchSFTAttention.map { " \($0)" } ?? ""), 16)) "
                   + "\(pad(opt(c.sftTimeRatio, 3), 10)) \(pad(opt(c.pytorchSoFTStepSeconds, 3) + (c.pytorchSoFTAttention.map { " \($0)" } ?? ""), 17)) "
                   + "\(pad(opt(c.softTimeRatio, 3), 11)) \(pad(opt(c.sftMemoryRatio, 3), 14)) \(opt(c.softMemoryRatio, 3))")
         }

@@ -414,6 +414,32 @@ assert (eager["attention"], sdpa["attention"]) == ("eager", "sdpa"), (eager, sdp
 assert abs(eager["loss"] - sdpa["loss"]) < 1e-4, (eager["loss"], sdpa["loss"])
 PY
     then pass "bench_pytorch.py: eager and sdpa attention give the same loss"; else fail "bench_pytorch.py eager vs sdpa" "$(tail -2 "$work/both.err")"; fi
+    # bf16 autocast: the same model and batch, so its first loss is fp32's within bf16's rounding
+    # (8-bit mantissa: a relative 2^-8 per rounded operand; 2% covers the model's few layers).
+    if python3 scripts/bench_pytorch.py "$work/small.json" --attention sdpa --modes soft --precisions fp32,bf16 --steps 1 --warmup 0 \
+            > "$work/autocast.json" 2> "$work/autocast.err" && python3 - "$work/autocast.json" <<'PY'
+import json, sys
+fp32, bf16 = json.load(open(sys.argv[1]))["results"]
+assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16"), (fp32, bf16)
+assert fp32["loss"] != bf16["loss"] and abs(fp32["loss"] - bf16["loss"]) < 0.02 * fp32["loss"], (fp32["loss"], bf16["loss"])
+PY
+    then pass "bench_pytorch.py --precisions fp32,bf16: autocast's loss is float32's within bf16 rounding"; else fail "bench_pytorch.py --precisions" "$(tail -2 "$work/autocast.err")"; fi
+    one_line_error "bench_pytorch.py --precisions fp16" "--precisions: 'fp16' is not a list of fp32, bf16" \
+        python3 scripts/bench_pytorch.py "$work/small.json" --precisions fp16
+    # bench step --pytorch: every sortedtrain precision against PyTorch's float32, and bf16's also against autocast.
+    if grep -qE ' (avx512_bf16|amx_bf16)( |$)' /proc/cpuinfo; then
+        if "$bin" bench step --config "$work/small.json" --precision fp32,bf16 --pytorch --steps 1 --warmup 0 --skip-distill --json \
+                > "$work/vs-torch.json" 2> "$work/vs-torch.err" && python3 - "$work/vs-torch.json" <<'PY'
+import json, sys
+rows = json.load(open(sys.argv[1]))["pytorch"]
+assert sorted((r["precision"], r["pytorch_precision"]) for r in rows) == [("bf16", "bf16"), ("bf16", "fp32"), ("fp32", "bf16"), ("fp32", "fp32")], rows
+assert all(r["soft_time_ratio"] > 0 and r["pytorch_soft_step_s"] > 0 for r in rows), rows
+PY
+        then pass "bench step --precision fp32,bf16 --pytorch: each precision against PyTorch's fp32 and bf16 autocast"
+        else fail "bench step --pytorch" "$(tail -2 "$work/vs-torch.err")"; fi
+    else
+        echo "skip bench step --pytorch in bf16: no bf16 arithmetic on this CPU"; skipped=$((${skipped:-0} + 1))
+    fi
 else
     out=$(python3 scripts/bench_pytorch.py "$work/small.json" 2>&1); code=$?
     if [ $code -eq 2 ] && [ "$(printf '%s\n' "$out" | grep -c .)" -eq 1 ] && [[ "$out" == *"needs torch and transformers"* ]]; then

@@ -1,6 +1,7 @@
 // Finite-difference checks of every kernel's backward: for a random cotangent dy the
 // scalar Σ dy·y(x) must change as the backward's gradients say.
 import Foundation
+import CQuant
 import XCTest
 @testable import SortedKit
 
@@ -81,54 +82,103 @@ final class KernelGradientTests: XCTestCase {
                                    analytic: dqkv, what: "dqkv", loss: loss)
     }
 
-    /// The tiled online softmax against attention written out in Double: every row's softmax
-    /// over its visible keys, and the textbook backward; for tilings that do and do not
-    /// divide T, a group of three query heads per key/value head, and T past one key tile.
+    /// Attention written out in Double: every row's softmax over its visible keys, and the
+    /// textbook backward. Returns out, the log-sum-exps and dqkv.
+    func plainAttention(_ a: CausalAttention, qkv: [Float], dOut: [Float], batch B: Int) -> (out: [Double], lse: [Double], dqkv: [Double]) {
+        let T = a.sequenceLength, H = a.heads, Hkv = a.kvHeads, Dh = a.headDim, W = a.qkvWidth, A = a.outWidth
+        var refOut = [Double](repeating: 0, count: B * T * A), refLSE = [Double](repeating: 0, count: B * H * T)
+        var refD = [Double](repeating: 0, count: B * T * W)
+        let scale = 1 / Double(Dh).squareRoot()
+        func x(_ b: Int, _ t: Int, _ column: Int) -> Double { Double(qkv[(b * T + t) * W + column]) }
+        for b in 0..<B {
+            for h in 0..<H {
+                let g = h / (H / Hkv), qc = h * Dh, kc = (H + g) * Dh, vc = (H + Hkv + g) * Dh
+                for i in 0..<T {
+                    let scores = (0...i).map { j in scale * (0..<Dh).reduce(0.0) { $0 + x(b, i, qc + $1) * x(b, j, kc + $1) } }
+                    let m = scores.max()!, sum = scores.reduce(0.0) { $0 + Foundation.exp($1 - m) }
+                    let p = scores.map { Foundation.exp($0 - m) / sum }
+                    refLSE[(b * H + h) * T + i] = m + Foundation.log(sum)
+                    let dO = (0..<Dh).map { Double(dOut[(b * T + i) * A + h * Dh + $0]) }
+                    let dP = (0...i).map { j in (0..<Dh).reduce(0.0) { $0 + dO[$1] * x(b, j, vc + $1) } }
+                    let rowDot = zip(p, dP).reduce(0.0) { $0 + $1.0 * $1.1 }
+                    for j in 0...i {
+                        let dS = p[j] * (dP[j] - rowDot)
+                        for d in 0..<Dh {
+                            refOut[(b * T + i) * A + h * Dh + d] += p[j] * x(b, j, vc + d)
+                            refD[(b * T + i) * W + qc + d] += scale * dS * x(b, j, kc + d)
+                            refD[(b * T + j) * W + kc + d] += scale * dS * x(b, i, qc + d)
+                            refD[(b * T + j) * W + vc + d] += p[j] * dO[d]
+                        }
+                    }
+                }
+            }
+        }
+        return (refOut, refLSE, refD)
+    }
+
+    /// One forward and backward of `a`: out, the log-sum-exps and dqkv.
+    func tiledAttention(_ a: CausalAttention, qkv: [Float], dOut: [Float], batch B: Int) -> (out: [Float], lse: [Float], dqkv: [Float]) {
+        var lse = [Float](repeating: 0, count: a.savedCount(batch: B)), out = [Float](repeating: 0, count: B * a.sequenceLength * a.outWidth)
+        var scratch = [Float](repeating: .nan, count: a.scratchCount(batch: B))
+        var dqkv = [Float](repeating: 0, count: B * a.sequenceLength * a.qkvWidth)
+        a.forward(qkv: qkv, logSumExp: &lse, out: &out, scratch: &scratch, batch: B)
+        a.backward(dOut: dOut, qkv: qkv, out: out, logSumExp: lse, dQKV: &dqkv, scratch: &scratch, batch: B)
+        return (out, lse, dqkv)
+    }
+
+    /// The tiled online softmax against attention written out in Double, for tilings that do
+    /// and do not divide T, a group of three query heads per key/value head, and T past one
+    /// key tile.
     func testTiledAttentionMatchesPlainAttention() {
         let B = 2, H = 6, Hkv = 2, Dh = 16
         for (T, queryTile, keyTile) in [(37, 4, 8), (37, 8, 8), (37, 64, 256), (300, 16, 64), (300, 64, 256)] {
             let attention = CausalAttention(heads: H, kvHeads: Hkv, headDim: Dh, sequenceLength: T,
                                             queryTile: queryTile, keyTile: keyTile)
-            let W = attention.qkvWidth, A = attention.outWidth
-            let qkv = randomArray(B * T * W, seed: 21), dOut = randomArray(B * T * A, seed: 22)
-            var lse = [Float](repeating: 0, count: attention.savedCount(batch: B)), out = [Float](repeating: 0, count: B * T * A)
-            var scratch = [Float](repeating: 0, count: attention.scratchCount(batch: B))
-            var dqkv = [Float](repeating: 0, count: B * T * W)
-            attention.forward(qkv: qkv, logSumExp: &lse, out: &out, scratch: &scratch, batch: B)
-            attention.backward(dOut: dOut, qkv: qkv, out: out, logSumExp: lse, dQKV: &dqkv, scratch: &scratch, batch: B)
-
-            var refOut = [Double](repeating: 0, count: B * T * A), refLSE = [Double](repeating: 0, count: B * H * T)
-            var refD = [Double](repeating: 0, count: B * T * W)
-            let scale = 1 / Double(Dh).squareRoot()
-            func x(_ b: Int, _ t: Int, _ column: Int) -> Double { Double(qkv[(b * T + t) * W + column]) }
-            for b in 0..<B {
-                for h in 0..<H {
-                    let g = h / (H / Hkv), qc = h * Dh, kc = (H + g) * Dh, vc = (H + Hkv + g) * Dh
-                    for i in 0..<T {
-                        let scores = (0...i).map { j in scale * (0..<Dh).reduce(0.0) { $0 + x(b, i, qc + $1) * x(b, j, kc + $1) } }
-                        let m = scores.max()!, sum = scores.reduce(0.0) { $0 + Foundation.exp($1 - m) }
-                        let p = scores.map { Foundation.exp($0 - m) / sum }
-                        refLSE[(b * H + h) * T + i] = m + Foundation.log(sum)
-                        let dO = (0..<Dh).map { Double(dOut[(b * T + i) * A + h * Dh + $0]) }
-                        let dP = (0...i).map { j in (0..<Dh).reduce(0.0) { $0 + dO[$1] * x(b, j, vc + $1) } }
-                        let rowDot = zip(p, dP).reduce(0.0) { $0 + $1.0 * $1.1 }
-                        for j in 0...i {
-                            let dS = p[j] * (dP[j] - rowDot)
-                            for d in 0..<Dh {
-                                refOut[(b * T + i) * A + h * Dh + d] += p[j] * x(b, j, vc + d)
-                                refD[(b * T + i) * W + qc + d] += scale * dS * x(b, j, kc + d)
-                                refD[(b * T + j) * W + kc + d] += scale * dS * x(b, i, qc + d)
-                                refD[(b * T + j) * W + vc + d] += p[j] * dO[d]
-                            }
-                        }
-                    }
-                }
-            }
+            let qkv = randomArray(B * T * attention.qkvWidth, seed: 21), dOut = randomArray(B * T * attention.outWidth, seed: 22)
+            let (out, lse, dqkv) = tiledAttention(attention, qkv: qkv, dOut: dOut, batch: B)
+            let reference = plainAttention(attention, qkv: qkv, dOut: dOut, batch: B)
             let what = "T \(T), tiles \(queryTile)×\(keyTile)"
-            assertClose(out, refOut.map(Float.init), atol: 1e-5, rtol: 1e-4, "\(what): out")
-            assertClose(lse, refLSE.map(Float.init), atol: 1e-5, rtol: 1e-5, "\(what): log-sum-exp")
-            assertClose(dqkv, refD.map(Float.init), atol: 1e-5, rtol: 1e-4, "\(what): dqkv")
+            assertClose(out, reference.out.map(Float.init), atol: 1e-5, rtol: 1e-4, "\(what): out")
+            assertClose(lse, reference.lse.map(Float.init), atol: 1e-5, rtol: 1e-5, "\(what): log-sum-exp")
+            assertClose(dqkv, reference.dqkv.map(Float.init), atol: 1e-5, rtol: 1e-4, "\(what): dqkv")
         }
+    }
+
+    /// bf16 tiles (bfloat16 operands, float32 accumulation) against the same Double attention of
+    /// q|k|v already in bfloat16 (as the pass keeps them), on both CQuant paths. The scores are
+    /// then exact products summed in float32, so the log-sum-exps are float32-close; P, dO and
+    /// dS are rounded to bfloat16 (relative error ≤ 2^-9 each) before their products, so out and
+    /// dqkv carry up to three such roundings: 3 · 2^-9 ≈ 6e-3 of their L2 norm bounds it
+    /// (measured: 1.1e-3 and 2.8e-3). Odd tiles and
+    /// lengths exercise odd k (the kernel's pad column) and partial key tiles; the tiles must
+    /// differ from float32 tiles (the bf16 path ran).
+    func testBF16TilesMatchPlainAttention() {
+        let B = 2, H = 6, Hkv = 2, Dh = 16
+        defer { cq_set_portable(0) }
+        for (T, queryTile, keyTile) in [(37, 4, 8), (37, 5, 15), (300, 16, 64), (300, 64, 256)] {
+            let bf16 = CausalAttention(heads: H, kvHeads: Hkv, headDim: Dh, sequenceLength: T,
+                                       queryTile: queryTile, keyTile: keyTile, precision: .bf16)
+            let fp32 = CausalAttention(heads: H, kvHeads: Hkv, headDim: Dh, sequenceLength: T,
+                                       queryTile: queryTile, keyTile: keyTile)
+            let qkv = randomArray(B * T * bf16.qkvWidth, seed: 23).map { BFloat16.float(BFloat16.round($0)) }
+            let dOut = randomArray(B * T * bf16.outWidth, seed: 24)
+            let reference = plainAttention(bf16, qkv: qkv, dOut: dOut, batch: B)
+            for portable in [false, true] {
+                cq_set_portable(portable ? 1 : 0)
+                let tiles = tiledAttention(bf16, qkv: qkv, dOut: dOut, batch: B)
+                let what = "\(String(cString: cq_bf16_kernel_name())) T \(T), tiles \(queryTile)×\(keyTile)"
+                assertClose(tiles.lse, reference.lse.map(Float.init), atol: 1e-5, rtol: 1e-5, "\(what): log-sum-exp")
+                XCTAssertLessThan(relativeL2(tiles.out, reference.out), 6e-3, "\(what): out")
+                XCTAssertLessThan(relativeL2(tiles.dqkv, reference.dqkv), 6e-3, "\(what): dqkv")
+                let float32 = tiledAttention(fp32, qkv: qkv, dOut: dOut, batch: B)
+                XCTAssertGreaterThan(relativeL2(tiles.out, float32.out.map(Double.init)), 1e-5, "\(what): bf16 tiles gave float32's out")
+            }
+        }
+    }
+
+    private func relativeL2(_ x: [Float], _ reference: [Double]) -> Double {
+        let error = zip(x, reference).reduce(0.0) { $0 + (Double($1.0) - $1.1) * (Double($1.0) - $1.1) }
+        return (error / reference.reduce(0.0) { $0 + $1 * $1 }).squareRoot()
     }
 
     func testEmbeddingBackwardScatterAdds() {

@@ -168,6 +168,63 @@ float cq_fp16_to_fp32(uint16_t h);
 /* float to fp16 (IEEE half bits), round-to-nearest-even, overflow to infinity, NaN stays NaN. */
 uint16_t cq_fp32_to_fp16(float f);
 
+/*
+ * bfloat16 GEMM tiles (cq_bf16.c): bfloat16 inputs, float32 accumulation and output, on the
+ * CPU's AVX512_BF16 units (vdpbf16ps) when it has them, else portable C. Made for the small
+ * GEMMs of attention tiles (m, n <= 256, k = head dim or key-tile width); one call is one tile
+ * on the calling thread (no threads, no allocation; reentrant).
+ *
+ * bfloat16 values are uint16_t bit patterns (the top half of a float32). float -> bfloat16 is
+ * round to nearest, ties to even, a NaN staying a quiet NaN ((bits >> 16) | 0x40): the same bits
+ * as SortedKit's BFloat16.round for every input (subnormals included).
+ *
+ * Layouts:
+ *   A (m x k), row-major: A[i][kk] at A[i * lda + kk]. lda must be even and >= k rounded up to
+ *     even (kpad); for odd k the pad column kk = k must be zero (cq_bf16_pack_a writes it).
+ *   B (k x n), packed in pairs of rows ("VNNI"): with npad = n rounded up to a multiple of 32
+ *     and k2 = (k + 1) / 2, B[kk][j] is at B[((kk / 2) * npad + j) * 2 + kk % 2]; every element
+ *     with kk >= k or j >= n is zero. cq_bf16_packed_b_count(k, n) = k2 * npad * 2 elements.
+ * No alignment is required; 64-byte aligned A, B (and lda a multiple of 32) is a little faster.
+ * Kernel choice: the AVX512_BF16 GEMM when the CPU has it and the CQuant kernel level is not
+ * forced below AVX-512 (cq_set_portable(1), cq_select_kernel("portable"/"avx2") select the
+ * portable GEMM); see cq_bf16_kernel_name. The packs give identical bits on every path.
+ */
+
+/* uint16_t elements of a packed B of k x n: ((k + 1) / 2) * npad * 2, npad = n rounded up to 32
+ * (0 if k <= 0 or n <= 0). */
+size_t cq_bf16_packed_b_count(int64_t k, int64_t n);
+
+/* Packs the k x n matrix B[kk][j] = transposed ? src[j * ld + kk] : src[kk * ld + j], rounded to
+ * bfloat16, into dst (cq_bf16_packed_b_count(k, n) elements, all written: padding zeroed).
+ * k > 0 and n > 0, else nothing is written. */
+void cq_bf16_pack_b(const float *src, int64_t ld, int transposed, int64_t k, int64_t n, uint16_t *dst);
+
+/* Packs the m x k matrix A[i][kk] = transposed ? src[kk * ld + i] : src[i * ld + kk], rounded to
+ * bfloat16, row-major into dst[i * ldd + kk] for kk < kpad (k rounded up to even; the pad column
+ * of an odd k is written zero; columns kpad..ldd-1 are not touched). ldd >= kpad (and even, for
+ * cq_bf16_gemm); m > 0, k > 0; otherwise nothing is written. */
+void cq_bf16_pack_a(const float *src, int64_t ld, int transposed, int64_t m, int64_t k, uint16_t *dst,
+                    int64_t ldd);
+
+/*
+ * C[i * ldc + j] = alpha * sum_kk A[i][kk] * B[kk][j] + beta * C[i * ldc + j], for i < m, j < n:
+ * A as cq_bf16_pack_a writes it (lda even, >= kpad, pad column zero), B as cq_bf16_pack_b wrote
+ * it for some k' >= k and ldb >= n columns: the product takes B's first k rows and first n
+ * columns (a causal tile's visible part of a packed key tile). When k < k' and k is odd, row k
+ * of B meets A's zero pad column, so it must be finite. beta == 0: C is only written (old
+ * contents, NaN included, are ignored). Only C[i * ldc + j] for i < m, j < n is touched; C must
+ * not overlap A or B. k == 0 gives C = beta * C. Invalid arguments (m <= 0, n <= 0, k < 0,
+ * ldb < n, odd or too small lda) do nothing.
+ * Accuracy: each bf16 product is exact in float32; the sum over kk is accumulated in float32 in
+ * increasing kk, so |error| <= ~(k + 2) * 2^-24 * (|alpha| sum |a * b| + |beta * C|). The paths
+ * differ only by rounding (and the AVX512_BF16 path treats values below 2^-126 as zero).
+ */
+void cq_bf16_gemm(int64_t m, int64_t n, int64_t k, float alpha, const uint16_t *A, int64_t lda,
+                  const uint16_t *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* The GEMM path cq_bf16_gemm uses now: "avx512-bf16" or "portable". */
+const char *cq_bf16_kernel_name(void);
+
 #ifdef __cplusplus
 }
 #endif
