@@ -281,6 +281,29 @@ final class KernelGradientTests: XCTestCase {
         }
     }
 
+    /// CQuant's row exp (attention's softmax) against Double on every path, with the row sum, at
+    /// lengths that leave SIMD tails; -inf and huge inputs clamp instead of giving NaN or inf.
+    func testCQuantRowExpMatchesFoundation() {
+        defer { cq_select_kernel(nil) }
+        for kernel in ["avx512", "avx2", "portable"] where cq_select_kernel(kernel) == 1 {
+            for n in [1, 7, 8, 15, 16, 17, 100] {
+                let xs = (0..<n).map { Float($0 % 23) * 7.3 - 80 + Float(n) * 0.01 }
+                var row = xs
+                let sum = cq_exp_shifted_f32(&row, Int64(n), 1.5)
+                var reference = 0.0
+                for (x, e) in zip(xs, row) {
+                    let ref = Foundation.exp(Double(x - 1.5))   // the argument as the kernel rounds it
+                    reference += ref
+                    XCTAssertEqual(Double(e), ref, accuracy: 3e-7 * ref, "\(kernel) n \(n): exp(\(x) - 1.5)")
+                }
+                XCTAssertEqual(Double(sum), reference, accuracy: 1e-6 * reference, "\(kernel) n \(n): sum")
+            }
+            var extremes: [Float] = [-.infinity, -1000, 1000]
+            _ = cq_exp_shifted_f32(&extremes, 3, 0)
+            XCTAssert(extremes[0] >= 0 && extremes[0] < 1e-37 && extremes[1] < 1e-37 && extremes[2].isFinite, "\(kernel): \(extremes)")
+        }
+    }
+
     func testExpMatchesFoundation() {
         for x in stride(from: -80.0 as Float, through: 80, by: 0.37) {
             let e = expScalar(x), ref = Foundation.exp(Double(x))

@@ -225,6 +225,12 @@ void cq_bf16_gemm(int64_t m, int64_t n, int64_t k, float alpha, const uint16_t *
 /* The GEMM path cq_bf16_gemm uses now: "avx512-bf16" or "portable". */
 const char *cq_bf16_kernel_name(void);
 
+/* x[i] = exp(x[i] - shift) for i < n, in place; returns the sum of the results (cq_exp.c: the
+ * Cephes expf polynomial, relative error about 2e-7; inputs clamped to [-87, 88], so -inf gives
+ * about 1.6e-38 and nothing gives NaN but a NaN). AVX-512, AVX2 (with FMA) or portable, by the
+ * CQuant kernel level; the paths differ only by rounding. */
+float cq_exp_shifted_f32(float *x, int64_t n, float shift);
+
 #ifdef __cplusplus
 }
 #endif
