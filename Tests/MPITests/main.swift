@@ -18,7 +18,8 @@ let dataParallel = try MPICommunicator.duplicateWorld()
 /// Each check's name and outcome (nil: skipped, as this machine cannot run it).
 var results: [(String, Bool?)] = []
 
-/// Runs body as the check `name`, or skips it when `runnable` is false (the same on every rank).
+/// Runs body as the check `name`, or skips it when `runnable` is false; every rank must pass the
+/// same value (see `everyRank`), or the ranks would enter different collectives.
 func check(_ name: String, runnable: Bool = true, _ body: () throws -> Bool) {
     guard runnable else {
         results.append((name, nil))
@@ -29,6 +30,15 @@ func check(_ name: String, runnable: Bool = true, _ body: () throws -> Bool) {
 }
 
 let world = comm.size
+
+/// Whether `condition` holds on every rank (ranks on different hosts may differ).
+func everyRank(_ condition: Bool) throws -> Bool {
+    var failing = [condition ? 0.0 : 1.0]
+    try dataParallel.allReduceSum(&failing)
+    return failing[0] == 0
+}
+/// bf16 checks need the CPU's bf16 units on every rank (RunConfig refuses bf16 without them).
+let bf16Everywhere = try everyRank(BFloat16.hardware.native)
 check("rank and size agree with mpirun") {
     comm.size == Int(ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"]!)! && (0..<world).contains(comm.rank)
 }
@@ -163,7 +173,7 @@ check("across hosts a timeout says where the blamed ranks run, and which hosts f
 /// Losses agree within `tolerance` relative, weights within `weightTolerance` of each tensor's
 /// norm. In bf16 the two runs differ by more than summation order once the weights differ at
 /// all: a weight whose float32 values differ in the last bit may round to a neighbouring
-/// bfloat16 value (2^-8 apart) for the next step's GEMMs, and such flips compound step by step.
+/// bfloat16 value (2^-7 apart, relative) for the next step's GEMMs, and such flips compound step by step.
 /// bf16 checks therefore run 2 steps: the first step's losses are the same, the second's agree
 /// within float32 sums (a stale bfloat16 copy of the weights on any rank would not), and the
 /// weights within 1e-3 (a gradient missing a rank's share moves AdamW's first steps by ~lr).
@@ -230,7 +240,7 @@ check("… also with self-distillation from the last exit") {
     try dataParallelEqualsSingleProcess(sorted: #"{"exits": [1, 2, 4], "distill": {"weight": 0.5, "temperature": 2}}"#)
 }
 
-check("… also in bf16 (train.precision), plain and with self-distillation", runnable: BFloat16.hardware.native) {
+check("… also in bf16 (train.precision), plain and with self-distillation", runnable: bf16Everywhere) {
     try dataParallelEqualsSingleProcess(sorted: #"{"exits": [1, 2, 4]}"#, precision: .bf16, steps: 2, weightTolerance: 1e-3)
         && dataParallelEqualsSingleProcess(sorted: #"{"exits": [1, 2, 4], "distill": {"weight": 0.5, "temperature": 2}}"#,
                                            precision: .bf16, steps: 2, weightTolerance: 1e-3)
@@ -328,14 +338,14 @@ func makeSharedFolder() throws -> String {
     return folder
 }
 
-/// ZeRO-1 against stage 0 on the same data: weights and metrics within `tolerance` (float32:
-/// only the order of the gradients' sums differs; bf16 as in dataParallelEqualsSingleProcess).
-func zeroEqualsStageZero(precision: TrainingPrecision, tolerance: Double) throws -> Bool {
+/// ZeRO-1 against stage 0 on the same data over `steps`: weights and metrics within `tolerance`
+/// (float32: only the order of the gradients' sums differs; bf16 as in dataParallelEqualsSingleProcess).
+func zeroEqualsStageZero(precision: TrainingPrecision, steps: Int, tolerance: Double) throws -> Bool {
     let folder = try makeSharedFolder()
     defer { if dataParallel.rank == 0 { try? FileManager.default.removeItem(atPath: folder) } }
     var runs: [(trainer: Trainer, metrics: [StepMetrics])] = []
     for stage in [0, 1] {
-        let trainer = try makeTrainer(try smallRun(folder: folder, maxSteps: 6, accumulation: 2, zeroStage: stage, maxGradNorm: 0.5,
+        let trainer = try makeTrainer(try smallRun(folder: folder, maxSteps: steps, accumulation: 2, zeroStage: stage, maxGradNorm: 0.5,
                                                    precision: precision),
                                       dataParallel)
         var metrics: [StepMetrics] = []
@@ -355,17 +365,17 @@ func zeroEqualsStageZero(precision: TrainingPrecision, tolerance: Double) throws
     try dataParallel.allReduceSum(&momentBytes)
     let shared = Int(momentBytes[0]) == plain.trainer.optimizer.momentBytes
         && sharded.trainer.optimizer.momentBytes < plain.trainer.optimizer.momentBytes
-    let ok = worst <= tolerance && agree && clipped && shared && sharded.metrics.count == 6
+    let ok = worst <= tolerance && agree && clipped && shared && sharded.metrics.count == steps
     if !ok { print("rank \(dataParallel.rank): \(precision) worst \(worst), metrics agree \(agree), clipped \(clipped), moments shared \(shared)") }
     return ok
 }
 
 check("ZeRO-1 training equals stage-0 training (clipping active, accumulation 2); each rank keeps its share of the moments") {
-    try zeroEqualsStageZero(precision: .fp32, tolerance: 1e-5)
+    try zeroEqualsStageZero(precision: .fp32, steps: 6, tolerance: 1e-5)
 }
 
-check("… also in bf16 (train.precision)", runnable: BFloat16.hardware.native) {
-    try zeroEqualsStageZero(precision: .bf16, tolerance: 1e-3)
+check("… also in bf16 (train.precision), over 2 steps", runnable: bf16Everywhere) {
+    try zeroEqualsStageZero(precision: .bf16, steps: 2, tolerance: 1e-3)
 }
 
 check("a ZeRO-1 checkpoint resumes bit-exactly at stage 1, and within tolerance at stage 0, on one rank, and as other ranks' shares") {

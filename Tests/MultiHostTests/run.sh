@@ -179,7 +179,7 @@ else
     t=$SECONDS
     launch/netns-hosts exec "$tag" node1 bash -c 'source launch/common.sh && mpirun_hosts "$@"' _ \
         "$work/hosts" 4 --mca plm_rsh_agent "$agent" "$mpi_tests" > "$work/mpi.out" 2>&1; code=$?
-    summary=$(sed -n 's/^mpi: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$work/mpi.out")
+    summary=$(sed -n 's/^mpi: \([0-9]*\) passed, \([0-9]*\) failed\(, [0-9]* skipped\)\{0,1\}$/\1 \2/p' "$work/mpi.out")
     if [ $code -eq 0 ] && [ -n "$summary" ] && [ "${summary#* }" = 0 ]; then
         pass "$name: ${summary% *} passed at np 4 over TCP ($((SECONDS - t)) s)"
     else

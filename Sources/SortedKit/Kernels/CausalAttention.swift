@@ -122,7 +122,7 @@ struct CausalAttention {
             runningMax.update(repeating: -.infinity, count: rows)
             runningSum.update(repeating: 0, count: rows)
             let operands = packed?.worker(worker)
-            operands?.packQueryRows(q, ld: W, rows: rows)
+            operands?.packQueryRows(q, ld: W, rows: rows, pairs: false)
             var k0 = 0
             while k0 < r0 + rows {
                 let width = min(Bk, r0 + rows - k0)
@@ -191,7 +191,7 @@ struct CausalAttention {
             let rowDot = dS + queryTile * Bk   // D_r = dO_r · O_r = Σ_j P_rj dP_rj
             for r in 0..<rows { rowDot[r] = dot(dO + r * A, o + r * A, Dh) }
             let operands = packed?.worker(worker)
-            operands?.packQueryRows(q, ld: W, rows: rows)
+            operands?.packQueryRows(q, ld: W, rows: rows, pairs: true)
             operands?.packOutputGradientRows(dO, ld: A, rows: rows)
             var k0 = 0
             while k0 < r0 + rows {
@@ -305,10 +305,11 @@ struct BF16Operands {
             tileKeys = tileRows + layout.queryTile * layout.ldKeys
         }
 
-        /// The query tile's q rows, as the A of S = Q Kᵀ and the B of dK += dSᵀ Q.
-        func packQueryRows(_ q: UnsafePointer<Float>, ld: Int, rows: Int) {
+        /// The query tile's q rows as the A of S = Q Kᵀ, and for the backward (`pairs`) also as
+        /// the B of dK += dSᵀ Q.
+        func packQueryRows(_ q: UnsafePointer<Float>, ld: Int, rows: Int, pairs: Bool) {
             cq_bf16_pack_a(q, Int64(ld), 0, Int64(rows), Int64(layout.headDim), queryRows, Int64(layout.ldHead))
-            cq_bf16_pack_b(q, Int64(ld), 0, Int64(rows), Int64(layout.headDim), queryPairs)
+            if pairs { cq_bf16_pack_b(q, Int64(ld), 0, Int64(rows), Int64(layout.headDim), queryPairs) }
         }
 
         /// The query tile's dO rows, as the A of dP = dO Vᵀ and the B of dV += Pᵀ dO.
