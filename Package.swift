@@ -31,8 +31,9 @@ let package = Package(
         // debug builds too: unoptimised, its SIMD loops made the long-sequence unit tests
         // take minutes instead of seconds.
         .target(name: "SortedKit", dependencies: ["CBLAS", "CDNNL", "CQuant"], swiftSettings: [.unsafeFlags(["-O"])]),
-        // The quantized weight kernels (GGUF block formats): C with intrinsics per CPU
-        // feature, chosen at run time; optimised in debug builds too.
+        // Matrix kernels in C with intrinsics per CPU feature, chosen at run time: the quantized
+        // weight kernels (GGUF block formats), float32 rows, and training attention's bf16 tiles
+        // and row exp; optimised in debug builds too.
         .target(name: "CQuant", cSettings: [.unsafeFlags(["-O2"])]),
         // The one funnel for MPI.
         .target(name: "SortedDistributed", dependencies: ["CMPI"]),
