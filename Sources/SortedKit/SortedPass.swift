@@ -310,7 +310,9 @@ public final class SortedPass {
             }
         }
         StepProfiler.measure("attention") {
-            qkv.commit(at: a.qkv, count: N * W, from: qkvL, writeBack: true)   // attention reads what the backward will
+            // No write-back: attention's bf16 tiles round q|k|v as they pack them, to the same
+            // values the backward reads back.
+            qkv.commit(at: a.qkv, count: N * W, from: qkvL)
             attention.forward(qkv: qkvL, logSumExp: a.logSumExp, out: att,
                               scratch: attentionScratch.pointer, batch: batchSize)
         }

@@ -70,7 +70,8 @@ struct StepBenchCommand: ParsableCommand {
         gives each later one's step time and peak RSS as ratios to the first's. \
         --pytorch adds scripts/bench_pytorch.py's timings of the same config, lengths, batch, \
         steps and threads (when python3 has torch and transformers): sortedtrain's step time \
-        over the better of PyTorch's eager and sdpa attention, and its peak RSS over sdpa's.
+        over the better of PyTorch's eager and sdpa attention, and its peak RSS over sdpa's, \
+        against PyTorch in float32 and, when bf16 is measured, also in bf16 autocast.
 
         Under mpirun (e.g. launch/bench-mpi 2) it instead measures data-parallel SoFT \
         training: exposed communication / step time, and the bucketed gradient all-reduce's \
